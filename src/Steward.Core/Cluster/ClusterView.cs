@@ -1,0 +1,92 @@
+using System.Text.Json.Serialization;
+
+namespace Steward.Core.Cluster;
+
+/// <summary>
+/// One consistent read of everything under <c>&lt;namespace&gt;/&lt;scope&gt;/</c> (a single range read at <see cref="Revision"/>).
+/// Keys are named as Patroni names them, so a Patroni operator can read them with etcdctl.
+/// </summary>
+public sealed record ClusterView
+{
+    /// <summary>The etcd revision this view was read at.</summary>
+    public long Revision { get; init; }
+
+    /// <summary>Value of the <c>initialize</c> key: the PostgreSQL system identifier, "" while bootstrap runs, null when absent.</summary>
+    public string? Initialize { get; init; }
+
+    /// <summary>The <c>config</c> key (dynamic configuration), null when absent.</summary>
+    public DynamicConfigEntry? Config { get; init; }
+
+    /// <summary>The <c>leader</c> key, null when nobody holds it.</summary>
+    public LeaderKey? Leader { get; init; }
+
+    /// <summary>Every <c>members/&lt;name&gt;</c> key that parsed; sorted by name.</summary>
+    public IReadOnlyList<Member> Members { get; init; } = [];
+
+    /// <summary>The <c>failover</c> key: a pending switchover / failover request.</summary>
+    public FailoverRequest? Failover { get; init; }
+
+    /// <summary>The <c>status</c> key: the leader's last known WAL position.</summary>
+    public ClusterStatus? Status { get; init; }
+
+    /// <summary>The <c>history</c> key: timeline switches, oldest first.</summary>
+    public IReadOnlyList<HistoryEntry> History { get; init; } = [];
+
+    public Member? GetMember(string name) => Members.FirstOrDefault(m => m.Name == name);
+
+    public Member? LeaderMember => Leader is null ? null : GetMember(Leader.Name);
+}
+
+/// <summary>The <c>leader</c> key: value is the member name; bound to the holder's lease.</summary>
+public sealed record LeaderKey(string Name, long ModRevision, long LeaseId);
+
+/// <summary>The <c>config</c> key with the revision used for compare-and-set.</summary>
+public sealed record DynamicConfigEntry(DynamicConfig Value, long ModRevision);
+
+/// <summary>A <c>members/&lt;name&gt;</c> key.</summary>
+public sealed record Member(string Name, MemberData Data, long ModRevision, long LeaseId);
+
+/// <summary>
+/// JSON body of <c>members/&lt;name&gt;</c>, in Patroni's shape (snake_case), so Patroni tooling can read it.
+/// </summary>
+public sealed record MemberData
+{
+    [JsonPropertyName("conn_url")] public string? ConnUrl { get; init; }
+    [JsonPropertyName("api_url")] public string? ApiUrl { get; init; }
+    /// <summary>running, starting, stopped, crashed, creating replica, initializing new cluster, …</summary>
+    [JsonPropertyName("state")] public string? State { get; init; }
+    /// <summary>primary, replica, uninitialized.</summary>
+    [JsonPropertyName("role")] public string? Role { get; init; }
+    [JsonPropertyName("version")] public string? Version { get; init; }
+    [JsonPropertyName("timeline")] public long? Timeline { get; init; }
+    /// <summary>Primary: current write LSN. Replica: the larger of received and replayed.</summary>
+    [JsonPropertyName("xlog_location")] public long? XlogLocation { get; init; }
+    [JsonPropertyName("receive_lsn")] public long? ReceiveLsn { get; init; }
+    [JsonPropertyName("replay_lsn")] public long? ReplayLsn { get; init; }
+    /// <summary>"streaming" when the WAL receiver is connected.</summary>
+    [JsonPropertyName("replication_state")] public string? ReplicationState { get; init; }
+    [JsonPropertyName("pending_restart")] public bool? PendingRestart { get; init; }
+    [JsonPropertyName("tags")] public IReadOnlyDictionary<string, object?>? Tags { get; init; }
+}
+
+/// <summary>The <c>failover</c> key (Patroni's shape: leader, member, scheduled_at).</summary>
+public sealed record FailoverRequest
+{
+    [JsonPropertyName("leader")] public string? Leader { get; init; }
+    [JsonPropertyName("member")] public string? Candidate { get; init; }
+    [JsonPropertyName("scheduled_at")] public DateTimeOffset? ScheduledAt { get; init; }
+    [JsonIgnore] public long ModRevision { get; init; }
+}
+
+/// <summary>The <c>status</c> key (Patroni's shape: optime = last known leader LSN).</summary>
+public sealed record ClusterStatus
+{
+    [JsonPropertyName("optime")] public long Optime { get; init; }
+    [JsonPropertyName("timeline")] public long? Timeline { get; init; }
+}
+
+/// <summary>
+/// One timeline switch: timeline <see cref="Timeline"/> ended at <see cref="Lsn"/> and the cluster moved to
+/// <c>Timeline + 1</c>. Serialized as Patroni's array <c>[timeline, lsn, reason, timestamp, new_leader]</c>.
+/// </summary>
+public sealed record HistoryEntry(long Timeline, long Lsn, string Reason, DateTimeOffset Time, string? NewLeader);

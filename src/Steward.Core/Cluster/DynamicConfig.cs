@@ -1,0 +1,39 @@
+using System.Text.Json.Serialization;
+
+namespace Steward.Core.Cluster;
+
+/// <summary>
+/// The cluster-wide settings kept in the <c>config</c> key (Patroni's "dynamic configuration"),
+/// seeded from <c>bootstrap.dcs</c> by the member that bootstraps the cluster.
+/// </summary>
+public sealed record DynamicConfig
+{
+    /// <summary>Lifetime of the leader lease, seconds. Default 6: see docs/timing.md for the trade-off.</summary>
+    [JsonPropertyName("ttl")] public int Ttl { get; init; } = 6;
+
+    /// <summary>Seconds between HA cycles when nothing happens (a watch event starts a cycle at once).</summary>
+    [JsonPropertyName("loop_wait")] public int LoopWait { get; init; } = 1;
+
+    /// <summary>Seconds an etcd or PostgreSQL call may take before the cycle treats it as failed.</summary>
+    [JsonPropertyName("retry_timeout")] public int RetryTimeout { get; init; } = 2;
+
+    /// <summary>A replica further behind the last known leader position than this (bytes) does not promote.</summary>
+    [JsonPropertyName("maximum_lag_on_failover")] public long MaximumLagOnFailover { get; init; } = 1048576;
+
+    /// <summary>Seconds a leader whose PostgreSQL died may spend restarting it before releasing the lock.</summary>
+    [JsonPropertyName("primary_start_timeout")] public int PrimaryStartTimeout { get; init; } = 30;
+
+    /// <summary>Maintenance mode: agents observe and report but change nothing.</summary>
+    [JsonPropertyName("pause")] public bool Pause { get; init; }
+
+    [JsonPropertyName("synchronous_mode")] public bool SynchronousMode { get; init; }
+
+    [JsonPropertyName("postgresql")] public DynamicPostgresConfig Postgresql { get; init; } = new();
+}
+
+public sealed record DynamicPostgresConfig
+{
+    [JsonPropertyName("use_pg_rewind")] public bool UsePgRewind { get; init; } = true;
+    [JsonPropertyName("use_slots")] public bool UseSlots { get; init; } = true;
+    [JsonPropertyName("parameters")] public IReadOnlyDictionary<string, string> Parameters { get; init; } = new Dictionary<string, string>();
+}

@@ -1,0 +1,100 @@
+namespace Steward.Core.Cluster;
+
+/// <summary>
+/// The agent's view of etcd: Patroni's key layout under <c>&lt;namespace&gt;/&lt;scope&gt;/</c>.
+///
+/// Contract, for every implementation (the in-memory one used by unit tests and the etcd one):
+/// <list type="bullet">
+/// <item>Every method throws <see cref="StoreUnavailableException"/> when the store cannot be reached or does not
+/// answer within the call's deadline. No method ever swallows that: callers must be able to tell "no" from "don't know".</item>
+/// <item>"Create" methods create atomically (compare create_revision == 0); if the key exists they return false.</item>
+/// <item>"Compare" methods change a key only if its current value/revision is the one given; otherwise they return false.</item>
+/// <item>The session lease is this agent's own. <see cref="KeepAliveAsync"/> grants one when there is none (or the old
+/// one expired) and re-puts nothing; keys bound to an expired lease are gone and must be written again by the caller.</item>
+/// </list>
+/// </summary>
+public interface IClusterStore : IAsyncDisposable
+{
+    /// <summary>The key prefix, e.g. <c>/service/demo/</c>.</summary>
+    string Prefix { get; }
+
+    /// <summary>Reads every key under the prefix in one linearizable range read.</summary>
+    Task<ClusterView> LoadAsync(CancellationToken ct);
+
+    /// <summary>
+    /// Refreshes this agent's session lease, granting a new one (with <paramref name="ttlSeconds"/>) if there is none or the
+    /// old one has expired. Returns the lease state after the call. <see cref="LeaseState.RenewedAt"/> is the monotonic
+    /// timestamp (<see cref="TimeProvider.GetTimestamp"/>) taken <b>before</b> the request was sent, so a deadline computed
+    /// from it is never later than the etcd-side expiry.
+    /// </summary>
+    Task<LeaseState> KeepAliveAsync(int ttlSeconds, CancellationToken ct);
+
+    /// <summary>Revokes the session lease (deleting every key bound to it). No-op without a lease.</summary>
+    Task RevokeLeaseAsync(CancellationToken ct);
+
+    /// <summary>Creates <c>leader</c> = <paramref name="name"/> bound to the session lease, if absent. False if someone holds it.</summary>
+    Task<bool> TryAcquireLeaderAsync(string name, CancellationToken ct);
+
+    /// <summary>
+    /// Confirms that <c>leader</c> still holds <paramref name="name"/> on this agent's current lease. False if it does not
+    /// (the key expired, was deleted, or belongs to another lease).
+    /// </summary>
+    Task<bool> HoldsLeaderAsync(string name, CancellationToken ct);
+
+    /// <summary>Deletes <c>leader</c> if its value is <paramref name="name"/>. False if it held another value or was absent.</summary>
+    Task<bool> ReleaseLeaderAsync(string name, CancellationToken ct);
+
+    /// <summary>Puts <c>members/&lt;name&gt;</c> bound to the session lease (the lease must exist: call KeepAliveAsync first).</summary>
+    Task PutMemberAsync(string name, MemberData data, CancellationToken ct);
+
+    /// <summary>Deletes <c>members/&lt;name&gt;</c>.</summary>
+    Task DeleteMemberAsync(string name, CancellationToken ct);
+
+    /// <summary>Creates <c>initialize</c> with <paramref name="value"/> if absent (the bootstrap race). False if it exists.</summary>
+    Task<bool> TryCreateInitializeAsync(string value, CancellationToken ct);
+
+    /// <summary>Sets <c>initialize</c> to the system identifier once bootstrap has finished.</summary>
+    Task SetInitializeAsync(string systemId, CancellationToken ct);
+
+    /// <summary>Deletes <c>initialize</c> (after a failed bootstrap, so another member can try).</summary>
+    Task DeleteInitializeAsync(CancellationToken ct);
+
+    /// <summary>
+    /// Writes <c>config</c>. With <paramref name="expectedModRevision"/> = 0 it creates the key only if absent; otherwise
+    /// it writes only if the key's mod_revision still equals it. False when the comparison fails.
+    /// </summary>
+    Task<bool> SetConfigAsync(DynamicConfig config, long expectedModRevision, CancellationToken ct);
+
+    /// <summary>Puts <c>status</c> (leader only).</summary>
+    Task SetStatusAsync(ClusterStatus status, CancellationToken ct);
+
+    /// <summary>Puts <c>history</c> (leader only, after a promotion).</summary>
+    Task SetHistoryAsync(IReadOnlyList<HistoryEntry> history, CancellationToken ct);
+
+    /// <summary>Creates <c>failover</c> if absent. False if a request is already pending.</summary>
+    Task<bool> TryCreateFailoverAsync(FailoverRequest request, CancellationToken ct);
+
+    /// <summary>Deletes <c>failover</c>; with <paramref name="expectedModRevision"/> &gt; 0 only if it is unchanged.</summary>
+    Task<bool> DeleteFailoverAsync(long expectedModRevision, CancellationToken ct);
+
+    /// <summary>
+    /// Completes the first time anything under the prefix changes after this call (fed by a watch), or when the watch
+    /// had to be re-established (so the caller re-reads). Never throws for store errors; cancelled by <paramref name="ct"/>.
+    /// </summary>
+    Task WaitForChangeAsync(CancellationToken ct);
+}
+
+/// <summary>The session lease after a keepalive.</summary>
+/// <param name="LeaseId">The lease bound to this agent's keys.</param>
+/// <param name="IsNew">True when the lease was granted by this call (every key bound to an older lease is gone).</param>
+/// <param name="RenewedAt">Monotonic timestamp taken before the request that renewed the lease was sent.</param>
+/// <param name="TtlSeconds">TTL of the lease.</param>
+public sealed record LeaseState(long LeaseId, bool IsNew, long RenewedAt, int TtlSeconds);
+
+/// <summary>The store could not be reached or did not answer in time. The outcome of a write is unknown.</summary>
+public sealed class StoreUnavailableException : Exception
+{
+    public StoreUnavailableException(string message, Exception? inner = null) : base(message, inner) { }
+    public StoreUnavailableException() { }
+    public StoreUnavailableException(string message) : base(message) { }
+}

@@ -1,0 +1,109 @@
+using Steward.Core.Cluster;
+
+namespace Steward.Core.Configuration;
+
+/// <summary>
+/// The agent's configuration file (<c>steward node -c node.yml</c>), in Patroni's shape so a Patroni user's file with an
+/// <c>etcd3:</c> section starts with few or no edits. Loaded and validated by <see cref="ConfigLoader"/>.
+/// </summary>
+public sealed class StewardConfig
+{
+    public required string Scope { get; init; }
+    /// <summary>Key namespace; normalized to start and end with '/'. Default <c>/service/</c>.</summary>
+    public string Namespace { get; init; } = "/service/";
+    public required string Name { get; init; }
+    public required RestApiConfig RestApi { get; init; }
+    public required Etcd3Config Etcd3 { get; init; }
+    public BootstrapConfig Bootstrap { get; init; } = new();
+    public required PostgresqlConfig Postgresql { get; init; }
+    public TagsConfig Tags { get; init; } = new();
+    public LogConfig Log { get; init; } = new();
+    /// <summary>Where the file was read from (for messages).</summary>
+    public string? SourcePath { get; init; }
+    /// <summary>Patroni keys that were recognized but are not supported; reported as warnings at start-up.</summary>
+    public IReadOnlyList<string> Warnings { get; init; } = [];
+
+    /// <summary><c>&lt;namespace&gt;&lt;scope&gt;/</c>, e.g. <c>/service/demo/</c>.</summary>
+    public string KeyPrefix => Namespace + Scope + "/";
+}
+
+public sealed class RestApiConfig
+{
+    /// <summary>host:port to listen on, e.g. <c>127.0.0.1:8008</c>.</summary>
+    public required HostPort Listen { get; init; }
+    /// <summary>host:port other members and the router use; defaults to <see cref="Listen"/>.</summary>
+    public required HostPort ConnectAddress { get; init; }
+    /// <summary>Basic-auth credentials required for unsafe methods (POST/PUT/PATCH/DELETE); null = none.</summary>
+    public Credentials? Authentication { get; init; }
+}
+
+public sealed class Etcd3Config
+{
+    /// <summary>Endpoints as http://host:port (from <c>hosts</c>, <c>host</c> or <c>url</c>/<c>urls</c>).</summary>
+    public required IReadOnlyList<string> Endpoints { get; init; }
+    public string? Username { get; init; }
+    public string? Password { get; init; }
+}
+
+public sealed class BootstrapConfig
+{
+    /// <summary>Seeds the <c>config</c> key when this member bootstraps the cluster.</summary>
+    public DynamicConfig Dcs { get; init; } = new();
+    /// <summary>initdb arguments, normalized from Patroni's list (<c>- data-checksums</c>, <c>- encoding: UTF8</c>) to <c>--data-checksums</c>, <c>--encoding=UTF8</c>.</summary>
+    public IReadOnlyList<string> Initdb { get; init; } = [];
+}
+
+public sealed class PostgresqlConfig
+{
+    public required HostPort Listen { get; init; }
+    public required HostPort ConnectAddress { get; init; }
+    public required string DataDir { get; init; }
+    /// <summary>Directory of PostgreSQL's programs; default <c>/usr/lib/postgresql/15/bin</c>.</summary>
+    public string BinDir { get; init; } = "/usr/lib/postgresql/15/bin";
+    /// <summary>The pgpass file the agent writes for pg_basebackup / pg_rewind; default <c>&lt;data_dir&gt;/../pgpass.&lt;name&gt;</c>.</summary>
+    public required string Pgpass { get; init; }
+    public required PostgresAuthentication Authentication { get; init; }
+    /// <summary>Local parameters; override the dynamic ones from the <c>config</c> key.</summary>
+    public IReadOnlyDictionary<string, string> Parameters { get; init; } = new Dictionary<string, string>();
+    /// <summary>pg_hba.conf lines; when empty a safe default is written.</summary>
+    public IReadOnlyList<string> PgHba { get; init; } = [];
+    /// <summary>Seconds pg_ctl waits for start / stop. Default 60.</summary>
+    public int PgCtlTimeout { get; init; } = 60;
+    /// <summary>
+    /// The unprivileged OS user PostgreSQL's programs run as when the agent runs as root. Default <c>postgres</c>;
+    /// environment <c>STEWARD_PG_USER</c>. Ignored when the agent is not root (programs then run as the agent's user).
+    /// </summary>
+    public string OsUser { get; init; } = "postgres";
+}
+
+public sealed class PostgresAuthentication
+{
+    public required Credentials Superuser { get; init; }
+    public required Credentials Replication { get; init; }
+    /// <summary>pg_rewind's user; defaults to the superuser.</summary>
+    public Credentials? Rewind { get; init; }
+}
+
+public sealed record Credentials(string Username, string? Password);
+
+public sealed class TagsConfig
+{
+    public bool NoFailover { get; init; }
+    public bool NoLoadBalance { get; init; }
+    public bool CloneFrom { get; init; }
+    public bool NoSync { get; init; }
+    /// <summary>Every tag as written (including the four above and custom ones), published in the member key.</summary>
+    public IReadOnlyDictionary<string, object?> All { get; init; } = new Dictionary<string, object?>();
+}
+
+public sealed class LogConfig
+{
+    /// <summary>DEBUG, INFO, WARNING, ERROR, CRITICAL (Patroni's names). Default INFO.</summary>
+    public string Level { get; init; } = "INFO";
+}
+
+/// <summary>A host and port, as written in <c>listen</c> / <c>connect_address</c>.</summary>
+public sealed record HostPort(string Host, int Port)
+{
+    public override string ToString() => Host.Contains(':', StringComparison.Ordinal) ? $"[{Host}]:{Port}" : $"{Host}:{Port}";
+}

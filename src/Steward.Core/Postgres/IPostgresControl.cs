@@ -1,0 +1,136 @@
+using Steward.Core.Cluster;
+using Steward.Core.Configuration;
+
+namespace Steward.Core.Postgres;
+
+/// <summary>
+/// Converges the local PostgreSQL to what the HA cycle decided. Every PostgreSQL program (initdb, pg_ctl, postgres,
+/// pg_basebackup, pg_rewind, pg_controldata) runs as the unprivileged OS user; files the agent writes into the data
+/// directory belong to that user. Methods throw <see cref="PostgresException"/> with a message naming what failed
+/// (program, exit code, last lines of its output).
+/// </summary>
+public interface IPostgresControl
+{
+    /// <summary>Reads the data directory, pg_controldata and (when running) the server. Never throws for a stopped server.</summary>
+    Task<PgState> InspectAsync(CancellationToken ct);
+
+    /// <summary>
+    /// Refuses to go on (throws <see cref="PostgresException"/>) when the data directory cannot be used: owned by another
+    /// user than the OS user, not a directory, not empty and not a PostgreSQL data directory. Changes nothing.
+    /// </summary>
+    Task ValidateDataDirAsync(CancellationToken ct);
+
+    /// <summary>initdb with the given options, writes postgresql.conf / pg_hba.conf, starts as primary, creates the
+    /// replication and rewind roles. Leaves PostgreSQL running as a primary.</summary>
+    Task BootstrapAsync(IReadOnlyList<string> initdbOptions, DynamicConfig dynamic, CancellationToken ct);
+
+    /// <summary>pg_basebackup from <paramref name="source"/> into the (empty) data directory, as the replication user.
+    /// Does not start PostgreSQL.</summary>
+    Task CloneAsync(HostPort source, CancellationToken ct);
+
+    /// <summary>
+    /// Writes postgresql.conf (dynamic + local parameters) and, for a replica, standby.signal and primary_conninfo /
+    /// primary_slot_name pointing at <paramref name="upstream"/> (none: a standby with no upstream), then pg_ctl start -w.
+    /// </summary>
+    Task StartAsync(StartRole role, Upstream? upstream, DynamicConfig dynamic, CancellationToken ct);
+
+    /// <summary>pg_ctl stop -m fast|immediate, waiting for the postmaster to exit. No-op when not running.</summary>
+    Task StopAsync(StopMode mode, CancellationToken ct);
+
+    /// <summary>Points a running replica at a new upstream: rewrites primary_conninfo / primary_slot_name and reloads.</summary>
+    Task FollowAsync(Upstream? upstream, CancellationToken ct);
+
+    /// <summary>Promotes a running replica (pg_promote, waiting until it accepts writes).</summary>
+    Task PromoteAsync(CancellationToken ct);
+
+    /// <summary>pg_rewind of the stopped local data directory from <paramref name="source"/>. Returns false when pg_rewind failed.</summary>
+    Task<bool> RewindAsync(HostPort source, CancellationToken ct);
+
+    /// <summary>Renames the data directory aside (<c>&lt;data_dir&gt;.diverged-&lt;utc time&gt;</c>) so it can be cloned anew without losing it. Returns the new path.</summary>
+    Task<string> MoveDataDirAsideAsync(CancellationToken ct);
+
+    /// <summary>On the primary: creates a physical slot for each name (missing only) and drops inactive slots not in the list.</summary>
+    Task SyncReplicationSlotsAsync(IReadOnlyCollection<string> slotNames, CancellationToken ct);
+
+    /// <summary>Writes into pg_wal every <c>&lt;timeline&gt;.history</c> file implied by <paramref name="history"/> that is missing (safety rule 4).</summary>
+    Task WriteMissingHistoryFilesAsync(IReadOnlyList<HistoryEntry> history, CancellationToken ct);
+
+    /// <summary>Reads pg_wal/&lt;timeline&gt;.history and returns its last entry (parent timeline, switch LSN, reason), null if absent.</summary>
+    Task<TimelineSwitch?> ReadLastTimelineSwitchAsync(long timeline, CancellationToken ct);
+
+    /// <summary>CHECKPOINT on the running server (before a clean demotion).</summary>
+    Task CheckpointAsync(CancellationToken ct);
+}
+
+public enum StartRole { Primary, Replica }
+
+public enum StopMode { Fast, Immediate }
+
+/// <summary>Where a replica streams from.</summary>
+public sealed record Upstream(HostPort Address, string? SlotName);
+
+public sealed record TimelineSwitch(long ParentTimeline, long SwitchLsn, string Reason);
+
+public enum DataDirStatus
+{
+    /// <summary>Does not exist or is empty.</summary>
+    Empty,
+    /// <summary>A PostgreSQL data directory (PG_VERSION and global/pg_control present).</summary>
+    Initialized,
+    /// <summary>Not empty but not a PostgreSQL data directory.</summary>
+    Invalid,
+}
+
+/// <summary>What the agent sees of its PostgreSQL in one inspection.</summary>
+public sealed record PgState
+{
+    public DataDirStatus DataDir { get; init; }
+    /// <summary>From pg_controldata: "Database system identifier".</summary>
+    public string? SystemId { get; init; }
+    /// <summary>From pg_controldata: "Database cluster state" (in production, shut down, shut down in recovery, in crash recovery, in archive recovery).</summary>
+    public string? ControlState { get; init; }
+    /// <summary>From pg_controldata: "Latest checkpoint's TimeLineID".</summary>
+    public long? ControlTimeline { get; init; }
+    /// <summary>standby.signal is present.</summary>
+    public bool StandbySignal { get; init; }
+
+    /// <summary>The postmaster (postmaster.pid) is alive.</summary>
+    public bool Running { get; init; }
+    public int? PostmasterPid { get; init; }
+    /// <summary>The server answers queries (false while starting / in crash recovery).</summary>
+    public bool Accepting { get; init; }
+    /// <summary>pg_is_in_recovery(), when accepting.</summary>
+    public bool? InRecovery { get; init; }
+    public long? Timeline { get; init; }
+    /// <summary>Primary: pg_current_wal_lsn().</summary>
+    public long? WriteLsn { get; init; }
+    public long? ReceiveLsn { get; init; }
+    public long? ReplayLsn { get; init; }
+    public DateTimeOffset? ReplayTimestamp { get; init; }
+    /// <summary>The WAL receiver is streaming.</summary>
+    public bool Streaming { get; init; }
+    /// <summary>host:port the WAL receiver is connected to, when streaming.</summary>
+    public string? UpstreamHost { get; init; }
+    public int? ServerVersion { get; init; }
+    public DateTimeOffset? PostmasterStartTime { get; init; }
+    public bool PendingRestart { get; init; }
+    /// <summary>pg_stat_replication rows on a primary.</summary>
+    public IReadOnlyList<ReplicationConnection> Replication { get; init; } = [];
+
+    /// <summary>The position that counts for failover: write LSN on a primary, max(receive, replay) on a replica.</summary>
+    public long? Lsn => InRecovery == false ? WriteLsn : (ReceiveLsn, ReplayLsn) switch
+    {
+        (null, null) => null,
+        (var r, var p) => Math.Max(r ?? 0, p ?? 0),
+    };
+}
+
+public sealed record ReplicationConnection(string? UserName, string ApplicationName, string? ClientAddr, string State, string SyncState, long? ReplayLsn);
+
+/// <summary>A PostgreSQL program or query failed; the message names what and why.</summary>
+public sealed class PostgresException : Exception
+{
+    public PostgresException(string message, Exception? inner = null) : base(message, inner) { }
+    public PostgresException() { }
+    public PostgresException(string message) : base(message) { }
+}
