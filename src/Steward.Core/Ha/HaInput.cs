@@ -1,0 +1,62 @@
+using Steward.Core.Cluster;
+using Steward.Core.Configuration;
+using Steward.Core.Postgres;
+
+namespace Steward.Core.Ha;
+
+/// <summary>Everything one HA cycle decides from. Built by the agent; the decision itself does no I/O.</summary>
+public sealed record HaInput
+{
+    /// <summary>This member's name.</summary>
+    public required string Me { get; init; }
+
+    /// <summary>The cluster as read from etcd this cycle; null when etcd could not be reached.</summary>
+    public required ClusterView? Cluster { get; init; }
+
+    /// <summary>The local PostgreSQL as inspected this cycle.</summary>
+    public required PgState Pg { get; init; }
+
+    /// <summary>Effective dynamic settings (the <c>config</c> key, else bootstrap.dcs).</summary>
+    public required DynamicConfig Settings { get; init; }
+
+    public required TagsConfig Tags { get; init; }
+
+    public required DateTimeOffset Now { get; init; }
+
+    /// <summary>This agent's current session lease (0 when it has none).</summary>
+    public long MyLeaseId { get; init; }
+
+    /// <summary>
+    /// When this agent's lease may expire on the etcd side, minus a safety margin: the last renewal's send time + ttl −
+    /// margin. A leader that cannot renew must stop accepting writes before this instant.
+    /// </summary>
+    public DateTimeOffset? LeaseDeadline { get; init; }
+
+    /// <summary>Since when PostgreSQL has been down while this agent wanted it up (null: it is up, or was never started).</summary>
+    public DateTimeOffset? PgDownSince { get; init; }
+
+    /// <summary>Since when a running replica has not been streaming (null: streaming, or not a replica).</summary>
+    public DateTimeOffset? NotStreamingSince { get; init; }
+
+    /// <summary>The upstream the local replica was last pointed at (host:port), null if none.</summary>
+    public string? CurrentUpstream { get; init; }
+
+    /// <summary>What the other members' REST APIs said this cycle; null when not asked yet (the plan may ask for it).</summary>
+    public IReadOnlyDictionary<string, PeerStatus>? Peers { get; init; }
+}
+
+/// <summary>What a member's <c>GET /patroni</c> answered (or that it did not answer).</summary>
+public sealed record PeerStatus
+{
+    public required string Name { get; init; }
+    public bool Reachable { get; init; }
+    /// <summary>primary or replica.</summary>
+    public string? Role { get; init; }
+    public string? State { get; init; }
+    public long? Timeline { get; init; }
+    /// <summary>Write LSN on a primary, max(received, replayed) on a replica.</summary>
+    public long? Lsn { get; init; }
+    public bool NoFailover { get; init; }
+    /// <summary>When that member last reached etcd; a member that has not seen etcd within ttl cannot take over.</summary>
+    public DateTimeOffset? DcsLastSeen { get; init; }
+}
