@@ -1,1 +1,29 @@
-return 0;
+using System.CommandLine;
+using Steward.Agent;
+using Steward.Cli;
+
+namespace Steward;
+
+public static class Program
+{
+    public static async Task<int> Main(string[] args)
+    {
+        var root = new RootCommand("Steward: high availability for PostgreSQL. An agent per server (steward node), "
+                                   + "with etcd deciding who leads, and an operator CLI.");
+
+        var config = new Option<FileInfo>("--config", "-c") { Description = "the node's YAML configuration (Patroni's shape)", Required = true };
+        var node = new Command("node", "Run the agent for one PostgreSQL server: bootstrap or clone it, take part in leader "
+                                       + "election through etcd, fail over, and serve the REST API.") { config };
+        node.SetAction((pr, ct) => NodeHost.RunAsync(pr.GetValue(config)!.FullName, ct));
+        root.Subcommands.Add(node);
+
+        root.Subcommands.Add(ListCommand.Create());
+
+        var version = new Command("version", "Print Steward's version.");
+        version.SetAction(_ => Console.WriteLine($"steward {VersionInfo.Version}"));
+        root.Subcommands.Add(version);
+
+        // The agent handles SIGTERM / SIGINT itself (graceful shutdown must not be cut short).
+        return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null }).ConfigureAwait(false);
+    }
+}

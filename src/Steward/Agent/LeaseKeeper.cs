@@ -1,0 +1,172 @@
+using Microsoft.Extensions.Logging;
+using Steward.Core.Cluster;
+
+namespace Steward.Agent;
+
+/// <summary>
+/// Keeps this agent's session lease alive, independently of the HA cycle (which may be busy cloning or promoting).
+/// It renews every <c>min(loop_wait, ttl/3)</c> seconds. The lease's local deadline is the send time of the last
+/// successful renewal + ttl − margin: etcd counts the TTL from when it received that renewal, which is later, so
+/// a primary stopped at the local deadline has stopped before etcd lets anybody else take the key.
+/// </summary>
+internal sealed class LeaseKeeper
+{
+    private readonly IClusterStore _store;
+    private readonly TimeProvider _time;
+    private readonly ILogger _log;
+    private readonly Func<int> _ttl;
+    private readonly Func<int> _loopWait;
+    private readonly Func<CancellationToken, Task> _onDeadline;
+    private readonly Lock _gate = new();
+    private TaskCompletionSource _event = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private CancellationTokenSource? _stop;
+    private Task? _loop;
+    private LeaseState? _current;
+    private DateTimeOffset? _deadline;
+
+    public LeaseKeeper(IClusterStore store, TimeProvider time, ILogger log, Func<int> ttl, Func<int> loopWait, Func<CancellationToken, Task> onDeadline)
+    {
+        _store = store;
+        _time = time;
+        _log = log;
+        _ttl = ttl;
+        _loopWait = loopWait;
+        _onDeadline = onDeadline;
+    }
+
+    public LeaseState? Current => Volatile.Read(ref _current);
+
+    /// <summary>The instant before which the lease is certainly still alive on the etcd side; null before the first renewal.</summary>
+    public DateTimeOffset? Deadline
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _deadline;
+            }
+        }
+    }
+
+    /// <summary>The safety margin kept between the local deadline and the earliest etcd-side expiry.</summary>
+    public static TimeSpan Margin(int ttl) => TimeSpan.FromSeconds(Math.Max(1.0, ttl / 4.0));
+
+    public void Start(CancellationToken ct)
+    {
+        _stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        _loop = Task.Run(() => LoopAsync(_stop.Token), CancellationToken.None);
+    }
+
+    /// <summary>Renews once now (used at start-up, before the first cycle). Throws <see cref="StoreUnavailableException"/>.</summary>
+    public async Task RenewAsync(CancellationToken ct)
+    {
+        var ttl = _ttl();
+        var state = await _store.KeepAliveAsync(ttl, ct).ConfigureAwait(false);
+        var previous = Current;
+        Volatile.Write(ref _current, state);
+        lock (_gate)
+        {
+            var sentAt = _time.GetUtcNow() - _time.GetElapsedTime(state.RenewedAt);
+            _deadline = sentAt + TimeSpan.FromSeconds(state.TtlSeconds) - Margin(state.TtlSeconds);
+        }
+
+        if (state.IsNew)
+        {
+            if (previous is not null)
+            {
+                Log.LeaseLost(_log, previous.LeaseId, state.LeaseId);
+            }
+
+            Signal();
+        }
+    }
+
+    /// <summary>Completes on the next lease event (a new lease was granted, or renewal failed).</summary>
+    public Task WaitForLeaseEventAsync(CancellationToken ct)
+    {
+        Task t;
+        lock (_gate)
+        {
+            t = _event.Task;
+        }
+
+        return t.WaitAsync(ct);
+    }
+
+    private void Signal()
+    {
+        TaskCompletionSource old;
+        lock (_gate)
+        {
+            old = _event;
+            _event = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        }
+
+        old.TrySetResult();
+    }
+
+    private async Task LoopAsync(CancellationToken ct)
+    {
+        while (!ct.IsCancellationRequested)
+        {
+            var renew = RenewAsync(ct);
+            try
+            {
+                // Do not let a hanging renewal carry a primary past its deadline: act at the deadline itself.
+                if (Deadline is { } deadline)
+                {
+                    var left = deadline - _time.GetUtcNow();
+                    var finished = left > TimeSpan.Zero
+                        ? await Task.WhenAny(renew, Task.Delay(left, _time, ct)).ConfigureAwait(false)
+                        : null;
+                    if (finished != renew)
+                    {
+                        await _onDeadline(ct).ConfigureAwait(false);
+                    }
+                }
+
+                await renew.ConfigureAwait(false);
+            }
+            catch (StoreUnavailableException e)
+            {
+                Log.StoreUnavailable(_log, e.Message);
+                Signal();
+            }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e) when (e is Core.Postgres.PostgresException or IOException)
+            {
+                Log.CycleFailed(_log, e.Message, e);
+            }
+
+            var period = TimeSpan.FromSeconds(Math.Clamp(Math.Min(_loopWait(), _ttl() / 3.0), 0.5, 10));
+            try
+            {
+                await Task.Delay(period, _time, ct).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+
+    public async Task StopAsync()
+    {
+        if (_stop is null)
+        {
+            return;
+        }
+
+        await _stop.CancelAsync().ConfigureAwait(false);
+        if (_loop is not null)
+        {
+            await _loop.ConfigureAwait(false);
+        }
+
+        _stop.Dispose();
+        _stop = null;
+    }
+}

@@ -1,0 +1,46 @@
+using Microsoft.Extensions.Logging;
+
+namespace Steward.Agent;
+
+/// <summary>Every log event of the agent, with its id in one place so operators can alert on them.</summary>
+internal static partial class Log
+{
+    [LoggerMessage(EventId = 1000, Level = LogLevel.Information, Message = "{Decision}")]
+    public static partial void Decision(ILogger logger, string decision);
+
+    [LoggerMessage(EventId = 1001, Level = LogLevel.Information, Message = "Lock owner: {Leader}; I am {Member}")]
+    public static partial void LockOwner(ILogger logger, string leader, string member);
+
+    [LoggerMessage(EventId = 1002, Level = LogLevel.Warning, Message = "step {Step} did not complete: {Reason}")]
+    public static partial void StepFailed(ILogger logger, string step, string reason);
+
+    [LoggerMessage(EventId = 1003, Level = LogLevel.Error, Message = "HA cycle failed: {Reason}")]
+    public static partial void CycleFailed(ILogger logger, string reason, Exception exception);
+
+    [LoggerMessage(EventId = 1004, Level = LogLevel.Warning, Message = "DCS is not accessible: {Reason}")]
+    public static partial void StoreUnavailable(ILogger logger, string reason);
+
+    [LoggerMessage(EventId = 1005, Level = LogLevel.Critical, Message = "{Reason}")]
+    public static partial void Fatal(ILogger logger, string reason);
+
+    [LoggerMessage(EventId = 1006, Level = LogLevel.Warning, Message = "session lease {LeaseId} was lost; granted a new one ({NewLeaseId})")]
+    public static partial void LeaseLost(ILogger logger, long leaseId, long newLeaseId);
+
+    [LoggerMessage(EventId = 1007, Level = LogLevel.Critical, Message = "leader lease could not be renewed before its deadline: stopping PostgreSQL (immediate) so it takes no writes the cluster may lose")]
+    public static partial void LeaseDeadlinePassed(ILogger logger);
+
+    [LoggerMessage(EventId = 1008, Level = LogLevel.Information, Message = "shutting down: {What}")]
+    public static partial void ShuttingDown(ILogger logger, string what);
+
+    [LoggerMessage(EventId = 1009, Level = LogLevel.Warning, Message = "{Warning}")]
+    public static partial void ConfigWarning(ILogger logger, string warning);
+
+    [LoggerMessage(EventId = 1010, Level = LogLevel.Information, Message = "timeline switch recorded: timeline {Timeline} ended at {Lsn}; {Member} is the new leader")]
+    public static partial void HistoryRecorded(ILogger logger, long timeline, string lsn, string member);
+
+    [LoggerMessage(EventId = 1011, Level = LogLevel.Warning, Message = "pg_rewind failed; moving the data directory aside to {Path} and cloning anew")]
+    public static partial void RewindFailed(ILogger logger, string path);
+
+    [LoggerMessage(EventId = 1012, Level = LogLevel.Information, Message = "REST API listening on {Url}")]
+    public static partial void RestListening(ILogger logger, string url);
+}

@@ -1,0 +1,483 @@
+using Microsoft.Extensions.Logging;
+using Steward.Core.Cluster;
+using Steward.Core.Configuration;
+using Steward.Core.Ha;
+using Steward.Core.Postgres;
+
+namespace Steward.Agent;
+
+/// <summary>
+/// The agent: reads etcd and the local PostgreSQL, asks <see cref="HaDecision"/> what to do, and does it. One cycle at a
+/// time; a cycle starts every <c>loop_wait</c> seconds or at once when the etcd watch reports a change. A separate
+/// <see cref="LeaseKeeper"/> keeps the session lease alive and stops a primary whose lease it cannot renew in time.
+/// </summary>
+internal sealed class NodeAgent : IAsyncDisposable
+{
+    private readonly StewardConfig _config;
+    private readonly IClusterStore _store;
+    private readonly IPostgresControl _pg;
+    private readonly PeerClient _peers;
+    private readonly TimeProvider _time;
+    private readonly ILogger _log;
+    private readonly LeaseKeeper _lease;
+    private readonly SemaphoreSlim _cycleGate = new(1, 1);
+
+    private AgentSnapshot _snapshot;
+    private DateTimeOffset? _pgDownSince;
+    private DateTimeOffset? _notStreamingSince;
+    private string? _currentUpstream;
+    private string? _lastDecision;
+    private DateTimeOffset _lastDecisionLogged;
+
+    public NodeAgent(StewardConfig config, IClusterStore store, IPostgresControl pg, PeerClient peers, TimeProvider time, ILoggerFactory loggers)
+    {
+        _config = config;
+        _store = store;
+        _pg = pg;
+        _peers = peers;
+        _time = time;
+        _log = loggers.CreateLogger("steward.ha");
+        _lease = new LeaseKeeper(store, time, loggers.CreateLogger("steward.lease"), () => Settings.Ttl, () => Settings.LoopWait, OnLeaseDeadlineAsync);
+        _snapshot = new AgentSnapshot { Pg = new PgState(), State = "starting", LastCycle = time.GetUtcNow() };
+    }
+
+    /// <summary>Set when a step decided the agent cannot go on (e.g. system id mismatch).</summary>
+    public string? FatalReason { get; private set; }
+
+    public AgentSnapshot Snapshot => Volatile.Read(ref _snapshot);
+
+    public StewardConfig Config => _config;
+
+    /// <summary>Effective dynamic settings: the <c>config</c> key when present, else bootstrap.dcs.</summary>
+    public DynamicConfig Settings => Snapshot.Cluster?.Config?.Value ?? _config.Bootstrap.Dcs;
+
+    public LeaseKeeper Lease => _lease;
+
+    /// <summary>Runs cycles until cancelled or a fatal decision. Returns the process exit code.</summary>
+    public async Task<int> RunAsync(CancellationToken ct)
+    {
+        _lease.Start(ct);
+        while (!ct.IsCancellationRequested && FatalReason is null)
+        {
+            await RunCycleAsync(ct).ConfigureAwait(false);
+            if (FatalReason is not null)
+            {
+                break;
+            }
+
+            await WaitForNextCycleAsync(ct).ConfigureAwait(false);
+        }
+
+        return FatalReason is null ? 0 : 1;
+    }
+
+    private async Task WaitForNextCycleAsync(CancellationToken ct)
+    {
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var tick = Task.Delay(TimeSpan.FromSeconds(Math.Max(1, Settings.LoopWait)), _time, linked.Token);
+        var change = _store.WaitForChangeAsync(linked.Token);
+        var lease = _lease.WaitForLeaseEventAsync(linked.Token);
+        try
+        {
+            await Task.WhenAny(tick, change, lease).ConfigureAwait(false);
+        }
+        finally
+        {
+            await linked.CancelAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>One HA cycle. Public for tests that step the agent by hand.</summary>
+    public async Task RunCycleAsync(CancellationToken ct)
+    {
+        await _cycleGate.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            await CycleAsync(ct).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+        }
+        catch (Exception e) when (e is StoreUnavailableException or PostgresException or IOException or InvalidOperationException or HttpRequestException)
+        {
+            Log.CycleFailed(_log, e.Message, e);
+        }
+        finally
+        {
+            _cycleGate.Release();
+        }
+    }
+
+    private async Task CycleAsync(CancellationToken ct)
+    {
+        var pg = await _pg.InspectAsync(ct).ConfigureAwait(false);
+        var now = _time.GetUtcNow();
+        ClusterView? cluster = null;
+        var dcsSeen = Snapshot.DcsLastSeen;
+        try
+        {
+            cluster = await _store.LoadAsync(ct).ConfigureAwait(false);
+            dcsSeen = now;
+            if (_lease.Current is { LeaseId: not 0 })
+            {
+                await _store.PutMemberAsync(_config.Name, MemberDataFor(pg, Snapshot.State), ct).ConfigureAwait(false);
+            }
+        }
+        catch (StoreUnavailableException e)
+        {
+            Log.StoreUnavailable(_log, e.Message);
+        }
+
+        TrackTimers(pg, now);
+        var holds = cluster?.Leader is { } l && l.Name == _config.Name && l.LeaseId == _lease.Current?.LeaseId;
+        Publish(pg, cluster, holds, dcsSeen, StateFor(pg));
+
+        var input = new HaInput
+        {
+            Me = _config.Name,
+            Cluster = cluster,
+            Pg = pg,
+            Settings = cluster?.Config?.Value ?? _config.Bootstrap.Dcs,
+            Tags = _config.Tags,
+            Now = now,
+            MyLeaseId = _lease.Current?.LeaseId ?? 0,
+            LeaseDeadline = _lease.Deadline,
+            PgDownSince = _pgDownSince,
+            NotStreamingSince = _notStreamingSince,
+            CurrentUpstream = _currentUpstream,
+        };
+        var plan = HaDecision.Decide(input);
+        if (plan.Has<FetchPeers>() && cluster is not null)
+        {
+            var peers = await _peers.FetchAsync(cluster, _config.Name, TimeSpan.FromSeconds(Math.Max(1, input.Settings.RetryTimeout) / 2.0), ct).ConfigureAwait(false);
+            plan = HaDecision.Decide(input with { Peers = peers });
+        }
+
+        LogDecision(plan, cluster);
+        await ExecuteAsync(plan, input, ct).ConfigureAwait(false);
+
+        var after = await _pg.InspectAsync(ct).ConfigureAwait(false);
+        var holdsAfter = plan.Has<ReleaseLeader>() ? false : holds || plan.Has<AcquireLeader>();
+        Publish(after, cluster, holdsAfter, dcsSeen, StateFor(after), plan.Message);
+    }
+
+    private void TrackTimers(PgState pg, DateTimeOffset now)
+    {
+        _pgDownSince = pg.Running ? null : _pgDownSince ?? now;
+        _notStreamingSince = pg.Running && pg.InRecovery == true && !pg.Streaming ? _notStreamingSince ?? now : null;
+    }
+
+    private void LogDecision(HaPlan plan, ClusterView? cluster)
+    {
+        // One sentence per cycle, as Patroni does; an unchanged "no action" is repeated at most every 10 s to keep logs readable.
+        var now = _time.GetUtcNow();
+        if (plan.Steps.Count == 0 && plan.Message == _lastDecision && now - _lastDecisionLogged < TimeSpan.FromSeconds(10))
+        {
+            return;
+        }
+
+        if (cluster?.Leader is { } leader && plan.Message != _lastDecision)
+        {
+            Log.LockOwner(_log, leader.Name, _config.Name);
+        }
+
+        _lastDecision = plan.Message;
+        _lastDecisionLogged = now;
+        Log.Decision(_log, plan.Message);
+    }
+
+    private async Task ExecuteAsync(HaPlan plan, HaInput input, CancellationToken ct)
+    {
+        foreach (var step in plan.Steps)
+        {
+            var done = await ExecuteStepAsync(step, input, ct).ConfigureAwait(false);
+            if (!done)
+            {
+                return;
+            }
+        }
+    }
+
+    private async Task<bool> ExecuteStepAsync(HaStep step, HaInput input, CancellationToken ct)
+    {
+        var settings = input.Settings;
+        switch (step)
+        {
+            case BootstrapCluster:
+                return await BootstrapAsync(ct).ConfigureAwait(false);
+
+            case ClaimInitialize claim:
+                if (!await _store.TryCreateInitializeAsync(claim.SystemId, ct).ConfigureAwait(false))
+                {
+                    Log.StepFailed(_log, "claim initialize", "another member initialized the cluster first");
+                }
+
+                return false; // decide again from the new state
+
+            case CloneFrom clone:
+                SetState("creating replica");
+                await _pg.CloneAsync(clone.Address, ct).ConfigureAwait(false);
+                return true;
+
+            case AcquireLeader:
+                if (await _store.TryAcquireLeaderAsync(_config.Name, ct).ConfigureAwait(false))
+                {
+                    return true;
+                }
+
+                Log.StepFailed(_log, "acquire leader lock", "another member holds it");
+                return false;
+
+            case ReleaseLeader:
+                await _store.ReleaseLeaderAsync(_config.Name, ct).ConfigureAwait(false);
+                SetHolds(false);
+                return true;
+
+            case StartPostgres start:
+                SetState("starting");
+                await _pg.StartAsync(start.Role, start.Upstream, settings, ct).ConfigureAwait(false);
+                _currentUpstream = start.Upstream?.Address.ToString();
+                return true;
+
+            case StopPostgres stop:
+                SetDemoting();
+                SetState("stopping");
+                await _pg.StopAsync(stop.Mode, ct).ConfigureAwait(false);
+                _currentUpstream = null;
+                return true;
+
+            case Follow follow:
+                await _pg.FollowAsync(follow.Upstream, ct).ConfigureAwait(false);
+                _currentUpstream = follow.Upstream?.Address.ToString();
+                return true;
+
+            case RewindOrReclone rewind:
+                return await RewindOrRecloneAsync(rewind, ct).ConfigureAwait(false);
+
+            case Promote promote:
+                return await PromoteAsync(promote, input, ct).ConfigureAwait(false);
+
+            case LeaderHousekeeping:
+                await HousekeepingAsync(input, ct).ConfigureAwait(false);
+                return true;
+
+            case Checkpoint:
+                SetDemoting();
+                await _pg.CheckpointAsync(ct).ConfigureAwait(false);
+                return true;
+
+            case DeleteFailoverKey:
+                await _store.DeleteFailoverAsync(input.Cluster?.Failover?.ModRevision ?? 0, ct).ConfigureAwait(false);
+                return true;
+
+            case FetchPeers:
+                return false; // the peers were fetched and the decision made again; nothing more to do this cycle
+
+            case Fatal fatal:
+                Log.Fatal(_log, fatal.Reason);
+                FatalReason = fatal.Reason;
+                return false;
+
+            default:
+                throw new InvalidOperationException($"unknown step {step}");
+        }
+    }
+
+    private async Task<bool> BootstrapAsync(CancellationToken ct)
+    {
+        if (!await _store.TryCreateInitializeAsync("", ct).ConfigureAwait(false))
+        {
+            Log.StepFailed(_log, "bootstrap", "another member won the initialize race; waiting for it");
+            return false;
+        }
+
+        SetState("initializing new cluster");
+        try
+        {
+            await _pg.BootstrapAsync(_config.Bootstrap.Initdb, _config.Bootstrap.Dcs, ct).ConfigureAwait(false);
+            var pg = await _pg.InspectAsync(ct).ConfigureAwait(false);
+            if (!await _store.TryAcquireLeaderAsync(_config.Name, ct).ConfigureAwait(false))
+            {
+                throw new InvalidOperationException("the leader key was taken while this member bootstrapped");
+            }
+
+            await _store.SetInitializeAsync(pg.SystemId ?? throw new PostgresException("no system identifier after initdb"), ct).ConfigureAwait(false);
+            await _store.SetConfigAsync(_config.Bootstrap.Dcs, 0, ct).ConfigureAwait(false);
+            await _store.PutMemberAsync(_config.Name, MemberDataFor(pg, "running"), ct).ConfigureAwait(false);
+            return true;
+        }
+        catch (Exception e) when (e is PostgresException or InvalidOperationException or IOException)
+        {
+            Log.StepFailed(_log, "bootstrap", e.Message);
+            await _pg.StopAsync(StopMode.Fast, ct).ConfigureAwait(false);
+            await _store.ReleaseLeaderAsync(_config.Name, ct).ConfigureAwait(false);
+            await _store.DeleteInitializeAsync(ct).ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private async Task<bool> RewindOrRecloneAsync(RewindOrReclone step, CancellationToken ct)
+    {
+        await _pg.StopAsync(StopMode.Fast, ct).ConfigureAwait(false);
+        if (step.UseRewind)
+        {
+            SetState("rewinding");
+            if (await _pg.RewindAsync(step.Address, ct).ConfigureAwait(false))
+            {
+                return true;
+            }
+        }
+
+        SetState("creating replica");
+        var aside = await _pg.MoveDataDirAsideAsync(ct).ConfigureAwait(false);
+        Log.RewindFailed(_log, aside);
+        await _pg.CloneAsync(step.Address, ct).ConfigureAwait(false);
+        return true;
+    }
+
+    private async Task<bool> PromoteAsync(Promote step, HaInput input, CancellationToken ct)
+    {
+        SetHolds(true);
+        SetState("promoting");
+        var history = input.Cluster?.History ?? [];
+        await _pg.WriteMissingHistoryFilesAsync(history, ct).ConfigureAwait(false);
+        await _pg.PromoteAsync(ct).ConfigureAwait(false);
+
+        var pg = await _pg.InspectAsync(ct).ConfigureAwait(false);
+        if (pg.Timeline is { } timeline && await _pg.ReadLastTimelineSwitchAsync(timeline, ct).ConfigureAwait(false) is { } sw
+            && history.All(h => h.Timeline != sw.ParentTimeline))
+        {
+            var entry = new HistoryEntry(sw.ParentTimeline, sw.SwitchLsn, step.Reason, _time.GetUtcNow(), _config.Name);
+            await _store.SetHistoryAsync([.. history, entry], ct).ConfigureAwait(false);
+            Log.HistoryRecorded(_log, sw.ParentTimeline, Lsn.Format(sw.SwitchLsn), _config.Name);
+        }
+
+        if (input.Cluster?.Failover is { } request)
+        {
+            await _store.DeleteFailoverAsync(request.ModRevision, ct).ConfigureAwait(false);
+        }
+
+        SetState("running");
+        await HousekeepingAsync(input, ct).ConfigureAwait(false);
+        return true;
+    }
+
+    private async Task HousekeepingAsync(HaInput input, CancellationToken ct)
+    {
+        var pg = await _pg.InspectAsync(ct).ConfigureAwait(false);
+        if (pg.InRecovery != false)
+        {
+            return;
+        }
+
+        if (input.Settings.Postgresql.UseSlots && input.Cluster is { } cluster)
+        {
+            var slots = cluster.Members.Where(m => m.Name != _config.Name).Select(m => SlotNames.For(m.Name)).ToList();
+            await _pg.SyncReplicationSlotsAsync(slots, ct).ConfigureAwait(false);
+        }
+
+        if (pg.WriteLsn is { } lsn)
+        {
+            await _store.SetStatusAsync(new ClusterStatus { Optime = lsn, Timeline = pg.Timeline }, ct).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Called by the lease keeper when a primary's lease could not be renewed before its deadline.</summary>
+    private async Task OnLeaseDeadlineAsync(CancellationToken ct)
+    {
+        var snap = Snapshot;
+        if (!snap.HoldsLeader)
+        {
+            return;
+        }
+
+        Log.LeaseDeadlinePassed(_log);
+        SetDemoting();
+        await _pg.StopAsync(StopMode.Immediate, ct).ConfigureAwait(false);
+        SetHolds(false);
+    }
+
+    /// <summary>
+    /// Graceful shutdown (SIGTERM/SIGINT): stop PostgreSQL cleanly, then delete <c>leader</c> so a replica takes over at
+    /// once, then revoke the lease (which removes the member key).
+    /// </summary>
+    public async Task ShutdownAsync(CancellationToken ct)
+    {
+        await _cycleGate.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            await _lease.StopAsync().ConfigureAwait(false);
+            var holds = Snapshot.HoldsLeader;
+            Log.ShuttingDown(_log, holds ? "stopping PostgreSQL, then releasing the leader key" : "stopping PostgreSQL");
+            SetDemoting();
+            await _pg.StopAsync(StopMode.Fast, ct).ConfigureAwait(false);
+            try
+            {
+                if (holds)
+                {
+                    await _store.ReleaseLeaderAsync(_config.Name, ct).ConfigureAwait(false);
+                }
+
+                await _store.RevokeLeaseAsync(ct).ConfigureAwait(false);
+            }
+            catch (StoreUnavailableException e)
+            {
+                Log.StoreUnavailable(_log, $"{e.Message}; the leader key will expire with its lease");
+            }
+        }
+        finally
+        {
+            _cycleGate.Release();
+        }
+    }
+
+    private MemberData MemberDataFor(PgState pg, string state) => new()
+    {
+        ConnUrl = ConnUrl.ForPostgres(_config.Postgresql.ConnectAddress),
+        ApiUrl = ConnUrl.ForApi(_config.RestApi.ConnectAddress),
+        State = state,
+        Role = pg.DataDir != DataDirStatus.Initialized ? "uninitialized" : pg.Running && pg.InRecovery == false ? "primary" : "replica",
+        Version = VersionInfo.Version,
+        Timeline = pg.Timeline ?? pg.ControlTimeline,
+        XlogLocation = pg.Lsn,
+        ReceiveLsn = pg.ReceiveLsn,
+        ReplayLsn = pg.ReplayLsn,
+        ReplicationState = pg.Streaming ? "streaming" : null,
+        PendingRestart = pg.PendingRestart ? true : null,
+        Tags = _config.Tags.All.Count == 0 ? null : _config.Tags.All,
+    };
+
+    private static string StateFor(PgState pg) => pg switch
+    {
+        { Running: true, Accepting: true } => "running",
+        { Running: true } => "starting",
+        { DataDir: DataDirStatus.Initialized } => "stopped",
+        _ => "uninitialized",
+    };
+
+    private void Publish(PgState pg, ClusterView? cluster, bool holds, DateTimeOffset? dcsSeen, string state, string? decision = null)
+    {
+        Volatile.Write(ref _snapshot, new AgentSnapshot
+        {
+            Pg = pg,
+            Cluster = cluster ?? Snapshot.Cluster,
+            HoldsLeader = holds,
+            State = state,
+            DcsLastSeen = dcsSeen,
+            LastCycle = _time.GetUtcNow(),
+            LastDecision = decision ?? Snapshot.LastDecision,
+        });
+    }
+
+    private void SetState(string state) => Volatile.Write(ref _snapshot, Snapshot with { State = state });
+
+    private void SetHolds(bool holds) => Volatile.Write(ref _snapshot, Snapshot with { HoldsLeader = holds });
+
+    private void SetDemoting() => Volatile.Write(ref _snapshot, Snapshot with { Demoting = true });
+
+    public async ValueTask DisposeAsync()
+    {
+        await _lease.StopAsync().ConfigureAwait(false);
+        _cycleGate.Dispose();
+    }
+}

@@ -1,0 +1,178 @@
+using System.Net;
+using System.Runtime.InteropServices;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Steward.Core.Cluster;
+using Steward.Core.Configuration;
+using Steward.Core.Postgres;
+using Steward.Etcd;
+using Steward.Postgres;
+using Steward.Rest;
+
+namespace Steward.Agent;
+
+/// <summary>
+/// <c>steward node -c node.yml</c>: loads and checks everything before touching anything (config, PostgreSQL's programs,
+/// the data directory, etcd, the REST port), then runs the agent until SIGTERM / SIGINT, and shuts down gracefully.
+/// </summary>
+internal static class NodeHost
+{
+    public const int ExitConfig = 2;
+    public const int ExitEnvironment = 3;
+
+    public static async Task<int> RunAsync(string configPath, CancellationToken outer)
+    {
+        StewardConfig config;
+        try
+        {
+            config = ConfigLoader.Load(configPath);
+        }
+        catch (ConfigException e)
+        {
+            await Console.Error.WriteLineAsync($"steward: invalid configuration: {e.Message}").ConfigureAwait(false);
+            return ExitConfig;
+        }
+
+        using var loggers = CreateLoggers(config.Log.Level);
+        var log = loggers.CreateLogger("steward");
+        foreach (var warning in config.Warnings)
+        {
+            Log.ConfigWarning(log, warning);
+        }
+
+        var time = TimeProvider.System;
+        var pg = new PostgresControl(config, loggers, time);
+        if (await CheckEnvironmentAsync(config, pg, outer).ConfigureAwait(false) is { } problem)
+        {
+            await Console.Error.WriteLineAsync($"steward: {problem}").ConfigureAwait(false);
+            return ExitEnvironment;
+        }
+
+        var dcs = config.Bootstrap.Dcs;
+        await using var store = new EtcdClusterStore(config.Etcd3.Endpoints, config.KeyPrefix, TimeSpan.FromSeconds(dcs.RetryTimeout), time,
+            loggers.CreateLogger<EtcdClusterStore>(), config.Etcd3.Username, config.Etcd3.Password);
+        try
+        {
+            await store.LoadAsync(outer).ConfigureAwait(false);
+        }
+        catch (StoreUnavailableException e)
+        {
+            await Console.Error.WriteLineAsync(
+                $"steward: cannot reach etcd at {string.Join(", ", config.Etcd3.Endpoints)} (etcd3.hosts): {e.Message}. Nothing was changed.").ConfigureAwait(false);
+            return ExitEnvironment;
+        }
+
+        using var http = new HttpClient();
+        await using var agent = new NodeAgent(config, store, pg, new PeerClient(http), time, loggers);
+        await using var web = BuildWebApp(config, agent, loggers);
+        try
+        {
+            await web.StartAsync(outer).ConfigureAwait(false);
+        }
+        catch (IOException e)
+        {
+            await Console.Error.WriteLineAsync($"steward: restapi.listen {config.RestApi.Listen}: {e.Message}. Nothing was changed.").ConfigureAwait(false);
+            return ExitEnvironment;
+        }
+
+        Log.RestListening(log, $"http://{config.RestApi.Listen}");
+
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(outer);
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Cancel(); });
+
+        int code;
+        try
+        {
+            await agent.Lease.RenewAsync(stop.Token).ConfigureAwait(false);
+            code = await agent.RunAsync(stop.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+            code = 0;
+        }
+        catch (StoreUnavailableException e)
+        {
+            await Console.Error.WriteLineAsync($"steward: etcd became unreachable during start-up: {e.Message}").ConfigureAwait(false);
+            code = ExitEnvironment;
+        }
+
+        if (agent.FatalReason is null)
+        {
+            using var grace = new CancellationTokenSource(TimeSpan.FromSeconds(config.Postgresql.PgCtlTimeout + 10));
+            await agent.ShutdownAsync(grace.Token).ConfigureAwait(false);
+        }
+
+        await web.StopAsync(CancellationToken.None).ConfigureAwait(false);
+        return code;
+    }
+
+    private static async Task<string?> CheckEnvironmentAsync(StewardConfig config, PostgresControl pg, CancellationToken ct)
+    {
+        foreach (var program in new[] { "initdb", "pg_ctl", "postgres", "pg_basebackup", "pg_rewind", "pg_controldata" })
+        {
+            var path = Path.Combine(config.Postgresql.BinDir, program);
+            if (!File.Exists(path))
+            {
+                return $"postgresql.bin_dir: {path} not found. Install PostgreSQL 15 (apt-get install postgresql-15) or fix bin_dir. Nothing was changed.";
+            }
+        }
+
+        try
+        {
+            await pg.ValidateDataDirAsync(ct).ConfigureAwait(false);
+        }
+        catch (PostgresException e)
+        {
+            return $"postgresql.data_dir: {e.Message}. Nothing was changed.";
+        }
+
+        return null;
+    }
+
+    private static WebApplication BuildWebApp(StewardConfig config, NodeAgent agent, ILoggerFactory loggers)
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            var host = config.RestApi.Listen.Host;
+            var port = config.RestApi.Listen.Port;
+            if (host is "*" or "0.0.0.0" or "::" or "")
+            {
+                k.ListenAnyIP(port);
+            }
+            else if (IPAddress.TryParse(host, out var ip))
+            {
+                k.Listen(ip, port);
+            }
+            else
+            {
+                k.ListenLocalhost(port);
+            }
+        });
+        builder.Services.AddSingleton(loggers);
+        var app = builder.Build();
+        RestApi.Map(app, agent, new AgentMetrics(agent));
+        return app;
+    }
+
+    internal static ILoggerFactory CreateLoggers(string level) => LoggerFactory.Create(b =>
+    {
+        b.SetMinimumLevel(level.ToUpperInvariant() switch
+        {
+            "DEBUG" => LogLevel.Debug,
+            "WARNING" or "WARN" => LogLevel.Warning,
+            "ERROR" => LogLevel.Error,
+            "CRITICAL" => LogLevel.Critical,
+            _ => LogLevel.Information,
+        });
+        b.AddFilter("Microsoft", LogLevel.Warning);
+        b.AddFilter("Grpc", LogLevel.Warning);
+        b.AddFilter("System.Net.Http", LogLevel.Warning);
+        b.AddConsole(o => o.FormatterName = PatroniLogFormatter.FormatterName);
+        b.AddConsoleFormatter<PatroniLogFormatter, ConsoleFormatterOptions>();
+    });
+}

@@ -1,0 +1,70 @@
+using System.Diagnostics;
+
+namespace Steward.IntegrationTests.Infrastructure;
+
+/// <summary>Runs the real <c>steward</c> program (built next to the tests) as a separate process.</summary>
+internal static class StewardProcess
+{
+    public static string Dll => Path.Combine(AppContext.BaseDirectory, "steward.dll");
+
+    /// <summary>Starts <c>dotnet steward.dll args</c>, appending stdout and stderr to <paramref name="logPath"/>.</summary>
+    public static Process Start(IReadOnlyList<string> args, string logPath)
+    {
+        var psi = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
+        };
+        psi.ArgumentList.Add(Dll);
+        foreach (var a in args)
+        {
+            psi.ArgumentList.Add(a);
+        }
+
+        foreach (var v in new[] { "PGPASSWORD", "PGUSER", "PGHOST", "PGPORT", "PGDATABASE" })
+        {
+            psi.Environment.Remove(v);
+        }
+
+        var process = Process.Start(psi) ?? throw new InvalidOperationException("could not start steward");
+        var log = new StreamWriter(new FileStream(logPath, FileMode.Append, FileAccess.Write, FileShare.ReadWrite)) { AutoFlush = true };
+        var gate = new Lock();
+        process.OutputDataReceived += (_, e) => { if (e.Data is not null) { lock (gate) { log.WriteLine(e.Data); } } };
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) { lock (gate) { log.WriteLine(e.Data); } } };
+        process.Exited += (_, _) => { lock (gate) { log.Flush(); } };
+        process.EnableRaisingEvents = true;
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return process;
+    }
+
+    /// <summary>Runs steward to completion and returns its exit code and combined output.</summary>
+    public static async Task<(int ExitCode, string Output)> RunAsync(IReadOnlyList<string> args, TimeSpan timeout)
+    {
+        var logPath = Path.GetTempFileName();
+        try
+        {
+            using var p = Start(args, logPath);
+            using var cts = new CancellationTokenSource(timeout);
+            try
+            {
+                await p.WaitForExitAsync(cts.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                p.Kill();
+                await p.WaitForExitAsync().ConfigureAwait(false);
+                throw new TimeoutException($"steward {string.Join(' ', args)} did not exit within {timeout.TotalSeconds} s");
+            }
+
+            p.WaitForExit();
+            return (p.ExitCode, await File.ReadAllTextAsync(logPath).ConfigureAwait(false));
+        }
+        finally
+        {
+            File.Delete(logPath);
+        }
+    }
+}

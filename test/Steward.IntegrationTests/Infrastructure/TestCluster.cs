@@ -1,0 +1,385 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using Npgsql;
+using Xunit.Abstractions;
+
+namespace Steward.IntegrationTests.Infrastructure;
+
+/// <summary>
+/// A real Steward cluster on loopback: one etcd, N agents (<c>steward node</c> processes, each driving a real
+/// PostgreSQL 15), every port free and chosen for this test. Everything it starts it stops by PID.
+/// </summary>
+internal sealed class TestCluster : IAsyncDisposable
+{
+    public const string Superuser = "postgres";
+    public const string SuperPassword = "super-secret";
+
+    private readonly ITestOutputHelper? _output;
+    private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(3) };
+
+    private TestCluster(EtcdServer etcd, TempDir dir, string scope, ITestOutputHelper? output)
+    {
+        Etcd = etcd;
+        Dir = dir;
+        Scope = scope;
+        _output = output;
+    }
+
+    public EtcdServer Etcd { get; }
+    public TempDir Dir { get; }
+    public string Scope { get; }
+    public List<TestNode> Nodes { get; } = [];
+
+    public static async Task<TestCluster> StartAsync(int nodes, ITestOutputHelper? output, ClusterOptions? options = null)
+    {
+        options ??= new ClusterOptions();
+        var etcd = await EtcdServer.StartAsync().ConfigureAwait(false);
+        var dir = new TempDir("cluster");
+        var cluster = new TestCluster(etcd, dir, "t" + Guid.NewGuid().ToString("N")[..8], output);
+        for (var i = 1; i <= nodes; i++)
+        {
+            cluster.Nodes.Add(cluster.CreateNode($"node{i}", options));
+        }
+
+        if (options.StartAll)
+        {
+            foreach (var n in cluster.Nodes)
+            {
+                n.Start();
+            }
+        }
+
+        return cluster;
+    }
+
+    private TestNode CreateNode(string name, ClusterOptions options)
+    {
+        var nodeDir = Dir.Sub(name);
+        Directory.CreateDirectory(nodeDir);
+        File.SetUnixFileMode(nodeDir, (UnixFileMode)0b111_101_101);
+        var pgPort = FreePorts.Next();
+        var restPort = FreePorts.Next();
+        var yaml = $"""
+            scope: {Scope}
+            namespace: /service/
+            name: {name}
+            restapi:
+              listen: 127.0.0.1:{restPort}
+              connect_address: 127.0.0.1:{restPort}
+            etcd3:
+              hosts: {Etcd.Endpoint.Replace("http://", "", StringComparison.Ordinal)}
+            bootstrap:
+              dcs:
+                ttl: {options.Ttl}
+                loop_wait: {options.LoopWait}
+                retry_timeout: {options.RetryTimeout}
+                maximum_lag_on_failover: 1048576
+                postgresql:
+                  use_pg_rewind: true
+                  use_slots: true
+                  parameters:
+                    max_connections: 50
+                    wal_keep_size: 64MB
+              initdb:
+                - encoding: UTF8
+                - locale: C
+            postgresql:
+              listen: 127.0.0.1:{pgPort}
+              connect_address: 127.0.0.1:{pgPort}
+              data_dir: {nodeDir}/data
+              bin_dir: /usr/lib/postgresql/15/bin
+              pgpass: {nodeDir}/pgpass
+              authentication:
+                superuser: {{username: {Superuser}, password: {SuperPassword}}}
+                replication: {{username: replicator, password: rep-pass}}
+                rewind: {{username: rewind_user, password: rewind-pass}}
+              pg_hba:
+                - local all all trust
+                - host replication replicator 127.0.0.1/32 scram-sha-256
+                - host all all 127.0.0.1/32 scram-sha-256
+              parameters:
+                shared_buffers: 32MB
+                unix_socket_directories: {nodeDir}
+            tags:
+              nofailover: {(options.NoFailover.Contains(name) ? "true" : "false")}
+              noloadbalance: false
+            """;
+        var configPath = Path.Combine(nodeDir, "node.yml");
+        File.WriteAllText(configPath, yaml);
+        return new TestNode(name, nodeDir, configPath, pgPort, restPort, _http, _output);
+    }
+
+    public TestNode this[string name] => Nodes.Single(n => n.Name == name);
+
+    /// <summary>Polls every node's REST API until exactly one answers 200 on /leader; returns it.</summary>
+    public async Task<TestNode> WaitForLeaderAsync(TimeSpan timeout, TestNode? not = null)
+    {
+        TestNode? found = null;
+        await Poll.UntilAsync(async () =>
+        {
+            var leaders = new List<TestNode>();
+            foreach (var n in Nodes.Where(n => n.IsRunning && n != not))
+            {
+                if (await n.RestStatusAsync("/leader").ConfigureAwait(false) == 200)
+                {
+                    leaders.Add(n);
+                }
+            }
+
+            found = leaders.Count == 1 ? leaders[0] : null;
+            return found is not null;
+        }, timeout, "exactly one node answering 200 on /leader", DescribeAsync).ConfigureAwait(false);
+        return found!;
+    }
+
+    /// <summary>Polls until <paramref name="node"/> is a replica that streams (REST /replica = 200 and replication_state streaming).</summary>
+    public Task WaitForStreamingAsync(TestNode node, TimeSpan timeout) =>
+        Poll.UntilAsync(async () =>
+        {
+            var status = await node.PatroniAsync().ConfigureAwait(false);
+            return status is { } s && s.TryGetProperty("replication_state", out var rs) && rs.GetString() == "streaming"
+                   && await node.RestStatusAsync("/replica").ConfigureAwait(false) == 200;
+        }, timeout, $"{node.Name} streaming as a replica", DescribeAsync);
+
+    public async Task<string> DescribeAsync()
+    {
+        var sb = new StringBuilder();
+        foreach (var n in Nodes)
+        {
+            sb.Append(CultureInfo.InvariantCulture, $"--- {n.Name} (agent {(n.IsRunning ? "running" : "stopped")}) /patroni: ");
+            var s = await n.PatroniAsync().ConfigureAwait(false);
+            sb.AppendLine(s?.ToString() ?? "(no answer)");
+            sb.AppendLine(n.LogTail(25));
+        }
+
+        return sb.ToString();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_output is not null)
+        {
+            try
+            {
+                _output.WriteLine(await DescribeAsync().ConfigureAwait(false));
+            }
+            catch (InvalidOperationException)
+            {
+            }
+        }
+
+        await Task.WhenAll(Nodes.Select(n => n.StopAsync())).ConfigureAwait(false);
+        foreach (var n in Nodes)
+        {
+            n.StopLeftoverPostmaster();
+        }
+
+        await Etcd.DisposeAsync().ConfigureAwait(false);
+        _http.Dispose();
+        Dir.Dispose();
+    }
+}
+
+internal sealed record ClusterOptions
+{
+    public int Ttl { get; init; } = 6;
+    public int LoopWait { get; init; } = 1;
+    public int RetryTimeout { get; init; } = 2;
+    public bool StartAll { get; init; } = true;
+    public IReadOnlyList<string> NoFailover { get; init; } = [];
+}
+
+/// <summary>One member: its agent process (started by us, stopped by PID) and its PostgreSQL.</summary>
+internal sealed class TestNode
+{
+    private readonly HttpClient _http;
+    private readonly ITestOutputHelper? _output;
+    private Process? _agent;
+
+    public TestNode(string name, string dir, string configPath, int pgPort, int restPort, HttpClient http, ITestOutputHelper? output)
+    {
+        Name = name;
+        Dir = dir;
+        ConfigPath = configPath;
+        PgPort = pgPort;
+        RestPort = restPort;
+        _http = http;
+        _output = output;
+    }
+
+    public string Name { get; }
+    public string Dir { get; }
+    public string ConfigPath { get; }
+    public int PgPort { get; }
+    public int RestPort { get; }
+    public string DataDir => Path.Combine(Dir, "data");
+    public string LogPath => Path.Combine(Dir, "agent.log");
+    public bool IsRunning => _agent is { HasExited: false };
+    public int? AgentPid => IsRunning ? _agent!.Id : null;
+
+    public string ConnectionString => $"Host=127.0.0.1;Port={PgPort};Username={TestCluster.Superuser};Password={TestCluster.SuperPassword};Database=postgres;Timeout=3;Command Timeout=10;Pooling=false";
+
+    public void Start()
+    {
+        if (IsRunning)
+        {
+            throw new InvalidOperationException($"{Name} is already running");
+        }
+
+        _agent = StewardProcess.Start(["node", "-c", ConfigPath], LogPath);
+    }
+
+    /// <summary>SIGTERM and wait for the agent to exit (graceful shutdown); SIGKILL if it takes longer than <paramref name="grace"/>.</summary>
+    public async Task StopAsync(TimeSpan? grace = null)
+    {
+        if (_agent is null)
+        {
+            return;
+        }
+
+        if (!_agent.HasExited)
+        {
+            Signals.Send(_agent.Id, Signals.SIGTERM);
+            using var cts = new CancellationTokenSource(grace ?? TimeSpan.FromSeconds(60));
+            try
+            {
+                await _agent.WaitForExitAsync(cts.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                _agent.Kill();
+                await _agent.WaitForExitAsync().ConfigureAwait(false);
+            }
+        }
+
+        _agent.Dispose();
+        _agent = null;
+    }
+
+    /// <summary>kill -9 of the agent process only.</summary>
+    public async Task KillAgentAsync()
+    {
+        if (_agent is { HasExited: false })
+        {
+            Signals.Send(_agent.Id, Signals.SIGKILL);
+            await _agent.WaitForExitAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>The postmaster's PID from postmaster.pid, if it is alive.</summary>
+    public int? PostmasterPid()
+    {
+        var pidFile = Path.Combine(DataDir, "postmaster.pid");
+        try
+        {
+            var first = File.ReadLines(pidFile).FirstOrDefault();
+            return int.TryParse(first, NumberStyles.Integer, CultureInfo.InvariantCulture, out var pid) && Directory.Exists($"/proc/{pid}") ? pid : null;
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>kill -9 of the postmaster (its children exit on their own when it dies).</summary>
+    public async Task KillPostmasterAsync()
+    {
+        if (PostmasterPid() is { } pid)
+        {
+            Signals.Send(pid, Signals.SIGKILL);
+            await Poll.UntilAsync(() => Task.FromResult(!Directory.Exists($"/proc/{pid}")), TimeSpan.FromSeconds(10), $"postmaster {pid} gone").ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>After the test: a postmaster our agent left behind (e.g. after kill -9 of the agent) gets SIGQUIT (immediate shutdown) by PID.</summary>
+    public void StopLeftoverPostmaster()
+    {
+        if (PostmasterPid() is { } pid)
+        {
+            Signals.Send(pid, Signals.SIGQUIT);
+            for (var i = 0; i < 100 && Directory.Exists($"/proc/{pid}"); i++)
+            {
+                Thread.Sleep(100);
+            }
+        }
+    }
+
+    public async Task<int?> RestStatusAsync(string path, HttpMethod? method = null)
+    {
+        try
+        {
+            using var req = new HttpRequestMessage(method ?? HttpMethod.Get, $"http://127.0.0.1:{RestPort}{path}");
+            using var resp = await _http.SendAsync(req).ConfigureAwait(false);
+            return (int)resp.StatusCode;
+        }
+        catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
+        {
+            return null;
+        }
+    }
+
+    public async Task<JsonElement?> GetJsonAsync(string path)
+    {
+        try
+        {
+            return await _http.GetFromJsonAsync<JsonElement>($"http://127.0.0.1:{RestPort}{path}").ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is HttpRequestException or TaskCanceledException or JsonException)
+        {
+            return null;
+        }
+    }
+
+    public Task<JsonElement?> PatroniAsync() => GetJsonAsync("/patroni");
+
+    public async Task<T?> QueryAsync<T>(string sql)
+    {
+        await using var conn = new NpgsqlConnection(ConnectionString);
+        await conn.OpenAsync().ConfigureAwait(false);
+        await using var cmd = new NpgsqlCommand(sql, conn);
+        var value = await cmd.ExecuteScalarAsync().ConfigureAwait(false);
+        return value is DBNull or null ? default : (T)value;
+    }
+
+    public async Task ExecuteAsync(string sql)
+    {
+        await using var conn = new NpgsqlConnection(ConnectionString);
+        await conn.OpenAsync().ConfigureAwait(false);
+        await using var cmd = new NpgsqlCommand(sql, conn);
+        await cmd.ExecuteNonQueryAsync().ConfigureAwait(false);
+    }
+
+    public string LogTail(int lines)
+    {
+        try
+        {
+            using var fs = new FileStream(LogPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+            using var reader = new StreamReader(fs);
+            var all = reader.ReadToEnd().Split('\n');
+            return string.Join('\n', all.TakeLast(lines));
+        }
+        catch (IOException)
+        {
+            return "(no log)";
+        }
+    }
+
+    public string Log()
+    {
+        try
+        {
+            using var fs = new FileStream(LogPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+            using var reader = new StreamReader(fs);
+            return reader.ReadToEnd();
+        }
+        catch (IOException)
+        {
+            return "";
+        }
+    }
+
+    public override string ToString() => Name;
+}
