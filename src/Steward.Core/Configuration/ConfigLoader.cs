@@ -1,5 +1,6 @@
 using System.Text.RegularExpressions;
 using YamlDotNet.Core;
+using YamlDotNet.Core.Events;
 using YamlDotNet.RepresentationModel;
 
 namespace Steward.Core.Configuration;
@@ -63,13 +64,20 @@ public static partial class ConfigLoader
     private static YamlMappingNode ReadDocument(string yaml, string sourceName)
     {
         var stream = new YamlStream();
+        var parser = new TrackingParser(new Parser(new StringReader(yaml)));
         try
         {
-            stream.Load(new StringReader(yaml));
+            stream.Load(parser);
         }
         catch (YamlException e)
         {
             throw new ConfigException($"{sourceName}:{e.Start.Line}:{e.Start.Column}: malformed YAML: {YamlExceptionPrefix().Replace(e.Message, "")}", e);
+        }
+        catch (InvalidOperationException e)
+        {
+            // YamlDotNet's scanner fails this way on some truncated input, e.g. an unclosed '[' at the end of the file.
+            throw new ConfigException(
+                $"{sourceName}:{parser.LastGood.Line}:{parser.LastGood.Column}: malformed YAML: cannot be read past this point (an unclosed '[', '{{' or quote?)", e);
         }
 
         return stream.Documents switch
@@ -82,6 +90,24 @@ public static partial class ConfigLoader
             [_, var second, ..] => throw new ConfigException(
                 $"{sourceName}:{second.RootNode.Start.Line}:{second.RootNode.Start.Column}: expected one YAML document, found {stream.Documents.Count}"),
         };
+    }
+
+    /// <summary>Remembers where the last successfully read event ended, for errors that carry no position.</summary>
+    private sealed class TrackingParser(IParser inner) : IParser
+    {
+        public ParsingEvent? Current => inner.Current;
+
+        public Mark LastGood { get; private set; } = new(0, 1, 1);
+
+        public bool MoveNext()
+        {
+            if (inner.Current is { } current)
+            {
+                LastGood = current.End;
+            }
+
+            return inner.MoveNext();
+        }
     }
 
     /// <summary>YamlDotNet prefixes its messages with the marks, which ours already name.</summary>
