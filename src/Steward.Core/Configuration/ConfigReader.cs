@@ -1,0 +1,697 @@
+using System.Globalization;
+using Steward.Core.Cluster;
+using YamlDotNet.Core;
+using YamlDotNet.RepresentationModel;
+
+namespace Steward.Core.Configuration;
+
+/// <summary>
+/// The schema: walks a parsed file section by section, applies environment overrides and defaults, and reports every
+/// problem to <see cref="ConfigDiagnostics"/>. Values that failed to read are replaced by placeholders so the walk can
+/// go on; <see cref="ConfigLoader"/> throws before such a config escapes.
+/// </summary>
+internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironment environment, string baseDirectory)
+{
+    private const string EtcdV2Message = "only etcd3 is supported: rename 'etcd:' to 'etcd3:' if your etcd speaks the v3 API";
+    private static readonly string[] OtherStores = ["consul", "zookeeper", "kubernetes", "raft", "exhibitor"];
+    private static readonly string[] LogLevels = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"];
+    private static readonly string[] ReservedInitdbOptions = ["pgdata", "nosync", "pwfile", "sync-only", "version"];
+    private static readonly string[] UnsupportedPostgresqlKeys =
+    [
+        "callbacks", "create_replica_methods", "basebackup", "recovery_conf", "remove_data_directory_on_rewind_failure",
+        "remove_data_directory_on_diverged_timelines", "use_unix_socket", "use_unix_socket_repl", "config_dir", "custom_conf",
+        "proxy_address", "pre_promote", "before_stop", "use_pg_rewind", "use_slots", "pg_ident", "bin_name", "database",
+    ];
+
+    private static readonly string[] UnsupportedCredentialKeys =
+    [
+        "sslmode", "sslkey", "sslpassword", "sslcert", "sslrootcert", "sslcrl", "sslcrldir", "sslnegotiation", "gssencmode",
+        "channel_binding",
+    ];
+
+    private static readonly HostPort Placeholder = new("", 1);
+
+    public StewardConfig Read(YamlSection root, string sourceName)
+    {
+        var scope = RequiredName(root, "scope", "SCOPE");
+        var name = RequiredName(root, "name", "NAME");
+        var ns = ReadNamespace(root);
+        var restApi = ReadRestApi(root);
+        var etcd3 = ReadEtcd3(root);
+        var bootstrap = ReadBootstrap(root.Section("bootstrap"));
+        var postgresql = ReadPostgresql(root, name);
+        var tags = ReadTags(root.Section("tags"));
+        var log = ReadLog(root.Section("log"));
+        root.Unsupported("watchdog", "ctl", "citus");
+        root.Finish();
+
+        return new StewardConfig
+        {
+            Scope = scope,
+            Namespace = ns,
+            Name = name,
+            RestApi = restApi,
+            Etcd3 = etcd3,
+            Bootstrap = bootstrap,
+            Postgresql = postgresql,
+            Tags = tags,
+            Log = log,
+            SourcePath = sourceName,
+            Warnings = diagnostics.Warnings.ToList(),
+        };
+    }
+
+    /// <summary>
+    /// The file's value is always read (so a bad one is still reported and the key is not "unknown"), but a value from
+    /// the environment wins.
+    /// </summary>
+    private Located? Setting(YamlSection? section, string key, string variable) =>
+        Override(section?.String(key), environment.Find(variable));
+
+    private static Located? Override(Located? fileValue, Located? environmentValue) => environmentValue ?? fileValue;
+
+    private void Missing(Origin origin, string path, string? variable = null) =>
+        diagnostics.Error(origin, path, variable is null ? "required key is missing" : $"required key is missing (or set STEWARD_{variable})");
+
+    private string RequiredName(YamlSection root, string key, string variable)
+    {
+        if (Setting(root, key, variable) is not { } value)
+        {
+            Missing(root.Origin, key, variable);
+            return "";
+        }
+
+        if (value.Text.Trim().Length == 0)
+        {
+            diagnostics.Error(value.Origin, key, "must not be empty");
+        }
+        else if (value.Text.Contains('/', StringComparison.Ordinal))
+        {
+            diagnostics.Error(value.Origin, key, $"must not contain '/', got '{value.Text}'");
+        }
+
+        return value.Text;
+    }
+
+    private string ReadNamespace(YamlSection root)
+    {
+        if (Setting(root, "namespace", "NAMESPACE") is not { } value)
+        {
+            return "/service/";
+        }
+
+        var trimmed = value.Text.Trim().Trim('/');
+        return trimmed.Length == 0 ? "/" : $"/{trimmed}/";
+    }
+
+    private HostPort Address(Located? value, string path, bool allowHostList = false)
+    {
+        if (value is not { } text)
+        {
+            return Placeholder;
+        }
+
+        var parsed = allowHostList
+            ? ConfigValues.ParseListen(text.Text, out var problem)
+            : ConfigValues.ParseHostPort(text.Text, null, out problem);
+        if (parsed is null)
+        {
+            diagnostics.Error(text.Origin, path, problem!);
+            return Placeholder;
+        }
+
+        return parsed;
+    }
+
+    /// <summary>connect_address defaults to listen, unless listen cannot be connected to (a wildcard or a host list).</summary>
+    private HostPort ConnectAddress(YamlSection section, HostPort listen, Located? listenText)
+    {
+        var path = section.Child("connect_address");
+        if (section.String("connect_address") is { } written)
+        {
+            var address = Address(written, path);
+            if (ConfigValues.IsWildcard(address.Host) && address != Placeholder)
+            {
+                diagnostics.Error(written.Origin, path, $"must be an address other machines can connect to, got '{written.Text}'");
+            }
+
+            return address;
+        }
+
+        if (listenText is not null && listen != Placeholder
+            && (ConfigValues.IsWildcard(listen.Host) || listen.Host.Contains(',', StringComparison.Ordinal)))
+        {
+            diagnostics.Error(section.Origin, path, $"required because listen '{listenText.Value.Text}' is not an address other machines can connect to");
+        }
+
+        return listen;
+    }
+
+    private RestApiConfig ReadRestApi(YamlSection root)
+    {
+        var section = root.Section("restapi");
+        if (section is null)
+        {
+            Missing(root.Origin, "restapi");
+        }
+
+        var listenText = section?.String("listen");
+        if (section is not null && listenText is null)
+        {
+            Missing(section.Origin, section.Child("listen"));
+        }
+
+        var listen = Address(listenText, "restapi.listen");
+        var connect = section is null ? listen : ConnectAddress(section, listen, listenText);
+
+        var authSection = section?.Section("authentication");
+        var username = Setting(authSection, "username", "RESTAPI_USERNAME");
+        var password = Setting(authSection, "password", "RESTAPI_PASSWORD");
+        authSection?.Finish();
+        Credentials? authentication = null;
+        if (username is not null || password is not null)
+        {
+            var origin = authSection?.Origin ?? section?.Origin ?? root.Origin;
+            if (username is null)
+            {
+                Missing(origin, "restapi.authentication.username", "RESTAPI_USERNAME");
+            }
+
+            if (password is null)
+            {
+                Missing(origin, "restapi.authentication.password", "RESTAPI_PASSWORD");
+            }
+
+            authentication = new Credentials(username?.Text ?? "", password?.Text);
+        }
+
+        section?.Unsupported(
+            "certfile", "keyfile", "keyfile_password", "cafile", "ciphers", "verify_client", "http_extra_headers",
+            "https_extra_headers", "allowlist", "allowlist_include_members", "request_queue_size", "server_tokens");
+        section?.Finish();
+        return new RestApiConfig { Listen = listen, ConnectAddress = connect, Authentication = authentication };
+    }
+
+    private Etcd3Config ReadEtcd3(YamlSection root)
+    {
+        if (root.KeyNode("etcd") is { } etcdV2)
+        {
+            diagnostics.Error(Origin.Of(etcdV2), "etcd", EtcdV2Message);
+        }
+
+        foreach (var store in OtherStores)
+        {
+            if (root.KeyNode(store) is { } other)
+            {
+                diagnostics.Error(Origin.Of(other), store, $"only etcd3 is supported; Steward cannot use {store}");
+            }
+        }
+
+        var section = root.Section("etcd3");
+        var endpoints = new List<string>();
+        ReadEtcdEndpoints(section, endpoints);
+        if (environment.Find("ETCD3_HOSTS") is { } hosts)
+        {
+            endpoints.Clear();
+            foreach (var item in ConfigValues.SplitEnvironmentList(hosts.Text))
+            {
+                AddEtcdHost(hosts with { Text = item }, "etcd3.hosts", endpoints);
+            }
+        }
+        else if (section is null && root.KeyNode("etcd") is null && !OtherStores.Any(store => root.KeyNode(store) is not null))
+        {
+            Missing(root.Origin, "etcd3", "ETCD3_HOSTS");
+        }
+
+        if (section?.String("protocol") is { } protocol && !protocol.Text.Equals("http", StringComparison.OrdinalIgnoreCase))
+        {
+            diagnostics.Error(protocol.Origin, "etcd3.protocol", protocol.Text.Equals("https", StringComparison.OrdinalIgnoreCase)
+                ? "TLS to etcd is not supported yet"
+                : $"expected http, got '{protocol.Text}'");
+        }
+
+        var username = Setting(section, "username", "ETCD3_USERNAME");
+        var password = Setting(section, "password", "ETCD3_PASSWORD");
+        if ((username is null) != (password is null))
+        {
+            var (given, missing) = username is null ? ("password", "username") : ("username", "password");
+            diagnostics.Error((username ?? password)!.Value.Origin, $"etcd3.{missing}", $"required when etcd3.{given} is set");
+        }
+
+        section?.Unsupported("cacert", "cert", "key", "key_password", "srv", "srv_suffix", "proxy", "use_proxies", "retry_timeout");
+        section?.Finish();
+        return new Etcd3Config { Endpoints = endpoints, Username = username?.Text, Password = password?.Text };
+    }
+
+    private void ReadEtcdEndpoints(YamlSection? section, List<string> endpoints)
+    {
+        if (section is null)
+        {
+            return;
+        }
+
+        var written = new[] { "hosts", "host", "url", "urls" }.Where(key => section.KeyNode(key) is not null).ToList();
+        if (written.Count > 1)
+        {
+            diagnostics.Error(section.Origin, "etcd3", $"set only one of hosts, host, url or urls (found {string.Join(", ", written)})");
+        }
+
+        foreach (var host in section.List("hosts", commaSeparated: true) ?? [])
+        {
+            AddEtcdHost(host, "etcd3.hosts", endpoints);
+        }
+
+        if (section.String("host") is { } single)
+        {
+            AddEtcdHost(single, "etcd3.host", endpoints);
+        }
+
+        var urls = (section.String("url") is { } url ? [url] : new List<Located>()).Concat(section.List("urls", commaSeparated: true) ?? []);
+        foreach (var item in urls)
+        {
+            if (ConfigValues.ParseEtcdUrl(item.Text, out var problem) is { } endpoint)
+            {
+                endpoints.Add(endpoint);
+            }
+            else
+            {
+                diagnostics.Error(item.Origin, written.Contains("url") ? "etcd3.url" : "etcd3.urls", problem!);
+            }
+        }
+
+        if (written.Count == 0 && environment.Find("ETCD3_HOSTS") is null)
+        {
+            diagnostics.Error(section.Origin, "etcd3", "one of hosts, host, url or urls is required");
+        }
+    }
+
+    private void AddEtcdHost(Located host, string path, List<string> endpoints)
+    {
+        if (ConfigValues.ParseHostPort(host.Text, ConfigValues.EtcdPort, out var problem) is { } endpoint)
+        {
+            endpoints.Add(ConfigValues.EtcdEndpoint(endpoint));
+        }
+        else
+        {
+            diagnostics.Error(host.Origin, path, problem!);
+        }
+    }
+
+    private BootstrapConfig ReadBootstrap(YamlSection? section)
+    {
+        if (section is null)
+        {
+            return new BootstrapConfig();
+        }
+
+        var dcs = ReadDcs(section.Section("dcs"));
+        var initdb = ReadInitdb(section);
+        if (section.String("method") is { } method && method.Text != "initdb")
+        {
+            section.Unsupported("method", method.Text);
+        }
+
+        section.Unsupported("users", "post_bootstrap", "post_init", "pg_hba");
+        section.Finish();
+        return new BootstrapConfig { Dcs = dcs, Initdb = initdb };
+    }
+
+    private DynamicConfig ReadDcs(YamlSection? section)
+    {
+        var defaults = new DynamicConfig();
+        if (section is null)
+        {
+            return defaults;
+        }
+
+        var ttl = section.Int("ttl", 1) ?? defaults.Ttl;
+        var loopWait = section.Int("loop_wait", 1) ?? defaults.LoopWait;
+        var retryTimeout = section.Int("retry_timeout", 1) ?? defaults.RetryTimeout;
+        if ((long)loopWait + 2L * retryTimeout > ttl)
+        {
+            diagnostics.Error(section.Origin, section.Path,
+                $"loop_wait ({loopWait}) + 2 * retry_timeout ({retryTimeout}) must not exceed ttl ({ttl}), or the leader lease can expire while the leader is still retrying");
+        }
+
+        var primary = section.Int("primary_start_timeout", 0);
+        var master = section.Int("master_start_timeout", 0);
+        if (primary is not null && master is not null)
+        {
+            diagnostics.Error(section.Origin, section.Path, "set primary_start_timeout or its old name master_start_timeout, not both");
+        }
+
+        var synchronous = section.String("synchronous_mode") is { } mode
+            ? mode.Text == "quorum"
+                ? Fail(mode, section.Child("synchronous_mode"), "quorum commit is not supported")
+                : section.ParseBool(mode, section.Child("synchronous_mode"))
+            : null;
+
+        var postgresql = section.Section("postgresql");
+        var dynamicPostgres = new DynamicPostgresConfig();
+        if (postgresql is not null)
+        {
+            dynamicPostgres = new DynamicPostgresConfig
+            {
+                UsePgRewind = postgresql.Bool("use_pg_rewind") ?? dynamicPostgres.UsePgRewind,
+                UseSlots = postgresql.Bool("use_slots") ?? dynamicPostgres.UseSlots,
+                Parameters = ReadParameters(postgresql.Section("parameters")),
+            };
+            postgresql.Unsupported("recovery_conf", "pg_hba", "pg_ident");
+            postgresql.Finish();
+        }
+
+        var result = new DynamicConfig
+        {
+            Ttl = ttl,
+            LoopWait = loopWait,
+            RetryTimeout = retryTimeout,
+            MaximumLagOnFailover = section.Long("maximum_lag_on_failover", 0) ?? defaults.MaximumLagOnFailover,
+            PrimaryStartTimeout = primary ?? master ?? defaults.PrimaryStartTimeout,
+            SynchronousMode = synchronous ?? defaults.SynchronousMode,
+            Pause = section.Bool("pause") ?? defaults.Pause,
+            Postgresql = dynamicPostgres,
+        };
+        section.Unsupported(
+            "synchronous_mode_strict", "synchronous_node_count", "failsafe_mode", "standby_cluster", "check_timeline", "slots",
+            "ignore_slots", "max_timelines_history", "maximum_lag_on_syncnode", "primary_stop_timeout", "master_stop_timeout",
+            "member_slots_ttl");
+        section.Finish();
+        return result;
+    }
+
+    private bool? Fail(Located value, string path, string message)
+    {
+        diagnostics.Error(value.Origin, path, message);
+        return null;
+    }
+
+    /// <summary>Patroni's initdb list: <c>- data-checksums</c> → <c>--data-checksums</c>, <c>- encoding: UTF8</c> → <c>--encoding=UTF8</c>.</summary>
+    private List<string> ReadInitdb(YamlSection bootstrap)
+    {
+        var path = bootstrap.Child("initdb");
+        var options = new List<string>();
+        void Add(string name, string? value, Origin origin)
+        {
+            var option = name.TrimStart('-');
+            if (ReservedInitdbOptions.Contains(option, StringComparer.Ordinal))
+            {
+                diagnostics.Error(origin, path, $"--{option} is set by Steward and cannot be given here");
+            }
+
+            options.Add(value is null ? $"--{option}" : $"--{option}={value}");
+        }
+
+        void AddPairs(YamlMappingNode mapping)
+        {
+            foreach (var (key, value) in mapping.Children)
+            {
+                if (key is YamlScalarNode { Value: { } name } && value is YamlScalarNode scalar)
+                {
+                    Add(name, scalar.Value, Origin.Of(key));
+                }
+                else
+                {
+                    diagnostics.Error(Origin.Of(value), path, $"expected 'option: value', got {YamlSection.Describe(value)}");
+                }
+            }
+        }
+
+        switch (bootstrap.Take("initdb"))
+        {
+            case null:
+                break;
+            case YamlSequenceNode list:
+                foreach (var item in list)
+                {
+                    switch (item)
+                    {
+                        case YamlScalarNode { Value: { Length: > 0 } name }:
+                            Add(name, null, Origin.Of(item));
+                            break;
+                        case YamlMappingNode { Children.Count: 1 } pair:
+                            AddPairs(pair);
+                            break;
+                        default:
+                            diagnostics.Error(Origin.Of(item), path, $"expected an option name or one 'option: value' pair, got {YamlSection.Describe(item)}");
+                            break;
+                    }
+                }
+
+                break;
+            case YamlMappingNode mapping:
+                AddPairs(mapping);
+                break;
+            case var other:
+                diagnostics.Error(Origin.Of(other), path, $"expected a list, got {YamlSection.Describe(other)}");
+                break;
+        }
+
+        return options;
+    }
+
+    /// <summary>Values keep their YAML text ("128MB", 100 → "100"); YAML booleans become PostgreSQL's on/off.</summary>
+    private Dictionary<string, string> ReadParameters(YamlSection? section)
+    {
+        var parameters = new Dictionary<string, string>(StringComparer.Ordinal);
+        if (section is null)
+        {
+            return parameters;
+        }
+
+        foreach (var (key, value) in section.Entries())
+        {
+            if (value is YamlScalarNode { Value: { } text } scalar && !YamlSection.IsNull(value))
+            {
+                parameters[key.Text] = scalar.Style is ScalarStyle.Plain && bool.TryParse(text, out var flag) ? (flag ? "on" : "off") : text;
+            }
+            else
+            {
+                diagnostics.Error(Origin.Of(value), section.Child(key.Text), $"expected a single value, got {YamlSection.Describe(value)}");
+            }
+        }
+
+        section.Finish();
+        return parameters;
+    }
+
+    private string AbsolutePath(string path) => Path.GetFullPath(path, baseDirectory);
+
+    private PostgresqlConfig ReadPostgresql(YamlSection root, string name)
+    {
+        var section = root.Section("postgresql");
+        if (section is null)
+        {
+            Missing(root.Origin, "postgresql");
+        }
+
+        var listenText = section?.String("listen");
+        var dataDirText = section?.String("data_dir");
+        if (section is not null)
+        {
+            if (listenText is null)
+            {
+                Missing(section.Origin, section.Child("listen"));
+            }
+
+            if (dataDirText is null)
+            {
+                Missing(section.Origin, section.Child("data_dir"));
+            }
+        }
+
+        var listen = Address(listenText, "postgresql.listen", allowHostList: true);
+        var connect = section is null ? listen : ConnectAddress(section, listen, listenText);
+
+        var dataDir = "";
+        if (dataDirText is { } dir)
+        {
+            if (dir.Text.Trim().Length == 0)
+            {
+                diagnostics.Error(dir.Origin, "postgresql.data_dir", "must not be empty");
+            }
+            else
+            {
+                dataDir = Path.TrimEndingDirectorySeparator(AbsolutePath(dir.Text));
+            }
+        }
+
+        var defaults = new PostgresqlConfig
+        {
+            Listen = listen,
+            ConnectAddress = connect,
+            DataDir = dataDir,
+            Pgpass = "",
+            Authentication = new PostgresAuthentication { Superuser = new("", null), Replication = new("", null) },
+        };
+        var binDir = section?.String("bin_dir") is { } bin ? AbsolutePath(bin.Text) : defaults.BinDir;
+        var pgpass = section?.String("pgpass") is { } pass
+            ? AbsolutePath(pass.Text)
+            : Path.Combine(Path.GetDirectoryName(dataDir) ?? "/", $"pgpass.{name}");
+        var authentication = ReadPostgresAuthentication(section, root.Origin);
+        var parameters = ReadParameters(section?.Section("parameters"));
+        var pgHba = section?.List("pg_hba", commaSeparated: false)?.Select(line => line.Text).ToList() ?? [];
+        var pgCtlTimeout = section?.Int("pg_ctl_timeout", 1) ?? defaults.PgCtlTimeout;
+        var osUser = Override(section?.String("os_user"), environment.FindExact("STEWARD_PG_USER"));
+        if (osUser is { } osUserValue && osUserValue.Text.Trim().Length == 0)
+        {
+            diagnostics.Error(osUserValue.Origin, "postgresql.os_user", "must not be empty");
+        }
+
+        if (section is not null)
+        {
+            // create_replica_methods names further sections (e.g. pgbackrest:), which are unsupported along with it.
+            var replicaMethods = section.List("create_replica_methods", commaSeparated: false)?.Select(method => method.Text) ?? [];
+            section.Unsupported(UnsupportedPostgresqlKeys.Union(replicaMethods, StringComparer.Ordinal).ToArray());
+            section.Finish();
+        }
+
+        return new PostgresqlConfig
+        {
+            Listen = listen,
+            ConnectAddress = connect,
+            DataDir = dataDir,
+            BinDir = binDir,
+            Pgpass = pgpass,
+            Authentication = authentication,
+            Parameters = parameters,
+            PgHba = pgHba,
+            PgCtlTimeout = pgCtlTimeout,
+            OsUser = osUser?.Text ?? defaults.OsUser,
+        };
+    }
+
+    private PostgresAuthentication ReadPostgresAuthentication(YamlSection? postgresql, Origin fallback)
+    {
+        var section = postgresql?.Section("authentication");
+        var origin = section?.Origin ?? postgresql?.Origin ?? fallback;
+        var superuser = ReadCredentials(section, "superuser", "SUPERUSER", required: true, origin);
+        var replication = ReadCredentials(section, "replication", "REPLICATION", required: true, origin);
+        var rewind = ReadCredentials(section, "rewind", "REWIND", required: false, origin);
+        section?.Finish();
+        return new PostgresAuthentication
+        {
+            Superuser = superuser ?? new Credentials("", null),
+            Replication = replication ?? new Credentials("", null),
+            Rewind = rewind,
+        };
+    }
+
+    /// <summary>One PostgreSQL user; the password is optional (trust or peer authentication need none).</summary>
+    private Credentials? ReadCredentials(YamlSection? authentication, string key, string variable, bool required, Origin fallback)
+    {
+        var path = $"postgresql.authentication.{key}";
+        var section = authentication?.Section(key);
+        var username = Setting(section, "username", variable + "_USERNAME");
+        var password = Setting(section, "password", variable + "_PASSWORD");
+        section?.Unsupported(UnsupportedCredentialKeys);
+        section?.Finish();
+        if (username is null)
+        {
+            if (required || password is not null || section is not null)
+            {
+                Missing(section?.Origin ?? fallback, $"{path}.username", variable + "_USERNAME");
+            }
+
+            return null;
+        }
+
+        if (username.Value.Text.Trim().Length == 0)
+        {
+            diagnostics.Error(username.Value.Origin, $"{path}.username", "must not be empty");
+        }
+
+        return new Credentials(username.Value.Text, password?.Text);
+    }
+
+    private TagsConfig ReadTags(YamlSection? section)
+    {
+        if (section is null)
+        {
+            return new TagsConfig();
+        }
+
+        var all = new Dictionary<string, object?>(StringComparer.Ordinal);
+        var flags = new Dictionary<string, bool>(StringComparer.Ordinal);
+        foreach (var (key, value) in section.Entries())
+        {
+            var path = section.Child(key.Text);
+            switch (value)
+            {
+                case var _ when YamlSection.IsNull(value):
+                    all[key.Text] = null;
+                    break;
+                case YamlScalarNode { Value: { } text } scalar when key.Text is "nofailover" or "noloadbalance" or "clonefrom" or "nosync":
+                    if (section.ParseBool(new Located(text, Origin.Of(scalar)), path) is { } flag)
+                    {
+                        flags[key.Text] = flag;
+                        all[key.Text] = flag;
+                    }
+
+                    break;
+                case YamlScalarNode { Value: { } text } scalar:
+                    all[key.Text] = TagValue(text, scalar.Style);
+                    break;
+                default:
+                    diagnostics.Error(Origin.Of(value), path, $"expected a single value, got {YamlSection.Describe(value)}");
+                    break;
+            }
+        }
+
+        section.Finish();
+        return new TagsConfig
+        {
+            NoFailover = flags.GetValueOrDefault("nofailover"),
+            NoLoadBalance = flags.GetValueOrDefault("noloadbalance"),
+            CloneFrom = flags.GetValueOrDefault("clonefrom"),
+            NoSync = flags.GetValueOrDefault("nosync"),
+            All = all,
+        };
+    }
+
+    /// <summary>A custom tag keeps its YAML type: plain true/false and integers stay bool and long, the rest are strings.</summary>
+    private static object TagValue(string text, ScalarStyle style)
+    {
+        if (style is ScalarStyle.Plain)
+        {
+            if (bool.TryParse(text, out var flag))
+            {
+                return flag;
+            }
+
+            if (long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var number))
+            {
+                return number;
+            }
+        }
+
+        return text;
+    }
+
+    private LogConfig ReadLog(YamlSection? section)
+    {
+        if (section is null)
+        {
+            return new LogConfig();
+        }
+
+        var level = new LogConfig().Level;
+        if (section.String("level") is { } written)
+        {
+            var upper = written.Text.ToUpperInvariant();
+            if (LogLevels.Contains(upper, StringComparer.Ordinal))
+            {
+                level = upper;
+            }
+            else
+            {
+                diagnostics.Error(written.Origin, "log.level", $"expected one of {string.Join(", ", LogLevels)}, got '{written.Text}'");
+            }
+        }
+
+        section.Unsupported(
+            "dir", "format", "file_num", "file_size", "loggers", "traceback_level", "dateformat", "type", "static_fields",
+            "max_queue_size", "mode", "deduplicate_heartbeat_logs");
+        section.Finish();
+        return new LogConfig { Level = level };
+    }
+}

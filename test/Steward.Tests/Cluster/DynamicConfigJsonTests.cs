@@ -1,0 +1,93 @@
+using System.Text.Json;
+using Steward.Core.Cluster;
+
+namespace Steward.Tests.Cluster;
+
+public sealed class DynamicConfigJsonTests
+{
+    [Fact]
+    public void Config_survives_a_round_trip_in_patronis_key_names()
+    {
+        var config = new DynamicConfig
+        {
+            Ttl = 30,
+            LoopWait = 10,
+            RetryTimeout = 10,
+            MaximumLagOnFailover = 5,
+            PrimaryStartTimeout = 0,
+            Pause = true,
+            SynchronousMode = true,
+            Postgresql = new DynamicPostgresConfig
+            {
+                UsePgRewind = false,
+                UseSlots = false,
+                Parameters = new Dictionary<string, string> { ["max_connections"] = "100", ["hot_standby"] = "on" },
+            },
+        };
+
+        var json = DynamicConfigJson.Serialize(config);
+        var parsed = DynamicConfigJson.TryParse(json, out var error);
+
+        Assert.Null(error);
+        Assert.NotNull(parsed);
+        Assert.Equal(config with { Postgresql = parsed.Postgresql }, parsed);
+        Assert.Equal(config.Postgresql with { Parameters = parsed.Postgresql.Parameters }, parsed.Postgresql);
+        Assert.Equal(config.Postgresql.Parameters, parsed.Postgresql.Parameters);
+        using var document = JsonDocument.Parse(json);
+        Assert.Equal(30, document.RootElement.GetProperty("ttl").GetInt32());
+        Assert.Equal("100", document.RootElement.GetProperty("postgresql").GetProperty("parameters").GetProperty("max_connections").GetString());
+    }
+
+    [Fact]
+    public void Patroni_written_config_is_read_tolerantly()
+    {
+        const string json = """
+            {"ttl": "30", "loop_wait": 10, "retry_timeout": 10, "master_start_timeout": 300,
+             "synchronous_mode_strict": false, "failsafe_mode": true, "slots": {"x": {"type": "physical"}},
+             "postgresql": {"use_pg_rewind": true, "use_slots": "off", "pg_hba": ["local all all trust"],
+                            "parameters": {"max_connections": 100, "hot_standby": true, "fsync": false,
+                                           "wal_keep_size": "256MB", "checkpoint_completion_target": 0.9, "unset": null}}}
+            """;
+
+        var config = DynamicConfigJson.TryParse(json, out var error);
+
+        Assert.Null(error);
+        Assert.NotNull(config);
+        Assert.Equal((30, 10, 10, 300), (config.Ttl, config.LoopWait, config.RetryTimeout, config.PrimaryStartTimeout));
+        Assert.False(config.Postgresql.UseSlots);
+        Assert.Equal(
+            new Dictionary<string, string>
+            {
+                ["max_connections"] = "100", ["hot_standby"] = "on", ["fsync"] = "off", ["wal_keep_size"] = "256MB",
+                ["checkpoint_completion_target"] = "0.9",
+            },
+            config.Postgresql.Parameters);
+    }
+
+    [Fact]
+    public void Empty_object_gives_the_defaults()
+    {
+        var config = DynamicConfigJson.TryParse("{}", out var error);
+
+        Assert.Null(error);
+        Assert.Equal((6, 1, 2), (config!.Ttl, config.LoopWait, config.RetryTimeout));
+        Assert.True(config.Postgresql.UsePgRewind);
+    }
+
+    [Theory]
+    [InlineData("{\"ttl\": ", "config key is not valid JSON")]
+    [InlineData("[1, 2]", "config key: expected a JSON object, got Array")]
+    [InlineData("{\"ttl\": \"soon\"}", "config key: ttl: expected an integer, got \"soon\"")]
+    [InlineData("{\"ttl\": 1.5}", "config key: ttl: expected an integer, got 1.5")]
+    [InlineData("{\"pause\": 2}", "config key: pause: expected true or false, got 2")]
+    [InlineData("{\"postgresql\": []}", "config key: postgresql: expected an object, got Array")]
+    [InlineData("{\"postgresql\": {\"parameters\": {\"a\": [1]}}}", "config key: postgresql.parameters: expected a single value, got [1]")]
+    public void Malformed_document_gives_null_and_says_why(string json, string expected)
+    {
+        var config = DynamicConfigJson.TryParse(json, out var error);
+
+        Assert.Null(config);
+        Assert.NotNull(error);
+        Assert.StartsWith(expected, error, StringComparison.Ordinal);
+    }
+}

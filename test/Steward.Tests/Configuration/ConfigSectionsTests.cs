@@ -1,0 +1,237 @@
+using Steward.Core.Configuration;
+using static Steward.Tests.Configuration.ConfigText;
+
+namespace Steward.Tests.Configuration;
+
+/// <summary>Section-specific rules: etcd3, bootstrap, parameters, tags, unsupported Patroni keys.</summary>
+public sealed class ConfigSectionsTests
+{
+    private static string WithEtcd(string etcd3) =>
+        Minimal.Replace("etcd3:\n  hosts: 127.0.0.1:2379", etcd3, StringComparison.Ordinal);
+
+    [Theory]
+    [InlineData("etcd3:\n  hosts: 127.0.0.1:2379", "http://127.0.0.1:2379")]
+    [InlineData("etcd3:\n  hosts: 10.0.0.1:2379,10.0.0.2:2379, 10.0.0.3", "http://10.0.0.1:2379 http://10.0.0.2:2379 http://10.0.0.3:2379")]
+    [InlineData("etcd3:\n  hosts:\n    - 10.0.0.1:2379\n    - '[fd00::2]:2379'", "http://10.0.0.1:2379 http://[fd00::2]:2379")]
+    [InlineData("etcd3:\n  host: etcd:2380", "http://etcd:2380")]
+    [InlineData("etcd3:\n  url: http://etcd.local:2379/", "http://etcd.local:2379")]
+    [InlineData("etcd3:\n  url: http://etcd.local", "http://etcd.local:2379")]
+    [InlineData("etcd3:\n  urls: [http://a:2379, http://b:2379]", "http://a:2379 http://b:2379")]
+    [InlineData("etcd3:\n  protocol: http\n  hosts: a:1", "http://a:1")]
+    public void Etcd3_endpoints_are_accepted_in_each_of_patronis_forms(string etcd3, string expected) =>
+        Assert.Equal(expected.Split(' '), Parse(WithEtcd(etcd3)).Etcd3.Endpoints);
+
+    [Theory]
+    [InlineData("etcd3:\n  protocol: https\n  hosts: a:2379", "etcd3.protocol: TLS to etcd is not supported yet")]
+    [InlineData("etcd3:\n  url: https://a:2379", "etcd3.url: TLS to etcd is not supported yet")]
+    [InlineData("etcd3:\n  urls: a:2379", "etcd3.urls: expected a URL like http://127.0.0.1:2379, got 'a:2379'")]
+    [InlineData("etcd3:\n  hosts: a:99999", "etcd3.hosts: port must be between 1 and 65535, got 99999")]
+    [InlineData("etcd3:\n  username: root", "etcd3: one of hosts, host, url or urls is required")]
+    [InlineData("etcd3:\n  host: a:1\n  hosts: b:1", "etcd3: set only one of hosts, host, url or urls (found hosts, host)")]
+    public void Bad_etcd3_settings_are_rejected(string etcd3, string expected) =>
+        Assert.Contains(expected, Fails(WithEtcd(etcd3)).Message, StringComparison.Ordinal);
+
+    [Fact]
+    public void Etcd3_username_needs_a_password() =>
+        Assert.Contains(
+            "etcd3.password: required when etcd3.username is set",
+            Fails(WithEtcd("etcd3:\n  hosts: a:1\n  username: root")).Message,
+            StringComparison.Ordinal);
+
+    [Fact]
+    public void Etcd_v2_section_is_rejected_with_a_hint_to_rename_it()
+    {
+        var yaml = WithEtcd("etcd:\n  hosts: 127.0.0.1:2379");
+
+        var error = Fails(yaml);
+
+        Assert.Equal(
+            $"/etc/steward/node.yml:{Position(yaml, "etcd:")}: etcd: only etcd3 is supported: rename 'etcd:' to 'etcd3:' if your etcd speaks the v3 API",
+            error.Message);
+    }
+
+    [Theory]
+    [InlineData("consul")]
+    [InlineData("zookeeper")]
+    [InlineData("kubernetes")]
+    [InlineData("raft")]
+    [InlineData("exhibitor")]
+    public void Other_stores_are_rejected(string store) =>
+        Assert.EndsWith(
+            $"{store}: only etcd3 is supported; Steward cannot use {store}",
+            Fails(WithEtcd($"{store}:\n  host: a:1")).Message,
+            StringComparison.Ordinal);
+
+    [Fact]
+    public void Initdb_options_are_normalized_from_patronis_list()
+    {
+        var config = Parse(With("bootstrap:\n  initdb:\n    - data-checksums\n    - encoding: UTF8\n    - {locale: en_US.UTF-8}\n    - auth-host: scram-sha-256"));
+
+        Assert.Equal(["--data-checksums", "--encoding=UTF8", "--locale=en_US.UTF-8", "--auth-host=scram-sha-256"], config.Bootstrap.Initdb);
+    }
+
+    [Fact]
+    public void Initdb_options_may_also_be_a_mapping() =>
+        Assert.Equal(["--encoding=UTF8", "--locale=C"], Parse(With("bootstrap:\n  initdb: {encoding: UTF8, locale: C}")).Bootstrap.Initdb);
+
+    [Theory]
+    [InlineData("    - pgdata: /tmp/x", "--pgdata is set by Steward and cannot be given here")]
+    [InlineData("    - [a, b]", "expected an option name or one 'option: value' pair, got a list")]
+    [InlineData("    - {a: 1, b: 2}", "expected an option name or one 'option: value' pair, got a mapping")]
+    public void Bad_initdb_options_are_rejected(string item, string expected) =>
+        Assert.Contains($"bootstrap.initdb: {expected}", Fails(With($"bootstrap:\n  initdb:\n{item}")).Message, StringComparison.Ordinal);
+
+    [Fact]
+    public void Bootstrap_dcs_settings_are_read_and_master_start_timeout_is_accepted_as_the_old_name()
+    {
+        var config = Parse(With("""
+            bootstrap:
+              dcs:
+                ttl: 20
+                loop_wait: 2
+                retry_timeout: 5
+                maximum_lag_on_failover: 0
+                master_start_timeout: 0
+                synchronous_mode: true
+                pause: yes
+                postgresql:
+                  use_pg_rewind: false
+                  use_slots: off
+            """));
+
+        var dcs = config.Bootstrap.Dcs;
+        Assert.Equal((20, 2, 5, 0L, 0), (dcs.Ttl, dcs.LoopWait, dcs.RetryTimeout, dcs.MaximumLagOnFailover, dcs.PrimaryStartTimeout));
+        Assert.True(dcs.SynchronousMode && dcs.Pause);
+        Assert.False(dcs.Postgresql.UsePgRewind || dcs.Postgresql.UseSlots);
+    }
+
+    [Fact]
+    public void Primary_start_timeout_and_its_old_name_together_are_rejected() =>
+        Assert.Contains(
+            "set primary_start_timeout or its old name master_start_timeout, not both",
+            Fails(With("bootstrap:\n  dcs:\n    primary_start_timeout: 10\n    master_start_timeout: 20")).Message,
+            StringComparison.Ordinal);
+
+    [Fact]
+    public void Parameters_keep_their_yaml_text_and_booleans_become_on_or_off()
+    {
+        var config = Parse(With("""
+              parameters:
+                max_connections: 100
+                shared_buffers: 128MB
+                hot_standby: true
+                fsync: False
+                wal_log_hints: on
+                quoted: "true"
+                ratio: 0.5
+            """));
+
+        Assert.Equal(
+            new Dictionary<string, string>
+            {
+                ["max_connections"] = "100", ["shared_buffers"] = "128MB", ["hot_standby"] = "on", ["fsync"] = "off",
+                ["wal_log_hints"] = "on", ["quoted"] = "true", ["ratio"] = "0.5",
+            },
+            config.Postgresql.Parameters);
+    }
+
+    [Fact]
+    public void Parameter_without_a_single_value_is_rejected() =>
+        Assert.Contains(
+            "postgresql.parameters.shared_preload_libraries: expected a single value, got a list",
+            Fails(With("  parameters:\n    shared_preload_libraries: [a, b]")).Message,
+            StringComparison.Ordinal);
+
+    [Fact]
+    public void Tags_set_the_four_flags_and_keep_every_tag()
+    {
+        var config = Parse(With("tags:\n  nofailover: true\n  nosync: 'yes'\n  failover_priority: 2\n  zone: eu-1\n  replicatefrom:"));
+
+        Assert.True(config.Tags.NoFailover);
+        Assert.True(config.Tags.NoSync);
+        Assert.False(config.Tags.NoLoadBalance);
+        Assert.Equal(true, config.Tags.All["nofailover"]);
+        Assert.Equal(2L, config.Tags.All["failover_priority"]);
+        Assert.Equal("eu-1", config.Tags.All["zone"]);
+        Assert.Null(config.Tags.All["replicatefrom"]);
+    }
+
+    [Fact]
+    public void Log_level_is_case_insensitive() =>
+        Assert.Equal("WARNING", Parse(With("log:\n  level: warning")).Log.Level);
+
+    [Fact]
+    public void Other_postgresql_settings_are_read()
+    {
+        var config = Parse(With("  bin_dir: /usr/lib/postgresql/16/bin\n  pg_ctl_timeout: 120\n  os_user: pg\n  pg_hba:\n    - local all all peer"));
+
+        Assert.Equal("/usr/lib/postgresql/16/bin", config.Postgresql.BinDir);
+        Assert.Equal(120, config.Postgresql.PgCtlTimeout);
+        Assert.Equal("pg", config.Postgresql.OsUser);
+        Assert.Equal(["local all all peer"], config.Postgresql.PgHba);
+    }
+
+    [Fact]
+    public void Unsupported_patroni_keys_are_warnings_with_their_line_not_errors()
+    {
+        var yaml = Minimal
+            .Replace("restapi:\n", "restapi:\n  certfile: /etc/ssl/api.pem\n", StringComparison.Ordinal)
+            .Replace("  hosts: 127.0.0.1:2379", "  hosts: 127.0.0.1:2379\n  cacert: /etc/ssl/ca.pem", StringComparison.Ordinal)
+            + """
+
+              callbacks:
+                on_start: /bin/true
+              create_replica_methods: [pgbackrest, basebackup]
+              pgbackrest:
+                command: restore
+              basebackup:
+                checkpoint: fast
+              use_slots: true
+            bootstrap:
+              method: initdb
+              post_bootstrap: /bin/true
+              dcs:
+                synchronous_mode_strict: false
+                failsafe_mode: true
+                postgresql:
+                  pg_hba: [local all all trust]
+            watchdog:
+              mode: automatic
+            ctl:
+              insecure: true
+            log:
+              dir: /var/log/steward
+            """;
+
+        var config = Parse(yaml);
+
+        string Warning(string marker, string path) =>
+            $"/etc/steward/node.yml:{Line(yaml, marker)}: {path} is a Patroni setting Steward does not support; ignored";
+        Assert.Equal(
+            new[]
+            {
+                Warning("certfile:", "restapi.certfile"),
+                Warning("cacert:", "etcd3.cacert"),
+                Warning("synchronous_mode_strict:", "bootstrap.dcs.synchronous_mode_strict"),
+                Warning("failsafe_mode:", "bootstrap.dcs.failsafe_mode"),
+                Warning("pg_hba: [local", "bootstrap.dcs.postgresql.pg_hba"),
+                Warning("post_bootstrap:", "bootstrap.post_bootstrap"),
+                Warning("callbacks:", "postgresql.callbacks"),
+                Warning("create_replica_methods:", "postgresql.create_replica_methods"),
+                Warning("basebackup:\n", "postgresql.basebackup"),
+                Warning("use_slots: true", "postgresql.use_slots"),
+                Warning("pgbackrest:\n", "postgresql.pgbackrest"),
+                Warning("  dir: /var/log", "log.dir"),
+                Warning("watchdog:", "watchdog"),
+                Warning("ctl:", "ctl"),
+            }.Order(StringComparer.Ordinal),
+            config.Warnings.Order(StringComparer.Ordinal));
+    }
+
+    [Fact]
+    public void Custom_bootstrap_method_and_its_section_are_warnings() =>
+        Assert.Equal(
+            ["bootstrap.method", "bootstrap.clone_with_wale"],
+            Parse(With("bootstrap:\n  method: clone_with_wale\n  clone_with_wale:\n    command: x"))
+                .Warnings.Select(w => w.Split(' ')[1]));
+}
