@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Build Steward and run its tests; the last line of output is always the tally
+# "N passed, N failed, N skipped" once tests have run.
+#
+# Usage:
+#   scripts/test.sh                    all tests (installs etcd/PostgreSQL/haproxy if missing)
+#   scripts/test.sh unit               only test/Steward.Tests
+#   scripts/test.sh integration        only test/Steward.IntegrationTests
+#   scripts/test.sh [unit|integration] FILTER...
+#                                      extra words are joined into a `dotnet test --filter`
+#                                      expression, e.g. scripts/test.sh unit 'FullyQualifiedName~Election'
+#
+# Exit status is non-zero if deps/restore/build fail, no TRX was written, no test
+# ran, any test failed, or the run was aborted (crash, hang, timeout).
+#
+# Environment: STEWARD_TEST_RESULTS (TRX directory, default ./TestResults),
+#              STEWARD_TEST_TIMEOUT (overall, default 25m),
+#              STEWARD_TEST_HANG_TIMEOUT (per test, default 10m).
+set -uo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
+ROOT=$PWD
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+
+RESULTS=${STEWARD_TEST_RESULTS:-$ROOT/TestResults}
+TIMEOUT=${STEWARD_TEST_TIMEOUT:-25m}
+HANG_TIMEOUT=${STEWARD_TEST_HANG_TIMEOUT:-10m}
+
+fail() { echo; echo "test.sh: FAILED: $*"; exit 1; }
+step() { echo; echo "==> $*"; }
+
+target=Steward.slnx
+deps_args=()
+case "${1:-}" in
+    unit)        target=test/Steward.Tests/Steward.Tests.csproj; deps_args=(--dotnet-only); shift ;;
+    integration) target=test/Steward.IntegrationTests/Steward.IntegrationTests.csproj; shift ;;
+esac
+filter_args=()
+(($#)) && filter_args=(--filter "$*")
+
+step "dependencies"
+scripts/install-deps.sh "${deps_args[@]}" || fail "dependencies are missing (see above)"
+
+step "dotnet restore"
+dotnet restore Steward.slnx -nologo || fail "dotnet restore"
+
+step "dotnet build -c Release"
+dotnet build Steward.slnx -c Release --no-restore -nologo || fail "dotnet build (errors above)"
+
+step "dotnet test $target ${filter_args[*]}"
+rm -rf "$RESULTS"
+mkdir -p "$RESULTS"
+# Run in the background so that SIGINT/SIGTERM to this script stop the test run too
+# (timeout puts dotnet in its own process group and kills all of it on expiry).
+timeout -k 60s "$TIMEOUT" \
+    dotnet test "$target" -c Release --no-build --no-restore -nologo \
+        --logger "console;verbosity=minimal" --logger trx --results-directory "$RESULTS" \
+        --blame-hang-timeout "$HANG_TIMEOUT" --blame-hang-dump-type mini \
+        "${filter_args[@]}" &
+test_pid=$!
+interrupted=0
+trap 'interrupted=1; kill -TERM "$test_pid" 2>/dev/null' INT TERM
+wait "$test_pid"; rc=$?
+# wait returns early (>128) when a trapped signal arrives; wait for the real exit.
+while kill -0 "$test_pid" 2>/dev/null; do wait "$test_pid"; rc=$?; done
+trap - INT TERM
+((interrupted)) && fail "interrupted (the test run was stopped)"
+
+# --- tally from every TRX ----------------------------------------------------
+mapfile -d '' trx < <(find "$RESULTS" -name '*.trx' -type f -print0 2>/dev/null)
+echo
+if ((${#trx[@]} == 0)); then
+    ((rc == 124)) && fail "dotnet test timed out after $TIMEOUT and wrote no TRX"
+    fail "dotnet test wrote no TRX file (exit code $rc)"
+fi
+
+# One line per result: outcome<TAB>test name (attribute values are XML-escaped, so
+# a UnitTestResult start tag never contains a raw '>').
+results=$(cat "${trx[@]}" | tr '\n' ' ' | grep -o '<UnitTestResult [^>]*>' | awk '
+    function attr(s, name,   m) {
+        if (match(s, " " name "=\"[^\"]*\"")) {
+            m = substr(s, RSTART + length(name) + 3, RLENGTH - length(name) - 4)
+            gsub(/&quot;/, "\"", m); gsub(/&apos;/, "\047", m); gsub(/&lt;/, "<", m)
+            gsub(/&gt;/, ">", m); gsub(/&amp;/, "\\&", m)
+            return m
+        }
+        return ""
+    }
+    { print attr($0, "outcome") "\t" attr($0, "testName") }')
+
+# A test that hung or crashed its test host has no result in the TRX; the blame
+# collector's Sequence file marks it Completed="False". Count it as aborted.
+mapfile -d '' seq < <(find "$RESULTS" -name 'Sequence_*.xml' -type f -print0 2>/dev/null)
+if ((${#seq[@]})); then
+    aborted=$(cat "${seq[@]}" | grep -o '<Test [^>]*Completed="False"[^>]*>' \
+        | sed -n 's/.* DisplayName="\([^"]*\)".*/Aborted\t\1 (hang or test host crash)/p' | sort -u)   # the TRX's In/ folder holds a copy of each file
+    [[ -n $aborted ]] && results+=$'\n'"$aborted"
+fi
+
+read -r passed failed skipped other < <(printf '%s\n' "$results" | awk -F'\t' '
+    NF == 0 || $1 == "" { next }
+    $1 == "Passed" { p++; next }
+    $1 == "Failed" || $1 == "Error" || $1 == "Timeout" || $1 == "Aborted" { f++; next }
+    $1 == "NotExecuted" { s++; next }
+    { o++ }   # Inconclusive, Warning, ...: neither passed nor failed
+    END { printf "%d %d %d %d\n", p, f, s, o }')
+
+bad=0
+if ((failed > 0)); then
+    echo "Failed tests:"
+    printf '%s\n' "$results" | awk -F'\t' '$1 ~ /^(Failed|Error|Timeout|Aborted)$/ { print "  " $2 " (" $1 ")" }'
+    bad=1
+fi
+if ((other > 0)); then
+    echo "$other test(s) ended with another outcome (Inconclusive/Warning/...):"
+    printf '%s\n' "$results" | awk -F'\t' '$1 != "" && $1 !~ /^(Passed|Failed|Error|Timeout|Aborted|NotExecuted)$/ { print "  " $2 " (" $1 ")" }'
+    bad=1
+fi
+if ((passed + failed + skipped + other == 0)); then
+    echo "ERROR: no tests ran${filter_args:+ (filter: $*)}"
+    bad=1
+fi
+if ((rc == 124 || rc == 137)); then
+    echo "ERROR: the test run exceeded the overall timeout of $TIMEOUT and was killed"
+    bad=1
+elif ((rc != 0)); then
+    # dotnet test fails without a failed result when a test host crashed or hung
+    # (see the blame output above and the Sequence/dump files in $RESULTS).
+    ((failed == 0)) && echo "ERROR: dotnet test exited with code $rc (test host crash, hang or aborted run; see above)"
+    bad=1
+fi
+((bad)) && echo "Results: $RESULTS"
+
+echo "$passed passed, $failed failed, $skipped skipped"
+exit "$bad"
