@@ -38,7 +38,7 @@ public static class HaDecision
 
         if (cluster.Initialize is null)
         {
-            return DecideUninitialized(input);
+            return DecideUninitialized(input, cluster);
         }
 
         if (pg.DataDir == DataDirStatus.Empty)
@@ -48,8 +48,7 @@ public static class HaDecision
 
         if (cluster.Initialize.Length > 0 && pg.SystemId is not null && pg.SystemId != cluster.Initialize)
         {
-            return Fail($"system ID mismatch: the data directory belongs to PostgreSQL system {pg.SystemId}, " +
-                        $"but cluster '{me}' is part of has system {cluster.Initialize}; refusing to join it");
+            return Fail($"system ID mismatch, node {me} belongs to a different cluster: {pg.SystemId} != {cluster.Initialize}; refusing to join it");
         }
 
         if (cluster.Initialize.Length == 0 && cluster.Leader is null)
@@ -108,7 +107,8 @@ public static class HaDecision
             return new HaPlan($"PAUSE: no action. I am ({input.Me}), the leader with the lock", [new LeaderHousekeeping()]);
         }
 
-        if (cluster.Leader is null && input.Pg.Running && input.Pg.InRecovery == false)
+        if (cluster.Leader is null && input.Pg.Running && input.Pg.InRecovery == false
+            && (string.IsNullOrEmpty(cluster.Initialize) || input.Pg.SystemId == cluster.Initialize))
         {
             // Paused, and the primary lost its key (e.g. the agent restarted): take it back without touching PostgreSQL.
             return new HaPlan($"PAUSE: acquiring the leader key for the running primary ({input.Me})", [new AcquireLeader()]);
@@ -117,10 +117,19 @@ public static class HaDecision
         return HaPlan.NoAction($"PAUSE: no action. I am ({input.Me})");
     }
 
-    private static HaPlan DecideUninitialized(HaInput input)
+    private static HaPlan DecideUninitialized(HaInput input, ClusterView cluster)
     {
+        // Only the leader (or, with no leader, anyone) may write initialize: a second initdb while a leader runs would
+        // overwrite the system id and make the real leader refuse its own cluster (Patroni: "waiting for leader to bootstrap").
+        if (cluster.Leader is { } leader && leader.Name != input.Me)
+        {
+            return HaPlan.NoAction("waiting for leader to bootstrap");
+        }
+
         return input.Pg.DataDir switch
         {
+            DataDirStatus.Empty when cluster.Leader is not null => new HaPlan("releasing the leader key: my data directory is empty", [new ReleaseLeader()]),
+            DataDirStatus.Empty when input.Tags.NoFailover => HaPlan.NoAction("waiting for leader to bootstrap"),
             DataDirStatus.Empty => new HaPlan("trying to bootstrap a new cluster", [new BootstrapCluster()]),
             _ when input.Pg.SystemId is { } id => new HaPlan(
                 $"initialize key is missing: claiming the cluster with the existing data directory (system {id})",
@@ -134,6 +143,13 @@ public static class HaDecision
         if (cluster.Leader is null || cluster.Initialize!.Length == 0)
         {
             return HaPlan.NoAction(cluster.Initialize!.Length == 0 ? "waiting for leader to bootstrap" : "waiting for a leader to clone from");
+        }
+
+        if (cluster.Leader.Name == input.Me)
+        {
+            // The key names me (held, or left by my previous session) but my data is gone: there is nothing to clone from
+            // myself, and a key over an empty data directory only keeps the others from taking over.
+            return new HaPlan("releasing the leader key: my data directory is empty", [new ReleaseLeader()]);
         }
 
         var leader = cluster.LeaderMember;
@@ -175,6 +191,12 @@ public static class HaDecision
         var leader = cluster.LeaderMember;
         if (leader?.Data.ConnUrl is not { } url || ConnUrl.Parse(url) is not { } address)
         {
+            if (WasPrimary(pg))
+            {
+                // Starting it as a standby would write standby.signal and erase the evidence that it must be rewound.
+                return HaPlan.NoAction($"waiting for leader '{cluster.Leader.Name}' to publish its address: this data directory was a primary and must be rewound before following");
+            }
+
             return new HaPlan($"starting as a secondary: leader '{cluster.Leader.Name}' has not published its address yet",
                 [new StartPostgres(StartRole.Replica, null, null)]);
         }
@@ -334,7 +356,7 @@ public static class HaDecision
             var seenWithin = TimeSpan.FromSeconds(input.Settings.Ttl);
             foreach (var peer in input.Peers.Values.OrderBy(p => p.Name, StringComparer.Ordinal))
             {
-                if (peer.Name == me || !peer.Reachable || peer.NoFailover)
+                if (peer.Name == me || !peer.Reachable)
                 {
                     continue;
                 }
@@ -344,9 +366,15 @@ public static class HaDecision
                     continue; // it cannot reach etcd, so it cannot take over; do not wait for it
                 }
 
+                // Before the nofailover check: a running primary takes the key back whatever its tags (the primary branch above).
                 if (peer.Role == "primary")
                 {
                     return HaPlan.NoAction($"no action. I am ({me}), a secondary; the former primary '{peer.Name}' is still running and may take the key back");
+                }
+
+                if (peer.NoFailover)
+                {
+                    continue;
                 }
 
                 if (peer.Lsn is { } theirs && theirs > myLsn)
