@@ -228,6 +228,14 @@ public static class HaDecision
             return DecideSwitchover(input, cluster, request);
         }
 
+        if (cluster.Failover is { } stale)
+        {
+            // A request that does not name me as the leader to switch from (or names me as its candidate) can never be
+            // carried out; left in place it would steer a later election. Patroni removes it too.
+            return new HaPlan($"removing a stale failover request (leader {stale.Leader ?? "any"}, candidate {stale.Candidate ?? "any"}). I am ({me}), the leader with the lock",
+                [new DeleteFailoverKey(), new LeaderHousekeeping()]);
+        }
+
         if (input.Pg.InRecovery == true)
         {
             return new HaPlan("promoted self to leader because I had the session lock", [new Promote("promoted: held the session lock as a standby")]);
@@ -333,6 +341,11 @@ public static class HaDecision
         }
 
         var request = cluster.Failover;
+        if (request?.Leader == me)
+        {
+            return HaPlan.NoAction($"no action. I am ({me}), a secondary; I stepped down for a switchover and do not take part in this election");
+        }
+
         var namedForMe = request?.Candidate == me;
         if (request?.Candidate is { } candidate && candidate != me && cluster.GetMember(candidate) is { Data.State: "running" })
         {

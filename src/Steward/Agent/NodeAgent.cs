@@ -411,6 +411,9 @@ internal sealed class NodeAgent : IAsyncDisposable
             Log.ShuttingDown(_log, holds ? "stopping PostgreSQL, then releasing the leader key" : "stopping PostgreSQL");
             SetDemoting();
             await _pg.StopAsync(StopMode.Fast, ct).ConfigureAwait(false);
+            var stopped = await _pg.InspectAsync(ct).ConfigureAwait(false);
+            Publish(stopped, Snapshot.Cluster, holds, Snapshot.DcsLastSeen, "stopped");
+            SetDemoting();
             try
             {
                 if (holds)
