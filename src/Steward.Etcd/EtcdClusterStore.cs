@@ -48,6 +48,7 @@ public sealed partial class EtcdClusterStore : IClusterStore
     private long _eventRevision;
     private long _watchFrom;
     private bool _resync = true;
+    private bool _watchEstablishedBefore;
     private Task? _watch;
 
     public EtcdClusterStore(IReadOnlyList<string> endpoints, string prefix, TimeSpan requestTimeout, TimeProvider time,
@@ -498,7 +499,17 @@ public sealed partial class EtcdClusterStore : IClusterStore
             throw new InvalidOperationException("etcd did not confirm the watch");
         }
         LogWatchEstablished(_logger, ep.Url, from);
-        Resync();
+        bool resync;
+        lock (_gate)
+        {
+            // A first watch pinned to the revision after a load misses nothing; any other may have.
+            resync = _watchEstablishedBefore || from == 0;
+            _watchEstablishedBefore = true;
+        }
+        if (resync)
+        {
+            Resync();
+        }
 
         while (await call.ResponseStream.MoveNext(stop).ConfigureAwait(false))
         {
