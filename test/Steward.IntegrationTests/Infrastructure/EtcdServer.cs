@@ -147,7 +147,7 @@ internal sealed partial class EtcdServer : IAsyncDisposable
                 await client.GetAsync("/health-probe", deadline: DateTime.UtcNow.AddSeconds(1), cancellationToken: ct);
                 return;
             }
-            catch (Grpc.Core.RpcException e)
+            catch (Exception e) when (e is Grpc.Core.RpcException or OperationCanceledException && !ct.IsCancellationRequested)
             {
                 last = e;
                 await Task.Delay(100, ct);
