@@ -377,7 +377,9 @@ public sealed partial class EtcdClusterStore : IClusterStore
                 last = e as RpcException;
                 Prefer(index + 1);
             }
-            catch (Exception e) when (!ct.IsCancellationRequested && (timeout.IsCancellationRequested || e is RpcException { StatusCode: StatusCode.DeadlineExceeded }))
+            // A gRPC deadline can surface as TaskCanceledException (from the HTTP/2 read) before our own timer fires:
+            // whatever the caller did not cancel is a timeout.
+            catch (Exception e) when (!ct.IsCancellationRequested && e is OperationCanceledException or RpcException { StatusCode: StatusCode.DeadlineExceeded or StatusCode.Cancelled })
             {
                 Prefer(index + 1);
                 throw new StoreUnavailableException($"etcd {operation}: no answer from {ep.Url} within {_requestTimeout.TotalSeconds:0.###} s", e);

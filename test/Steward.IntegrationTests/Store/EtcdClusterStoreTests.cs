@@ -45,6 +45,10 @@ public sealed class EtcdClusterStoreTests
         await Assert.ThrowsAsync<StoreUnavailableException>(() => store.KeepAliveAsync(6, CancellationToken.None));
     }
 
+    /// <summary>
+    /// Found by this test: with a frozen server, Grpc.Net.Client sometimes reports its own deadline as a
+    /// TaskCanceledException from the HTTP/2 read instead of RpcException(DeadlineExceeded), which leaked to the caller.
+    /// </summary>
     [Fact]
     public async Task A_stalled_server_fails_with_StoreUnavailable_within_the_request_timeout()
     {
