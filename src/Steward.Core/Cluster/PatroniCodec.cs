@@ -1,0 +1,249 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Microsoft.Extensions.Logging;
+
+namespace Steward.Core.Cluster;
+
+/// <summary>Names of the keys under the cluster prefix, as Patroni names them.</summary>
+public static class ClusterKeys
+{
+    public const string Leader = "leader";
+    public const string MembersDir = "members/";
+    public const string Config = "config";
+    public const string Initialize = "initialize";
+    public const string Status = "status";
+    public const string History = "history";
+    public const string Failover = "failover";
+}
+
+/// <summary>One key as a store read it: <see cref="Key"/> is relative to the prefix.</summary>
+public readonly record struct RawKeyValue(string Key, ReadOnlyMemory<byte> Value, long ModRevision, long LeaseId);
+
+/// <summary>
+/// Reads and writes the values of the cluster keys in Patroni's JSON shapes. Shared by every <see cref="IClusterStore"/>
+/// so the in-memory store parses exactly what the etcd store parses.
+/// Reading is lenient: a member whose JSON does not parse is skipped, an unparsable config/status/history/failover is
+/// treated as absent (each with a warning); unknown fields are ignored; config parameter values written by Patroni as
+/// JSON numbers or booleans become strings (booleans as <c>on</c>/<c>off</c>).
+/// </summary>
+public static partial class PatroniCodec
+{
+    private const string HistoryTimeFormat = "yyyy-MM-dd'T'HH:mm:ss.ffffffzzz";
+
+    private static readonly JsonSerializerOptions Options = new()
+    {
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        NumberHandling = JsonNumberHandling.AllowReadingFromString,
+        Converters = { new ParametersConverter() },
+    };
+
+    public static byte[] Serialize(MemberData data) => JsonSerializer.SerializeToUtf8Bytes(data, Options);
+
+    public static byte[] Serialize(DynamicConfig config) => JsonSerializer.SerializeToUtf8Bytes(config, Options);
+
+    public static byte[] Serialize(ClusterStatus status) => JsonSerializer.SerializeToUtf8Bytes(status, Options);
+
+    public static byte[] Serialize(FailoverRequest request) => JsonSerializer.SerializeToUtf8Bytes(request, Options);
+
+    /// <summary>Patroni's history: an array of <c>[timeline, lsn, reason, timestamp, new_leader]</c>.</summary>
+    public static byte[] Serialize(IReadOnlyList<HistoryEntry> history)
+    {
+        using var buffer = new MemoryStream();
+        using (var w = new Utf8JsonWriter(buffer))
+        {
+            w.WriteStartArray();
+            foreach (var e in history)
+            {
+                w.WriteStartArray();
+                w.WriteNumberValue(e.Timeline);
+                w.WriteNumberValue(e.Lsn);
+                w.WriteStringValue(e.Reason);
+                w.WriteStringValue(e.Time.ToString(HistoryTimeFormat, CultureInfo.InvariantCulture));
+                if (e.NewLeader is not null)
+                {
+                    w.WriteStringValue(e.NewLeader);
+                }
+                w.WriteEndArray();
+            }
+            w.WriteEndArray();
+        }
+        return buffer.ToArray();
+    }
+
+    public static DynamicConfig? DeserializeConfig(ReadOnlySpan<byte> json) =>
+        JsonSerializer.Deserialize<DynamicConfig>(json, Options);
+
+    /// <summary>Builds a view from every key under the prefix. Never throws for odd contents.</summary>
+    public static ClusterView Parse(long revision, IEnumerable<RawKeyValue> keys, ILogger logger)
+    {
+        ArgumentNullException.ThrowIfNull(keys);
+        var members = new List<Member>();
+        string? initialize = null;
+        DynamicConfigEntry? config = null;
+        LeaderKey? leader = null;
+        FailoverRequest? failover = null;
+        ClusterStatus? status = null;
+        IReadOnlyList<HistoryEntry> history = [];
+
+        foreach (var kv in keys)
+        {
+            switch (kv.Key)
+            {
+                case ClusterKeys.Leader:
+                    leader = new LeaderKey(Encoding.UTF8.GetString(kv.Value.Span), kv.ModRevision, kv.LeaseId);
+                    break;
+                case ClusterKeys.Initialize:
+                    initialize = Encoding.UTF8.GetString(kv.Value.Span);
+                    break;
+                case ClusterKeys.Config:
+                    config = TryRead(kv, logger, v => DeserializeConfig(v) is { } c ? new DynamicConfigEntry(c, kv.ModRevision) : null);
+                    break;
+                case ClusterKeys.Status:
+                    status = TryRead(kv, logger, v => JsonSerializer.Deserialize<ClusterStatus>(v, Options));
+                    break;
+                case ClusterKeys.Failover:
+                    failover = TryRead(kv, logger, v => JsonSerializer.Deserialize<FailoverRequest>(v, Options) is { } f
+                        ? f with { ModRevision = kv.ModRevision }
+                        : null);
+                    break;
+                case ClusterKeys.History:
+                    history = TryRead(kv, logger, ParseHistory) ?? [];
+                    break;
+                default:
+                    if (kv.Key.StartsWith(ClusterKeys.MembersDir, StringComparison.Ordinal) && kv.Key.Length > ClusterKeys.MembersDir.Length)
+                    {
+                        var name = kv.Key[ClusterKeys.MembersDir.Length..];
+                        var data = TryRead(kv, logger, v => JsonSerializer.Deserialize<MemberData>(v, Options));
+                        if (data is not null)
+                        {
+                            members.Add(new Member(name, data, kv.ModRevision, kv.LeaseId));
+                        }
+                    }
+                    break;
+            }
+        }
+
+        members.Sort((a, b) => string.CompareOrdinal(a.Name, b.Name));
+        return new ClusterView
+        {
+            Revision = revision,
+            Initialize = initialize,
+            Config = config,
+            Leader = leader,
+            Members = members,
+            Failover = failover,
+            Status = status,
+            History = history,
+        };
+    }
+
+    private delegate T? Reader<out T>(ReadOnlySpan<byte> value);
+
+    private static T? TryRead<T>(RawKeyValue kv, ILogger logger, Reader<T> read) where T : class
+    {
+        try
+        {
+            var value = read(kv.Value.Span);
+            if (value is null)
+            {
+                LogUnparsableKey(logger, kv.Key, kv.ModRevision, "null");
+            }
+            return value;
+        }
+        catch (Exception e) when (e is JsonException or FormatException or InvalidOperationException or NotSupportedException)
+        {
+            LogUnparsableKey(logger, kv.Key, kv.ModRevision, e.Message);
+            return null;
+        }
+    }
+
+    /// <summary>Accepts Patroni's older 3- and 4-element rows too (no timestamp / no new leader).</summary>
+    private static List<HistoryEntry> ParseHistory(ReadOnlySpan<byte> json)
+    {
+        using var doc = JsonDocument.Parse(json.ToArray());
+        var result = new List<HistoryEntry>();
+        foreach (var row in doc.RootElement.EnumerateArray())
+        {
+            if (row.ValueKind != JsonValueKind.Array || row.GetArrayLength() < 3)
+            {
+                throw new FormatException("a history row is not an array of at least 3 elements");
+            }
+            var timeline = ReadLong(row[0]);
+            var lsn = ReadLong(row[1]);
+            var reason = row[2].ValueKind == JsonValueKind.String ? row[2].GetString() ?? "" : row[2].GetRawText();
+            var time = row.GetArrayLength() > 3 && row[3].ValueKind == JsonValueKind.String
+                ? DateTimeOffset.Parse(row[3].GetString()!, CultureInfo.InvariantCulture)
+                : default;
+            var newLeader = row.GetArrayLength() > 4 && row[4].ValueKind == JsonValueKind.String ? row[4].GetString() : null;
+            result.Add(new HistoryEntry(timeline, lsn, reason, time, newLeader));
+        }
+        return result;
+    }
+
+    private static long ReadLong(JsonElement e) => e.ValueKind == JsonValueKind.String
+        ? long.Parse(e.GetString()!, CultureInfo.InvariantCulture)
+        : e.GetInt64();
+
+    [LoggerMessage(EventId = StoreLogEvents.UnparsableKey, Level = LogLevel.Warning,
+        Message = "Ignoring key {Key} at mod_revision {ModRevision}: its value does not parse ({Reason})")]
+    private static partial void LogUnparsableKey(ILogger logger, string key, long modRevision, string reason);
+
+    /// <summary>PostgreSQL parameters: Patroni writes numbers and booleans as JSON values; we keep strings.</summary>
+    private sealed class ParametersConverter : JsonConverter<IReadOnlyDictionary<string, string>>
+    {
+        public override IReadOnlyDictionary<string, string> Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+        {
+            using var doc = JsonDocument.ParseValue(ref reader);
+            if (doc.RootElement.ValueKind != JsonValueKind.Object)
+            {
+                throw new JsonException("postgresql.parameters is not an object");
+            }
+            var result = new Dictionary<string, string>(StringComparer.Ordinal);
+            foreach (var p in doc.RootElement.EnumerateObject())
+            {
+                switch (p.Value.ValueKind)
+                {
+                    case JsonValueKind.String:
+                        result[p.Name] = p.Value.GetString()!;
+                        break;
+                    case JsonValueKind.True:
+                        result[p.Name] = "on";
+                        break;
+                    case JsonValueKind.False:
+                        result[p.Name] = "off";
+                        break;
+                    case JsonValueKind.Null:
+                        break;
+                    default:
+                        result[p.Name] = p.Value.GetRawText();
+                        break;
+                }
+            }
+            return result;
+        }
+
+        public override void Write(Utf8JsonWriter writer, IReadOnlyDictionary<string, string> value, JsonSerializerOptions options)
+        {
+            writer.WriteStartObject();
+            foreach (var (name, v) in value.OrderBy(p => p.Key, StringComparer.Ordinal))
+            {
+                writer.WriteString(name, v);
+            }
+            writer.WriteEndObject();
+        }
+    }
+}
+
+/// <summary>Event ids of the store's log messages (2000–2099), so operators can alert on them.</summary>
+public static class StoreLogEvents
+{
+    public const int UnparsableKey = 2001;
+    public const int LeaseGranted = 2010;
+    public const int LeaseExpired = 2011;
+    public const int LeaseLostOnWrite = 2012;
+    public const int EndpointUnavailable = 2020;
+    public const int WatchEstablished = 2030;
+    public const int WatchBroken = 2031;
+}
