@@ -486,6 +486,10 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
             }
             await Task.Delay(TimeSpan.FromMilliseconds(100), _time, ct).ConfigureAwait(false);
         }
+        // PostgreSQL promotes without a checkpoint, so pg_control keeps the old timeline until the next one. pg_rewind
+        // reads the source's timeline from pg_control: against a fresh primary it reports "no rewind required" and the
+        // diverged old primary can then never follow ("new timeline forked off ... before current recovery point").
+        await CheckpointAsync(ct).ConfigureAwait(false);
         Log.Promoted(_logger, DataDir);
     }
 
