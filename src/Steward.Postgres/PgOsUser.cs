@@ -16,7 +16,7 @@ internal sealed class PgOsUser
     /// <summary>The agent is root: programs must switch to <see cref="Name"/> and files must be chowned.</summary>
     public bool Switch { get; }
 
-    private PgOsUser(string name, uint uid, uint gid, bool @switch)
+    internal PgOsUser(string name, uint uid, uint gid, bool @switch)
     {
         Name = name;
         Uid = uid;

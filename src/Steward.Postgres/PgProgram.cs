@@ -133,7 +133,7 @@ internal sealed class PgProgram
         }
     }
 
-    private ProcessStartInfo BuildStartInfo(string path, List<string> args, IReadOnlyDictionary<string, string>? environment, bool newSession)
+    internal ProcessStartInfo BuildStartInfo(string path, List<string> args, IReadOnlyDictionary<string, string>? environment, bool newSession)
     {
         var commandLine = new List<string>();
         if (newSession)
