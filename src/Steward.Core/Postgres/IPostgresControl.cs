@@ -40,7 +40,8 @@ public interface IPostgresControl
     /// <summary>Points a running replica at a new upstream: rewrites primary_conninfo / primary_slot_name and reloads.</summary>
     Task FollowAsync(Upstream? upstream, CancellationToken ct);
 
-    /// <summary>Promotes a running replica (pg_promote, waiting until it accepts writes).</summary>
+    /// <summary>Promotes a running replica (pg_promote, waiting until it accepts writes), then checkpoints so pg_control
+    /// carries the new timeline (pg_rewind from this node reads it there).</summary>
     Task PromoteAsync(CancellationToken ct);
 
     /// <summary>pg_rewind of the stopped local data directory from <paramref name="source"/>. Returns false when pg_rewind failed.</summary>

@@ -2,22 +2,35 @@ using System.Globalization;
 
 namespace Steward.Core.Postgres;
 
-/// <summary>PostgreSQL WAL positions: "16/B374D848" &lt;-&gt; a 64-bit number.</summary>
+/// <summary>PostgreSQL WAL positions (<c>pg_lsn</c>) as written by PostgreSQL: two hex halves, <c>"0/3000060"</c>.</summary>
 public static class Lsn
 {
-    public static string Format(long lsn) => string.Create(CultureInfo.InvariantCulture, $"{(ulong)lsn >> 32:X}/{(ulong)lsn & 0xFFFFFFFF:X}");
-
-    public static long Parse(string text)
+    /// <summary>Formats like PostgreSQL (<c>%X/%X</c>): uppercase hex, no padding.</summary>
+    public static string Format(long lsn)
     {
-        ArgumentNullException.ThrowIfNull(text);
-        var slash = text.IndexOf('/', StringComparison.Ordinal);
-        if (slash <= 0)
-        {
-            throw new FormatException($"not an LSN: '{text}'");
-        }
-
-        var hi = ulong.Parse(text.AsSpan(0, slash), NumberStyles.HexNumber, CultureInfo.InvariantCulture);
-        var lo = ulong.Parse(text.AsSpan(slash + 1), NumberStyles.HexNumber, CultureInfo.InvariantCulture);
-        return (long)((hi << 32) | lo);
+        var value = unchecked((ulong)lsn);
+        return string.Create(CultureInfo.InvariantCulture, $"{value >> 32:X}/{value & 0xFFFF_FFFF:X}");
     }
+
+    /// <summary>Parses <c>"X/Y"</c>; returns false for anything else (empty halves, more than 8 hex digits per half, other characters).</summary>
+    public static bool TryParse(ReadOnlySpan<char> text, out long lsn)
+    {
+        lsn = 0;
+        var slash = text.IndexOf('/');
+        if (slash <= 0 || slash > 8 || text.Length - slash - 1 is < 1 or > 8)
+        {
+            return false;
+        }
+        if (!uint.TryParse(text[..slash], NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out var high)
+            || !uint.TryParse(text[(slash + 1)..], NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out var low))
+        {
+            return false;
+        }
+        lsn = unchecked((long)(((ulong)high << 32) | low));
+        return true;
+    }
+
+    /// <summary>Parses <c>"X/Y"</c>; throws <see cref="FormatException"/> naming the text otherwise.</summary>
+    public static long Parse(string text) =>
+        TryParse(text, out var lsn) ? lsn : throw new FormatException($"'{text}' is not a WAL position (expected X/Y in hex, e.g. 0/3000060)");
 }

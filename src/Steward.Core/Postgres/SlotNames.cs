@@ -1,19 +1,23 @@
-using System.Text;
-
 namespace Steward.Core.Postgres;
 
-/// <summary>Physical replication slot names derived from member names, as Patroni derives them.</summary>
+/// <summary>Replication slot names derived from member names, as Patroni derives them.</summary>
 public static class SlotNames
 {
+    /// <summary>PostgreSQL's NAMEDATALEN - 1.</summary>
+    public const int MaxLength = 63;
+
+    /// <summary>The member name lowercased, every character outside <c>[a-z0-9_]</c> replaced by '_', cut to 63 characters.</summary>
     public static string For(string memberName)
     {
-        ArgumentNullException.ThrowIfNull(memberName);
-        var sb = new StringBuilder(memberName.Length);
-        foreach (var c in memberName.ToLowerInvariant())
+        ArgumentException.ThrowIfNullOrEmpty(memberName);
+        var length = Math.Min(memberName.Length, MaxLength);
+        return string.Create(length, memberName, static (span, name) =>
         {
-            sb.Append(c is (>= 'a' and <= 'z') or (>= '0' and <= '9') or '_' ? c : '_');
-        }
-
-        return sb.Length > 63 ? sb.ToString(0, 63) : sb.ToString();
+            for (var i = 0; i < span.Length; i++)
+            {
+                var c = char.ToLowerInvariant(name[i]);
+                span[i] = c is (>= 'a' and <= 'z') or (>= '0' and <= '9') or '_' ? c : '_';
+            }
+        });
     }
 }

@@ -1,0 +1,79 @@
+using Microsoft.Extensions.Logging;
+
+namespace Steward.Postgres;
+
+/// <summary>Every log event of PostgreSQL control, with its event id (3000-3099) in one place.</summary>
+internal static partial class Log
+{
+    [LoggerMessage(3000, LogLevel.Debug, "running {Program} {Arguments}")]
+    public static partial void Running(ILogger logger, string program, string arguments);
+
+    [LoggerMessage(3001, LogLevel.Debug, "{Program} exited with {ExitCode} after {ElapsedMs} ms")]
+    public static partial void Exited(ILogger logger, string program, int exitCode, long elapsedMs);
+
+    [LoggerMessage(3002, LogLevel.Warning, "{Program} did not finish in {TimeoutSeconds} s; killed pid {Pid}")]
+    public static partial void TimedOut(ILogger logger, string program, double timeoutSeconds, int pid);
+
+    [LoggerMessage(3003, LogLevel.Information, "{Program} cancelled; killed pid {Pid}")]
+    public static partial void Cancelled(ILogger logger, string program, int pid);
+
+    [LoggerMessage(3010, LogLevel.Information, "initdb of {DataDir} as {OsUser}")]
+    public static partial void Initdb(ILogger logger, string dataDir, string osUser);
+
+    [LoggerMessage(3011, LogLevel.Information, "starting PostgreSQL in {DataDir} as {Role}")]
+    public static partial void Starting(ILogger logger, string dataDir, string role);
+
+    [LoggerMessage(3012, LogLevel.Information, "PostgreSQL in {DataDir} started")]
+    public static partial void Started(ILogger logger, string dataDir);
+
+    [LoggerMessage(3013, LogLevel.Information, "stopping PostgreSQL in {DataDir} (mode {Mode})")]
+    public static partial void Stopping(ILogger logger, string dataDir, string mode);
+
+    [LoggerMessage(3014, LogLevel.Information, "PostgreSQL in {DataDir} stopped")]
+    public static partial void Stopped(ILogger logger, string dataDir);
+
+    [LoggerMessage(3015, LogLevel.Information, "created role {Role}")]
+    public static partial void RoleCreated(ILogger logger, string role);
+
+    [LoggerMessage(3016, LogLevel.Information, "now following {Upstream} (slot {Slot})")]
+    public static partial void Following(ILogger logger, string upstream, string? slot);
+
+    [LoggerMessage(3017, LogLevel.Information, "promoting PostgreSQL in {DataDir}")]
+    public static partial void Promoting(ILogger logger, string dataDir);
+
+    [LoggerMessage(3018, LogLevel.Information, "promoted: PostgreSQL in {DataDir} accepts writes")]
+    public static partial void Promoted(ILogger logger, string dataDir);
+
+    [LoggerMessage(3020, LogLevel.Information, "cloning {DataDir} from {Source}")]
+    public static partial void Cloning(ILogger logger, string dataDir, string source);
+
+    [LoggerMessage(3021, LogLevel.Information, "cloned {DataDir} from {Source}")]
+    public static partial void Cloned(ILogger logger, string dataDir, string source);
+
+    [LoggerMessage(3022, LogLevel.Warning, "removed the partial clone in {DataDir}")]
+    public static partial void PartialCloneRemoved(ILogger logger, string dataDir);
+
+    [LoggerMessage(3023, LogLevel.Information, "pg_rewind of {DataDir} from {Source}")]
+    public static partial void Rewinding(ILogger logger, string dataDir, string source);
+
+    [LoggerMessage(3024, LogLevel.Information, "pg_rewind of {DataDir} from {Source} succeeded")]
+    public static partial void Rewound(ILogger logger, string dataDir, string source);
+
+    [LoggerMessage(3025, LogLevel.Error, "pg_rewind of {DataDir} from {Source} failed with exit code {ExitCode}: {Output}")]
+    public static partial void RewindFailed(ILogger logger, string dataDir, string source, int exitCode, string output);
+
+    [LoggerMessage(3026, LogLevel.Warning, "moved data directory {DataDir} aside to {NewPath}")]
+    public static partial void MovedAside(ILogger logger, string dataDir, string newPath);
+
+    [LoggerMessage(3030, LogLevel.Information, "created replication slot {Slot}")]
+    public static partial void SlotCreated(ILogger logger, string slot);
+
+    [LoggerMessage(3031, LogLevel.Information, "dropped replication slot {Slot}")]
+    public static partial void SlotDropped(ILogger logger, string slot);
+
+    [LoggerMessage(3032, LogLevel.Information, "wrote timeline history file {File}")]
+    public static partial void HistoryFileWritten(ILogger logger, string file);
+
+    [LoggerMessage(3040, LogLevel.Debug, "PostgreSQL in {DataDir} does not answer: {Reason}")]
+    public static partial void NotAnswering(ILogger logger, string dataDir, string reason);
+}

@@ -1,0 +1,71 @@
+using System.Runtime.InteropServices;
+
+namespace Steward.Postgres;
+
+/// <summary>The few libc calls .NET does not expose: effective uid, user lookup, file owner, chown.</summary>
+internal static partial class Native
+{
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial uint geteuid();
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial uint getegid();
+
+    [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial IntPtr getpwnam(string name);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial IntPtr getpwuid(uint uid);
+
+    [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int chown(string path, uint owner, uint group);
+
+    [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int statx(int dirfd, string path, int flags, uint mask, Span<byte> buffer);
+
+    private const int AtFdCwd = -100;
+    private const int AtSymlinkNoFollow = 0x100;
+    private const uint StatxBasicStats = 0x7ff;
+
+    public static uint EffectiveUid => geteuid();
+
+    public static uint EffectiveGid => getegid();
+
+    /// <summary>struct passwd on 64-bit Linux: name*, passwd*, uid (offset 16), gid (offset 20).</summary>
+    public static (string Name, uint Uid, uint Gid)? LookupUser(string name) => ReadPasswd(getpwnam(name));
+
+    public static (string Name, uint Uid, uint Gid)? LookupUser(uint uid) => ReadPasswd(getpwuid(uid));
+
+    private static (string Name, uint Uid, uint Gid)? ReadPasswd(IntPtr entry)
+    {
+        if (entry == IntPtr.Zero)
+        {
+            return null;
+        }
+        var name = Marshal.PtrToStringUTF8(Marshal.ReadIntPtr(entry)) ?? "";
+        var uid = unchecked((uint)Marshal.ReadInt32(entry, 16));
+        var gid = unchecked((uint)Marshal.ReadInt32(entry, 20));
+        return (name, uid, gid);
+    }
+
+    /// <summary>Owner uid and gid of a path (not following a final symlink), null when it does not exist.</summary>
+    public static (uint Uid, uint Gid)? Owner(string path)
+    {
+        // struct statx is the same on every architecture: stx_uid at offset 20, stx_gid at 24.
+        Span<byte> buffer = stackalloc byte[256];
+        if (statx(AtFdCwd, path, AtSymlinkNoFollow, StatxBasicStats, buffer) != 0)
+        {
+            return null;
+        }
+        return (BitConverter.ToUInt32(buffer[20..]), BitConverter.ToUInt32(buffer[24..]));
+    }
+
+    public static void Chown(string path, uint uid, uint gid)
+    {
+        if (chown(path, uid, gid) != 0)
+        {
+            var errno = Marshal.GetLastPInvokeError();
+            throw new IOException($"chown {uid}:{gid} {path} failed: {Marshal.GetPInvokeErrorMessage(errno)}");
+        }
+    }
+}

@@ -1,0 +1,751 @@
+using System.Globalization;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using Steward.Core.Cluster;
+using Steward.Core.Configuration;
+using Steward.Core.Postgres;
+using PostgresException = Steward.Core.Postgres.PostgresException;
+
+namespace Steward.Postgres;
+
+/// <summary>
+/// Drives the local PostgreSQL 15 through its programs (as the OS user) and an Npgsql connection to
+/// postgresql.listen as the superuser. See <see cref="IPostgresControl"/> for the contract.
+/// </summary>
+public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
+{
+    private const string StandbySignal = "standby.signal";
+    private const string VarRunPostgresql = "/var/run/postgresql";
+    private static readonly TimeSpan QuickProgram = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan PromoteWait = TimeSpan.FromSeconds(60);
+    private static readonly IReadOnlyDictionary<string, string> CLocale = new Dictionary<string, string> { ["LC_ALL"] = "C" };
+
+    private readonly StewardConfig _config;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly Lazy<PgOsUser> _user;
+    private readonly Lazy<PgProgram> _programs;
+    private readonly Lazy<NpgsqlDataSource> _dataSource;
+    private readonly Lock _controlGate = new();
+    private (DateTime Mtime, long Size, PgControlData Data)? _control;
+
+    public PostgresControl(StewardConfig config, ILoggerFactory loggers, TimeProvider time)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(loggers);
+        _config = config;
+        _time = time;
+        _logger = loggers.CreateLogger<PostgresControl>();
+        _user = new(() => PgOsUser.Resolve(config.Postgresql.OsUser));
+        _programs = new(() => new PgProgram(_user.Value, config.Postgresql.BinDir, time, _logger));
+        _dataSource = new(CreateDataSource);
+    }
+
+    private string DataDir => _config.Postgresql.DataDir;
+    private PgOsUser User => _user.Value;
+    private PgProgram Programs => _programs.Value;
+    private TimeSpan PgCtlTimeout => TimeSpan.FromSeconds(_config.Postgresql.PgCtlTimeout);
+    private string InData(string relative) => Path.Combine(DataDir, relative);
+
+    // ---------------------------------------------------------------- inspection
+
+    public async Task<PgState> InspectAsync(CancellationToken ct)
+    {
+        var status = DataDirState(DataDir);
+        if (status != DataDirStatus.Initialized)
+        {
+            return new PgState { DataDir = status };
+        }
+        var control = await ReadControlDataAsync(ct).ConfigureAwait(false);
+        var pid = LivePostmasterPid();
+        var state = new PgState
+        {
+            DataDir = status,
+            SystemId = control.SystemId,
+            ControlState = control.State,
+            ControlTimeline = control.Timeline,
+            StandbySignal = File.Exists(InData(StandbySignal)),
+            Running = pid is not null,
+            PostmasterPid = pid,
+        };
+        if (pid is null)
+        {
+            return state;
+        }
+        try
+        {
+            return await QueryStateAsync(state, ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is NpgsqlException or TimeoutException or InvalidOperationException && !ct.IsCancellationRequested)
+        {
+            Log.NotAnswering(_logger, DataDir, e.Message);
+            _dataSource.Value.Clear();
+            return state;
+        }
+    }
+
+    private async Task<PgState> QueryStateAsync(PgState state, CancellationToken ct)
+    {
+        await using var connection = await _dataSource.Value.OpenConnectionAsync(ct).ConfigureAwait(false);
+        await using var batch = new NpgsqlBatch(connection)
+        {
+            BatchCommands =
+            {
+                new("""
+                    SELECT pg_is_in_recovery(),
+                           CASE WHEN pg_is_in_recovery() THEN NULL ELSE (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint END,
+                           (pg_last_wal_receive_lsn() - '0/0'::pg_lsn)::bigint,
+                           (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint,
+                           pg_last_xact_replay_timestamp(),
+                           CASE WHEN pg_is_in_recovery() THEN NULL
+                                ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::bigint END,
+                           (SELECT timeline_id FROM pg_control_checkpoint())::bigint,
+                           current_setting('server_version_num')::int,
+                           pg_postmaster_start_time(),
+                           EXISTS (SELECT 1 FROM pg_settings WHERE pending_restart)
+                    """),
+                new("SELECT status, received_tli::bigint, sender_host, sender_port FROM pg_stat_wal_receiver"),
+                new("""
+                    SELECT usename::text, application_name, client_addr::text, state, sync_state, (replay_lsn - '0/0'::pg_lsn)::bigint
+                    FROM pg_stat_replication ORDER BY application_name
+                    """),
+            },
+        };
+        await using var reader = await batch.ExecuteReaderAsync(ct).ConfigureAwait(false);
+
+        await reader.ReadAsync(ct).ConfigureAwait(false);
+        var inRecovery = reader.GetBoolean(0);
+        var writeLsn = NullableLong(reader, 1);
+        var receiveLsn = NullableLong(reader, 2);
+        var replayLsn = NullableLong(reader, 3);
+        DateTimeOffset? replayTime = reader.IsDBNull(4) ? null : new DateTimeOffset(reader.GetDateTime(4), TimeSpan.Zero);
+        var walTimeline = NullableLong(reader, 5);
+        var checkpointTimeline = NullableLong(reader, 6);
+        var version = reader.GetInt32(7);
+        var startTime = new DateTimeOffset(reader.GetDateTime(8), TimeSpan.Zero);
+        var pendingRestart = reader.GetBoolean(9);
+
+        await reader.NextResultAsync(ct).ConfigureAwait(false);
+        bool streaming = false;
+        long? receivedTimeline = null;
+        string? upstream = null;
+        if (await reader.ReadAsync(ct).ConfigureAwait(false))
+        {
+            streaming = !reader.IsDBNull(0) && reader.GetString(0) == "streaming";
+            receivedTimeline = NullableLong(reader, 1);
+            if (streaming && !reader.IsDBNull(2))
+            {
+                upstream = new HostPort(reader.GetString(2), reader.IsDBNull(3) ? 0 : reader.GetInt32(3)).ToString();
+            }
+        }
+
+        await reader.NextResultAsync(ct).ConfigureAwait(false);
+        var replication = new List<ReplicationConnection>();
+        while (await reader.ReadAsync(ct).ConfigureAwait(false))
+        {
+            replication.Add(new ReplicationConnection(
+                NullableString(reader, 0),
+                NullableString(reader, 1) ?? "",
+                NullableString(reader, 2),
+                NullableString(reader, 3) ?? "",
+                NullableString(reader, 4) ?? "",
+                NullableLong(reader, 5)));
+        }
+
+        return state with
+        {
+            Accepting = true,
+            InRecovery = inRecovery,
+            Timeline = inRecovery ? (streaming ? receivedTimeline : null) ?? checkpointTimeline : walTimeline,
+            WriteLsn = writeLsn,
+            ReceiveLsn = receiveLsn,
+            ReplayLsn = replayLsn,
+            ReplayTimestamp = replayTime,
+            Streaming = streaming,
+            UpstreamHost = upstream,
+            ServerVersion = version,
+            PostmasterStartTime = startTime,
+            PendingRestart = pendingRestart,
+            Replication = replication,
+        };
+    }
+
+    private static long? NullableLong(NpgsqlDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : reader.GetInt64(ordinal);
+
+    private static string? NullableString(NpgsqlDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : reader.GetString(ordinal);
+
+    private async Task<PgControlData> ReadControlDataAsync(CancellationToken ct)
+    {
+        var file = new FileInfo(InData("global/pg_control"));
+        lock (_controlGate)
+        {
+            if (_control is { } cached && cached.Mtime == file.LastWriteTimeUtc && cached.Size == file.Length)
+            {
+                return cached.Data;
+            }
+        }
+        var result = await Programs.RunAsync("pg_controldata", ["-D", DataDir], QuickProgram, ct, CLocale).ConfigureAwait(false);
+        if (!result.Succeeded)
+        {
+            throw result.Failure($"pg_controldata of {DataDir}");
+        }
+        var data = PgControlData.Parse(result.StdOut);
+        lock (_controlGate)
+        {
+            _control = (file.LastWriteTimeUtc, file.Length, data);
+        }
+        return data;
+    }
+
+    /// <summary>The postmaster's PID from postmaster.pid when that process is alive, else null.</summary>
+    private int? LivePostmasterPid()
+    {
+        string? firstLine;
+        try
+        {
+            using var reader = new StreamReader(InData("postmaster.pid"));
+            firstLine = reader.ReadLine();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+        if (!int.TryParse(firstLine, NumberStyles.None, CultureInfo.InvariantCulture, out var pid) || pid <= 0)
+        {
+            return null;
+        }
+        try
+        {
+            // a PID reused by an unrelated process must not count as a running postmaster
+            var cmdline = File.ReadAllText($"/proc/{pid}/cmdline");
+            return cmdline.Contains("postgres", StringComparison.Ordinal) ? pid : null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    private static DataDirStatus DataDirState(string dataDir)
+    {
+        if (!Directory.Exists(dataDir) || !Directory.EnumerateFileSystemEntries(dataDir).Any())
+        {
+            return DataDirStatus.Empty;
+        }
+        return File.Exists(Path.Combine(dataDir, "PG_VERSION")) && File.Exists(Path.Combine(dataDir, "global", "pg_control"))
+            ? DataDirStatus.Initialized
+            : DataDirStatus.Invalid;
+    }
+
+    public Task ValidateDataDirAsync(CancellationToken ct)
+    {
+        ct.ThrowIfCancellationRequested();
+        if (File.Exists(DataDir))
+        {
+            throw new PostgresException($"data_dir {DataDir} is not a directory");
+        }
+        if (!Directory.Exists(DataDir))
+        {
+            return Task.CompletedTask;
+        }
+        if (Native.Owner(DataDir) is { } owner && owner.Uid != User.Uid)
+        {
+            throw new PostgresException(
+                $"data_dir {DataDir} is owned by {PgOsUser.Describe(owner.Uid)}, but PostgreSQL runs as {User.Name} (uid {User.Uid}): chown -R {User.Name} {DataDir}");
+        }
+        if (DataDirState(DataDir) == DataDirStatus.Invalid)
+        {
+            throw new PostgresException(
+                $"data_dir {DataDir} is not empty but is not a PostgreSQL data directory (no PG_VERSION or global/pg_control): move its contents away or point postgresql.data_dir elsewhere");
+        }
+        return Task.CompletedTask;
+    }
+
+    // ---------------------------------------------------------------- lifecycle
+
+    public async Task BootstrapAsync(IReadOnlyList<string> initdbOptions, DynamicConfig dynamic, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(initdbOptions);
+        await ValidateDataDirAsync(ct).ConfigureAwait(false);
+        if (DataDirState(DataDir) != DataDirStatus.Empty)
+        {
+            throw new PostgresException($"cannot bootstrap: data_dir {DataDir} is not empty");
+        }
+        User.CreateDirectory(DataDir, DataDirMode);
+
+        var superuser = _config.Postgresql.Authentication.Superuser;
+        string? pwfile = null;
+        try
+        {
+            var args = new List<string>(initdbOptions) { $"--username={superuser.Username}" };
+            if (superuser.Password is not null)
+            {
+                pwfile = Path.Combine(Path.GetTempPath(), $"steward-pwfile-{Guid.NewGuid():N}");
+                User.WriteFile(pwfile, superuser.Password + "\n");
+                args.Add($"--pwfile={pwfile}");
+            }
+            args.AddRange(["-D", DataDir]);
+            Log.Initdb(_logger, DataDir, User.Name);
+            var result = await Programs.RunAsync("initdb", args, TimeSpan.FromMinutes(10), ct).ConfigureAwait(false);
+            if (!result.Succeeded)
+            {
+                throw result.Failure($"initdb of {DataDir}");
+            }
+        }
+        finally
+        {
+            if (pwfile is not null)
+            {
+                File.Delete(pwfile);
+            }
+        }
+
+        await StartAsync(StartRole.Primary, upstream: null, dynamic, ct).ConfigureAwait(false);
+        await CreateRolesAsync(ct).ConfigureAwait(false);
+    }
+
+    private async Task CreateRolesAsync(CancellationToken ct)
+    {
+        var auth = _config.Postgresql.Authentication;
+        await using var connection = await _dataSource.Value.OpenConnectionAsync(ct).ConfigureAwait(false);
+        if (auth.Replication.Username != auth.Superuser.Username)
+        {
+            await EnsureRoleAsync(connection, auth.Replication, "LOGIN REPLICATION", ct).ConfigureAwait(false);
+        }
+        if (auth.Rewind is { } rewind && rewind.Username != auth.Superuser.Username)
+        {
+            if (rewind.Username != auth.Replication.Username)
+            {
+                await EnsureRoleAsync(connection, rewind, "LOGIN", ct).ConfigureAwait(false);
+            }
+            // what pg_rewind needs from a non-superuser source connection (PostgreSQL docs, pg_rewind "Notes")
+            var role = PgConfigFiles.QuoteIdent(rewind.Username);
+            await ExecuteAsync(connection, $"""
+                GRANT EXECUTE ON FUNCTION pg_catalog.pg_ls_dir(text, boolean, boolean) TO {role};
+                GRANT EXECUTE ON FUNCTION pg_catalog.pg_stat_file(text, boolean) TO {role};
+                GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text) TO {role};
+                GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean) TO {role};
+                """, ct).ConfigureAwait(false);
+        }
+    }
+
+    private async Task EnsureRoleAsync(NpgsqlConnection connection, Credentials credentials, string options, CancellationToken ct)
+    {
+        await using var exists = new NpgsqlCommand("SELECT 1 FROM pg_roles WHERE rolname = $1", connection)
+        {
+            Parameters = { new() { Value = credentials.Username } },
+        };
+        var verb = await exists.ExecuteScalarAsync(ct).ConfigureAwait(false) is null ? "CREATE" : "ALTER";
+        var password = credentials.Password is null ? "" : " PASSWORD " + PgConfigFiles.QuoteLiteral(credentials.Password);
+        await ExecuteAsync(connection, $"{verb} ROLE {PgConfigFiles.QuoteIdent(credentials.Username)} WITH {options}{password}", ct).ConfigureAwait(false);
+        Log.RoleCreated(_logger, credentials.Username);
+    }
+
+    public async Task CloneAsync(HostPort source, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        await ValidateDataDirAsync(ct).ConfigureAwait(false);
+        if (DataDirState(DataDir) != DataDirStatus.Empty)
+        {
+            throw new PostgresException($"cannot clone into data_dir {DataDir}: it is not empty");
+        }
+        WritePgpass();
+        User.CreateDirectory(DataDir, DataDirMode);
+        Log.Cloning(_logger, DataDir, source.ToString());
+        PgProgramResult result;
+        try
+        {
+            result = await Programs.RunAsync(
+                "pg_basebackup",
+                ["-D", DataDir, "-h", source.Host, "-p", source.Port.ToString(CultureInfo.InvariantCulture),
+                 "-U", _config.Postgresql.Authentication.Replication.Username, "-X", "stream", "-c", "fast", "--no-password"],
+                timeout: null, ct, PassfileEnvironment).ConfigureAwait(false);
+        }
+        catch
+        {
+            RemovePartialClone();
+            throw;
+        }
+        if (!result.Succeeded)
+        {
+            RemovePartialClone();
+            throw result.Failure($"pg_basebackup from {source} into {DataDir}");
+        }
+        Log.Cloned(_logger, DataDir, source.ToString());
+    }
+
+    private void RemovePartialClone()
+    {
+        if (!Directory.Exists(DataDir))
+        {
+            return;
+        }
+        var removed = false;
+        foreach (var entry in new DirectoryInfo(DataDir).EnumerateFileSystemInfos())
+        {
+            if (entry is DirectoryInfo directory)
+            {
+                directory.Delete(recursive: true);
+            }
+            else
+            {
+                entry.Delete();
+            }
+            removed = true;
+        }
+        if (removed)
+        {
+            Log.PartialCloneRemoved(_logger, DataDir);
+        }
+    }
+
+    public async Task StartAsync(StartRole role, Upstream? upstream, DynamicConfig dynamic, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(dynamic);
+        if (DataDirState(DataDir) != DataDirStatus.Initialized)
+        {
+            throw new PostgresException($"cannot start PostgreSQL: data_dir {DataDir} is not a PostgreSQL data directory");
+        }
+        if (LivePostmasterPid() is { } running)
+        {
+            throw new PostgresException($"cannot start PostgreSQL in {DataDir}: it is already running (postmaster pid {running})");
+        }
+        WriteConfigFiles(role, upstream, dynamic);
+
+        var logDir = InData("log");
+        User.CreateDirectory(logDir, DataDirMode);
+        var logFile = Path.Combine(logDir, "postgresql.log");
+        Log.Starting(_logger, DataDir, role.ToString());
+        var result = await Programs.RunAsync(
+            "pg_ctl",
+            ["start", "-w", "-t", _config.Postgresql.PgCtlTimeout.ToString(CultureInfo.InvariantCulture), "-D", DataDir, "-l", logFile],
+            PgCtlTimeout + QuickProgram, ct, newSession: true).ConfigureAwait(false);
+        if (!result.Succeeded)
+        {
+            var serverLog = TailOf(logFile, 20);
+            throw new PostgresException(
+                $"pg_ctl start of {DataDir} failed: pg_ctl exited with code {result.ExitCode}:\n{result.TailText}"
+                + (serverLog.Length == 0 ? "" : $"\nlast lines of {logFile}:\n{serverLog}"));
+        }
+        _dataSource.Value.Clear();
+        Log.Started(_logger, DataDir);
+    }
+
+    public async Task StopAsync(StopMode mode, CancellationToken ct)
+    {
+        if (LivePostmasterPid() is null)
+        {
+            return;
+        }
+        var modeName = mode == StopMode.Immediate ? "immediate" : "fast";
+        Log.Stopping(_logger, DataDir, modeName);
+        var result = await Programs.RunAsync(
+            "pg_ctl",
+            ["stop", "-m", modeName, "-w", "-t", _config.Postgresql.PgCtlTimeout.ToString(CultureInfo.InvariantCulture), "-D", DataDir],
+            PgCtlTimeout + QuickProgram, ct).ConfigureAwait(false);
+        _dataSource.Value.Clear();
+        if (!result.Succeeded && LivePostmasterPid() is not null)
+        {
+            throw result.Failure($"pg_ctl stop -m {modeName} of {DataDir}");
+        }
+        Log.Stopped(_logger, DataDir);
+    }
+
+    public async Task FollowAsync(Upstream? upstream, CancellationToken ct)
+    {
+        var confPath = InData("postgresql.conf");
+        var existing = await File.ReadAllTextAsync(confPath, ct).ConfigureAwait(false);
+        User.WriteFile(confPath, PgConfigFiles.WithReplicaSettings(existing, PgConfigFiles.ReplicaSettings(_config, upstream)));
+        EnsureStandbySignal();
+        await using var connection = await _dataSource.Value.OpenConnectionAsync(ct).ConfigureAwait(false);
+        await ExecuteAsync(connection, "SELECT pg_reload_conf()", ct).ConfigureAwait(false);
+        Log.Following(_logger, upstream?.Address.ToString() ?? "nothing", upstream?.SlotName);
+    }
+
+    public async Task PromoteAsync(CancellationToken ct)
+    {
+        Log.Promoting(_logger, DataDir);
+        await using (var connection = await _dataSource.Value.OpenConnectionAsync(ct).ConfigureAwait(false))
+        {
+            await using var promote = new NpgsqlCommand("SELECT pg_promote(true, $1)", connection)
+            {
+                Parameters = { new() { Value = (int)PromoteWait.TotalSeconds } },
+                CommandTimeout = (int)PromoteWait.TotalSeconds + 10,
+            };
+            if (await promote.ExecuteScalarAsync(ct).ConfigureAwait(false) is not true)
+            {
+                throw new PostgresException($"pg_promote in {DataDir} did not finish within {PromoteWait.TotalSeconds:0} s");
+            }
+        }
+        var deadline = _time.GetTimestamp();
+        while (await IsInRecoveryAsync(ct).ConfigureAwait(false))
+        {
+            if (_time.GetElapsedTime(deadline) > PromoteWait)
+            {
+                throw new PostgresException($"PostgreSQL in {DataDir} was promoted but is still in recovery after {PromoteWait.TotalSeconds:0} s");
+            }
+            await Task.Delay(TimeSpan.FromMilliseconds(100), _time, ct).ConfigureAwait(false);
+        }
+        // PostgreSQL promotes without a checkpoint, so pg_control keeps the old timeline until the next one. pg_rewind
+        // reads the source's timeline from pg_control: against a fresh primary it reports "no rewind required" and the
+        // diverged old primary can then never follow ("new timeline forked off ... before current recovery point").
+        await CheckpointAsync(ct).ConfigureAwait(false);
+        Log.Promoted(_logger, DataDir);
+    }
+
+    private async Task<bool> IsInRecoveryAsync(CancellationToken ct)
+    {
+        await using var connection = await _dataSource.Value.OpenConnectionAsync(ct).ConfigureAwait(false);
+        await using var command = new NpgsqlCommand("SELECT pg_is_in_recovery()", connection);
+        return await command.ExecuteScalarAsync(ct).ConfigureAwait(false) is true;
+    }
+
+    public async Task<bool> RewindAsync(HostPort source, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        if (LivePostmasterPid() is { } running)
+        {
+            throw new PostgresException($"cannot pg_rewind {DataDir}: PostgreSQL is running (postmaster pid {running})");
+        }
+        WritePgpass();
+        var auth = _config.Postgresql.Authentication;
+        var sourceServer = PgConfigFiles.Conninfo(
+            ("host", source.Host),
+            ("port", source.Port.ToString(CultureInfo.InvariantCulture)),
+            ("user", (auth.Rewind ?? auth.Superuser).Username),
+            ("dbname", "postgres"));
+        Log.Rewinding(_logger, DataDir, source.ToString());
+        var result = await Programs.RunAsync(
+            "pg_rewind", ["-D", DataDir, $"--source-server={sourceServer}", "--progress"],
+            timeout: null, ct, PassfileEnvironment).ConfigureAwait(false);
+        lock (_controlGate)
+        {
+            _control = null;
+        }
+        if (!result.Succeeded)
+        {
+            Log.RewindFailed(_logger, DataDir, source.ToString(), result.ExitCode, result.TailText);
+            return false;
+        }
+        Log.Rewound(_logger, DataDir, source.ToString());
+        return true;
+    }
+
+    public Task<string> MoveDataDirAsideAsync(CancellationToken ct)
+    {
+        ct.ThrowIfCancellationRequested();
+        if (LivePostmasterPid() is { } running)
+        {
+            throw new PostgresException($"cannot move {DataDir} aside: PostgreSQL is running (postmaster pid {running})");
+        }
+        var full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(DataDir));
+        var target = $"{full}.diverged-{_time.GetUtcNow():yyyyMMdd'T'HHmmss'Z'}";
+        for (var n = 1; Directory.Exists(target) || File.Exists(target); n++)
+        {
+            target = $"{full}.diverged-{_time.GetUtcNow():yyyyMMdd'T'HHmmss'Z'}-{n}";
+        }
+        Directory.Move(full, target);
+        Log.MovedAside(_logger, DataDir, target);
+        return Task.FromResult(target);
+    }
+
+    // ---------------------------------------------------------------- primary housekeeping
+
+    public async Task SyncReplicationSlotsAsync(IReadOnlyCollection<string> slotNames, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(slotNames);
+        await using var connection = await _dataSource.Value.OpenConnectionAsync(ct).ConfigureAwait(false);
+        var existing = new Dictionary<string, bool>(StringComparer.Ordinal);
+        await using (var list = new NpgsqlCommand("SELECT slot_name::text, active FROM pg_replication_slots WHERE slot_type = 'physical'", connection))
+        await using (var reader = await list.ExecuteReaderAsync(ct).ConfigureAwait(false))
+        {
+            while (await reader.ReadAsync(ct).ConfigureAwait(false))
+            {
+                existing[reader.GetString(0)] = reader.GetBoolean(1);
+            }
+        }
+        foreach (var name in slotNames.Where(n => !existing.ContainsKey(n)))
+        {
+            await ExecuteAsync(connection, "SELECT pg_create_physical_replication_slot($1, true)", ct, name).ConfigureAwait(false);
+            Log.SlotCreated(_logger, name);
+        }
+        foreach (var (name, active) in existing)
+        {
+            if (!active && !slotNames.Contains(name))
+            {
+                await ExecuteAsync(connection, "SELECT pg_drop_replication_slot($1)", ct, name).ConfigureAwait(false);
+                Log.SlotDropped(_logger, name);
+            }
+        }
+    }
+
+    public Task WriteMissingHistoryFilesAsync(IReadOnlyList<HistoryEntry> history, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(history);
+        var walDir = InData("pg_wal");
+        if (!Directory.Exists(walDir))
+        {
+            throw new PostgresException($"cannot write timeline history files: {walDir} does not exist");
+        }
+        foreach (var (timeline, content) in TimelineHistory.Files(history))
+        {
+            ct.ThrowIfCancellationRequested();
+            var path = Path.Combine(walDir, TimelineHistory.FileName(timeline));
+            if (!File.Exists(path))
+            {
+                User.WriteFile(path, content);
+                Log.HistoryFileWritten(_logger, path);
+            }
+        }
+        return Task.CompletedTask;
+    }
+
+    public async Task<TimelineSwitch?> ReadLastTimelineSwitchAsync(long timeline, CancellationToken ct)
+    {
+        var path = Path.Combine(InData("pg_wal"), TimelineHistory.FileName(timeline));
+        string content;
+        try
+        {
+            content = await File.ReadAllTextAsync(path, ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            return null;
+        }
+        try
+        {
+            return TimelineHistory.ParseLast(content);
+        }
+        catch (PostgresException e)
+        {
+            throw new PostgresException($"{path}: {e.Message}", e);
+        }
+    }
+
+    public async Task CheckpointAsync(CancellationToken ct)
+    {
+        await using var connection = await _dataSource.Value.OpenConnectionAsync(ct).ConfigureAwait(false);
+        await using var command = new NpgsqlCommand("CHECKPOINT", connection) { CommandTimeout = 0 };
+        await command.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+    }
+
+    // ---------------------------------------------------------------- files
+
+    private const UnixFileMode DataDirMode = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
+
+    private IReadOnlyDictionary<string, string> PassfileEnvironment =>
+        new Dictionary<string, string> { ["PGPASSFILE"] = _config.Postgresql.Pgpass };
+
+    private void WriteConfigFiles(StartRole role, Upstream? upstream, DynamicConfig dynamic)
+    {
+        var conf = InData("postgresql.conf");
+        var baseConf = InData(PgConfigFiles.BaseConf);
+        if (!File.Exists(baseConf))
+        {
+            // initdb's (or a foreign) postgresql.conf becomes the base we include, as Patroni does
+            if (File.Exists(conf) && !File.ReadLines(conf).Take(1).Contains(PgConfigFiles.Header))
+            {
+                File.Move(conf, baseConf);
+            }
+            else
+            {
+                User.WriteFile(baseConf, "");
+            }
+        }
+        var parameters = PgConfigFiles.Parameters(_config, dynamic, SocketDirectory());
+        var replica = role == StartRole.Replica ? PgConfigFiles.ReplicaSettings(_config, upstream) : [];
+        User.WriteFile(conf, PgConfigFiles.RenderPostgresqlConf(parameters, replica));
+        User.WriteFile(InData("pg_hba.conf"), PgConfigFiles.RenderPgHba(_config));
+        WritePgpass();
+        if (role == StartRole.Replica)
+        {
+            EnsureStandbySignal();
+        }
+        else
+        {
+            File.Delete(InData(StandbySignal));
+        }
+    }
+
+    private void EnsureStandbySignal()
+    {
+        var path = InData(StandbySignal);
+        if (!File.Exists(path))
+        {
+            User.WriteFile(path, "");
+        }
+    }
+
+    private void WritePgpass()
+    {
+        var path = _config.Postgresql.Pgpass;
+        var directory = Path.GetDirectoryName(Path.GetFullPath(path));
+        if (!string.IsNullOrEmpty(directory))
+        {
+            Directory.CreateDirectory(directory);
+        }
+        User.WriteFile(path, PgConfigFiles.RenderPgpass(_config));
+    }
+
+    private string SocketDirectory() => User.CanWriteTo(VarRunPostgresql) ? VarRunPostgresql : DataDir;
+
+    private static string TailOf(string path, int lines)
+    {
+        try
+        {
+            return string.Join('\n', File.ReadLines(path).TakeLast(lines));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return "";
+        }
+    }
+
+    // ---------------------------------------------------------------- connection
+
+    private NpgsqlDataSource CreateDataSource()
+    {
+        var listen = _config.Postgresql.Listen;
+        var host = listen.Host.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).FirstOrDefault() ?? "";
+        host = host switch
+        {
+            "" or "*" or "0.0.0.0" => "127.0.0.1",
+            "::" => "::1",
+            _ => host,
+        };
+        var superuser = _config.Postgresql.Authentication.Superuser;
+        var builder = new NpgsqlConnectionStringBuilder
+        {
+            Host = host,
+            Port = listen.Port,
+            Username = superuser.Username,
+            Password = superuser.Password,
+            Database = "postgres",
+            ApplicationName = "steward",
+            Timeout = 3,
+            CommandTimeout = 10,
+            MaxPoolSize = 4,
+            // PGPASSFILE etc. in the agent's environment must not change whom we connect as
+            Passfile = _config.Postgresql.Pgpass,
+        };
+        return NpgsqlDataSource.Create(builder);
+    }
+
+    private static async Task ExecuteAsync(NpgsqlConnection connection, string sql, CancellationToken ct, params object[] parameters)
+    {
+        await using var command = new NpgsqlCommand(sql, connection);
+        foreach (var value in parameters)
+        {
+            command.Parameters.Add(new NpgsqlParameter { Value = value });
+        }
+        await command.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_dataSource.IsValueCreated)
+        {
+            await _dataSource.Value.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+}

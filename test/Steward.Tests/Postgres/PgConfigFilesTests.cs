@@ -1,0 +1,166 @@
+using Steward.Core.Cluster;
+using Steward.Core.Configuration;
+using Steward.Core.Postgres;
+using Steward.Postgres;
+
+namespace Steward.Tests.Postgres;
+
+public sealed class PgConfigFilesTests
+{
+    private static StewardConfig Config(
+        IReadOnlyDictionary<string, string>? parameters = null,
+        IReadOnlyList<string>? pgHba = null,
+        Credentials? rewind = null) => new()
+    {
+        Scope = "demo",
+        Name = "node-1",
+        RestApi = new RestApiConfig { Listen = new("127.0.0.1", 8008), ConnectAddress = new("127.0.0.1", 8008) },
+        Etcd3 = new Etcd3Config { Endpoints = ["http://127.0.0.1:2379"] },
+        Postgresql = new PostgresqlConfig
+        {
+            Listen = new("0.0.0.0", 5433),
+            ConnectAddress = new("10.0.0.1", 5433),
+            DataDir = "/srv/pg/data",
+            Pgpass = "/srv/pg/pgpass.node-1",
+            Authentication = new PostgresAuthentication
+            {
+                Superuser = new("postgres", "su:pa\\ss"),
+                Replication = new("replicator", "rep-pass"),
+                Rewind = rewind,
+            },
+            Parameters = parameters ?? new Dictionary<string, string>(),
+            PgHba = pgHba ?? [],
+        },
+    };
+
+    [Fact]
+    public void Local_parameters_override_dynamic_ones_which_override_the_defaults()
+    {
+        var dynamic = new DynamicConfig
+        {
+            Postgresql = new DynamicPostgresConfig
+            {
+                Parameters = new Dictionary<string, string> { ["wal_keep_size"] = "256MB", ["max_connections"] = "100", ["shared_buffers"] = "64MB" },
+            },
+        };
+        var config = Config(new Dictionary<string, string> { ["shared_buffers"] = "128MB" });
+
+        var parameters = PgConfigFiles.Parameters(config, dynamic, "/var/run/postgresql");
+
+        Assert.Equal("256MB", parameters["wal_keep_size"]);
+        Assert.Equal("100", parameters["max_connections"]);
+        Assert.Equal("128MB", parameters["shared_buffers"]);
+        Assert.Equal("replica", parameters["wal_level"]);
+        Assert.Equal("/var/run/postgresql", parameters["unix_socket_directories"]);
+    }
+
+    [Fact]
+    public void Listen_address_and_port_always_follow_postgresql_listen()
+    {
+        var dynamic = new DynamicConfig
+        {
+            Postgresql = new DynamicPostgresConfig { Parameters = new Dictionary<string, string> { ["port"] = "1" } },
+        };
+        var config = Config(new Dictionary<string, string> { ["listen_addresses"] = "*", ["primary_conninfo"] = "host=x" });
+
+        var parameters = PgConfigFiles.Parameters(config, dynamic, "/tmp");
+
+        Assert.Equal("0.0.0.0", parameters["listen_addresses"]);
+        Assert.Equal("5433", parameters["port"]);
+        Assert.False(parameters.ContainsKey("primary_conninfo"));
+    }
+
+    [Fact]
+    public void Postgresql_conf_includes_the_base_and_quotes_every_value()
+    {
+        var conf = PgConfigFiles.RenderPostgresqlConf(
+            [new("listen_addresses", "127.0.0.1"), new("log_line_prefix", "%m 'x' \\")],
+            [new("recovery_target_timeline", "latest")]);
+
+        var lines = conf.Split('\n');
+        Assert.Equal("include 'postgresql.base.conf'", lines[1]);
+        Assert.Contains("listen_addresses = '127.0.0.1'", lines);
+        Assert.Contains("log_line_prefix = '%m ''x'' \\\\'", lines);
+        Assert.Contains("recovery_target_timeline = 'latest'", lines);
+    }
+
+    [Fact]
+    public void Replica_settings_point_at_the_upstream_as_the_replication_user_with_the_pgpass_file()
+    {
+        var settings = PgConfigFiles.ReplicaSettings(Config(), new Upstream(new HostPort("10.0.0.2", 5432), "node_1"));
+
+        Assert.Equal(
+            [
+                new("primary_conninfo", "host='10.0.0.2' port='5432' user='replicator' passfile='/srv/pg/pgpass.node-1' application_name='node-1' sslmode='prefer'"),
+                new("primary_slot_name", "node_1"),
+                new("recovery_target_timeline", "latest"),
+            ],
+            settings);
+    }
+
+    [Fact]
+    public void A_replica_without_upstream_only_follows_the_latest_timeline()
+    {
+        var settings = PgConfigFiles.ReplicaSettings(Config(), upstream: null);
+
+        Assert.Equal([new("recovery_target_timeline", "latest")], settings);
+    }
+
+    [Fact]
+    public void Conninfo_values_escape_quotes_and_backslashes()
+    {
+        Assert.Equal("user='o\\'brien' passfile='C:\\\\x'", PgConfigFiles.Conninfo(("user", "o'brien"), ("passfile", "C:\\x")));
+    }
+
+    [Fact]
+    public void Following_another_upstream_replaces_only_the_replica_settings()
+    {
+        var before = PgConfigFiles.RenderPostgresqlConf(
+            [new("port", "5433"), new("shared_buffers", "128MB")],
+            PgConfigFiles.ReplicaSettings(Config(), new Upstream(new HostPort("10.0.0.2", 5432), "node_1")));
+
+        var after = PgConfigFiles.WithReplicaSettings(before, PgConfigFiles.ReplicaSettings(Config(), new Upstream(new HostPort("10.0.0.3", 5432), null)));
+
+        Assert.Contains("shared_buffers = '128MB'", after, StringComparison.Ordinal);
+        Assert.Contains("include 'postgresql.base.conf'", after, StringComparison.Ordinal);
+        Assert.Contains("host=''10.0.0.3''", after, StringComparison.Ordinal);
+        Assert.DoesNotContain("10.0.0.2", after, StringComparison.Ordinal);
+        Assert.DoesNotContain("primary_slot_name", after, StringComparison.Ordinal);
+        Assert.Single(after.Split('\n'), l => l.StartsWith("recovery_target_timeline", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Default_pg_hba_allows_local_peer_and_loopback_passwords_only()
+    {
+        var hba = PgConfigFiles.RenderPgHba(Config()).Split('\n');
+
+        Assert.Contains("local all all peer", hba);
+        Assert.Contains("host all all 127.0.0.1/32 scram-sha-256", hba);
+        Assert.Contains("host replication replicator 127.0.0.1/32 scram-sha-256", hba);
+        Assert.Contains("host replication replicator ::1/128 scram-sha-256", hba);
+        Assert.DoesNotContain(hba, l => l.Contains("trust", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Configured_pg_hba_lines_are_written_as_given()
+    {
+        var hba = PgConfigFiles.RenderPgHba(Config(pgHba: ["local all all trust", "host all all 0.0.0.0/0 md5"]));
+
+        Assert.EndsWith("local all all trust\nhost all all 0.0.0.0/0 md5\n", hba, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Pgpass_has_one_escaped_line_per_distinct_user()
+    {
+        var pgpass = PgConfigFiles.RenderPgpass(Config(rewind: new("postgres", "other")));
+
+        Assert.Equal("*:*:*:postgres:su\\:pa\\\\ss\n*:*:*:replicator:rep-pass\n", pgpass);
+    }
+
+    [Fact]
+    public void Sql_quoting_doubles_quotes()
+    {
+        Assert.Equal("\"we\"\"ird\"", PgConfigFiles.QuoteIdent("we\"ird"));
+        Assert.Equal("'it''s'", PgConfigFiles.QuoteLiteral("it's"));
+    }
+}
