@@ -415,7 +415,7 @@ public static class HaDecision
     private static bool IsSwitchoverFromMe(FailoverRequest request, string me) =>
         request.Leader == me || (request.Leader is null && request.Candidate is not null && request.Candidate != me);
 
-    internal static bool TagIsTrue(IReadOnlyDictionary<string, object?>? tags, string name) =>
+    public static bool TagIsTrue(IReadOnlyDictionary<string, object?>? tags, string name) =>
         tags is not null && tags.TryGetValue(name, out var v) && v switch
         {
             bool b => b,

@@ -202,9 +202,9 @@ internal static class RestApi
             }
         }
 
-        if (pg.Timeline ?? pg.ControlTimeline is { } tl)
+        if ((pg.Timeline ?? pg.ControlTimeline) is { } tl)
         {
-            o["timeline"] = pg.Timeline ?? tl;
+            o["timeline"] = tl;
         }
 
         o["cluster_unlocked"] = s.Cluster is not null && s.Cluster.Leader is null;

@@ -17,7 +17,7 @@ public sealed class BadInputTests(ITestOutputHelper output)
     {
         using var dir = new TempDir("badcfg");
         var config = dir.Sub("node.yml");
-        await File.WriteAllTextAsync(config, $"""
+        await File.WriteAllTextAsync(config, $$"""
             scope: demo
             name: node1
             restapi:
@@ -26,10 +26,10 @@ public sealed class BadInputTests(ITestOutputHelper output)
               hosts: 127.0.0.1:2379
             postgresql:
               listen: 127.0.0.1:5432
-              data_dir: {dir.Sub("data")}
+              data_dir: {{dir.Sub("data")}}
               authentication:
-                superuser: {{username: postgres, password: x}}
-                replication: {{username: replicator, password: y}}
+                superuser: {username: postgres, password: x}
+                replication: {username: replicator, password: y}
             """);
         var (code, text) = await StewardProcess.RunAsync(["node", "-c", config], Exit);
         output.WriteLine(text);
@@ -97,22 +97,22 @@ public sealed class BadInputTests(ITestOutputHelper output)
     private static string NodeConfig(TempDir dir, string etcdEndpoint, string scope = "badinput", string name = "node1")
     {
         var path = dir.Sub("node.yml");
-        File.WriteAllText(path, $"""
-            scope: {scope}
-            name: {name}
+        File.WriteAllText(path, $$"""
+            scope: {{scope}}
+            name: {{name}}
             restapi:
-              listen: 127.0.0.1:{FreePorts.Next()}
+              listen: 127.0.0.1:{{FreePorts.Next()}}
             etcd3:
-              hosts: {etcdEndpoint}
+              hosts: {{etcdEndpoint}}
             bootstrap:
-              dcs: {{ttl: 6, loop_wait: 1, retry_timeout: 2}}
+              dcs: {ttl: 6, loop_wait: 1, retry_timeout: 2}
             postgresql:
-              listen: 127.0.0.1:{FreePorts.Next()}
-              data_dir: {dir.Sub("data")}
-              pgpass: {dir.Sub("pgpass")}
+              listen: 127.0.0.1:{{FreePorts.Next()}}
+              data_dir: {{dir.Sub("data")}}
+              pgpass: {{dir.Sub("pgpass")}}
               authentication:
-                superuser: {{username: postgres, password: x}}
-                replication: {{username: replicator, password: y}}
+                superuser: {username: postgres, password: x}
+                replication: {username: replicator, password: y}
             """);
         return path;
     }

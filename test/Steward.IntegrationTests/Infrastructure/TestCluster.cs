@@ -62,20 +62,20 @@ internal sealed class TestCluster : IAsyncDisposable
         File.SetUnixFileMode(nodeDir, (UnixFileMode)0b111_101_101);
         var pgPort = FreePorts.Next();
         var restPort = FreePorts.Next();
-        var yaml = $"""
-            scope: {Scope}
+        var yaml = $$"""
+            scope: {{Scope}}
             namespace: /service/
-            name: {name}
+            name: {{name}}
             restapi:
-              listen: 127.0.0.1:{restPort}
-              connect_address: 127.0.0.1:{restPort}
+              listen: 127.0.0.1:{{restPort}}
+              connect_address: 127.0.0.1:{{restPort}}
             etcd3:
-              hosts: {Etcd.Endpoint.Replace("http://", "", StringComparison.Ordinal)}
+              hosts: {{Etcd.Endpoint.Replace("http://", "", StringComparison.Ordinal)}}
             bootstrap:
               dcs:
-                ttl: {options.Ttl}
-                loop_wait: {options.LoopWait}
-                retry_timeout: {options.RetryTimeout}
+                ttl: {{options.Ttl}}
+                loop_wait: {{options.LoopWait}}
+                retry_timeout: {{options.RetryTimeout}}
                 maximum_lag_on_failover: 1048576
                 postgresql:
                   use_pg_rewind: true
@@ -87,24 +87,24 @@ internal sealed class TestCluster : IAsyncDisposable
                 - encoding: UTF8
                 - locale: C
             postgresql:
-              listen: 127.0.0.1:{pgPort}
-              connect_address: 127.0.0.1:{pgPort}
-              data_dir: {nodeDir}/data
+              listen: 127.0.0.1:{{pgPort}}
+              connect_address: 127.0.0.1:{{pgPort}}
+              data_dir: {{nodeDir}}/data
               bin_dir: /usr/lib/postgresql/15/bin
-              pgpass: {nodeDir}/pgpass
+              pgpass: {{nodeDir}}/pgpass
               authentication:
-                superuser: {{username: {Superuser}, password: {SuperPassword}}}
-                replication: {{username: replicator, password: rep-pass}}
-                rewind: {{username: rewind_user, password: rewind-pass}}
+                superuser: {username: {{Superuser}}, password: {{SuperPassword}}}
+                replication: {username: replicator, password: rep-pass}
+                rewind: {username: rewind_user, password: rewind-pass}
               pg_hba:
                 - local all all trust
                 - host replication replicator 127.0.0.1/32 scram-sha-256
                 - host all all 127.0.0.1/32 scram-sha-256
               parameters:
                 shared_buffers: 32MB
-                unix_socket_directories: {nodeDir}
+                unix_socket_directories: {{nodeDir}}
             tags:
-              nofailover: {(options.NoFailover.Contains(name) ? "true" : "false")}
+              nofailover: {{(options.NoFailover.Contains(name) ? "true" : "false")}}
               noloadbalance: false
             """;
         var configPath = Path.Combine(nodeDir, "node.yml");
