@@ -171,7 +171,7 @@ internal sealed class PgProgram
         {
             info.Environment.Remove(key);
         }
-        if (_user.Switch && Native.LookupUser(_user.Uid) is not null)
+        if (_user.Switch)
         {
             info.Environment["USER"] = _user.Name;
             info.Environment["LOGNAME"] = _user.Name;
