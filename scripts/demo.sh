@@ -68,7 +68,7 @@ echo $! >"$BASE/etcd.pid"
 for _ in $(seq 1 100); do ETCDCTL_API=3 etcdctl --endpoints="127.0.0.1:$ETCD_PORT" endpoint health >/dev/null 2>&1 && break; sleep 0.1; done
 
 for n in 1 2 3; do
-  i=$((n - 1)); d="$BASE/node$n"; mkdir -p "$d"; chmod 755 "$d"
+  i=$((n - 1)); d="$BASE/node$n"; mkdir -p "$d"; chmod 755 "$d"; chown postgres:postgres "$d" 2>/dev/null || true
   cat >"$d/node.yml" <<YML
 scope: demo
 namespace: /service/

@@ -31,6 +31,7 @@ internal static class PgConfigFiles
             ["max_replication_slots"] = "10",
             ["wal_log_hints"] = "on",
             ["wal_keep_size"] = "128MB",
+            ["wal_retrieve_retry_interval"] = "1s", // a replica re-pointed at a new leader reconnects within a second (default 5 s)
             ["unix_socket_directories"] = socketDirectory,
         };
         foreach (var source in new[] { dynamic.Postgresql.Parameters, config.Postgresql.Parameters })

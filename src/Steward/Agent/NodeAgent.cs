@@ -153,8 +153,8 @@ internal sealed class NodeAgent : IAsyncDisposable
             plan = HaDecision.Decide(input with { Peers = peers });
         }
 
-        LogDecision(plan, cluster);
-        await ExecuteAsync(plan, input, ct).ConfigureAwait(false);
+        var failed = await ExecuteAsync(plan, input, ct).ConfigureAwait(false);
+        LogDecision(failed is AcquireLeader ? HaPlan.NoAction("following new leader after trying and failing to obtain lock") : plan, cluster);
 
         var after = await _pg.InspectAsync(ct).ConfigureAwait(false);
         var holdsAfter = plan.Has<ReleaseLeader>() ? false : holds || plan.Has<AcquireLeader>();
@@ -186,16 +186,19 @@ internal sealed class NodeAgent : IAsyncDisposable
         Log.Decision(_log, plan.Message);
     }
 
-    private async Task ExecuteAsync(HaPlan plan, HaInput input, CancellationToken ct)
+    /// <summary>Runs the plan's steps in order; returns the step that did not complete (null when all did).</summary>
+    private async Task<HaStep?> ExecuteAsync(HaPlan plan, HaInput input, CancellationToken ct)
     {
         foreach (var step in plan.Steps)
         {
             var done = await ExecuteStepAsync(step, input, ct).ConfigureAwait(false);
             if (!done)
             {
-                return;
+                return step is FetchPeers or ClaimInitialize ? null : step;
             }
         }
+
+        return null;
     }
 
     private async Task<bool> ExecuteStepAsync(HaStep step, HaInput input, CancellationToken ct)
@@ -237,6 +240,7 @@ internal sealed class NodeAgent : IAsyncDisposable
                 SetState("starting");
                 await _pg.StartAsync(start.Role, start.Upstream, settings, ct).ConfigureAwait(false);
                 _currentUpstream = start.Upstream?.Address.ToString();
+                _notStreamingSince = null;
                 return true;
 
             case StopPostgres stop:
@@ -249,6 +253,7 @@ internal sealed class NodeAgent : IAsyncDisposable
             case Follow follow:
                 await _pg.FollowAsync(follow.Upstream, ct).ConfigureAwait(false);
                 _currentUpstream = follow.Upstream?.Address.ToString();
+                _notStreamingSince = null; // give the new upstream its own grace period
                 return true;
 
             case RewindOrReclone rewind:
@@ -311,6 +316,14 @@ internal sealed class NodeAgent : IAsyncDisposable
             Log.StepFailed(_log, "bootstrap", e.Message);
             await _pg.StopAsync(StopMode.Fast, ct).ConfigureAwait(false);
             await _store.ReleaseLeaderAsync(_config.Name, ct).ConfigureAwait(false);
+
+            // The data directory was empty before this initdb: what is there now holds no data of anyone's. Remove it,
+            // as Patroni does, so the next attempt (ours or another member's) starts clean instead of claiming it.
+            if (Directory.Exists(_config.Postgresql.DataDir))
+            {
+                Directory.Delete(_config.Postgresql.DataDir, recursive: true);
+            }
+
             await _store.DeleteInitializeAsync(ct).ConfigureAwait(false);
             throw;
         }

@@ -145,4 +145,10 @@ internal static class Chown
         using var p = Process.Start("chown", ["-R", "postgres:postgres", path]);
         await p.WaitForExitAsync();
     }
+
+    public static void Postgres(string path)
+    {
+        using var p = Process.Start("chown", ["postgres:postgres", path]);
+        p.WaitForExit();
+    }
 }

@@ -60,6 +60,7 @@ internal sealed class TestCluster : IAsyncDisposable
         var nodeDir = Dir.Sub(name);
         Directory.CreateDirectory(nodeDir);
         File.SetUnixFileMode(nodeDir, (UnixFileMode)0b111_101_101);
+        Chown.Postgres(nodeDir); // PostgreSQL (as postgres) puts its socket here
         var pgPort = FreePorts.Next();
         var restPort = FreePorts.Next();
         var yaml = $$"""
