@@ -95,8 +95,10 @@ public static class HaDecision
         }
 
         // The etcd-side lease may expire any moment: stop taking writes now, and keep serving reads as a standby.
+        // Stopped, not restarted as a standby: the data directory must keep saying "I was a primary" so that, once etcd
+        // is back, it is rewound before it follows whoever leads then (the replicas keep serving reads meanwhile).
         return new HaPlan("demoting self because DCS is not accessible and I was a leader",
-            [new StopPostgres(StopMode.Immediate), new StartPostgres(StartRole.Replica, null, null)]);
+            [new StopPostgres(StopMode.Immediate)]);
     }
 
     private static HaPlan DecidePaused(HaInput input, ClusterView cluster)

@@ -27,7 +27,6 @@ internal sealed class NodeAgent : IAsyncDisposable
     private DateTimeOffset? _notStreamingSince;
     private string? _currentUpstream;
     private string? _lastDecision;
-    private DateTimeOffset _lastDecisionLogged;
 
     public NodeAgent(StewardConfig config, IClusterStore store, IPostgresControl pg, PeerClient peers, TimeProvider time, ILoggerFactory loggers)
     {
@@ -169,20 +168,13 @@ internal sealed class NodeAgent : IAsyncDisposable
 
     private void LogDecision(HaPlan plan, ClusterView? cluster)
     {
-        // One sentence per cycle, as Patroni does; an unchanged "no action" is repeated at most every 10 s to keep logs readable.
-        var now = _time.GetUtcNow();
-        if (plan.Steps.Count == 0 && plan.Message == _lastDecision && now - _lastDecisionLogged < TimeSpan.FromSeconds(10))
-        {
-            return;
-        }
-
+        // One sentence per cycle, as Patroni does; the lock owner only when the decision changes.
         if (cluster?.Leader is { } leader && plan.Message != _lastDecision)
         {
             Log.LockOwner(_log, leader.Name, _config.Name);
         }
 
         _lastDecision = plan.Message;
-        _lastDecisionLogged = now;
         Log.Decision(_log, plan.Message);
     }
 

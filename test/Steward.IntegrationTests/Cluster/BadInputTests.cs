@@ -137,18 +137,3 @@ public sealed class BadInputTests(ITestOutputHelper output)
         Assert.True(p.ExitCode == 0, $"{string.Join(' ', args)} failed: {await err}");
     }
 }
-
-internal static class Chown
-{
-    public static async Task PostgresAsync(string path)
-    {
-        using var p = Process.Start("chown", ["-R", "postgres:postgres", path]);
-        await p.WaitForExitAsync();
-    }
-
-    public static void Postgres(string path)
-    {
-        using var p = Process.Start("chown", ["postgres:postgres", path]);
-        p.WaitForExit();
-    }
-}

@@ -45,12 +45,12 @@ public sealed class HaDecisionTests
     [Theory]
     [InlineData(0)]
     [InlineData(-5)]
-    public void Primary_past_its_lease_deadline_stops_immediately_and_starts_as_a_standby(int secondsLeft)
+    public void Primary_past_its_lease_deadline_stops_immediately_and_stays_down_until_etcd_is_back(int secondsLeft)
     {
         var plan = PrimaryHoldingTheLock().StoreUnreachable().LeaseLeft(TimeSpan.FromSeconds(secondsLeft)).Decide();
 
         AssertPlan(plan, "demoting self because DCS is not accessible and I was a leader",
-            new StopPostgres(StopMode.Immediate), new StartPostgres(StartRole.Replica, null, null));
+            new StopPostgres(StopMode.Immediate));
     }
 
     [Fact]
@@ -59,7 +59,7 @@ public sealed class HaDecisionTests
         var plan = PrimaryHoldingTheLock().StoreUnreachable().Decide();
 
         AssertPlan(plan, "demoting self because DCS is not accessible and I was a leader",
-            new StopPostgres(StopMode.Immediate), new StartPostgres(StartRole.Replica, null, null));
+            new StopPostgres(StopMode.Immediate));
     }
 
     // ---- paused ----
