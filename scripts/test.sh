@@ -50,6 +50,7 @@ dotnet build Steward.slnx -c Release --no-restore -nologo || fail "dotnet build 
 step "dotnet test $target ${filter_args[*]}"
 rm -rf "$RESULTS"
 mkdir -p "$RESULTS"
+export STEWARD_MEASUREMENTS="$RESULTS/measurements.txt"
 # Run in the background so that SIGINT/SIGTERM to this script stop the test run too
 # (timeout puts dotnet in its own process group and kills all of it on expiry).
 timeout -k 60s "$TIMEOUT" \
@@ -130,6 +131,10 @@ elif ((rc != 0)); then
     bad=1
 fi
 ((bad)) && echo "Results: $RESULTS"
+if [[ -s $STEWARD_MEASUREMENTS ]]; then
+    echo "Measurements (real etcd + PostgreSQL 15 on this machine):"
+    sed 's/^/  /' "$STEWARD_MEASUREMENTS"
+fi
 
 echo "$passed passed, $failed failed, $skipped skipped"
 exit "$bad"

@@ -26,7 +26,7 @@ public sealed class ClusterLifecycleTests(ITestOutputHelper output)
             await cluster.WaitForStreamingAsync(r, Bootstrap);
         }
 
-        output.WriteLine($"MEASURE bootstrap: 3 nodes from nothing to leader + 2 streaming replicas in {clock.Elapsed.TotalSeconds:0.0} s");
+        Measurements.Report(output, $"bootstrap: 3 nodes from nothing to leader + 2 streaming replicas in {clock.Elapsed.TotalSeconds:0.0} s");
 
         var ids = new HashSet<string>();
         foreach (var n in cluster.Nodes)
@@ -102,7 +102,7 @@ public sealed class ClusterLifecycleTests(ITestOutputHelper output)
             return false;
         }, TimeSpan.FromSeconds(30), "a write accepted by another member", cluster.DescribeAsync);
         var writable = sigterm.Elapsed;
-        output.WriteLine($"MEASURE graceful failover: agent exited {exited.TotalSeconds:0.00} s after SIGTERM; " +
+        Measurements.Report(output, $"graceful failover: agent exited {exited.TotalSeconds:0.00} s after SIGTERM; " +
                          $"{writer!.Name} accepted a write {writable.TotalSeconds:0.00} s after SIGTERM ({(writable - exited).TotalSeconds:0.00} s after the old agent exited)");
 
         Assert.True(writable - exited < TimeSpan.FromSeconds(2), $"new leader took {(writable - exited).TotalSeconds:0.00} s after the old one exited");
@@ -132,7 +132,7 @@ public sealed class ClusterLifecycleTests(ITestOutputHelper output)
         await leader.KillPostmasterAsync();
         var newLeader = await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(options.Ttl + 30), not: leader);
         var failover = crash.Elapsed;
-        output.WriteLine($"MEASURE crash failover (ttl {options.Ttl}, loop_wait {options.LoopWait}, retry_timeout {options.RetryTimeout}): " +
+        Measurements.Report(output, $"crash failover (ttl {options.Ttl}, loop_wait {options.LoopWait}, retry_timeout {options.RetryTimeout}): " +
                          $"{newLeader.Name} answered /leader 200 {failover.TotalSeconds:0.00} s after kill -9 of agent and postmaster");
         Assert.True(failover < TimeSpan.FromSeconds(options.Ttl + 2), $"failover took {failover.TotalSeconds:0.00} s");
 
@@ -146,7 +146,7 @@ public sealed class ClusterLifecycleTests(ITestOutputHelper output)
         var rejoin = Stopwatch.StartNew();
         leader.Start();
         await cluster.WaitForStreamingAsync(leader, TimeSpan.FromSeconds(120));
-        output.WriteLine($"MEASURE rejoin: the crashed former leader streamed again {rejoin.Elapsed.TotalSeconds:0.0} s after its agent restarted");
+        Measurements.Report(output, $"rejoin: the crashed former leader streamed again {rejoin.Elapsed.TotalSeconds:0.0} s after its agent restarted");
 
         Assert.Contains("rewinding from leader", leader.Log(), StringComparison.Ordinal);
         await Poll.UntilAsync(async () => (await leader.PatroniAsync())?.GetProperty("timeline").GetInt64() == newTimeline,

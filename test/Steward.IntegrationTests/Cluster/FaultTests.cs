@@ -23,7 +23,7 @@ public sealed class FaultTests(ITestOutputHelper output)
         await leader.KillPostmasterAsync();
         await Poll.UntilAsync(async () => leader.PostmasterPid() is { } pid && pid != before && await leader.RestStatusAsync("/leader") == 200,
             TimeSpan.FromSeconds(60), "the leader's PostgreSQL restarted by its agent", cluster.DescribeAsync);
-        output.WriteLine($"MEASURE postmaster restart: leader writable again {clock.Elapsed.TotalSeconds:0.0} s after kill -9 of its postmaster");
+        Measurements.Report(output, $"postmaster restart: leader writable again {clock.Elapsed.TotalSeconds:0.0} s after kill -9 of its postmaster");
 
         Assert.Equal(leader.Name, (await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(10))).Name);
         Assert.Equal(1, (await leader.PatroniAsync())!.Value.GetProperty("timeline").GetInt64());
@@ -93,7 +93,7 @@ public sealed class FaultTests(ITestOutputHelper output)
             cluster.Etcd.Resume();
         }
 
-        output.WriteLine($"MEASURE lease guard: last write accepted {lastWrite?.TotalSeconds:0.00} s after etcd froze (ttl {options.Ttl} s)");
+        Measurements.Report(output, $"lease guard: last write accepted {lastWrite?.TotalSeconds:0.00} s after etcd froze (ttl {options.Ttl} s)");
         Assert.NotNull(lastWrite);
         Assert.True(lastWrite < TimeSpan.FromSeconds(options.Ttl), $"the old leader took a write {lastWrite?.TotalSeconds:0.00} s after etcd froze");
         Assert.Contains("leader lease could not be renewed before its deadline", leader.Log(), StringComparison.Ordinal);
