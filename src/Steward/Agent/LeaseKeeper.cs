@@ -136,9 +136,11 @@ internal sealed class LeaseKeeper
             {
                 return;
             }
-            catch (Exception e) when (e is Core.Postgres.PostgresException or IOException)
+            catch (Exception e) when (!ct.IsCancellationRequested)
             {
+                // Whatever went wrong, this loop must go on: it is what stops a primary whose lease is running out.
                 Log.CycleFailed(_log, e.Message, e);
+                Signal();
             }
 
             var period = TimeSpan.FromSeconds(Math.Clamp(Math.Min(_loopWait(), _ttl() / 3.0), 0.5, 10));

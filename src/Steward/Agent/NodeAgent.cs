@@ -97,8 +97,10 @@ internal sealed class NodeAgent : IAsyncDisposable
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
         }
-        catch (Exception e) when (e is StoreUnavailableException or PostgresException or IOException or InvalidOperationException or HttpRequestException)
+        catch (Exception e) when (!ct.IsCancellationRequested)
         {
+            // The loop must survive anything a cycle throws (a PostgreSQL, etcd, file or network error): the next cycle
+            // decides again from what is then true.
             Log.CycleFailed(_log, e.Message, e);
         }
         finally
