@@ -61,7 +61,7 @@ public static partial class ConfigLoader
         return diagnostics.HasErrors ? throw diagnostics.ToException() : config;
     }
 
-    private static YamlMappingNode ReadDocument(string yaml, string sourceName)
+    internal static YamlMappingNode ReadDocument(string yaml, string sourceName)
     {
         var stream = new YamlStream();
         var parser = new TrackingParser(new Parser(new StringReader(yaml)));

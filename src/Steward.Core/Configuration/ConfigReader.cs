@@ -73,7 +73,7 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
     private void Missing(Origin origin, string path, string? variable = null) =>
         diagnostics.Error(origin, path, variable is null ? "required key is missing" : $"required key is missing (or set STEWARD_{variable})");
 
-    private string RequiredName(YamlSection root, string key, string variable)
+    internal string RequiredName(YamlSection root, string key, string variable)
     {
         if (Setting(root, key, variable) is not { } value)
         {
@@ -93,7 +93,7 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
         return value.Text;
     }
 
-    private string ReadNamespace(YamlSection root)
+    internal string ReadNamespace(YamlSection root)
     {
         if (Setting(root, "namespace", "NAMESPACE") is not { } value)
         {
@@ -192,7 +192,7 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
         return new RestApiConfig { Listen = listen, ConnectAddress = connect, Authentication = authentication };
     }
 
-    private Etcd3Config ReadEtcd3(YamlSection root)
+    internal Etcd3Config ReadEtcd3(YamlSection root)
     {
         if (root.KeyNode("etcd") is { } etcdV2)
         {

@@ -6,6 +6,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Steward.Agent;
 using Steward.Core.Cluster;
+using Steward.Core.Configuration;
 using Steward.Core.Ha;
 using Steward.Core.Postgres;
 
@@ -94,7 +95,7 @@ internal static class RestApi
             var value = values.ToString();
             if (key == "lag")
             {
-                if (!TryParseSize(value, out var maxLag))
+                if (!ByteSize.TryParse(value, out var maxLag))
                 {
                     return false;
                 }
@@ -121,40 +122,6 @@ internal static class RestApi
         bool b => b ? "true" : "false",
         _ => Convert.ToString(tag, CultureInfo.InvariantCulture),
     };
-
-    /// <summary>Parses "1048576", "16kB", "1MB", "2 GB" (PostgreSQL's units, case-insensitive) into bytes.</summary>
-    internal static bool TryParseSize(string text, out long bytes)
-    {
-        bytes = 0;
-        var t = text.Trim();
-        var i = 0;
-        while (i < t.Length && char.IsAsciiDigit(t[i]))
-        {
-            i++;
-        }
-
-        if (i == 0 || !long.TryParse(t.AsSpan(0, i), NumberStyles.None, CultureInfo.InvariantCulture, out var n))
-        {
-            return false;
-        }
-
-        long? factor = t[i..].Trim().ToUpperInvariant() switch
-        {
-            "" or "B" => 1,
-            "KB" => 1L << 10,
-            "MB" => 1L << 20,
-            "GB" => 1L << 30,
-            "TB" => 1L << 40,
-            _ => null,
-        };
-        if (factor is null)
-        {
-            return false;
-        }
-
-        bytes = n * factor.Value;
-        return true;
-    }
 
     /// <summary>The body of <c>GET /patroni</c>, in Patroni's shape.</summary>
     internal static JsonObject Status(NodeAgent agent, AgentSnapshot s)
