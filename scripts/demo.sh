@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# scripts/demo.sh — the local cluster: etcd + three Steward agents with PostgreSQL 15 on loopback, the seed's ports
-# (PostgreSQL 5432-5434, REST 8008-8010, etcd 2379), or free ones when those are taken.
+# scripts/demo.sh — the local cluster: etcd + three Steward agents with PostgreSQL 15 + the router on loopback, the
+# seed's ports (PostgreSQL 5432-5434, REST 8008-8010, router 5500/5501, stats 7500, etcd 2379), or free ones when
+# those are taken.
 #
 #   scripts/demo.sh          start it (installs what is missing), print the members, and keep running until Ctrl-C
 #   scripts/demo.sh --detach start it and return (stop later with --down)
@@ -28,6 +29,7 @@ stop_pid() { # stop_pid PIDFILE SIGNAL — only if the PID still belongs to the 
 down() {
   [[ -d $BASE ]] || { say "nothing to stop: $BASE does not exist"; return 0; }
   say "stopping the demo cluster in $BASE"
+  stop_pid "$BASE/router.pid" TERM
   for n in 1 2 3; do stop_pid "$BASE/node$n/agent.pid" TERM & done; wait
   for n in 1 2 3; do stop_pid "$BASE/node$n/data/postmaster.pid" QUIT; done  # a postmaster left behind by a killed agent
   stop_pid "$BASE/etcd.pid" TERM
@@ -57,6 +59,7 @@ mkdir -p "$BASE"; chmod 755 "$BASE"
 ETCD_PORT=$(pick_port 2379); ETCD_PEER=$(pick_port 2380)
 PG_PORTS=($(pick_port 5432) $(pick_port 5433) $(pick_port 5434))
 REST_PORTS=($(pick_port 8008) $(pick_port 8009) $(pick_port 8010))
+WRITE_PORT=$(pick_port 5500); READ_PORT=$(pick_port 5501); STATS_PORT=$(pick_port 7500)
 
 say "starting etcd on 127.0.0.1:$ETCD_PORT"
 setsid etcd --name demo --data-dir "$BASE/etcd" \
@@ -131,10 +134,29 @@ while :; do
   sleep 0.5
 done
 say ""
+cat >"$BASE/router.yml" <<YML
+scope: demo
+namespace: /service/
+etcd3:
+  hosts: 127.0.0.1:$ETCD_PORT
+write:
+  listen: 127.0.0.1:$WRITE_PORT
+  hold_timeout: 5
+read:
+  listen: 127.0.0.1:$READ_PORT
+  max_lag: 1MB
+stats:
+  listen: 127.0.0.1:$STATS_PORT
+YML
+setsid "$ROOT/steward" router -c "$BASE/router.yml" >>"$BASE/router.log" 2>&1 </dev/null &
+echo $! >"$BASE/router.pid"
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$STATS_PORT/stats.json" >/dev/null && break; sleep 0.2; done
 "$ROOT/steward" list --etcd "127.0.0.1:$ETCD_PORT" --scope demo
 cat <<TXT
 Connect (password: postgres):
-  psql -h 127.0.0.1 -p ${PG_PORTS[0]} -U postgres      # node1; the leader is the one marked Leader above
+  psql -h 127.0.0.1 -p $WRITE_PORT -U postgres      # writes: always the leader
+  psql -h 127.0.0.1 -p $READ_PORT -U postgres      # reads: the replicas
+Router stats: http://127.0.0.1:$STATS_PORT/
 REST: curl http://127.0.0.1:${REST_PORTS[0]}/patroni
 List: ./steward list --etcd 127.0.0.1:$ETCD_PORT --scope demo
 Data and logs: $BASE

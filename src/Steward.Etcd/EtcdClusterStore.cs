@@ -525,12 +525,27 @@ public sealed partial class EtcdClusterStore : IClusterStore
                 }
                 throw new InvalidOperationException($"etcd cancelled the watch: {r.CancelReason} (compact revision {r.CompactRevision})");
             }
-            if (r.Events.Count > 0)
+            if (r.Events.Count > 0 && (WakeOnValueUpdates || r.Events.Any(IsStructural)))
             {
                 OnEvents(r.Events.Max(e => e.Kv.ModRevision));
             }
         }
         throw new InvalidOperationException("the watch stream ended");
+    }
+
+    /// <summary>
+    /// Whether an update of an existing <c>members/&lt;name&gt;</c> or <c>status</c> value wakes <see cref="WaitForChangeAsync"/>.
+    /// Default true (the router wants every change). The agent turns it off: those keys change with every WAL position,
+    /// and waking every agent on each of them would make the HA loops wake each other without end; a member joining or
+    /// leaving, and any change of <c>leader</c>, <c>failover</c>, <c>config</c>, <c>initialize</c>, <c>history</c>, still wakes.
+    /// </summary>
+    public bool WakeOnValueUpdates { get; init; } = true;
+
+    private bool IsStructural(Mvccpb.Event e)
+    {
+        var key = e.Kv.Key.ToStringUtf8();
+        var valueUpdate = e.Type == Mvccpb.Event.Types.EventType.Put && e.Kv.CreateRevision != e.Kv.ModRevision;
+        return !(valueUpdate && (key.StartsWith(Prefix + "members/", StringComparison.Ordinal) || key == Prefix + "status"));
     }
 
     private void OnEvents(long revision)

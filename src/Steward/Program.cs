@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Steward.Agent;
 using Steward.Cli;
+using Steward.Router;
 
 namespace Steward;
 
@@ -17,7 +18,14 @@ public static class Program
         node.SetAction((pr, ct) => NodeHost.RunAsync(pr.GetValue(config)!.FullName, ct));
         root.Subcommands.Add(node);
 
+        var routerConfig = new Option<FileInfo>("--config", "-c") { Description = "the router's YAML configuration", Required = true };
+        var router = new Command("router", "Run the connection router: a write port that reaches only the leader, a read port "
+                                           + "balanced over healthy replicas, and a stats page; follows etcd by watch.") { routerConfig };
+        router.SetAction((pr, ct) => RouterHost.RunAsync(pr.GetValue(routerConfig)!.FullName, ct));
+        root.Subcommands.Add(router);
+
         root.Subcommands.Add(ListCommand.Create());
+        root.Subcommands.Add(HaproxyConfigCommand.Create());
 
         var version = new Command("version", "Print Steward's version.");
         version.SetAction(_ => Console.WriteLine($"steward {VersionInfo.Version}"));

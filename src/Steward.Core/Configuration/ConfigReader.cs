@@ -345,6 +345,12 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
                 ? Fail(mode, section.Child("synchronous_mode"), "quorum commit is not supported")
                 : section.ParseBool(mode, section.Child("synchronous_mode"))
             : null;
+        if (synchronous == true)
+        {
+            // Accepting it and failing over asynchronously would break its promise (no acknowledged commit lost): refuse.
+            synchronous = Fail(section.String("synchronous_mode")!.Value, section.Child("synchronous_mode"),
+                "synchronous replication is not supported yet; set synchronous_mode: false (failover is asynchronous)");
+        }
 
         var postgresql = section.Section("postgresql");
         var dynamicPostgres = new DynamicPostgresConfig();

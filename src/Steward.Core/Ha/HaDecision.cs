@@ -59,6 +59,14 @@ public static class HaDecision
         var iHoldLock = cluster.Leader is { } l && l.Name == me && l.LeaseId == input.MyLeaseId;
         if (cluster.Leader is { } stale && stale.Name == me && !iHoldLock)
         {
+            // My previous session (this agent restarted) still holds the key. If PostgreSQL runs as a primary, releasing
+            // the key would open an election while it takes writes: let the old lease expire instead (the others keep
+            // following me meanwhile, and then see a running primary that takes the key back).
+            if (pg.Running && pg.InRecovery == false)
+            {
+                return HaPlan.NoAction($"no action. I am ({me}), a primary; waiting for the leader key of my previous session to expire");
+            }
+
             return new HaPlan("removing the leader key of my previous session", [new ReleaseLeader()]);
         }
 
@@ -371,9 +379,9 @@ public static class HaDecision
             var seenWithin = TimeSpan.FromSeconds(input.Settings.Ttl);
             foreach (var peer in input.Peers.Values.OrderBy(p => p.Name, StringComparer.Ordinal))
             {
-                if (peer.Name == me || !peer.Reachable)
+                if (peer.Name == me || !peer.Reachable || peer.Name == request?.Leader)
                 {
-                    continue;
+                    continue; // the member that stepped down for a switchover stays out of the election (Patroni does the same)
                 }
 
                 if (peer.DcsLastSeen is { } seen && input.Now - seen > seenWithin)
@@ -382,7 +390,7 @@ public static class HaDecision
                 }
 
                 // Before the nofailover check: a running primary takes the key back whatever its tags (the primary branch above).
-                if (peer.Role == "primary")
+                if (peer.Role is "primary" or "master")
                 {
                     return HaPlan.NoAction($"no action. I am ({me}), a secondary; the former primary '{peer.Name}' is still running and may take the key back");
                 }

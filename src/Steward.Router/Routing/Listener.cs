@@ -148,7 +148,7 @@ public sealed partial class Listener : IAsyncDisposable
                     return;
                 }
 
-                Stats.Holding(+1);
+                Stats.Hold(+1);
                 try
                 {
                     using var wait = CancellationTokenSource.CreateLinkedTokenSource(ct);
@@ -160,7 +160,7 @@ public sealed partial class Listener : IAsyncDisposable
                 }
                 finally
                 {
-                    Stats.Holding(-1);
+                    Stats.Hold(-1);
                 }
             }
         }

@@ -21,7 +21,7 @@ public sealed class ListenerStats(string name, string address)
 
     internal void Accepted() => Interlocked.Increment(ref _total);
     internal void Error() => Interlocked.Increment(ref _errors);
-    internal void Holding(int delta) => Interlocked.Add(ref _holding, delta);
+    internal void Hold(int delta) => Interlocked.Add(ref _holding, delta);
     internal void Session(int delta) => Interlocked.Add(ref _current, delta);
 }
 
@@ -56,7 +56,7 @@ public sealed class BackendStats(string name)
         LastChange = DateTimeOffset.UtcNow;
         session.Completion.ContinueWith(_ =>
         {
-            _sessions.TryRemove(session, out _);
+            _sessions.TryRemove(session, out byte _);
             Interlocked.Add(ref _bytesInClosed, session.BytesIn);
             Interlocked.Add(ref _bytesOutClosed, session.BytesOut);
             listener.Session(-1);

@@ -22,7 +22,7 @@ internal sealed class LeaseKeeper
     private CancellationTokenSource? _stop;
     private Task? _loop;
     private LeaseState? _current;
-    private DateTimeOffset? _deadline;
+    private long? _deadlineTimestamp;
 
     public LeaseKeeper(IClusterStore store, TimeProvider time, ILogger log, Func<int> ttl, Func<int> loopWait, Func<CancellationToken, Task> onDeadline)
     {
@@ -43,7 +43,14 @@ internal sealed class LeaseKeeper
         {
             lock (_gate)
             {
-                return _deadline;
+                if (_deadlineTimestamp is not { } ts)
+                {
+                    return null;
+                }
+
+                var now = _time.GetTimestamp();
+                var remaining = TimeSpan.FromSeconds((ts - now) / (double)_time.TimestampFrequency);
+                return _time.GetUtcNow() + remaining;
             }
         }
     }
@@ -66,15 +73,18 @@ internal sealed class LeaseKeeper
         Volatile.Write(ref _current, state);
         lock (_gate)
         {
-            var sentAt = _time.GetUtcNow() - _time.GetElapsedTime(state.RenewedAt);
-            _deadline = sentAt + TimeSpan.FromSeconds(state.TtlSeconds) - Margin(state.TtlSeconds);
+            // Monotonic: a wall-clock step (NTP) must not stretch a primary's life past its lease.
+            var life = TimeSpan.FromSeconds(state.TtlSeconds) - Margin(state.TtlSeconds);
+            _deadlineTimestamp = state.RenewedAt + (long)(life.TotalSeconds * _time.TimestampFrequency);
         }
 
         if (state.IsNew)
         {
             if (previous is not null)
             {
+                // The old lease expired: if we were a primary, somebody else may already lead.
                 Log.LeaseLost(_log, previous.LeaseId, state.LeaseId);
+                await _onDeadline(ct).ConfigureAwait(false);
             }
 
             Signal();
@@ -144,6 +154,13 @@ internal sealed class LeaseKeeper
             }
 
             var period = TimeSpan.FromSeconds(Math.Clamp(Math.Min(_loopWait(), _ttl() / 3.0), 0.5, 10));
+            if (Deadline is { } next)
+            {
+                // Never sleep past the deadline: the next turn must be there to act on it.
+                var untilDeadline = next - _time.GetUtcNow();
+                period = untilDeadline < period ? (untilDeadline > TimeSpan.Zero ? untilDeadline : TimeSpan.FromMilliseconds(50)) : period;
+            }
+
             try
             {
                 await Task.Delay(period, _time, ct).ConfigureAwait(false);

@@ -27,6 +27,9 @@ internal sealed class NodeAgent : IAsyncDisposable
     private DateTimeOffset? _notStreamingSince;
     private string? _currentUpstream;
     private string? _lastDecision;
+    private string? _lastMemberJson;
+    private long _lastMemberLease;
+    private long _lastStatusOptime = -1;
 
     public NodeAgent(StewardConfig config, IClusterStore store, IPostgresControl pg, PeerClient peers, TimeProvider time, ILoggerFactory loggers)
     {
@@ -119,9 +122,17 @@ internal sealed class NodeAgent : IAsyncDisposable
         {
             cluster = await _store.LoadAsync(ct).ConfigureAwait(false);
             dcsSeen = now;
-            if (_lease.Current is { LeaseId: not 0 })
+            if (_lease.Current is { LeaseId: not 0 } lease)
             {
-                await _store.PutMemberAsync(_config.Name, MemberDataFor(pg, Snapshot.State), ct).ConfigureAwait(false);
+                // Written when it changed (or on a new lease), not every cycle: an idle cluster writes nothing to etcd.
+                var data = MemberDataFor(pg, Snapshot.State);
+                var json = System.Text.Json.JsonSerializer.Serialize(data);
+                if (json != _lastMemberJson || lease.LeaseId != _lastMemberLease || cluster.GetMember(_config.Name) is null)
+                {
+                    await _store.PutMemberAsync(_config.Name, data, ct).ConfigureAwait(false);
+                    _lastMemberJson = json;
+                    _lastMemberLease = lease.LeaseId;
+                }
             }
         }
         catch (StoreUnavailableException e)
@@ -130,7 +141,10 @@ internal sealed class NodeAgent : IAsyncDisposable
         }
 
         TrackTimers(pg, now);
-        var holds = cluster?.Leader is { } l && l.Name == _config.Name && l.LeaseId == _lease.Current?.LeaseId;
+        // Without etcd we cannot see the key: we still hold it for as long as our lease certainly lives.
+        var holds = cluster is null
+            ? Snapshot.HoldsLeader && _lease.Deadline is { } deadline && now < deadline
+            : cluster.Leader is { } l && l.Name == _config.Name && l.LeaseId == _lease.Current?.LeaseId;
         Publish(pg, cluster, holds, dcsSeen, StateFor(pg));
 
         var input = new HaInput
@@ -158,7 +172,7 @@ internal sealed class NodeAgent : IAsyncDisposable
         LogDecision(failed is AcquireLeader ? HaPlan.NoAction("following new leader after trying and failing to obtain lock") : plan, cluster);
 
         var after = await _pg.InspectAsync(ct).ConfigureAwait(false);
-        var holdsAfter = plan.Has<ReleaseLeader>() ? false : holds || plan.Has<AcquireLeader>();
+        var holdsAfter = failed is AcquireLeader || plan.Has<ReleaseLeader>() ? false : holds || plan.Has<AcquireLeader>();
         Publish(after, cluster, holdsAfter, dcsSeen, StateFor(after), plan.Message);
     }
 
@@ -305,7 +319,7 @@ internal sealed class NodeAgent : IAsyncDisposable
             await _store.PutMemberAsync(_config.Name, MemberDataFor(pg, "running"), ct).ConfigureAwait(false);
             return true;
         }
-        catch (Exception e) when (e is PostgresException or InvalidOperationException or IOException)
+        catch (Exception e) when (e is PostgresException or InvalidOperationException or IOException or StoreUnavailableException)
         {
             Log.StepFailed(_log, "bootstrap", e.Message);
             await _pg.StopAsync(StopMode.Fast, ct).ConfigureAwait(false);
@@ -383,17 +397,28 @@ internal sealed class NodeAgent : IAsyncDisposable
             await _pg.SyncReplicationSlotsAsync(slots, ct).ConfigureAwait(false);
         }
 
-        if (pg.WriteLsn is { } lsn)
+        if (pg.WriteLsn is { } lsn && lsn != _lastStatusOptime)
         {
             await _store.SetStatusAsync(new ClusterStatus { Optime = lsn, Timeline = pg.Timeline }, ct).ConfigureAwait(false);
+            _lastStatusOptime = lsn;
+        }
+
+        // The switch to my timeline must be in `history` (rule 4); if recording it after the promotion failed, retry here.
+        var history = input.Cluster?.History ?? [];
+        if (pg.Timeline is { } timeline && timeline > 1 && history.All(h => h.Timeline != timeline - 1)
+            && await _pg.ReadLastTimelineSwitchAsync(timeline, ct).ConfigureAwait(false) is { } sw && history.All(h => h.Timeline != sw.ParentTimeline))
+        {
+            await _store.SetHistoryAsync([.. history, new HistoryEntry(sw.ParentTimeline, sw.SwitchLsn, "promoted", _time.GetUtcNow(), _config.Name)], ct).ConfigureAwait(false);
+            Log.HistoryRecorded(_log, sw.ParentTimeline, Lsn.Format(sw.SwitchLsn), _config.Name);
         }
     }
 
     /// <summary>Called by the lease keeper when a primary's lease could not be renewed before its deadline.</summary>
     private async Task OnLeaseDeadlineAsync(CancellationToken ct)
     {
-        var snap = Snapshot;
-        if (!snap.HoldsLeader)
+        // Decided from PostgreSQL itself, not from the published snapshot (which may lag or say "unknown" while etcd is away).
+        var pg = await _pg.InspectAsync(ct).ConfigureAwait(false);
+        if (!pg.Running || pg.InRecovery == true)
         {
             return;
         }
@@ -413,11 +438,22 @@ internal sealed class NodeAgent : IAsyncDisposable
         await _cycleGate.WaitAsync(ct).ConfigureAwait(false);
         try
         {
-            await _lease.StopAsync().ConfigureAwait(false);
             var holds = Snapshot.HoldsLeader;
             Log.ShuttingDown(_log, holds ? "stopping PostgreSQL, then releasing the leader key" : "stopping PostgreSQL");
             SetDemoting();
-            await _pg.StopAsync(StopMode.Fast, ct).ConfigureAwait(false);
+            try
+            {
+                await _pg.StopAsync(StopMode.Fast, ct).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is PostgresException or OperationCanceledException or IOException)
+            {
+                // A fast shutdown that hangs must not keep a primary up after we let go of the key.
+                Log.StepFailed(_log, "fast shutdown", e.Message);
+                await _pg.StopAsync(StopMode.Immediate, CancellationToken.None).ConfigureAwait(false);
+            }
+
+            // The lease is kept alive until PostgreSQL is down, so no failover starts while it is still shutting down.
+            await _lease.StopAsync().ConfigureAwait(false);
             var stopped = await _pg.InspectAsync(ct).ConfigureAwait(false);
             Publish(stopped, Snapshot.Cluster, holds, Snapshot.DcsLastSeen, "stopped");
             SetDemoting();

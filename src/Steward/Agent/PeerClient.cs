@@ -30,25 +30,26 @@ internal sealed class PeerClient(HttpClient http)
             var doc = await http.GetFromJsonAsync<JsonElement>(new Uri(baseUri, "/patroni"), cts.Token).ConfigureAwait(false);
             return Parse(member.Name, doc);
         }
-        catch (Exception e) when (e is HttpRequestException or OperationCanceledException or JsonException or NotSupportedException)
+        catch (Exception) when (!ct.IsCancellationRequested)
         {
-            if (ct.IsCancellationRequested)
-            {
-                throw;
-            }
-
+            // Whatever a member answers (or fails to), one misbehaving peer must not block an election.
             return unreachable;
         }
     }
 
     internal static PeerStatus Parse(string name, JsonElement doc)
     {
-        long? Long(JsonElement e, string p) => e.ValueKind == JsonValueKind.Object && e.TryGetProperty(p, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetInt64() : null;
+        long? Long(JsonElement e, string p) => e.ValueKind == JsonValueKind.Object && e.TryGetProperty(p, out var v) && v.ValueKind == JsonValueKind.Number && v.TryGetInt64(out var n) ? n : null;
         string? Str(JsonElement e, string p) => e.ValueKind == JsonValueKind.Object && e.TryGetProperty(p, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
+
+        if (doc.ValueKind != JsonValueKind.Object)
+        {
+            return new PeerStatus { Name = name, Reachable = false };
+        }
 
         var xlog = doc.TryGetProperty("xlog", out var x) ? x : default;
         var role = Str(doc, "role");
-        long? lsn = role == "primary"
+        long? lsn = role is "primary" or "master"
             ? Long(xlog, "location")
             : (Long(xlog, "received_location"), Long(xlog, "replayed_location")) switch
             {

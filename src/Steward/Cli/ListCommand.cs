@@ -1,7 +1,6 @@
 using System.CommandLine;
 using Microsoft.Extensions.Logging.Abstractions;
 using Steward.Core.Cluster;
-using Steward.Core.Configuration;
 using Steward.Etcd;
 
 namespace Steward.Cli;
@@ -11,53 +10,15 @@ internal static class ListCommand
 {
     public static Command Create()
     {
-        var config = new Option<FileInfo?>("--config", "-c") { Description = "a node's YAML configuration (for etcd3 hosts, namespace and scope)" };
-        var etcd = new Option<string?>("--etcd") { Description = "etcd endpoints, comma-separated host:port (env STEWARD_ETCD)" };
-        var scope = new Option<string?>("--scope") { Description = "cluster name (env STEWARD_SCOPE)" };
-        var ns = new Option<string?>("--namespace") { Description = "key namespace (default /service/)" };
-        var cmd = new Command("list", "Show the cluster's members: role, state, timeline and lag.") { config, etcd, scope, ns };
+        var target = new ClusterTarget();
+        var cmd = new Command("list", "Show the cluster's members: role, state, timeline and lag.");
+        target.AddTo(cmd);
         cmd.SetAction(async (pr, ct) =>
         {
-            string[] endpoints;
-            string prefix;
-            string scopeName;
-            if (pr.GetValue(config) is { } file)
+            if (target.Resolve(pr, out var error) is not var (endpoints, prefix, scopeName))
             {
-                StewardConfig c;
-                try
-                {
-                    c = ConfigLoader.Load(file.FullName);
-                }
-                catch (ConfigException e)
-                {
-                    await Console.Error.WriteLineAsync($"steward: invalid configuration: {e.Message}").ConfigureAwait(false);
-                    return 2;
-                }
-
-                endpoints = [.. c.Etcd3.Endpoints];
-                prefix = c.KeyPrefix;
-                scopeName = c.Scope;
-            }
-            else
-            {
-                var hosts = pr.GetValue(etcd) ?? Environment.GetEnvironmentVariable("STEWARD_ETCD");
-                var s = pr.GetValue(scope) ?? Environment.GetEnvironmentVariable("STEWARD_SCOPE");
-                if (hosts is null || s is null)
-                {
-                    await Console.Error.WriteLineAsync("steward list: give -c node.yml, or --etcd HOSTS and --scope NAME").ConfigureAwait(false);
-                    return 2;
-                }
-
-                endpoints = [.. hosts.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-                    .Select(h => h.Contains("://", StringComparison.Ordinal) ? h : "http://" + h)];
-                var n = pr.GetValue(ns) ?? "/service/";
-                prefix = "/" + n.Trim('/') + "/" + s + "/";
-                if (prefix.StartsWith("//", StringComparison.Ordinal))
-                {
-                    prefix = prefix[1..];
-                }
-
-                scopeName = s;
+                await Console.Error.WriteLineAsync($"steward list: {error}").ConfigureAwait(false);
+                return 2;
             }
 
             await using var store = new EtcdClusterStore(endpoints, prefix, TimeSpan.FromSeconds(3), TimeProvider.System, NullLogger<EtcdClusterStore>.Instance);

@@ -100,8 +100,9 @@ internal static class RestApi
                     return false;
                 }
 
-                var leaderLsn = s.Cluster?.Status?.Optime;
-                if (leaderLsn is null || s.Pg.Lsn is not { } mine || leaderLsn.Value - mine > maxLag)
+                // Patroni counts an unknown leader position as 0 (so an unknown lag passes).
+                var leaderLsn = s.Cluster?.Status?.Optime ?? 0;
+                if (leaderLsn - (s.Pg.Lsn ?? 0) > maxLag)
                 {
                     return false;
                 }

@@ -92,7 +92,7 @@ public sealed class ConfigSectionsTests
                 retry_timeout: 5
                 maximum_lag_on_failover: 0
                 master_start_timeout: 0
-                synchronous_mode: true
+                synchronous_mode: false
                 pause: yes
                 postgresql:
                   use_pg_rewind: false
@@ -101,9 +101,16 @@ public sealed class ConfigSectionsTests
 
         var dcs = config.Bootstrap.Dcs;
         Assert.Equal((20, 2, 5, 0L, 0), (dcs.Ttl, dcs.LoopWait, dcs.RetryTimeout, dcs.MaximumLagOnFailover, dcs.PrimaryStartTimeout));
-        Assert.True(dcs.SynchronousMode && dcs.Pause);
+        Assert.True(!dcs.SynchronousMode && dcs.Pause);
         Assert.False(dcs.Postgresql.UsePgRewind || dcs.Postgresql.UseSlots);
     }
+
+    [Fact]
+    public void Synchronous_mode_on_is_refused_rather_than_silently_failing_over_asynchronously() =>
+        Assert.Contains(
+            "synchronous replication is not supported yet",
+            Fails(With("bootstrap:\n  dcs:\n    synchronous_mode: true")).Message,
+            StringComparison.Ordinal);
 
     [Fact]
     public void Primary_start_timeout_and_its_old_name_together_are_rejected() =>

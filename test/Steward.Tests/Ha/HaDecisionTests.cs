@@ -276,11 +276,20 @@ public sealed class HaDecisionTests
     }
 
     [Fact]
-    public void Stale_leader_key_of_my_previous_lease_is_released()
+    public void Stale_leader_key_of_my_previous_lease_is_released_when_PostgreSQL_is_not_a_running_primary()
     {
-        var plan = PrimaryHoldingTheLock().LeaderKeyOnly("node1", 1234).Decide();
+        var plan = PrimaryHoldingTheLock().WithPg(Pg.CrashedPrimary()).LeaderKeyOnly("node1", 1234).Decide();
 
         AssertPlan(plan, "removing the leader key of my previous session", new ReleaseLeader());
+    }
+
+    [Fact]
+    public void Stale_leader_key_of_my_previous_lease_is_left_to_expire_while_my_primary_runs()
+    {
+        // Releasing it would open an election while this primary still takes writes (review finding S5).
+        var plan = PrimaryHoldingTheLock().LeaderKeyOnly("node1", 1234).Decide();
+
+        AssertPlan(plan, "waiting for the leader key of my previous session to expire");
     }
 
     // ---- PostgreSQL stopped ----

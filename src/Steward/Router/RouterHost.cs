@@ -1,0 +1,274 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
+using Prometheus;
+using Steward.Agent;
+using Steward.Core.Cluster;
+using Steward.Core.Configuration;
+using Steward.Etcd;
+using Steward.Router.DataPath;
+using Steward.Router.Routing;
+
+namespace Steward.Router;
+
+/// <summary>
+/// <c>steward router -c router.yml</c>: the write and read ports in front of the cluster (HAProxy's job in the seed's
+/// stack), following etcd by watch, and a stats port (HTML page, <c>/stats.json</c>, Prometheus <c>/metrics</c>).
+/// </summary>
+internal static partial class RouterHost
+{
+    public static async Task<int> RunAsync(string configPath, CancellationToken outer)
+    {
+        RouterConfig config;
+        try
+        {
+            config = RouterConfigLoader.Load(configPath);
+        }
+        catch (ConfigException e)
+        {
+            await Console.Error.WriteLineAsync($"steward router: invalid configuration: {e.Message}").ConfigureAwait(false);
+            return NodeHost.ExitConfig;
+        }
+
+        using var loggers = NodeHost.CreateLoggers("INFO");
+        var log = loggers.CreateLogger("steward.router");
+        await using var store = new EtcdClusterStore(config.Etcd3.Endpoints, config.KeyPrefix, TimeSpan.FromSeconds(2), TimeProvider.System,
+            loggers.CreateLogger<EtcdClusterStore>(), config.Etcd3.Username, config.Etcd3.Password);
+        using var http = new HttpClient();
+        await using var watcher = new ClusterWatcher(store, http, config.Read?.MaxLag ?? 1048576, TimeSpan.FromSeconds(config.EtcdUnreachableGrace),
+            TimeProvider.System, log);
+        try
+        {
+            await watcher.StartAsync(outer).ConfigureAwait(false);
+        }
+        catch (StoreUnavailableException e)
+        {
+            await Console.Error.WriteLineAsync($"steward router: cannot reach etcd at {string.Join(", ", config.Etcd3.Endpoints)} (etcd3.hosts): {e.Message}").ConfigureAwait(false);
+            return NodeHost.ExitEnvironment;
+        }
+
+        using var engine = ProxyEngines.Create();
+        var listeners = new List<Listener>
+        {
+            new(ListenerKind.Write, config.Write.Listen, watcher, engine, TimeSpan.FromSeconds(config.Write.HoldTimeout),
+                TimeSpan.FromSeconds(config.ConnectTimeout), fallbackToLeader: false, log),
+        };
+        if (config.Read is { } read)
+        {
+            listeners.Add(new Listener(ListenerKind.Read, read.Listen, watcher, engine, TimeSpan.FromSeconds(config.Write.HoldTimeout),
+                TimeSpan.FromSeconds(config.ConnectTimeout), read.FallbackToLeader, log));
+        }
+
+        var write = listeners[0];
+        watcher.Changed += (old, now) =>
+        {
+            // Rule 5: no client keeps writing to a member that lost the leader key.
+            if (config.Write.CloseSessionsOnLeaderChange && old.Leader is { } before && now.Leader?.Name != before.Name)
+            {
+                var closed = write.CloseSessionsTo(before.Name);
+                LogSessionsClosed(log, closed, before.Name, now.Leader?.Name ?? "(none)");
+            }
+        };
+
+        try
+        {
+            foreach (var l in listeners)
+            {
+                l.Start();
+                LogListening(log, l.Stats.Name, l.Stats.Address);
+            }
+        }
+        catch (SocketException e)
+        {
+            await Console.Error.WriteLineAsync($"steward router: cannot listen: {e.Message} (is the port taken? see write.listen / read.listen)").ConfigureAwait(false);
+            foreach (var l in listeners)
+            {
+                await l.DisposeAsync().ConfigureAwait(false);
+            }
+
+            return NodeHost.ExitEnvironment;
+        }
+
+        WebApplication? web = null;
+        if (config.Stats is { } statsAddress)
+        {
+            web = BuildStats(statsAddress, config, watcher, listeners);
+            try
+            {
+                await web.StartAsync(outer).ConfigureAwait(false);
+                LogListening(log, "stats", statsAddress.ToString());
+            }
+            catch (IOException e)
+            {
+                await Console.Error.WriteLineAsync($"steward router: stats.listen {statsAddress}: {e.Message}").ConfigureAwait(false);
+                return NodeHost.ExitEnvironment;
+            }
+        }
+
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(outer);
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Cancel(); });
+        try
+        {
+            await Task.Delay(Timeout.Infinite, stop.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        foreach (var l in listeners)
+        {
+            await l.DisposeAsync().ConfigureAwait(false);
+        }
+
+        if (web is not null)
+        {
+            await web.StopAsync(CancellationToken.None).ConfigureAwait(false);
+            await web.DisposeAsync().ConfigureAwait(false);
+        }
+
+        return 0;
+    }
+
+    private static WebApplication BuildStats(HostPort address, RouterConfig config, ClusterWatcher watcher, List<Listener> listeners)
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            if (IPAddress.TryParse(address.Host, out var ip))
+            {
+                k.Listen(ip, address.Port);
+            }
+            else
+            {
+                k.ListenAnyIP(address.Port);
+            }
+        });
+        var app = builder.Build();
+        var registry = Metrics.NewCustomRegistry();
+        var factory = Metrics.WithCustomRegistry(registry);
+        var sessions = factory.CreateGauge("steward_router_sessions", "Current sessions per listener and backend.", "listener", "backend");
+        var total = factory.CreateGauge("steward_router_sessions_total", "Sessions since start per listener and backend.", "listener", "backend");
+        var bytesIn = factory.CreateGauge("steward_router_bytes_in_total", "Bytes from clients to the backend.", "listener", "backend");
+        var bytesOut = factory.CreateGauge("steward_router_bytes_out_total", "Bytes from the backend to clients.", "listener", "backend");
+        var errors = factory.CreateGauge("steward_router_errors_total", "Connection errors (no backend within hold_timeout, connect failures).", "listener");
+        var holding = factory.CreateGauge("steward_router_holding", "Clients waiting for a backend (e.g. during a failover).", "listener");
+        var writer = factory.CreateGauge("steward_router_writer_available", "1 when the write port has a leader to send connections to.");
+
+        app.MapGet("/stats.json", () => Results.Text(StatsJson(config, watcher, listeners).ToJsonString(), "application/json"));
+        app.MapGet("/metrics", async (HttpContext ctx) =>
+        {
+            foreach (var l in listeners)
+            {
+                errors.WithLabels(l.Stats.Name).Set(l.Stats.Errors);
+                holding.WithLabels(l.Stats.Name).Set(l.Stats.Holding);
+                foreach (var b in l.Backends)
+                {
+                    sessions.WithLabels(l.Stats.Name, b.Name).Set(b.Current);
+                    total.WithLabels(l.Stats.Name, b.Name).Set(b.Total);
+                    bytesIn.WithLabels(l.Stats.Name, b.Name).Set(b.BytesIn);
+                    bytesOut.WithLabels(l.Stats.Name, b.Name).Set(b.BytesOut);
+                }
+            }
+
+            writer.Set(watcher.Table.Writer is null ? 0 : 1);
+            ctx.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
+            await registry.CollectAndExportAsTextAsync(ctx.Response.Body, ctx.RequestAborted).ConfigureAwait(false);
+        });
+        app.MapGet("/", () => Results.Content(StatsHtml(config, watcher, listeners), "text/html; charset=utf-8"));
+        app.MapGet("/stats", () => Results.Content(StatsHtml(config, watcher, listeners), "text/html; charset=utf-8"));
+        return app;
+    }
+
+    internal static JsonObject StatsJson(RouterConfig config, ClusterWatcher watcher, IEnumerable<Listener> listeners)
+    {
+        var table = watcher.Table;
+        var result = new JsonObject
+        {
+            ["scope"] = config.Scope,
+            ["leader"] = table.Leader?.Name,
+            ["writer"] = table.Writer?.Name,
+            ["reason"] = table.Reason,
+            ["readers"] = new JsonArray(table.Readers.Select(r => (JsonNode)JsonValue.Create(r.Name)!).ToArray()),
+        };
+        var array = new JsonArray();
+        foreach (var l in listeners)
+        {
+            var eligible = l.Stats.Name == "write"
+                ? (table.Writer is null ? [] : new[] { table.Writer.Name })
+                : table.Readers.Select(r => r.Name).ToArray();
+            array.Add(new JsonObject
+            {
+                ["name"] = l.Stats.Name,
+                ["address"] = l.Stats.Address,
+                ["state"] = l.Stats.State,
+                ["current_sessions"] = l.Stats.Current,
+                ["total_sessions"] = l.Stats.Total,
+                ["holding"] = l.Stats.Holding,
+                ["errors"] = l.Stats.Errors,
+                ["backends"] = new JsonArray(l.Backends.OrderBy(b => b.Name, StringComparer.Ordinal).Select(b => (JsonNode)new JsonObject
+                {
+                    ["name"] = b.Name,
+                    ["state"] = eligible.Contains(b.Name) ? "UP" : "DOWN",
+                    ["current_sessions"] = b.Current,
+                    ["total_sessions"] = b.Total,
+                    ["bytes_in"] = b.BytesIn,
+                    ["bytes_out"] = b.BytesOut,
+                    ["connect_errors"] = b.ConnectErrors,
+                    ["last_change"] = b.LastChange.ToString("O", CultureInfo.InvariantCulture),
+                }).ToArray()),
+            });
+        }
+
+        result["listeners"] = array;
+        return result;
+    }
+
+    private static string StatsHtml(RouterConfig config, ClusterWatcher watcher, IEnumerable<Listener> listeners)
+    {
+        var json = StatsJson(config, watcher, listeners);
+        var sb = new StringBuilder();
+        sb.Append("<!doctype html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"2\"><title>Steward router — ")
+          .Append(WebUtility.HtmlEncode(config.Scope))
+          .Append("</title><style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;margin-bottom:1.5em}"
+                  + "td,th{border:1px solid #999;padding:.3em .6em;text-align:right}th{background:#ddd}td:first-child{text-align:left}"
+                  + ".UP{background:#c0f0c0}.DOWN{background:#f0c0c0}.OPEN{background:#c0f0c0}</style></head><body>");
+        sb.Append("<h1>Steward router: ").Append(WebUtility.HtmlEncode(config.Scope)).Append("</h1><p>writes → <b>")
+          .Append(WebUtility.HtmlEncode(json["writer"]?.ToString() ?? "(none)")).Append("</b>");
+        if (json["reason"] is { } reason)
+        {
+            sb.Append(" (").Append(WebUtility.HtmlEncode(reason.ToString())).Append(')');
+        }
+
+        sb.Append("</p>");
+        foreach (var l in json["listeners"]!.AsArray())
+        {
+            sb.Append("<h2>").Append(WebUtility.HtmlEncode(l!["name"]!.ToString())).Append(" — ").Append(WebUtility.HtmlEncode(l["address"]!.ToString()))
+              .Append("</h2><table><tr><th>backend</th><th>state</th><th>sessions now</th><th>sessions total</th><th>bytes in</th><th>bytes out</th><th>errors</th><th>last change</th></tr>");
+            sb.Append(CultureInfo.InvariantCulture, $"<tr><td>FRONTEND</td><td class=\"{l["state"]}\">{l["state"]}</td><td>{l["current_sessions"]}</td><td>{l["total_sessions"]}</td><td></td><td></td><td>{l["errors"]}</td><td>holding {l["holding"]}</td></tr>");
+            foreach (var b in l["backends"]!.AsArray())
+            {
+                sb.Append(CultureInfo.InvariantCulture, $"<tr><td>{WebUtility.HtmlEncode(b!["name"]!.ToString())}</td><td class=\"{b["state"]}\">{b["state"]}</td><td>{b["current_sessions"]}</td><td>{b["total_sessions"]}</td><td>{b["bytes_in"]}</td><td>{b["bytes_out"]}</td><td>{b["connect_errors"]}</td><td>{b["last_change"]}</td></tr>");
+            }
+
+            sb.Append("</table>");
+        }
+
+        sb.Append("</body></html>");
+        return sb.ToString();
+    }
+
+    [LoggerMessage(EventId = 4020, Level = LogLevel.Information, Message = "{Listener} listening on {Address}")]
+    private static partial void LogListening(ILogger logger, string listener, string address);
+
+    [LoggerMessage(EventId = 4021, Level = LogLevel.Warning, Message = "leader moved from {Old} to {New}: closed {Count} write sessions to {Old}")]
+    private static partial void LogSessionsClosed(ILogger logger, int count, string old, string @new);
+}

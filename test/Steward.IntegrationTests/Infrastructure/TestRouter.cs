@@ -1,0 +1,113 @@
+using System.Diagnostics;
+using Npgsql;
+using Xunit.Abstractions;
+
+namespace Steward.IntegrationTests.Infrastructure;
+
+/// <summary>A `steward router` process in front of a <see cref="TestCluster"/>, on free ports; stopped by PID.</summary>
+internal sealed class TestRouter : IAsyncDisposable
+{
+    private readonly Process _process;
+    private readonly ITestOutputHelper _output;
+    private readonly string _log;
+
+    private TestRouter(Process process, string log, int write, int read, int stats, ITestOutputHelper output)
+    {
+        _process = process;
+        _log = log;
+        WritePort = write;
+        ReadPort = read;
+        StatsPort = stats;
+        _output = output;
+    }
+
+    public int WritePort { get; }
+    public int ReadPort { get; }
+    public int StatsPort { get; }
+    public bool IsRunning => !_process.HasExited;
+
+    public static async Task<TestRouter> StartAsync(TestCluster cluster, ITestOutputHelper output, int holdSeconds = 5)
+    {
+        int write = FreePorts.Next(), read = FreePorts.Next(), stats = FreePorts.Next();
+        var path = cluster.Dir.Sub("router.yml");
+        await File.WriteAllTextAsync(path, $$"""
+            scope: {{cluster.Scope}}
+            namespace: /service/
+            etcd3:
+              hosts: {{cluster.Etcd.Endpoint.Replace("http://", "", StringComparison.Ordinal)}}
+            write:
+              listen: 127.0.0.1:{{write}}
+              hold_timeout: {{holdSeconds}}
+            read:
+              listen: 127.0.0.1:{{read}}
+              max_lag: 16MB
+            stats:
+              listen: 127.0.0.1:{{stats}}
+            """);
+        var log = cluster.Dir.Sub("router.log");
+        var process = StewardProcess.Start(["router", "-c", path], log);
+        var router = new TestRouter(process, log, write, read, stats, output);
+        using var http = new HttpClient();
+        await Poll.UntilAsync(async () =>
+        {
+            if (process.HasExited)
+            {
+                throw new InvalidOperationException($"the router exited: {await File.ReadAllTextAsync(log)}");
+            }
+
+            try
+            {
+                return (await http.GetAsync($"http://127.0.0.1:{stats}/stats.json")).IsSuccessStatusCode;
+            }
+            catch (HttpRequestException)
+            {
+                return false;
+            }
+        }, TimeSpan.FromSeconds(60), "the router's stats port");
+        return router;
+    }
+
+    public string ConnectionString(int port) =>
+        $"Host=127.0.0.1;Port={port};Username={TestCluster.Superuser};Password={TestCluster.SuperPassword};Database=postgres;Timeout=30;Command Timeout=10;Pooling=false";
+
+    public async Task<NpgsqlConnection> OpenAsync(int port)
+    {
+        var c = new NpgsqlConnection(ConnectionString(port));
+        await c.OpenAsync();
+        return c;
+    }
+
+    public async Task<T> QueryAsync<T>(int port, string sql)
+    {
+        await using var c = await OpenAsync(port);
+        await using var cmd = new NpgsqlCommand(sql, c);
+        return (T)(await cmd.ExecuteScalarAsync())!;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_process.HasExited)
+        {
+            Signals.Send(_process.Id, Signals.SIGTERM);
+            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+            try
+            {
+                await _process.WaitForExitAsync(cts.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                _process.Kill();
+            }
+        }
+
+        try
+        {
+            _output.WriteLine("--- router log\n" + await File.ReadAllTextAsync(_log));
+        }
+        catch (InvalidOperationException)
+        {
+        }
+
+        _process.Dispose();
+    }
+}
