@@ -83,7 +83,7 @@ public sealed class HaproxyTests(ITestOutputHelper output)
         var leader = await cluster.WaitForLeaderAsync(Bootstrap);
         var replica = cluster.Nodes.Single(n => n != leader);
         var path = cluster.Dir.Sub("haproxy.cfg");
-        await File.WriteAllTextAsync(path, cfg);
+        await File.WriteAllTextAsync(path, cfg.EndsWith('\n') ? cfg : cfg + "\n"); // HAProxy refuses a last line without LF
         using var haproxy = Process.Start(new ProcessStartInfo("haproxy", ["-f", path, "-db"]) { RedirectStandardOutput = true, RedirectStandardError = true })
                             ?? throw new InvalidOperationException("haproxy not found: apt-get install haproxy");
         var err = haproxy.StandardError.ReadToEndAsync();

@@ -111,7 +111,11 @@ public sealed class RouterTests(ITestOutputHelper output)
             NullLogger<EtcdClusterStore>.Instance);
         Assert.True(await store.TryCreateFailoverAsync(new FailoverRequest { Leader = leader.Name, Candidate = candidate.Name }, CancellationToken.None));
 
-        // Connect while the switchover is pending: the router holds the client, then hands it to the new leader.
+        // Connect while the switchover is pending (once the router has seen the request): the router holds the client,
+        // then hands it to the new leader.
+        using var http = new HttpClient();
+        await Poll.UntilAsync(async () => (await http.GetStringAsync($"http://127.0.0.1:{router.StatsPort}/stats.json")).Contains("\"writer\":null", StringComparison.Ordinal),
+            TimeSpan.FromSeconds(10), "the router seeing the switchover request");
         var clock = Stopwatch.StartNew();
         var port = await router.QueryAsync<int>(router.WritePort, "SELECT inet_server_port()");
         Measurements.Report(output, $"router: a client that connected during a switchover was served by the new leader after {clock.Elapsed.TotalSeconds:0.00} s");
