@@ -108,6 +108,9 @@ internal static class PgConfigFiles
         return text.ToString();
     }
 
+    /// <summary>Whether a postgresql.conf line sets one of the replica parameters (primary_conninfo, …).</summary>
+    public static bool IsReplicaParameter(string line) => ReplicaParameters.Contains(ParameterName(line));
+
     private static string ParameterName(string line)
     {
         var end = line.IndexOfAny([' ', '=', '\t']);

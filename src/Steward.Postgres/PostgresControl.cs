@@ -462,6 +462,25 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
         Log.Following(_logger, upstream?.Address.ToString() ?? "nothing", upstream?.SlotName);
     }
 
+    public async Task ReloadAsync(DynamicConfig dynamic, CancellationToken ct)
+    {
+        var confPath = InData("postgresql.conf");
+        if (!File.Exists(confPath))
+        {
+            return;
+        }
+
+        var existing = await File.ReadAllTextAsync(confPath, ct).ConfigureAwait(false);
+        var replicaLines = existing.Split('\n').Where(l => l.Length > 0 && PgConfigFiles.IsReplicaParameter(l)).Select(l => l + "\n");
+        var parameters = PgConfigFiles.Parameters(_config, dynamic, SocketDirectory());
+        User.WriteFile(confPath, PgConfigFiles.RenderPostgresqlConf(parameters, []) + string.Concat(replicaLines));
+        if (LivePostmasterPid() is not null)
+        {
+            await using var connection = await _dataSource.Value.OpenConnectionAsync(ct).ConfigureAwait(false);
+            await ExecuteAsync(connection, "SELECT pg_reload_conf()", ct).ConfigureAwait(false);
+        }
+    }
+
     public async Task PromoteAsync(CancellationToken ct)
     {
         Log.Promoting(_logger, DataDir);

@@ -40,6 +40,12 @@ public interface IPostgresControl
     /// <summary>Points a running replica at a new upstream: rewrites primary_conninfo / primary_slot_name and reloads.</summary>
     Task FollowAsync(Upstream? upstream, CancellationToken ct);
 
+    /// <summary>
+    /// Rewrites postgresql.conf with the given dynamic parameters (keeping the replica settings as they are) and, when the
+    /// server runs, reloads it. Parameters that need a restart then show as pending restart.
+    /// </summary>
+    Task ReloadAsync(DynamicConfig dynamic, CancellationToken ct);
+
     /// <summary>Promotes a running replica (pg_promote, waiting until it accepts writes), then checkpoints so pg_control
     /// carries the new timeline (pg_rewind from this node reads it there).</summary>
     Task PromoteAsync(CancellationToken ct);

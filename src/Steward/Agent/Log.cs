@@ -43,4 +43,13 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 1012, Level = LogLevel.Information, Message = "REST API listening on {Url}")]
     public static partial void RestListening(ILogger logger, string url);
+
+    [LoggerMessage(EventId = 1013, Level = LogLevel.Information, Message = "dynamic configuration applied to postgresql.conf and reloaded")]
+    public static partial void ConfigApplied(ILogger logger);
+
+    [LoggerMessage(EventId = 1014, Level = LogLevel.Information, Message = "restarted PostgreSQL as {Role}")]
+    public static partial void Restarted(ILogger logger, string role);
+
+    [LoggerMessage(EventId = 1015, Level = LogLevel.Warning, Message = "reinitializing from leader {Leader}: the old data directory was moved to {Path}")]
+    public static partial void Reinitializing(ILogger logger, string leader, string path);
 }

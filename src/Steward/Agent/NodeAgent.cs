@@ -11,6 +11,9 @@ namespace Steward.Agent;
 /// time; a cycle starts every <c>loop_wait</c> seconds or at once when the etcd watch reports a change. A separate
 /// <see cref="LeaseKeeper"/> keeps the session lease alive and stops a primary whose lease it cannot renew in time.
 /// </summary>
+/// <summary>A restart scheduled through the REST API.</summary>
+internal sealed record ScheduledRestart(DateTimeOffset At, bool PendingOnly, string? Role);
+
 internal sealed class NodeAgent : IAsyncDisposable
 {
     private readonly StewardConfig _config;
@@ -30,6 +33,10 @@ internal sealed class NodeAgent : IAsyncDisposable
     private string? _lastMemberJson;
     private long _lastMemberLease;
     private long _lastStatusOptime = -1;
+    private string? _appliedParameters;
+    private Upstream? _currentUpstreamTarget;
+    private ScheduledRestart? _scheduledRestart;
+    private volatile bool _reloadRequested;
 
     public NodeAgent(StewardConfig config, IClusterStore store, IPostgresControl pg, PeerClient peers, TimeProvider time, ILoggerFactory loggers)
     {
@@ -171,6 +178,12 @@ internal sealed class NodeAgent : IAsyncDisposable
         var failed = await ExecuteAsync(plan, input, ct).ConfigureAwait(false);
         LogDecision(failed is AcquireLeader ? HaPlan.NoAction("following new leader after trying and failing to obtain lock") : plan, cluster);
 
+        if (plan.Steps.Count == 0 || plan.Has<LeaderHousekeeping>())
+        {
+            await ApplyDynamicConfigAsync(pg, input.Settings, ct).ConfigureAwait(false);
+            await RunScheduledRestartAsync(pg, now, ct).ConfigureAwait(false);
+        }
+
         var after = await _pg.InspectAsync(ct).ConfigureAwait(false);
         var holdsAfter = failed is AcquireLeader || plan.Has<ReleaseLeader>() ? false : holds || plan.Has<AcquireLeader>();
         Publish(after, cluster, holdsAfter, dcsSeen, StateFor(after), plan.Message);
@@ -248,6 +261,7 @@ internal sealed class NodeAgent : IAsyncDisposable
                 SetState("starting");
                 await _pg.StartAsync(start.Role, start.Upstream, settings, ct).ConfigureAwait(false);
                 _currentUpstream = start.Upstream?.Address.ToString();
+                _currentUpstreamTarget = start.Upstream;
                 _notStreamingSince = null;
                 return true;
 
@@ -261,6 +275,7 @@ internal sealed class NodeAgent : IAsyncDisposable
             case Follow follow:
                 await _pg.FollowAsync(follow.Upstream, ct).ConfigureAwait(false);
                 _currentUpstream = follow.Upstream?.Address.ToString();
+                _currentUpstreamTarget = follow.Upstream;
                 _notStreamingSince = null; // give the new upstream its own grace period
                 return true;
 
@@ -412,6 +427,143 @@ internal sealed class NodeAgent : IAsyncDisposable
             Log.HistoryRecorded(_log, sw.ParentTimeline, Lsn.Format(sw.SwitchLsn), _config.Name);
         }
     }
+
+    /// <summary>
+    /// Dynamic parameters (the <c>config</c> key) reach postgresql.conf within a cycle of a change, and are reloaded;
+    /// ones that need a restart show as pending restart.
+    /// </summary>
+    private async Task ApplyDynamicConfigAsync(PgState pg, DynamicConfig settings, CancellationToken ct)
+    {
+        var wanted = System.Text.Json.JsonSerializer.Serialize(settings.Postgresql.Parameters.OrderBy(p => p.Key, StringComparer.Ordinal));
+        if (_reloadRequested || (pg.Running && pg.Accepting && wanted != _appliedParameters))
+        {
+            _reloadRequested = false;
+            await _pg.ReloadAsync(settings, ct).ConfigureAwait(false);
+            _appliedParameters = wanted;
+            Log.ConfigApplied(_log);
+        }
+    }
+
+    private async Task RunScheduledRestartAsync(PgState pg, DateTimeOffset now, CancellationToken ct)
+    {
+        if (_scheduledRestart is not { } scheduled || scheduled.At > now)
+        {
+            return;
+        }
+
+        _scheduledRestart = null;
+        if (scheduled.PendingOnly && !pg.PendingRestart)
+        {
+            Log.StepFailed(_log, "scheduled restart", "no parameter needs a restart");
+            return;
+        }
+
+        await RestartPostgresAsync(ct).ConfigureAwait(false);
+    }
+
+    /// <summary>The restart scheduled on this member (REST <c>POST /restart</c> with <c>schedule</c>), if any.</summary>
+    public ScheduledRestart? PendingScheduledRestart => _scheduledRestart;
+
+    /// <summary>Schedules a restart; false when one is already scheduled.</summary>
+    public bool ScheduleRestart(ScheduledRestart restart)
+    {
+        if (_scheduledRestart is not null)
+        {
+            return false;
+        }
+
+        _scheduledRestart = restart;
+        return true;
+    }
+
+    public bool CancelScheduledRestart()
+    {
+        var had = _scheduledRestart is not null;
+        _scheduledRestart = null;
+        return had;
+    }
+
+    /// <summary>Re-reads the dynamic configuration into postgresql.conf and reloads PostgreSQL, at the next cycle.</summary>
+    public void RequestReload() => _reloadRequested = true;
+
+    /// <summary>Restarts PostgreSQL in the role it has now (REST <c>POST /restart</c>). Runs between cycles.</summary>
+    public async Task<bool> RestartAsync(CancellationToken ct)
+    {
+        await _cycleGate.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            return await RestartPostgresAsync(ct).ConfigureAwait(false);
+        }
+        finally
+        {
+            _cycleGate.Release();
+        }
+    }
+
+    private async Task<bool> RestartPostgresAsync(CancellationToken ct)
+    {
+        var pg = await _pg.InspectAsync(ct).ConfigureAwait(false);
+        var role = pg.Running && pg.InRecovery == false ? StartRole.Primary : StartRole.Replica;
+        if (role == StartRole.Primary && !Snapshot.HoldsLeader)
+        {
+            Log.StepFailed(_log, "restart", "this member runs as a primary without the leader key; the HA cycle decides what it becomes");
+            return false;
+        }
+
+        try
+        {
+            SetState("restarting");
+            await _pg.StopAsync(StopMode.Fast, ct).ConfigureAwait(false);
+            await _pg.StartAsync(role, role == StartRole.Replica ? _currentUpstreamTarget : null, Settings, ct).ConfigureAwait(false);
+            Log.Restarted(_log, role == StartRole.Primary ? "primary" : "replica");
+            return true;
+        }
+        catch (PostgresException e)
+        {
+            Log.StepFailed(_log, "restart", e.Message);
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// Re-clones this replica from the leader (REST <c>POST /reinitialize</c>): stop, move the data directory aside
+    /// (never deleted), pg_basebackup, start as a replica. Runs between cycles.
+    /// </summary>
+    public async Task<bool> ReinitializeAsync(CancellationToken ct)
+    {
+        await _cycleGate.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            var cluster = await _store.LoadAsync(ct).ConfigureAwait(false);
+            if (cluster.LeaderMember is not { } leader || leader.Name == _config.Name
+                || leader.Data.ConnUrl is not { } url || ConnUrl.Parse(url) is not { } address)
+            {
+                return false;
+            }
+
+            SetState("creating replica");
+            await _pg.StopAsync(StopMode.Fast, ct).ConfigureAwait(false);
+            var aside = await _pg.MoveDataDirAsideAsync(ct).ConfigureAwait(false);
+            Log.Reinitializing(_log, leader.Name, aside);
+            await _pg.CloneAsync(address, ct).ConfigureAwait(false);
+            var upstream = new Upstream(address, Settings.Postgresql.UseSlots ? SlotNames.For(_config.Name) : null);
+            await _pg.StartAsync(StartRole.Replica, upstream, Settings, ct).ConfigureAwait(false);
+            _currentUpstream = address.ToString();
+            _currentUpstreamTarget = upstream;
+            return true;
+        }
+        catch (Exception e) when (e is PostgresException or StoreUnavailableException or IOException)
+        {
+            Log.StepFailed(_log, "reinitialize", e.Message);
+            return false;
+        }
+        finally
+        {
+            _cycleGate.Release();
+        }
+    }
+
+    public IClusterStore Store => _store;
 
     /// <summary>Called by the lease keeper when a primary's lease could not be renewed before its deadline.</summary>
     private async Task OnLeaseDeadlineAsync(CancellationToken ct)

@@ -157,6 +157,7 @@ internal static class NodeHost
         builder.Services.AddSingleton(loggers);
         var app = builder.Build();
         RestApi.Map(app, agent, new AgentMetrics(agent));
+        RestActions.Map(app, agent);
         return app;
     }
 

@@ -1,0 +1,162 @@
+using System.Diagnostics;
+using System.Net;
+using System.Text;
+using Steward.IntegrationTests.Infrastructure;
+using Xunit.Abstractions;
+
+namespace Steward.IntegrationTests.Cluster;
+
+/// <summary>The agents' unsafe REST endpoints (docs/rest-actions.md) on a real cluster.</summary>
+[Collection(ClusterCollection.Name)]
+public sealed class RestActionTests(ITestOutputHelper output)
+{
+    private static readonly TimeSpan Bootstrap = TimeSpan.FromSeconds(120);
+    private static readonly HttpClient Http = new() { Timeout = TimeSpan.FromSeconds(60) };
+
+    [Fact]
+    public async Task Planned_switchover_through_the_api_moves_the_leader_with_a_short_write_gap_and_back_again()
+    {
+        await using var cluster = await Started(2);
+        var leader = await cluster.WaitForLeaderAsync(Bootstrap);
+        var candidate = cluster.Nodes.Single(n => n != leader);
+        await leader.ExecuteAsync("CREATE TABLE gap(id serial primary key, at timestamptz default now())");
+
+        // A writer hammering whichever member answers /leader 200, recording the longest gap between successful writes.
+        using var stop = new CancellationTokenSource();
+        var longest = TimeSpan.Zero;
+        var writer = Task.Run(async () =>
+        {
+            var last = Stopwatch.StartNew();
+            while (!stop.IsCancellationRequested)
+            {
+                foreach (var n in cluster.Nodes)
+                {
+                    try
+                    {
+                        await n.ExecuteAsync("INSERT INTO gap DEFAULT VALUES");
+                        longest = longest > last.Elapsed ? longest : last.Elapsed;
+                        last.Restart();
+                        break;
+                    }
+                    catch (Exception e) when (e is Npgsql.NpgsqlException or InvalidOperationException)
+                    {
+                    }
+                }
+
+                await Task.Delay(10);
+            }
+        });
+
+        var (status, text) = await Post(leader, "/switchover", $$"""{"leader": "{{leader.Name}}", "candidate": "{{candidate.Name}}"}""");
+        output.WriteLine(text);
+        Assert.Equal(200, status);
+        Assert.Equal(candidate.Name, (await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(30))).Name);
+        await Task.Delay(1000);
+        await stop.CancelAsync();
+        await writer;
+        Measurements.Report(output, $"planned switchover through the API: longest gap between acknowledged writes {longest.TotalSeconds:0.00} s");
+
+        // And back again (the seed's rollback scenario), once the old leader streams from the new one.
+        await cluster.WaitForStreamingAsync(leader, TimeSpan.FromSeconds(60));
+        (status, text) = await Post(candidate, "/switchover", $$"""{"leader": "{{candidate.Name}}", "candidate": "{{leader.Name}}"}""");
+        output.WriteLine(text);
+        Assert.Equal(200, status);
+        Assert.Equal(leader.Name, (await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(30))).Name);
+    }
+
+    [Fact]
+    public async Task Bad_requests_are_refused_with_Patronis_codes_and_change_nothing()
+    {
+        await using var cluster = await Started(2);
+        var leader = await cluster.WaitForLeaderAsync(Bootstrap);
+        var replica = cluster.Nodes.Single(n => n != leader);
+        var cases = new (string Path, string Body, int Code)[]
+        {
+            ("/switchover", "this is not json", 400),
+            ("/switchover", "[1, 2]", 400),
+            ("/switchover", $$"""{"leader": "{{leader.Name}}", "candidate": "nosuchnode"}""", 412),
+            ("/switchover", $$"""{"leader": "{{leader.Name}}", "candidate": "{{leader.Name}}"}""", 412),
+            ("/switchover", $$"""{"leader": "{{replica.Name}}", "candidate": "{{leader.Name}}"}""", 412),
+            ("/switchover", $$"""{"leader": "{{leader.Name}}", "candidate": "{{replica.Name}}", "scheduled_at": "tomorrow-ish"}""", 400),
+            ("/switchover", """{"candidate": "x"}""", 400),
+            ("/failover", "{}", 400),
+            ("/restart", """{"role": "primary"}""", 412),
+        };
+        foreach (var (path, body, code) in cases)
+        {
+            var target = path == "/restart" ? replica : leader;
+            var (status, text) = await Post(target, path, body);
+            output.WriteLine($"{path} {body} -> {status} {text}");
+            Assert.True(status == code, $"{path} {body}: got {status} ({text}), expected {code}");
+        }
+
+        Assert.Equal(leader.Name, (await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(5))).Name);
+        Assert.Equal(1, (await leader.PatroniAsync())!.Value.GetProperty("timeline").GetInt64());
+        Assert.Equal(503, (await Post(leader, "/reinitialize", "{}")).Status);
+    }
+
+    [Fact]
+    public async Task A_scheduled_switchover_fires_at_its_time_and_a_cancelled_one_does_not()
+    {
+        await using var cluster = await Started(2);
+        var leader = await cluster.WaitForLeaderAsync(Bootstrap);
+        var candidate = cluster.Nodes.Single(n => n != leader);
+
+        var at = DateTimeOffset.UtcNow.AddSeconds(30).ToString("O");
+        Assert.Equal(202, (await Post(leader, "/switchover", $$"""{"leader": "{{leader.Name}}", "candidate": "{{candidate.Name}}", "scheduled_at": "{{at}}"}""")).Status);
+        Assert.Equal(409, (await Post(leader, "/switchover", $$"""{"leader": "{{leader.Name}}", "candidate": "{{candidate.Name}}"}""")).Status);
+        Assert.Equal(200, (await Send(leader, HttpMethod.Delete, "/switchover", null)).Status);
+        Assert.Equal(404, (await Send(leader, HttpMethod.Delete, "/switchover", null)).Status);
+
+        var soon = DateTimeOffset.UtcNow.AddSeconds(4);
+        Assert.Equal(202, (await Post(leader, "/switchover", $$"""{"leader": "{{leader.Name}}", "candidate": "{{candidate.Name}}", "scheduled_at": "{{soon:O}}"}""")).Status);
+        Assert.Equal(leader.Name, (await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(5))).Name);
+        var moved = await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(60), not: leader);
+        Assert.Equal(candidate.Name, moved.Name);
+        Assert.True(DateTimeOffset.UtcNow >= soon);
+    }
+
+    [Fact]
+    public async Task A_parameter_patched_into_the_config_reaches_every_node_without_a_restart()
+    {
+        await using var cluster = await Started(3);
+        var leader = await cluster.WaitForLeaderAsync(Bootstrap);
+        var pids = cluster.Nodes.ToDictionary(n => n.Name, n => n.PostmasterPid());
+        var (status, text) = await Send(leader, HttpMethod.Patch, "/config", """{"postgresql": {"parameters": {"work_mem": "7MB"}}}""");
+        output.WriteLine(text);
+        Assert.Equal(200, status);
+        foreach (var n in cluster.Nodes)
+        {
+            await Poll.UntilAsync(async () => await n.QueryAsync<string>("SHOW work_mem") == "7MB", TimeSpan.FromSeconds(30), $"work_mem on {n.Name}");
+            Assert.Equal(pids[n.Name], n.PostmasterPid());
+        }
+
+        Assert.Equal(400, (await Send(leader, HttpMethod.Patch, "/config", """{"ttl": 2, "loop_wait": 1, "retry_timeout": 2}""")).Status);
+    }
+
+    private async Task<TestCluster> Started(int nodes)
+    {
+        var cluster = await TestCluster.StartAsync(nodes, output);
+        var leader = await cluster.WaitForLeaderAsync(Bootstrap);
+        foreach (var r in cluster.Nodes.Where(n => n != leader))
+        {
+            await cluster.WaitForStreamingAsync(r, Bootstrap);
+        }
+
+        return cluster;
+    }
+
+    private static Task<(int Status, string Text)> Post(TestNode node, string path, string body) => Send(node, HttpMethod.Post, path, body);
+
+    private static async Task<(int Status, string Text)> Send(TestNode node, HttpMethod method, string path, string? body)
+    {
+        using var request = new HttpRequestMessage(method, $"http://127.0.0.1:{node.RestPort}{path}");
+        if (body is not null)
+        {
+            request.Content = new StringContent(body, Encoding.UTF8, "application/json");
+        }
+
+        using var response = await Http.SendAsync(request);
+        return ((int)response.StatusCode, await response.Content.ReadAsStringAsync());
+    }
+}
