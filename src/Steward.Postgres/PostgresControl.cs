@@ -481,7 +481,10 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
         }
     }
 
-    public async Task PromoteAsync(CancellationToken ct)
+    /// <summary>Promotes and checkpoints (see <see cref="PromoteAsync(bool, CancellationToken)"/>).</summary>
+    public Task PromoteAsync(CancellationToken ct) => PromoteAsync(checkpoint: true, ct);
+
+    public async Task PromoteAsync(bool checkpoint, CancellationToken ct)
     {
         Log.Promoting(_logger, DataDir);
         await using (var connection = await _dataSource.Value.OpenConnectionAsync(ct).ConfigureAwait(false))
@@ -508,7 +511,11 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
         // PostgreSQL promotes without a checkpoint, so pg_control keeps the old timeline until the next one. pg_rewind
         // reads the source's timeline from pg_control: against a fresh primary it reports "no rewind required" and the
         // diverged old primary can then never follow ("new timeline forked off ... before current recovery point").
-        await CheckpointAsync(ct).ConfigureAwait(false);
+        if (checkpoint)
+        {
+            await CheckpointAsync(ct).ConfigureAwait(false);
+        }
+
         Log.Promoted(_logger, DataDir);
     }
 

@@ -46,9 +46,12 @@ public interface IPostgresControl
     /// </summary>
     Task ReloadAsync(DynamicConfig dynamic, CancellationToken ct);
 
-    /// <summary>Promotes a running replica (pg_promote, waiting until it accepts writes), then checkpoints so pg_control
-    /// carries the new timeline (pg_rewind from this node reads it there).</summary>
-    Task PromoteAsync(CancellationToken ct);
+    /// <summary>
+    /// Promotes a running replica (pg_promote, waiting until it accepts writes). With <paramref name="checkpoint"/>, then
+    /// checkpoints so pg_control carries the new timeline (pg_rewind from this node reads it there); the agent passes
+    /// false and checkpoints right after it has published the new leader, so clients are not kept waiting for it.
+    /// </summary>
+    Task PromoteAsync(bool checkpoint, CancellationToken ct);
 
     /// <summary>pg_rewind of the stopped local data directory from <paramref name="source"/>. Returns false when pg_rewind failed.</summary>
     Task<bool> RewindAsync(HostPort source, CancellationToken ct);

@@ -377,9 +377,14 @@ internal sealed class NodeAgent : IAsyncDisposable
         SetState("promoting");
         var history = input.Cluster?.History ?? [];
         await _pg.WriteMissingHistoryFilesAsync(history, ct).ConfigureAwait(false);
-        await _pg.PromoteAsync(ct).ConfigureAwait(false);
+        await _pg.PromoteAsync(checkpoint: false, ct).ConfigureAwait(false);
 
+        // Tell health checks and the router at once; the bookkeeping below can follow.
         var pg = await _pg.InspectAsync(ct).ConfigureAwait(false);
+        Publish(pg, input.Cluster, holds: true, Snapshot.DcsLastSeen, "running", "promoted self to leader");
+
+        // pg_rewind of a former primary reads this node's timeline from pg_control: checkpoint before anyone rewinds.
+        await _pg.CheckpointAsync(ct).ConfigureAwait(false);
         if (pg.Timeline is { } timeline && await _pg.ReadLastTimelineSwitchAsync(timeline, ct).ConfigureAwait(false) is { } sw
             && history.All(h => h.Timeline != sw.ParentTimeline))
         {

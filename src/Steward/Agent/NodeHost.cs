@@ -23,6 +23,9 @@ internal static class NodeHost
     public const int ExitConfig = 2;
     public const int ExitEnvironment = 3;
 
+    /// <summary>How long start-up keeps trying to reach etcd before it gives up with an error.</summary>
+    private static readonly TimeSpan StartupEtcdWait = TimeSpan.FromSeconds(10);
+
     public static async Task<int> RunAsync(string configPath, CancellationToken outer)
     {
         StewardConfig config;
@@ -54,15 +57,26 @@ internal static class NodeHost
         var dcs = config.Bootstrap.Dcs;
         await using var store = new EtcdClusterStore(config.Etcd3.Endpoints, config.KeyPrefix, TimeSpan.FromSeconds(dcs.RetryTimeout), time,
             loggers.CreateLogger<EtcdClusterStore>(), config.Etcd3.Username, config.Etcd3.Password);
-        try
+        // A busy etcd may be slow to answer the first call: try for a while before giving up (nothing is touched meanwhile).
+        var giveUpAt = time.GetUtcNow() + StartupEtcdWait;
+        while (true)
         {
-            await store.LoadAsync(outer).ConfigureAwait(false);
-        }
-        catch (StoreUnavailableException e)
-        {
-            await Console.Error.WriteLineAsync(
-                $"steward: cannot reach etcd at {string.Join(", ", config.Etcd3.Endpoints)} (etcd3.hosts): {e.Message}. Nothing was changed.").ConfigureAwait(false);
-            return ExitEnvironment;
+            try
+            {
+                await store.LoadAsync(outer).ConfigureAwait(false);
+                break;
+            }
+            catch (StoreUnavailableException e) when (time.GetUtcNow() < giveUpAt)
+            {
+                await Console.Error.WriteLineAsync($"steward: waiting for etcd at {string.Join(", ", config.Etcd3.Endpoints)}: {e.Message}").ConfigureAwait(false);
+                await Task.Delay(TimeSpan.FromSeconds(1), time, outer).ConfigureAwait(false);
+            }
+            catch (StoreUnavailableException e)
+            {
+                await Console.Error.WriteLineAsync(
+                    $"steward: cannot reach etcd at {string.Join(", ", config.Etcd3.Endpoints)} (etcd3.hosts): {e.Message}. Nothing was changed.").ConfigureAwait(false);
+                return ExitEnvironment;
+            }
         }
 
         using var http = new HttpClient();
