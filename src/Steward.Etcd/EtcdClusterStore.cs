@@ -221,8 +221,13 @@ public sealed partial class EtcdClusterStore : IClusterStore
 
     public Task DeleteMemberAsync(string name, CancellationToken ct) => DeleteAsync("delete member", ClusterKeys.MembersDir + name, ct);
 
+    /// <summary>
+    /// The bootstrap race. An empty value ("bootstrap in progress") is bound to this agent's lease, so a bootstrapper
+    /// that dies half-way does not block the cluster for ever; <see cref="SetInitializeAsync"/> then writes the system
+    /// id for good, without a lease.
+    /// </summary>
     public Task<bool> TryCreateInitializeAsync(string value, CancellationToken ct) =>
-        CreateAsync("create initialize", ClusterKeys.Initialize, ByteString.CopyFromUtf8(value), ct);
+        CreateAsync("create initialize", ClusterKeys.Initialize, ByteString.CopyFromUtf8(value), ct, value.Length == 0 ? LeaseId : 0);
 
     public Task SetInitializeAsync(string systemId, CancellationToken ct) =>
         PutAsync("set initialize", ClusterKeys.Initialize, ByteString.CopyFromUtf8(systemId), ct);
@@ -299,12 +304,12 @@ public sealed partial class EtcdClusterStore : IClusterStore
 
     private ByteString Key(string relative) => ByteString.CopyFromUtf8(Prefix + relative);
 
-    private async Task<bool> CreateAsync(string operation, string relativeKey, ByteString value, CancellationToken ct)
+    private async Task<bool> CreateAsync(string operation, string relativeKey, ByteString value, CancellationToken ct, long lease = 0)
     {
         var key = Key(relativeKey);
         var txn = new TxnRequest();
         txn.Compare.Add(new Compare { Key = key, Target = Compare.Types.CompareTarget.Create, Result = Compare.Types.CompareResult.Equal, CreateRevision = 0 });
-        txn.Success.Add(new RequestOp { RequestPut = new PutRequest { Key = key, Value = value } });
+        txn.Success.Add(new RequestOp { RequestPut = new PutRequest { Key = key, Value = value, Lease = lease } });
         return await TxnAsync(operation, txn, ct).ConfigureAwait(false);
     }
 

@@ -51,6 +51,15 @@ public static class HaDecision
             return Fail($"system ID mismatch, node {me} belongs to a different cluster: {pg.SystemId} != {cluster.Initialize}; refusing to join it");
         }
 
+        var holdsKey = cluster.Leader is { } held && held.Name == me && held.LeaseId == input.MyLeaseId;
+        if (cluster.Initialize.Length == 0 && (cluster.Leader is null || holdsKey)
+            && pg.Running && pg.InRecovery == false && pg.SystemId is { } bootstrapped)
+        {
+            // Only the member that won the initialize race has a running primary here: its bootstrap was cut short after
+            // initdb (e.g. etcd did not answer in time). Finish it instead of waiting for ever.
+            return new HaPlan($"finishing the bootstrap of the cluster (system {bootstrapped})", [new CompleteBootstrap(bootstrapped)]);
+        }
+
         if (cluster.Initialize.Length == 0 && cluster.Leader is null)
         {
             return HaPlan.NoAction("waiting for leader to bootstrap");

@@ -24,6 +24,9 @@ public abstract record HaStep;
 /// <summary>Race for the <c>initialize</c> key, then initdb, start as primary, take <c>leader</c>, publish the system id and <c>config</c>. Undone (initialize deleted) if bootstrap fails.</summary>
 public sealed record BootstrapCluster : HaStep;
 
+/// <summary>Take <c>leader</c> (if not held), publish the system id in <c>initialize</c> and seed <c>config</c>: the tail of an interrupted bootstrap.</summary>
+public sealed record CompleteBootstrap(string SystemId) : HaStep;
+
 /// <summary>No <c>initialize</c> key but a data directory: race for <c>initialize</c> with this system id.</summary>
 public sealed record ClaimInitialize(string SystemId) : HaStep;
 

@@ -230,6 +230,17 @@ internal sealed class NodeAgent : IAsyncDisposable
             case BootstrapCluster:
                 return await BootstrapAsync(ct).ConfigureAwait(false);
 
+            case CompleteBootstrap complete:
+                if (input.Cluster?.Leader is null && !await _store.TryAcquireLeaderAsync(_config.Name, ct).ConfigureAwait(false))
+                {
+                    Log.StepFailed(_log, "complete bootstrap", "could not take the leader key");
+                    return false;
+                }
+
+                await _store.SetInitializeAsync(complete.SystemId, ct).ConfigureAwait(false);
+                await _store.SetConfigAsync(_config.Bootstrap.Dcs, 0, ct).ConfigureAwait(false);
+                return true;
+
             case ClaimInitialize claim:
                 if (!await _store.TryCreateInitializeAsync(claim.SystemId, ct).ConfigureAwait(false))
                 {
@@ -338,7 +349,7 @@ internal sealed class NodeAgent : IAsyncDisposable
         {
             Log.StepFailed(_log, "bootstrap", e.Message);
             await _pg.StopAsync(StopMode.Fast, ct).ConfigureAwait(false);
-            await _store.ReleaseLeaderAsync(_config.Name, ct).ConfigureAwait(false);
+            await BestEffortAsync(() => _store.ReleaseLeaderAsync(_config.Name, ct)).ConfigureAwait(false);
 
             // The data directory was empty before this initdb: what is there now holds no data of anyone's. Remove it,
             // as Patroni does, so the next attempt (ours or another member's) starts clean instead of claiming it.
@@ -347,8 +358,21 @@ internal sealed class NodeAgent : IAsyncDisposable
                 Directory.Delete(_config.Postgresql.DataDir, recursive: true);
             }
 
-            await _store.DeleteInitializeAsync(ct).ConfigureAwait(false);
+            await BestEffortAsync(() => _store.DeleteInitializeAsync(ct)).ConfigureAwait(false);
             throw;
+        }
+    }
+
+    /// <summary>A clean-up write to etcd; if etcd does not answer, the key's lease (or the next cycle) tidies up.</summary>
+    private async Task BestEffortAsync(Func<Task> write)
+    {
+        try
+        {
+            await write().ConfigureAwait(false);
+        }
+        catch (StoreUnavailableException e)
+        {
+            Log.StoreUnavailable(_log, e.Message);
         }
     }
 

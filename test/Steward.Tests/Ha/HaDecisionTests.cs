@@ -684,4 +684,22 @@ public sealed class HaDecisionTests
 
         AssertPlan(plan, "promoted self to leader by acquiring session lock", new AcquireLeader(), new Promote("manual failover"));
     }
+
+    // Story: under load, etcd did not answer the bootstrapper's "take the leader key" in time; its PostgreSQL was left
+    // running with `initialize` still empty and every member waited for ever ("waiting for leader to bootstrap").
+    [Fact]
+    public void A_bootstrap_cut_short_after_initdb_is_finished_by_the_member_whose_primary_runs()
+    {
+        var plan = NoLeader("node1").WithCluster(c => c with { Initialize = "" }).WithPg(Pg.Primary() with { SystemId = "7000" }).Decide();
+
+        AssertPlan(plan, "finishing the bootstrap of the cluster", new CompleteBootstrap("7000"));
+    }
+
+    [Fact]
+    public void Members_without_a_running_primary_keep_waiting_for_the_bootstrap()
+    {
+        var plan = NoLeader("node2").WithCluster(c => c with { Initialize = "" }).WithPg(Pg.StoppedReplica()).Decide();
+
+        AssertPlan(plan, "waiting for leader to bootstrap");
+    }
 }
