@@ -25,6 +25,7 @@ public static class Program
         root.Subcommands.Add(router);
 
         root.Subcommands.Add(ListCommand.Create());
+        root.Subcommands.Add(ListCommand.CreateTopology());
         root.Subcommands.Add(HaproxyConfigCommand.Create());
 
         var version = new Command("version", "Print Steward's version.");
