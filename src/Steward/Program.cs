@@ -26,6 +26,9 @@ public static class Program
 
         root.Subcommands.Add(ListCommand.Create());
         root.Subcommands.Add(ListCommand.CreateTopology());
+        root.Subcommands.Add(ConfigCommands.CreateHistory());
+        root.Subcommands.Add(ConfigCommands.CreateShowConfig());
+        root.Subcommands.Add(ConfigCommands.CreateEditConfig());
         root.Subcommands.Add(HaproxyConfigCommand.Create());
 
         var version = new Command("version", "Print Steward's version.");
