@@ -29,6 +29,8 @@ public static class Program
         root.Subcommands.Add(ConfigCommands.CreateHistory());
         root.Subcommands.Add(ConfigCommands.CreateShowConfig());
         root.Subcommands.Add(ConfigCommands.CreateEditConfig());
+        root.Subcommands.Add(SwitchoverCommands.CreateSwitchover());
+        root.Subcommands.Add(SwitchoverCommands.CreateFailover());
         root.Subcommands.Add(HaproxyConfigCommand.Create());
 
         var version = new Command("version", "Print Steward's version.");
