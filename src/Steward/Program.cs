@@ -31,6 +31,9 @@ public static class Program
         root.Subcommands.Add(ConfigCommands.CreateEditConfig());
         root.Subcommands.Add(SwitchoverCommands.CreateSwitchover());
         root.Subcommands.Add(SwitchoverCommands.CreateFailover());
+        root.Subcommands.Add(MemberCommands.CreateRestart());
+        root.Subcommands.Add(MemberCommands.CreateReload());
+        root.Subcommands.Add(MemberCommands.CreateReinit());
         root.Subcommands.Add(HaproxyConfigCommand.Create());
 
         var version = new Command("version", "Print Steward's version.");

@@ -69,16 +69,23 @@ internal sealed class CliContext(string verb, ResolvedTarget target, IClusterSto
 internal static class CliVerb
 {
     public static Command Create(string name, string description, Func<CliContext, ParseResult, CancellationToken, Task<int>> run,
-        bool rest = false, params Option[] options)
+        bool rest = false, params Symbol[] symbols)
     {
         var target = new ClusterTarget();
         var restOptions = rest ? new RestOptions() : null;
         var cmd = new Command(name, description);
         target.AddTo(cmd);
         restOptions?.AddTo(cmd);
-        foreach (var o in options)
+        foreach (var symbol in symbols)
         {
-            cmd.Options.Add(o);
+            if (symbol is Argument argument)
+            {
+                cmd.Arguments.Add(argument);
+            }
+            else
+            {
+                cmd.Options.Add((Option)symbol);
+            }
         }
 
         cmd.SetAction(async (pr, ct) =>
