@@ -34,6 +34,9 @@ public static class Program
         root.Subcommands.Add(MemberCommands.CreateRestart());
         root.Subcommands.Add(MemberCommands.CreateReload());
         root.Subcommands.Add(MemberCommands.CreateReinit());
+        root.Subcommands.Add(MaintenanceCommands.CreatePause());
+        root.Subcommands.Add(MaintenanceCommands.CreateResume());
+        root.Subcommands.Add(MaintenanceCommands.CreateRemove());
         root.Subcommands.Add(HaproxyConfigCommand.Create());
 
         var version = new Command("version", "Print Steward's version.");

@@ -22,9 +22,9 @@ internal static class MemberCommands
         return CliVerb.Create("restart", "Restart PostgreSQL on members (same role, no failover), now or at a scheduled time.",
             async (cli, pr, ct) =>
             {
+                var scheduled = CliTime.ParseFuture(pr.GetValue(scheduledOption), "--scheduled", cli.Time.GetUtcNow());
                 var view = await cli.LoadAsync(ct).ConfigureAwait(false);
                 var roleFilter = pr.GetValue(role) is "leader" or "master" ? "primary" : pr.GetValue(role)!;
-                var scheduled = CliTime.ParseFuture(pr.GetValue(scheduledOption), "--scheduled", cli.Time.GetUtcNow());
                 var chosen = Select(view, cli.Scope, pr.GetValue(members))
                     .Where(m => roleFilter == "any" || RoleOf(view, m) == roleFilter)
                     .Where(m => !pr.GetValue(pending) || m.Data.PendingRestart == true)

@@ -21,6 +21,7 @@ internal static class SwitchoverCommands
             "Hand the leader role over to a healthy replica (planned: the leader stops cleanly first), now or at a scheduled time.",
             async (cli, pr, ct) =>
             {
+                var scheduled = CliTime.ParseFuture(pr.GetValue(scheduledOption), "--scheduled", cli.Time.GetUtcNow());
                 var view = await cli.LoadAsync(ct).ConfigureAwait(false);
                 var leader = view.LeaderMember
                              ?? throw new CliException($"cluster {cli.Scope} has no leader: a switchover needs one; use steward failover --candidate NAME");
@@ -42,7 +43,6 @@ internal static class SwitchoverCommands
                                            + (view.Members.Count == 1 ? "(it is the only member)" : ""));
                 }
 
-                var scheduled = CliTime.ParseFuture(pr.GetValue(scheduledOption), "--scheduled", cli.Time.GetUtcNow());
                 cli.Prompter.Confirm(scheduled is { } at
                     ? $"Are you sure you want to schedule a switchover of cluster {cli.Scope} at {CliTime.Format(at)}, demoting current leader {leader.Name}?"
                     : $"Are you sure you want to switchover cluster {cli.Scope}, demoting current leader {leader.Name}?", pr.GetValue(force));
