@@ -88,24 +88,30 @@ internal static class ListCommand
     {
         ArgumentNullException.ThrowIfNull(view);
         var rows = new List<IReadOnlyList<string>>();
+        var extra = new List<IReadOnlyList<string>>();
         foreach (var m in view.Members)
         {
             var row = Row(view, m);
             var name = topology && view.Leader is not null && m.Name != view.Leader.Name ? "+ " + m.Name : m.Name;
-            var cells = new List<string> { name, row.Host, row.Role, row.State, row.Timeline, row.Lag };
-            if (extended)
-            {
-                cells.Add(m.Data.PendingRestart == true ? "*" : "");
-                cells.Add(scheduledRestarts?.GetValueOrDefault(m.Name) ?? "");
-                cells.Add(TagsText(m.Data.Tags));
-            }
-
-            rows.Add(cells);
+            rows.Add([name, row.Host, row.Role, row.State, row.Timeline, row.Lag]);
+            extra.Add([m.Data.PendingRestart == true ? "*" : "", scheduledRestarts?.GetValueOrDefault(m.Name) ?? "", TagsText(m.Data.Tags)]);
         }
 
-        var headers = extended ? Columns.Concat(ExtendedColumns).ToArray() : Columns;
         var title = $"Cluster: {scope} ({(string.IsNullOrEmpty(view.Initialize) ? "uninitialized" : view.Initialize)})";
-        var sb = new StringBuilder(TextTable.Render(title, headers, rows, width, new HashSet<int> { 4, 5 }));
+        var numbers = new HashSet<int> { 4, 5 };
+        var table = TextTable.Render(title, Columns, rows, width, numbers);
+        if (extended)
+        {
+            // One table when it fits; else the extended columns in a second table keyed by member, so both read well.
+            var wide = TextTable.Render(title, [.. Columns, .. ExtendedColumns], [.. rows.Zip(extra, (r, e) => (IReadOnlyList<string>)[.. r, .. e])],
+                width, numbers, new HashSet<int> { 7, 8 });
+            table = TextTable.Width(wide) <= width
+                ? wide
+                : table + TextTable.Render(null, ["Member", .. ExtendedColumns], [.. view.Members.Zip(extra, (m, e) => (IReadOnlyList<string>)[m.Name, .. e])],
+                    width, null, new HashSet<int> { 3 });
+        }
+
+        var sb = new StringBuilder(table);
         if (view.Config?.Value.Pause == true)
         {
             sb.Append(" Maintenance mode: on\n");

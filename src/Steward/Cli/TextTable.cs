@@ -4,8 +4,9 @@ namespace Steward.Cli;
 
 /// <summary>
 /// Patroni's plain table (<c>+---+</c> borders, a title in the top border). When the natural width exceeds the limit, the
-/// widest columns are narrowed and their cells wrapped at spaces (never below the longest word of the header), so
-/// <c>list -e</c> stays readable in an 80-column terminal. A cell may hold several lines (separated by <c>\n</c>).
+/// widest columns are narrowed: headers wrap at spaces (down to their longest word), and so do the cells of the columns
+/// marked wrappable (down to 8 characters); other cells keep their width, so the result may still be wider (see
+/// <see cref="Width"/>). A cell may hold several lines (separated by <c>\n</c>).
 /// </summary>
 internal static class TextTable
 {
@@ -23,29 +24,26 @@ internal static class TextTable
         }
     }
 
-    public static string Render(string? title, IReadOnlyList<string> headers, IReadOnlyList<IReadOnlyList<string>> rows, int maxWidth, ISet<int>? rightAligned = null)
+    public static string Render(string? title, IReadOnlyList<string> headers, IReadOnlyList<IReadOnlyList<string>> rows, int maxWidth, ISet<int>? rightAligned = null, ISet<int>? wrappable = null)
     {
         ArgumentNullException.ThrowIfNull(headers);
         ArgumentNullException.ThrowIfNull(rows);
         var n = headers.Count;
         var widths = new int[n];
+        var headerOnly = new int[n];
         var minimum = new int[n];
         for (var i = 0; i < n; i++)
         {
-            widths[i] = Math.Max(LongestLine(headers[i]), rows.Count == 0 ? 0 : rows.Max(r => LongestLine(r[i])));
-            minimum[i] = Math.Min(widths[i], Math.Max(4, headers[i].Split(' ').Max(w => w.Length)));
+            var header = headers[i].Split(' ').Max(w => w.Length);
+            var data = rows.Count == 0 ? 0 : rows.Max(r => LongestLine(r[i]));
+            widths[i] = Math.Max(LongestLine(headers[i]), data);
+            headerOnly[i] = Math.Max(data, header);
+            minimum[i] = Math.Min(widths[i], wrappable?.Contains(i) == true ? Math.Max(8, header) : headerOnly[i]);
         }
 
-        while (widths.Sum() + (3 * n) + 1 > maxWidth)
-        {
-            var widest = Enumerable.Range(0, n).Where(i => widths[i] > minimum[i]).OrderByDescending(i => widths[i]).FirstOrDefault(-1);
-            if (widest < 0)
-            {
-                break;
-            }
-
-            widths[widest]--;
-        }
+        // Wrap headers first, then the cells of wrappable columns.
+        Shrink(widths, headerOnly, maxWidth);
+        Shrink(widths, minimum, maxWidth);
 
         var sb = new StringBuilder();
         var border = "+" + string.Join("+", widths.Select(w => new string('-', w + 2))) + "+";
@@ -69,6 +67,24 @@ internal static class TextTable
         sb.Append(border).Append('\n');
         return sb.ToString();
     }
+
+    /// <summary>Narrows the widest column above its minimum, one character at a time, until the table fits or none can narrow.</summary>
+    private static void Shrink(int[] widths, int[] minimum, int maxWidth)
+    {
+        while (widths.Sum() + (3 * widths.Length) + 1 > maxWidth)
+        {
+            var widest = Enumerable.Range(0, widths.Length).Where(i => widths[i] > minimum[i]).OrderByDescending(i => widths[i]).FirstOrDefault(-1);
+            if (widest < 0)
+            {
+                return;
+            }
+
+            widths[widest]--;
+        }
+    }
+
+    /// <summary>The width of the widest line of a rendered table.</summary>
+    public static int Width(string table) => table.Split('\n').Max(l => l.Length);
 
     private static void AppendRow(StringBuilder sb, IReadOnlyList<string> cells, int[] widths, ISet<int>? rightAligned)
     {

@@ -84,13 +84,13 @@ internal static class UnifiedDiff
             {
                 edits.Add(new Edit(' ', a[x], x++, y++));
             }
-            else if (y < b.Length && (x == a.Length || lcs[x, y + 1] >= lcs[x + 1, y]))
+            else if (x < a.Length && (y == b.Length || lcs[x + 1, y] >= lcs[x, y + 1]))
             {
-                edits.Add(new Edit('+', b[y], x, y++));
+                edits.Add(new Edit('-', a[x], x++, y));
             }
             else
             {
-                edits.Add(new Edit('-', a[x], x++, y));
+                edits.Add(new Edit('+', b[y], x, y++));
             }
         }
 
