@@ -14,7 +14,24 @@ internal static partial class ConfigEdit
     private static readonly string[] TopLevel = ["ttl", "loop_wait", "retry_timeout", "maximum_lag_on_failover", "primary_start_timeout", "pause", "synchronous_mode", "postgresql"];
     private static readonly string[] PostgresKeys = ["use_pg_rewind", "use_slots", "parameters"];
 
-    public static JsonObject ToJson(DynamicConfig config) => JsonNode.Parse(DynamicConfigJson.Serialize(config))!.AsObject();
+    /// <summary>The configuration as JSON; parameter values that are integers are written as numbers (<c>max_connections: 50</c> in YAML, as Patroni shows it).</summary>
+    public static JsonObject ToJson(DynamicConfig config)
+    {
+        var json = JsonNode.Parse(DynamicConfigJson.Serialize(config))!.AsObject();
+        if (json["postgresql"]?["parameters"] is JsonObject parameters)
+        {
+            foreach (var (name, value) in parameters.ToList())
+            {
+                if (value?.GetValue<string>() is { } text && long.TryParse(text, System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out var number)
+                    && number.ToString(System.Globalization.CultureInfo.InvariantCulture) == text)
+                {
+                    parameters[name] = number;
+                }
+            }
+        }
+
+        return json;
+    }
 
     public static string ToYaml(DynamicConfig config) => CliOutput.Yaml(ToJson(config));
 

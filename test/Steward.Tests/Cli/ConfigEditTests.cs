@@ -96,6 +96,7 @@ public sealed class ConfigEditTests
         var yaml = ConfigEdit.ToYaml(Current with { Pause = true });
         Assert.Contains("ttl: 6\n", yaml, StringComparison.Ordinal);
         Assert.Contains("pause: true\n", yaml, StringComparison.Ordinal);
+        Assert.Contains("    max_connections: 50\n", yaml, StringComparison.Ordinal);
         var back = ConfigEdit.Validate((JsonObject)CliOutput.ParseYaml(yaml)!);
         Assert.Equal(ConfigEdit.ToYaml(Current with { Pause = true }), ConfigEdit.ToYaml(back));
         Assert.Equal("50", back.Postgresql.Parameters["max_connections"]);
