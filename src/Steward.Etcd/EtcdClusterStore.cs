@@ -268,6 +268,13 @@ public sealed partial class EtcdClusterStore : IClusterStore
         return await TxnAsync("delete failover", txn, ct).ConfigureAwait(false);
     }
 
+    public async Task<long> RemoveClusterAsync(CancellationToken ct)
+    {
+        var r = await CallAsync("remove cluster", (ep, o) =>
+            ep.Kv.DeleteRangeAsync(new DeleteRangeRequest { Key = _prefixKey, RangeEnd = _prefixEnd }, o).ResponseAsync, ct).ConfigureAwait(false);
+        return r.Deleted;
+    }
+
     public Task WaitForChangeAsync(CancellationToken ct)
     {
         EnsureWatch(0);

@@ -25,6 +25,18 @@ public static class Program
         root.Subcommands.Add(router);
 
         root.Subcommands.Add(ListCommand.Create());
+        root.Subcommands.Add(ListCommand.CreateTopology());
+        root.Subcommands.Add(ConfigCommands.CreateHistory());
+        root.Subcommands.Add(ConfigCommands.CreateShowConfig());
+        root.Subcommands.Add(ConfigCommands.CreateEditConfig());
+        root.Subcommands.Add(SwitchoverCommands.CreateSwitchover());
+        root.Subcommands.Add(SwitchoverCommands.CreateFailover());
+        root.Subcommands.Add(MemberCommands.CreateRestart());
+        root.Subcommands.Add(MemberCommands.CreateReload());
+        root.Subcommands.Add(MemberCommands.CreateReinit());
+        root.Subcommands.Add(MaintenanceCommands.CreatePause());
+        root.Subcommands.Add(MaintenanceCommands.CreateResume());
+        root.Subcommands.Add(MaintenanceCommands.CreateRemove());
         root.Subcommands.Add(HaproxyConfigCommand.Create());
 
         var version = new Command("version", "Print Steward's version.");

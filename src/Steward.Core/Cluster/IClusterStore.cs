@@ -77,6 +77,9 @@ public interface IClusterStore : IAsyncDisposable
     /// <summary>Deletes <c>failover</c>; with <paramref name="expectedModRevision"/> &gt; 0 only if it is unchanged.</summary>
     Task<bool> DeleteFailoverAsync(long expectedModRevision, CancellationToken ct);
 
+    /// <summary>Deletes every key under the prefix (<c>steward remove</c>). Returns how many keys were deleted.</summary>
+    Task<long> RemoveClusterAsync(CancellationToken ct);
+
     /// <summary>
     /// Completes the first time anything under the prefix changes after this call (fed by a watch), or when the watch
     /// had to be re-established (so the caller re-reads). Never throws for store errors; cancelled by <paramref name="ct"/>.

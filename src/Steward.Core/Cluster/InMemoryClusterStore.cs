@@ -468,6 +468,13 @@ public sealed class InMemoryClusterStore : IClusterStore
             tx.Get(key) is { } e && (expectedModRevision <= 0 || e.ModRevision == expectedModRevision) && tx.Delete(key)));
     }
 
+    public Task<long> RemoveClusterAsync(CancellationToken ct)
+    {
+        ct.ThrowIfCancellationRequested();
+        return Task.FromResult(_server.Execute(this, "remove cluster", tx =>
+            (long)tx.Range(Prefix).Count(kv => tx.Delete(kv.Key))));
+    }
+
     public Task WaitForChangeAsync(CancellationToken ct)
     {
         var waiter = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);

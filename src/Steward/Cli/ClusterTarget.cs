@@ -3,10 +3,13 @@ using Steward.Core.Configuration;
 
 namespace Steward.Cli;
 
+/// <summary>Where the cluster is: etcd endpoints (and credentials), the key prefix and scope, and the REST credentials of the node config if one was given.</summary>
+internal sealed record ResolvedTarget(IReadOnlyList<string> Endpoints, string Prefix, string Scope, string? EtcdUsername, string? EtcdPassword, Credentials? RestAuthentication);
+
 /// <summary>How a CLI verb finds the cluster: <c>-c node.yml</c>, or <c>--etcd HOSTS --scope NAME</c> (env STEWARD_ETCD / STEWARD_SCOPE).</summary>
 internal sealed class ClusterTarget
 {
-    public Option<FileInfo?> Config { get; } = new("--config", "-c") { Description = "a node's YAML configuration (for etcd3 hosts, namespace and scope)" };
+    public Option<FileInfo?> Config { get; } = new("--config", "-c") { Description = "a node's YAML configuration (for etcd3 hosts, namespace, scope and REST credentials)" };
     public Option<string?> Etcd { get; } = new("--etcd") { Description = "etcd endpoints, comma-separated host:port (env STEWARD_ETCD)" };
     public Option<string?> Scope { get; } = new("--scope") { Description = "cluster name (env STEWARD_SCOPE)" };
     public Option<string?> Namespace { get; } = new("--namespace") { Description = "key namespace (default /service/)" };
@@ -19,8 +22,8 @@ internal sealed class ClusterTarget
         command.Options.Add(Namespace);
     }
 
-    /// <summary>Endpoints, key prefix and scope; or an error message naming what is missing or wrong.</summary>
-    public (string[] Endpoints, string Prefix, string Scope)? Resolve(ParseResult pr, out string? error)
+    /// <summary>The target; or null with an error message naming what is missing or wrong.</summary>
+    public ResolvedTarget? Resolve(ParseResult pr, out string? error)
     {
         error = null;
         if (pr.GetValue(Config) is { } file)
@@ -28,7 +31,7 @@ internal sealed class ClusterTarget
             try
             {
                 var c = ConfigLoader.Load(file.FullName);
-                return ([.. c.Etcd3.Endpoints], c.KeyPrefix, c.Scope);
+                return new ResolvedTarget([.. c.Etcd3.Endpoints], c.KeyPrefix, c.Scope, c.Etcd3.Username, c.Etcd3.Password, c.RestApi.Authentication);
             }
             catch (ConfigException e)
             {
@@ -48,6 +51,6 @@ internal sealed class ClusterTarget
         var endpoints = hosts.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             .Select(h => h.Contains("://", StringComparison.Ordinal) ? h : "http://" + h).ToArray();
         var ns = "/" + (pr.GetValue(Namespace) ?? "/service/").Trim('/') + "/";
-        return (endpoints, (ns == "//" ? "/" : ns) + scope + "/", scope);
+        return new ResolvedTarget(endpoints, (ns == "//" ? "/" : ns) + scope + "/", scope, null, null, null);
     }
 }

@@ -29,7 +29,7 @@ internal static class HaproxyConfigCommand
         cmd.Options.Add(statsPort);
         cmd.SetAction(async (pr, ct) =>
         {
-            if (target.Resolve(pr, out var error) is not var (endpoints, prefix, scope))
+            if (target.Resolve(pr, out var error) is not { } resolved)
             {
                 await Console.Error.WriteLineAsync($"steward haproxy-config: {error}").ConfigureAwait(false);
                 return 2;
@@ -44,7 +44,9 @@ internal static class HaproxyConfigCommand
                 }
             }
 
-            await using var store = new EtcdClusterStore(endpoints, prefix, TimeSpan.FromSeconds(3), TimeProvider.System, NullLogger<EtcdClusterStore>.Instance);
+            var (endpoints, scope) = (resolved.Endpoints, resolved.Scope);
+            await using var store = new EtcdClusterStore(endpoints, resolved.Prefix, TimeSpan.FromSeconds(3), TimeProvider.System, NullLogger<EtcdClusterStore>.Instance,
+                resolved.EtcdUsername, resolved.EtcdPassword);
             ClusterView view;
             try
             {

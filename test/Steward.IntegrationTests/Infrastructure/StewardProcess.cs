@@ -40,13 +40,22 @@ internal static class StewardProcess
         return process;
     }
 
-    /// <summary>Runs steward to completion and returns its exit code and combined output.</summary>
-    public static async Task<(int ExitCode, string Output)> RunAsync(IReadOnlyList<string> args, TimeSpan timeout)
+    /// <summary>
+    /// Runs steward to completion and returns its exit code and combined output. Standard input gets <paramref name="stdin"/>
+    /// and is then closed (so a prompt with no answer is refused rather than waited on).
+    /// </summary>
+    public static async Task<(int ExitCode, string Output)> RunAsync(IReadOnlyList<string> args, TimeSpan timeout, string? stdin = null)
     {
         var logPath = Path.GetTempFileName();
         try
         {
             using var p = Start(args, logPath);
+            if (stdin is not null)
+            {
+                await p.StandardInput.WriteAsync(stdin).ConfigureAwait(false);
+            }
+
+            p.StandardInput.Close();
             using var cts = new CancellationTokenSource(timeout);
             try
             {

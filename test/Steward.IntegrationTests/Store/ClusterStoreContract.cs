@@ -364,4 +364,26 @@ public abstract class ClusterStoreContract : IAsyncLifetime
         await TickAsync();
         Assert.False(third.IsCompleted, "nothing changed since the load");
     }
+
+    [Fact]
+    public async Task Remove_cluster_deletes_every_key_under_the_prefix()
+    {
+        var a = Connect();
+        await a.KeepAliveAsync(ShortTtl * 5, Ct);
+        Assert.True(await a.TryAcquireLeaderAsync("node1", Ct));
+        await a.PutMemberAsync("node1", new MemberData { State = "running" }, Ct);
+        Assert.True(await a.TryCreateInitializeAsync("7000000000000000001", Ct));
+        Assert.True(await a.SetConfigAsync(new DynamicConfig(), 0, Ct));
+        await a.SetHistoryAsync([new HistoryEntry(1, 100, "no recovery target specified", DateTimeOffset.UnixEpoch, "node1")], Ct);
+
+        Assert.Equal(5, await Connect().RemoveClusterAsync(Ct));
+
+        var view = await a.LoadAsync(Ct);
+        Assert.Null(view.Leader);
+        Assert.Empty(view.Members);
+        Assert.Null(view.Initialize);
+        Assert.Null(view.Config);
+        Assert.Empty(view.History);
+        Assert.Equal(0, await a.RemoveClusterAsync(Ct));
+    }
 }
