@@ -28,6 +28,12 @@ public sealed record EpollEngineOptions
     /// <summary>Pipe capacity in splice mode (F_SETPIPE_SZ); 0 keeps the kernel default (64 KiB).</summary>
     public int PipeSize { get; init; }
 
+    /// <summary>
+    /// Nice value for the loop threads (setpriority on the thread id), or null to inherit. Below 0 needs CAP_SYS_NICE;
+    /// without it the call fails and the threads keep the inherited value.
+    /// </summary>
+    public int? Nice { get; init; }
+
     /// <summary>Bytes one direction may move per wake-up before the loop serves other sessions.</summary>
     public int FairnessBudget { get; init; } = 512 * 1024;
 }

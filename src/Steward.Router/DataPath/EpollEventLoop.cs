@@ -136,6 +136,10 @@ internal sealed unsafe class EpollEventLoop : IDisposable
 
     private void Run()
     {
+        if (Options.Nice is { } nice)
+        {
+            SetPriority(PRIO_PROCESS, GetTid(), nice);
+        }
         var events = (byte*)NativeMemory.Alloc((nuint)(EventBatch * EpollEventSize));
         try
         {
