@@ -6,17 +6,20 @@ namespace Steward.Bench;
 
 /// <summary>
 /// Accepts on a free loopback port and hands each connection, with a fresh connection to the backend, to an engine.
-/// Accept and connect are synchronous on a dedicated thread, so .NET's own epoll never sees the sockets.
+/// Accept and connect are synchronous on a dedicated thread, so .NET's own epoll never sees the sockets, unless
+/// <c>asyncConnect</c> asks for ConnectAsync (to measure what that registration costs the epoll engine).
 /// </summary>
 internal sealed class EngineListener : IDisposable
 {
     private readonly Socket listener;
     private readonly Thread thread;
     private readonly IPEndPoint backend;
+    private readonly bool asyncConnect;
     private int accepted;
 
-    public EngineListener(string name, IProxyEngine engine, IPEndPoint backend)
+    public EngineListener(string name, IProxyEngine engine, IPEndPoint backend, bool asyncConnect = false)
     {
+        this.asyncConnect = asyncConnect;
         Name = name;
         Engine = engine;
         this.backend = backend;
@@ -59,7 +62,14 @@ internal sealed class EngineListener : IDisposable
             var server = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
             try
             {
-                server.Connect(backend);
+                if (asyncConnect)
+                {
+                    server.ConnectAsync(backend).GetAwaiter().GetResult();
+                }
+                else
+                {
+                    server.Connect(backend);
+                }
                 Engine.Start(client, server);
                 Interlocked.Increment(ref accepted);
             }

@@ -59,6 +59,7 @@ internal static partial class RouterBench
                 new("epoll-splice", new EpollSpliceEngine(new EpollEngineOptions { Transfer = TransferMode.Splice }), pgEndpoint),
                 new("epoll-copy-2loops", new EpollSpliceEngine(new EpollEngineOptions { Loops = 2 }), pgEndpoint),
                 new("epoll-copy-nice-10", new EpollSpliceEngine(new EpollEngineOptions { Nice = -10 }), pgEndpoint),
+                new("epoll-copy-asyncconnect", new EpollSpliceEngine(), pgEndpoint, asyncConnect: true),
                 new("socket-copy", new SocketCopyEngine(), pgEndpoint),
             };
             foreach (var l in listeners)
