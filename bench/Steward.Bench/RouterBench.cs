@@ -55,11 +55,10 @@ internal static partial class RouterBench
             var pgEndpoint = new IPEndPoint(IPAddress.Loopback, pgPort);
             var listeners = new List<EngineListener>
             {
-                new("epoll-copy", new EpollSpliceEngine(), pgEndpoint),
+                new("epoll", new EpollSpliceEngine(), pgEndpoint),
+                new("epoll-1loop", new EpollSpliceEngine(new EpollEngineOptions { Loops = 1 }), pgEndpoint),
                 new("epoll-splice", new EpollSpliceEngine(new EpollEngineOptions { Transfer = TransferMode.Splice }), pgEndpoint),
-                new("epoll-copy-2loops", new EpollSpliceEngine(new EpollEngineOptions { Loops = 2 }), pgEndpoint),
-                new("epoll-copy-nice-10", new EpollSpliceEngine(new EpollEngineOptions { Nice = -10 }), pgEndpoint),
-                new("epoll-copy-asyncconnect", new EpollSpliceEngine(), pgEndpoint, asyncConnect: true),
+                new("epoll-asyncconnect", new EpollSpliceEngine(), pgEndpoint, asyncConnect: true),
                 new("socket-copy", new SocketCopyEngine(), pgEndpoint),
             };
             foreach (var l in listeners)
@@ -112,7 +111,7 @@ internal static partial class RouterBench
                         var cpuBefore = cpu?.Invoke();
                         var (tps, latency) = await PgbenchAsync(port, mode, seconds, cts.Token);
                         var sample = new Sample(tps, latency, cpu is null ? null : cpu() - cpuBefore);
-                        Console.WriteLine($"  rep {rep + 1} {mode,-6} {name,-18} {tps,10:F0} tps {latency,7:F3} ms{(sample.ProxyCpuSeconds is { } c ? $"  proxy cpu {c / seconds:P0} of a core" : "")}");
+                        Console.WriteLine($"  rep {rep + 1} {mode,-6} {name,-20} {tps,10:F0} tps {latency,7:F3} ms{(sample.ProxyCpuSeconds is { } c ? $"  proxy cpu {c / seconds:P0} of a core" : "")}");
                         if (!results.TryGetValue((name, mode), out var list))
                         {
                             results[(name, mode)] = list = [];
@@ -125,7 +124,7 @@ internal static partial class RouterBench
 
             Console.WriteLine();
             Console.WriteLine("RSS with 1000 idle connections held open (the 2000 peer sockets live in this process too):");
-            await MeasureIdleAsync("epoll-copy", () => new EpollSpliceEngine(), cts.Token);
+            await MeasureIdleAsync("epoll", () => new EpollSpliceEngine(), cts.Token);
             await MeasureIdleAsync("epoll-splice", () => new EpollSpliceEngine(new EpollEngineOptions { Transfer = TransferMode.Splice }), cts.Token);
             await MeasureIdleAsync("socket-copy", () => new SocketCopyEngine(), cts.Token);
             return 0;

@@ -145,10 +145,6 @@ internal sealed unsafe class EpollEventLoop : IDisposable
 
     private void Run()
     {
-        if (Options.Nice is { } nice)
-        {
-            SetPriority(PRIO_PROCESS, GetTid(), nice);
-        }
         var events = (byte*)NativeMemory.Alloc((nuint)(EventBatch * EpollEventSize));
         try
         {

@@ -34,8 +34,6 @@ internal static unsafe partial class LinuxNative
     public const int MSG_DONTWAIT = 0x40;
     public const int MSG_NOSIGNAL = 0x4000;
 
-    public const int PRIO_PROCESS = 0;
-
     public const int SHUT_WR = 1;
     public const int SHUT_RDWR = 2;
 
@@ -79,12 +77,6 @@ internal static unsafe partial class LinuxNative
 
     [LibraryImport("libc", EntryPoint = "write", SetLastError = true)]
     public static partial nint Write(int fd, byte* buf, nuint len);
-
-    [LibraryImport("libc", EntryPoint = "gettid")]
-    public static partial int GetTid();
-
-    [LibraryImport("libc", EntryPoint = "setpriority", SetLastError = true)]
-    public static partial int SetPriority(int which, int who, int prio);
 
     [LibraryImport("libc", EntryPoint = "shutdown", SetLastError = true)]
     public static partial int Shutdown(int fd, int how);
