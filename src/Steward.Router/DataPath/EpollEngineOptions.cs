@@ -13,8 +13,11 @@ public enum TransferMode
 /// <summary>Tuning of <see cref="EpollSpliceEngine"/>.</summary>
 public sealed record EpollEngineOptions
 {
-    /// <summary>Event-loop threads; sessions are spread over them round-robin. One is best on 2 cores.</summary>
-    public int Loops { get; init; } = 1;
+    /// <summary>
+    /// Event-loop threads; sessions are spread over them round-robin. Default: one per core, at most 4. On 2 busy cores
+    /// two loops beat one clearly (pgbench -S 20.1k against 13.9k tps): a lone loop thread waits for a CPU at every wake-up.
+    /// </summary>
+    public int Loops { get; init; } = Math.Clamp(Environment.ProcessorCount, 1, 4);
 
     /// <summary>
     /// Copy wins on PostgreSQL traffic (small messages): one recv and one send per message, while splice needs a

@@ -37,6 +37,7 @@ internal sealed unsafe class EpollEventLoop : IDisposable
     private int wakePending;
     private bool stopping;
     private bool disposed;
+    private bool wakeClosed;
 
     public EpollEventLoop(EpollEngineOptions options, int index)
     {
@@ -103,8 +104,15 @@ internal sealed unsafe class EpollEventLoop : IDisposable
 
     public void RequestClose(EpollSession session)
     {
-        closing.Enqueue(session);
-        Wake();
+        lock (gate)
+        {
+            // once stopping, the loop ends every session by itself
+            if (!stopping)
+            {
+                closing.Enqueue(session);
+                Wake();
+            }
+        }
     }
 
     public void Dispose()
@@ -117,17 +125,18 @@ internal sealed unsafe class EpollEventLoop : IDisposable
             }
             disposed = true;
             stopping = true;
+            Wake();
         }
-        Wake();
         if (Thread.CurrentThread != thread)
         {
             thread.Join();
         }
     }
 
+    /// <summary>Under <see cref="gate"/>, so that the eventfd cannot be closed (and its number reused) meanwhile.</summary>
     private void Wake()
     {
-        if (Interlocked.Exchange(ref wakePending, 1) == 0)
+        if (!wakeClosed && Interlocked.Exchange(ref wakePending, 1) == 0)
         {
             ulong one = 1;
             Write(wakeFd, (byte*)&one, sizeof(ulong));
@@ -574,7 +583,11 @@ internal sealed unsafe class EpollEventLoop : IDisposable
             NativeMemory.Free((void*)bufferPool.Pop());
         }
         NativeMemory.Free(scratch);
-        LinuxNative.Close(wakeFd);
+        lock (gate)
+        {
+            wakeClosed = true;
+            LinuxNative.Close(wakeFd);
+        }
         LinuxNative.Close(epollFd);
     }
 

@@ -113,7 +113,8 @@ public sealed class SocketCopyEngine : IProxyEngine
 
         private async Task FinishAsync(SocketCopyEngine engine, Task up, Task down)
         {
-            await Task.WhenAll(up, down).ConfigureAwait(false);
+            // the pumps catch socket errors; anything else must not keep Completion from completing either
+            await Task.WhenAll(up, down).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             Close();
             engine.Forget(this);
             completion.TrySetResult();
