@@ -31,6 +31,7 @@ public static class Program
         root.Subcommands.Add(ConfigCommands.CreateEditConfig());
         root.Subcommands.Add(SwitchoverCommands.CreateSwitchover());
         root.Subcommands.Add(SwitchoverCommands.CreateFailover());
+        root.Subcommands.Add(SwitchoverCommands.CreateFlush());
         root.Subcommands.Add(MemberCommands.CreateRestart());
         root.Subcommands.Add(MemberCommands.CreateReload());
         root.Subcommands.Add(MemberCommands.CreateReinit());

@@ -121,6 +121,22 @@ public static class HaDecision
     private static HaPlan DecidePaused(HaInput input, ClusterView cluster)
     {
         var holds = cluster.Leader is { } l && l.Name == input.Me && l.LeaseId == input.MyLeaseId;
+
+        // In maintenance mode the agents act only on an operator's explicit request naming a candidate (as Patroni).
+        if (cluster.Failover is { Candidate: { } candidate, ScheduledAt: null } request)
+        {
+            if (holds && candidate != input.Me && IsSwitchoverFromMe(request, input.Me))
+            {
+                return DecideSwitchover(input, cluster, request);
+            }
+
+            if (cluster.Leader is null && candidate == input.Me && input.Pg.Running && input.Pg.InRecovery == true)
+            {
+                return new HaPlan("PAUSE: promoted self to leader by acquiring session lock (manual failover)",
+                    [new AcquireLeader(), new Promote("manual failover")]);
+            }
+        }
+
         if (holds)
         {
             return new HaPlan($"PAUSE: no action. I am ({input.Me}), the leader with the lock", [new LeaderHousekeeping()]);

@@ -82,6 +82,34 @@ internal static class SwitchoverCommands
             }, rest: true, leaderOption, candidateOption, scheduledOption, force);
     }
 
+    /// <summary><c>steward flush switchover</c>: cancel a scheduled switchover (patronictl flush … switchover).</summary>
+    public static Command CreateFlush()
+    {
+        var what = new Argument<string>("what") { Description = "switchover: cancel the scheduled switchover" };
+        what.AcceptOnlyFromAmong("switchover");
+        var force = CliVerb.Force();
+        return CliVerb.Create("flush", "Cancel a scheduled switchover.", async (cli, pr, ct) =>
+        {
+            var view = await cli.LoadAsync(ct).ConfigureAwait(false);
+            if (view.Failover is not { ScheduledAt: { } at })
+            {
+                throw new CliException($"cluster {cli.Scope} has no scheduled switchover; nothing was changed");
+            }
+
+            var target = view.LeaderMember ?? view.Members.FirstOrDefault()
+                         ?? throw new CliException($"cluster {cli.Scope} has no member to ask");
+            cli.Prompter.Confirm($"Are you sure you want to cancel the switchover of cluster {cli.Scope} scheduled at {CliTime.Format(at)}?", pr.GetValue(force));
+            var response = await cli.Rest.SendAsync(target, HttpMethod.Delete, "/switchover", null, RestClient.ActionTimeout, ct).ConfigureAwait(false);
+            if (response.Status != 200)
+            {
+                throw new CliException($"the scheduled switchover was not cancelled: {response.Describe("DELETE")}");
+            }
+
+            await cli.Out.WriteLineAsync(response.Body.Trim()).ConfigureAwait(false);
+            return ExitCodes.Ok;
+        }, rest: true, what, force);
+    }
+
     public static Command CreateFailover()
     {
         var candidateOption = new Option<string>("--candidate") { Description = "the member to promote", Required = true };

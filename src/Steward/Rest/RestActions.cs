@@ -132,9 +132,9 @@ internal static class RestActions
         var ct = ctx.RequestAborted;
         var view = await agent.Store.LoadAsync(ct).ConfigureAwait(false);
         var settings = view.Config?.Value ?? agent.Config.Bootstrap.Dcs;
-        if (settings.Pause)
+        if (settings.Pause && (candidateName is null || scheduledAt is not null))
         {
-            return Text(409, "the cluster is paused (maintenance mode): resume it first");
+            return Text(409, "the cluster is paused (maintenance mode): only an immediate switchover or failover to a named candidate is possible; or resume it first");
         }
 
         if (view.Failover is not null)

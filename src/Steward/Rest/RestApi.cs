@@ -196,6 +196,15 @@ internal static class RestApi
             o["pause"] = true;
         }
 
+        if (agent.PendingScheduledRestart is { } restart)
+        {
+            o["scheduled_restart"] = new JsonObject
+            {
+                ["schedule"] = restart.At.ToString("O", CultureInfo.InvariantCulture),
+                ["restart_pending"] = restart.PendingOnly,
+            };
+        }
+
         if (agent.Config.Tags.All.Count > 0)
         {
             o["tags"] = JsonSerializer.SerializeToNode(agent.Config.Tags.All);

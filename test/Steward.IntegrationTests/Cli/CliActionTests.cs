@@ -41,7 +41,8 @@ public sealed class CliActionTests(ITestOutputHelper output)
         var (cluster, leader) = await CliRun.StartHealthyAsync(output);
         await using var _ = cluster;
         var candidate = cluster.Nodes.First(n => n != leader);
-        var at = DateTimeOffset.UtcNow.AddSeconds(15);
+        var now = DateTimeOffset.UtcNow.AddSeconds(15);
+        var at = new DateTimeOffset(now.Year, now.Month, now.Day, now.Hour, now.Minute, now.Second, TimeSpan.Zero); // the CLI is given whole seconds
 
         var (code, text) = await CliRun.RunAsync(cluster, output, "switchover", "--candidate", candidate.Name,
             "--scheduled", at.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture), "--force");

@@ -702,4 +702,20 @@ public sealed class HaDecisionTests
 
         AssertPlan(plan, "waiting for leader to bootstrap");
     }
+
+    [Fact]
+    public void Paused_cluster_without_a_leader_promotes_the_candidate_an_operator_named()
+    {
+        var plan = NoLeader("node2").Paused().Failover(null, "node2").Decide();
+
+        AssertPlan(plan, "manual failover", new AcquireLeader(), new Promote("manual failover"));
+    }
+
+    [Fact]
+    public void Paused_cluster_does_not_act_on_a_failover_request_naming_someone_else()
+    {
+        var plan = NoLeader("node2").Paused().Failover(null, "node3").Decide();
+
+        Assert.Empty(plan.Steps);
+    }
 }
