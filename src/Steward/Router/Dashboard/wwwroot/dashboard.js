@@ -85,7 +85,7 @@ function renderHistory(s) {
     body.replaceChildren(el("tr", {}, el("td", { colSpan: 5 }, "no failover or switchover yet")));
     return;
   }
-  body.replaceChildren(...s.history.map(h => el("tr", {},
+  body.replaceChildren(...s.history.map(h => el("tr", { "data-timeline": h.timeline },
     el("td", {}, h.timeline + " → " + (h.timeline + 1)), el("td", {}, h.lsn), el("td", {}, h.reason),
     el("td", {}, new Date(h.time).toLocaleString()), el("td", {}, h.new_leader || ""))));
 }
