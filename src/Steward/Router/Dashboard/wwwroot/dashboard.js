@@ -113,7 +113,7 @@ function drawChart(svgId, legendId, samples, pick, format) {
   const last = samples.length ? pick(samples[samples.length - 1]) : {};
   const minutes = samples.length > 1 ? Math.round((t1 - t0) / 1000) + " s" : "";
   document.getElementById(legendId).replaceChildren(
-    ...names.map((n, i) => el("span", {}, el("i", { style: "background:" + colors[i % colors.length] }), n + " " + format(last[n]))),
+    ...names.map((n, i) => el("span", {}, el("i", { style: "background:" + colors[i % colors.length] }), n + (n in last ? " " + format(last[n]) : ""))),
     el("span", {}, "max " + format(max) + (minutes ? " · last " + minutes : "")));
 }
 
