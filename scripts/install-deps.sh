@@ -3,7 +3,8 @@
 # everything is present it changes nothing and needs no network.
 #
 #   needs: .NET 10 SDK (checked only, never installed)
-#          PostgreSQL 15 server (postgresql-15), etcd (etcd-server, etcd-client), haproxy
+#          PostgreSQL 15 server (postgresql-15), etcd (etcd-server, etcd-client), haproxy,
+#          chromium (the dashboard's browser test drives it headless)
 #
 # Packages are installed only when missing (installing needs root). Services
 # that the packages start on install are stopped again (our demo and tests use
@@ -51,12 +52,13 @@ missing=()
 have etcd    || missing+=(etcd-server)
 have etcdctl || missing+=(etcd-client)
 have haproxy || missing+=(haproxy)
+have chromium || missing+=(chromium)
 if ! [[ -x $PG_BIN/postgres && -x $PG_BIN/initdb && -x $PG_BIN/pg_ctl ]]; then
     missing+=(postgresql-15)
 fi
 
 if ((${#missing[@]} == 0)); then
-    say "etcd, etcdctl, haproxy and PostgreSQL 15 already installed; nothing to do"
+    say "etcd, etcdctl, haproxy, chromium and PostgreSQL 15 already installed; nothing to do"
 else
     say "missing packages: ${missing[*]}"
     ((EUID == 0)) || die "installing packages needs root; run as root: apt-get install -y ${missing[*]}"
@@ -127,7 +129,7 @@ fi
 
 # --- verify ------------------------------------------------------------------
 fail=0
-for t in etcd etcdctl haproxy; do
+for t in etcd etcdctl haproxy chromium; do
     have "$t" || { echo "install-deps: ERROR: $t not found after install" >&2; fail=1; }
 done
 for t in postgres initdb pg_ctl pg_basebackup pg_rewind; do

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Steward.Agent;
 using Steward.Cli;
+using Steward.Demo;
 using Steward.Router;
 
 namespace Steward;
@@ -24,6 +25,7 @@ public static class Program
         router.SetAction((pr, ct) => RouterHost.RunAsync(pr.GetValue(routerConfig)!.FullName, ct));
         root.Subcommands.Add(router);
 
+        root.Subcommands.Add(DemoCommand.Create());
         root.Subcommands.Add(ListCommand.Create());
         root.Subcommands.Add(ListCommand.CreateTopology());
         root.Subcommands.Add(ConfigCommands.CreateHistory());

@@ -192,6 +192,35 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
         return new RestApiConfig { Listen = listen, ConnectAddress = connect, Authentication = authentication };
     }
 
+    /// <summary>
+    /// An optional <c>key: {username, password}</c> section (env <c>STEWARD_{variable}_USERNAME</c> / <c>_PASSWORD</c> win):
+    /// null when absent; both keys required, the password not empty, when present.
+    /// </summary>
+    internal Credentials? ReadLogin(YamlSection root, string key, string variable)
+    {
+        var section = root.Section(key);
+        var username = Setting(section, "username", variable + "_USERNAME");
+        var password = Setting(section, "password", variable + "_PASSWORD");
+        section?.Finish();
+        if (section is null && username is null && password is null)
+        {
+            return null;
+        }
+
+        var origin = section?.Origin ?? root.Origin;
+        if (username is not { } user || user.Text.Trim().Length == 0)
+        {
+            diagnostics.Error(username?.Origin ?? origin, $"{key}.username", $"required when {key} is set (or set STEWARD_{variable}_USERNAME)");
+        }
+
+        if (password is not { } secret || secret.Text.Length == 0)
+        {
+            diagnostics.Error(password?.Origin ?? origin, $"{key}.password", $"required and not empty when {key} is set (or set STEWARD_{variable}_PASSWORD)");
+        }
+
+        return new Credentials(username?.Text ?? "", password?.Text);
+    }
+
     internal Etcd3Config ReadEtcd3(YamlSection root)
     {
         if (root.KeyNode("etcd") is { } etcdV2)

@@ -19,6 +19,13 @@ public sealed class RouterConfig
     /// REST API); after that the router stops routing. Default 30.
     /// </summary>
     public double EtcdUnreachableGrace { get; init; } = 30;
+    /// <summary>
+    /// <c>dashboard: {username, password}</c>: who may act from the dashboard (switchover). Without it the dashboard is
+    /// read-only.
+    /// </summary>
+    public Credentials? Dashboard { get; init; }
+    /// <summary><c>restapi: {username, password}</c>: the agents' REST credentials, sent with the dashboard's actions.</summary>
+    public Credentials? RestApi { get; init; }
 
     public string KeyPrefix => Namespace + Scope + "/";
 }

@@ -69,6 +69,13 @@ public static class RouterConfigLoader
             statsSection.Finish();
         }
 
+        var dashboard = reader.ReadLogin(root, "dashboard", "DASHBOARD");
+        var restApi = reader.ReadLogin(root, "restapi", "RESTAPI");
+        if (dashboard is not null && stats is null)
+        {
+            diagnostics.Error(root.Origin, "dashboard", "needs stats.listen (the dashboard is served on the stats port)");
+        }
+
         var config = new RouterConfig
         {
             Scope = scope,
@@ -79,6 +86,8 @@ public static class RouterConfigLoader
             Stats = stats,
             ConnectTimeout = Seconds(diagnostics, root, "connect_timeout", 4, 0.1, 600),
             EtcdUnreachableGrace = Seconds(diagnostics, root, "etcd_unreachable_grace", 30, 0, 86400),
+            Dashboard = dashboard,
+            RestApi = restApi,
         };
         root.Finish();
 

@@ -21,6 +21,7 @@ public sealed partial class ClusterWatcher : IAsyncDisposable
     private readonly Lock _gate = new();
     private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private RoutingTable _table = RoutingTable.Empty;
+    private ClusterView? _view;
     private Task? _loop;
 
     public ClusterWatcher(IClusterStore store, HttpClient http, long maxLag, TimeSpan grace, TimeProvider time, ILogger log)
@@ -35,6 +36,12 @@ public sealed partial class ClusterWatcher : IAsyncDisposable
 
     public RoutingTable Table => Volatile.Read(ref _table);
 
+    /// <summary>The last view read from etcd (null before the first read); kept while etcd is unreachable.</summary>
+    public ClusterView? View => Volatile.Read(ref _view);
+
+    /// <summary>Raised (on the watcher's thread) after every read of the cluster from etcd, whether or not routing changed.</summary>
+    public event Action<ClusterView>? ViewChanged;
+
     /// <summary>Raised (on the watcher's thread) after every table change, with the old and the new table.</summary>
     public event Action<RoutingTable, RoutingTable>? Changed;
 
@@ -42,7 +49,7 @@ public sealed partial class ClusterWatcher : IAsyncDisposable
     public async Task StartAsync(CancellationToken ct)
     {
         var view = await _store.LoadAsync(ct).ConfigureAwait(false);
-        Publish(RoutingTable.From(view, _maxLag));
+        PublishView(view);
         _loop = Task.Run(() => LoopAsync(_stop.Token), CancellationToken.None);
     }
 
@@ -74,7 +81,7 @@ public sealed partial class ClusterWatcher : IAsyncDisposable
                     unreachableSince = null;
                 }
 
-                Publish(RoutingTable.From(view, _maxLag));
+                PublishView(view);
             }
             catch (OperationCanceledException) when (ct.IsCancellationRequested)
             {
@@ -139,6 +146,13 @@ public sealed partial class ClusterWatcher : IAsyncDisposable
         {
             return false;
         }
+    }
+
+    private void PublishView(ClusterView view)
+    {
+        Volatile.Write(ref _view, view);
+        Publish(RoutingTable.From(view, _maxLag));
+        ViewChanged?.Invoke(view);
     }
 
     private void Publish(RoutingTable table)

@@ -13,6 +13,7 @@ using Steward.Agent;
 using Steward.Core.Cluster;
 using Steward.Core.Configuration;
 using Steward.Etcd;
+using Steward.Router.Dashboard;
 using Steward.Router.DataPath;
 using Steward.Router.Routing;
 
@@ -20,7 +21,8 @@ namespace Steward.Router;
 
 /// <summary>
 /// <c>steward router -c router.yml</c>: the write and read ports in front of the cluster (HAProxy's job in the seed's
-/// stack), following etcd by watch, and a stats port (HTML page, <c>/stats.json</c>, Prometheus <c>/metrics</c>).
+/// stack), following etcd by watch, and a stats port (the dashboard at <c>/dashboard</c>, HAProxy-like <c>/stats</c>,
+/// <c>/stats.json</c>, Prometheus <c>/metrics</c>).
 /// </summary>
 internal static partial class RouterHost
 {
@@ -97,9 +99,12 @@ internal static partial class RouterHost
         }
 
         WebApplication? web = null;
+        await using var dashboard = new DashboardState(config, watcher, listeners, http, TimeProvider.System);
         if (config.Stats is { } statsAddress)
         {
             web = BuildStats(statsAddress, config, watcher, listeners);
+            dashboard.Start();
+            DashboardEndpoints.Map(web, dashboard, config, watcher, http, log);
             try
             {
                 await web.StartAsync(outer).ConfigureAwait(false);
@@ -183,7 +188,6 @@ internal static partial class RouterHost
             ctx.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
             await registry.CollectAndExportAsTextAsync(ctx.Response.Body, ctx.RequestAborted).ConfigureAwait(false);
         });
-        app.MapGet("/", () => Results.Content(StatsHtml(config, watcher, listeners), "text/html; charset=utf-8"));
         app.MapGet("/stats", () => Results.Content(StatsHtml(config, watcher, listeners), "text/html; charset=utf-8"));
         return app;
     }
@@ -241,7 +245,7 @@ internal static partial class RouterHost
           .Append("</title><style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;margin-bottom:1.5em}"
                   + "td,th{border:1px solid #999;padding:.3em .6em;text-align:right}th{background:#ddd}td:first-child{text-align:left}"
                   + ".UP{background:#c0f0c0}.DOWN{background:#f0c0c0}.OPEN{background:#c0f0c0}</style></head><body>");
-        sb.Append("<h1>Steward router: ").Append(WebUtility.HtmlEncode(config.Scope)).Append("</h1><p>writes → <b>")
+        sb.Append("<h1>Steward router: ").Append(WebUtility.HtmlEncode(config.Scope)).Append("</h1><p><a href=\"/dashboard\">dashboard</a></p><p>writes → <b>")
           .Append(WebUtility.HtmlEncode(json["writer"]?.ToString() ?? "(none)")).Append("</b>");
         if (json["reason"] is { } reason)
         {

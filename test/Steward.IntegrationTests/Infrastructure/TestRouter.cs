@@ -26,10 +26,13 @@ internal sealed class TestRouter : IAsyncDisposable
     public int StatsPort { get; }
     public bool IsRunning => !_process.HasExited;
 
-    public static async Task<TestRouter> StartAsync(TestCluster cluster, ITestOutputHelper output, int holdSeconds = 5)
+    /// <summary>Starts the router; with <paramref name="dashboard"/>, its dashboard accepts those credentials for actions.</summary>
+    public static async Task<TestRouter> StartAsync(TestCluster cluster, ITestOutputHelper output, int holdSeconds = 5,
+        (string Username, string Password)? dashboard = null)
     {
         int write = FreePorts.Next(), read = FreePorts.Next(), stats = FreePorts.Next();
         var path = cluster.Dir.Sub("router.yml");
+        var dashboardYaml = dashboard is { } d ? $"dashboard:\n  username: {d.Username}\n  password: {d.Password}\n" : "";
         await File.WriteAllTextAsync(path, $$"""
             scope: {{cluster.Scope}}
             namespace: /service/
@@ -43,7 +46,8 @@ internal sealed class TestRouter : IAsyncDisposable
               max_lag: 16MB
             stats:
               listen: 127.0.0.1:{{stats}}
-            """);
+
+            """ + dashboardYaml);
         var log = cluster.Dir.Sub("router.log");
         var process = StewardProcess.Start(["router", "-c", path], log);
         var router = new TestRouter(process, log, write, read, stats, output);

@@ -52,7 +52,7 @@ public sealed class RouterTests(ITestOutputHelper output)
 
         var stats = await new HttpClient().GetStringAsync($"http://127.0.0.1:{router.StatsPort}/stats.json");
         Assert.Contains($"\"writer\":\"{leader.Name}\"", stats, StringComparison.Ordinal);
-        Assert.Contains("<table>", await new HttpClient().GetStringAsync($"http://127.0.0.1:{router.StatsPort}/"), StringComparison.Ordinal);
+        Assert.Contains("<table>", await new HttpClient().GetStringAsync($"http://127.0.0.1:{router.StatsPort}/stats"), StringComparison.Ordinal);
         Assert.Contains("steward_router_sessions_total", await new HttpClient().GetStringAsync($"http://127.0.0.1:{router.StatsPort}/metrics"), StringComparison.Ordinal);
     }
 

@@ -1,0 +1,84 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text.Json.Serialization;
+
+namespace Steward.Demo;
+
+/// <summary>Every port the demo listens on, all on 127.0.0.1.</summary>
+internal sealed record DemoPorts
+{
+    [JsonPropertyName("etcd")] public required int Etcd { get; init; }
+    [JsonPropertyName("etcd_peer")] public required int EtcdPeer { get; init; }
+    [JsonPropertyName("write")] public required int Write { get; init; }
+    [JsonPropertyName("read")] public required int Read { get; init; }
+    [JsonPropertyName("stats")] public required int Stats { get; init; }
+    [JsonPropertyName("postgres")] public required IReadOnlyList<int> Postgres { get; init; }
+    [JsonPropertyName("rest")] public required IReadOnlyList<int> Rest { get; init; }
+
+    /// <summary>
+    /// The preferred ports: the seed's (PostgreSQL 5432…, REST 8008…, router 5500/5501, stats 7500, etcd 2379/2380), or
+    /// with <paramref name="basePort"/> a block from there (etcd +0/+1, router +2/+3, stats +4, PostgreSQL +10…, REST +40…).
+    /// Each one taken is replaced by a free one, and <paramref name="say"/> is told which.
+    /// </summary>
+    public static DemoPorts Choose(int nodes, int? basePort, Action<string> say)
+    {
+        var picker = new Picker(say);
+        int Seed(int seed, int offset) => basePort is { } b ? b + offset : seed;
+        return new DemoPorts
+        {
+            Etcd = picker.Pick(Seed(2379, 0)),
+            EtcdPeer = picker.Pick(Seed(2380, 1)),
+            Write = picker.Pick(Seed(5500, 2)),
+            Read = picker.Pick(Seed(5501, 3)),
+            Stats = picker.Pick(Seed(7500, 4)),
+            Postgres = Enumerable.Range(0, nodes).Select(i => picker.Pick(Seed(5432, 10) + i)).ToArray(),
+            Rest = Enumerable.Range(0, nodes).Select(i => picker.Pick(Seed(8008, 40) + i)).ToArray(),
+        };
+    }
+
+    private sealed class Picker(Action<string> say)
+    {
+        private readonly HashSet<int> _given = [];
+
+        public int Pick(int preferred)
+        {
+            if (preferred is > 0 and < 65536 && _given.Add(preferred) && IsFree(preferred))
+            {
+                return preferred;
+            }
+
+            for (var attempt = 0; attempt < 100; attempt++)
+            {
+                var port = Ephemeral();
+                if (_given.Add(port))
+                {
+                    say($"port {preferred} is taken; using {port} instead");
+                    return port;
+                }
+            }
+
+            throw new InvalidOperationException($"no free loopback port instead of {preferred}");
+        }
+
+        private static bool IsFree(int port)
+        {
+            try
+            {
+                using var probe = new TcpListener(IPAddress.Loopback, port);
+                probe.Start();
+                return true;
+            }
+            catch (SocketException)
+            {
+                return false;
+            }
+        }
+
+        private static int Ephemeral()
+        {
+            using var probe = new TcpListener(IPAddress.Loopback, 0);
+            probe.Start();
+            return ((IPEndPoint)probe.LocalEndpoint).Port;
+        }
+    }
+}
