@@ -304,7 +304,7 @@ internal sealed class DemoStack
         await using (var store = new EtcdClusterStore([$"http://127.0.0.1:{p.Etcd}"], $"/service/{Scope}/", TimeSpan.FromSeconds(3), TimeProvider.System,
                          NullLogger<EtcdClusterStore>.Instance))
         {
-            _out.Write(ListCommand.Render(Scope, await store.LoadAsync(ct).ConfigureAwait(false)));
+            _out.Write(ListCommand.Render(Scope, await store.LoadAsync(ct).ConfigureAwait(false), extended: false, width: 80));
         }
 
         _out.WriteLine($"""
