@@ -17,15 +17,6 @@ internal static class CliRun
     }
 
     /// <summary>A cluster with a leader and every other member streaming.</summary>
-    public static async Task<(TestCluster Cluster, TestNode Leader)> StartHealthyAsync(ITestOutputHelper output, int nodes = 3, ClusterOptions? options = null)
-    {
-        var cluster = await TestCluster.StartAsync(nodes, output, options);
-        var leader = await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(120));
-        foreach (var r in cluster.Nodes.Where(n => n != leader))
-        {
-            await cluster.WaitForStreamingAsync(r, TimeSpan.FromSeconds(120));
-        }
-
-        return (cluster, leader);
-    }
+    public static Task<(TestCluster Cluster, TestNode Leader)> StartHealthyAsync(ITestOutputHelper output, int nodes = 3, ClusterOptions? options = null) =>
+        TestCluster.StartHealthyAsync(output, nodes, options);
 }

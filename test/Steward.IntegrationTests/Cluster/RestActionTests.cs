@@ -134,17 +134,7 @@ public sealed class RestActionTests(ITestOutputHelper output)
         Assert.Equal(400, (await Send(leader, HttpMethod.Patch, "/config", """{"ttl": 2, "loop_wait": 1, "retry_timeout": 2}""")).Status);
     }
 
-    private async Task<TestCluster> Started(int nodes)
-    {
-        var cluster = await TestCluster.StartAsync(nodes, output);
-        var leader = await cluster.WaitForLeaderAsync(Bootstrap);
-        foreach (var r in cluster.Nodes.Where(n => n != leader))
-        {
-            await cluster.WaitForStreamingAsync(r, Bootstrap);
-        }
-
-        return cluster;
-    }
+    private async Task<TestCluster> Started(int nodes) => (await TestCluster.StartHealthyAsync(output, nodes)).Cluster;
 
     private static Task<(int Status, string Text)> Post(TestNode node, string path, string body) => Send(node, HttpMethod.Post, path, body);
 

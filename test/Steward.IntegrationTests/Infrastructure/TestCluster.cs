@@ -55,6 +55,19 @@ internal sealed class TestCluster : IAsyncDisposable
         return cluster;
     }
 
+    /// <summary>Starts a cluster and waits for a leader and every replica streaming.</summary>
+    public static async Task<(TestCluster Cluster, TestNode Leader)> StartHealthyAsync(ITestOutputHelper? output, int nodes = 3, ClusterOptions? options = null)
+    {
+        var cluster = await StartAsync(nodes, output, options).ConfigureAwait(false);
+        var leader = await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(120)).ConfigureAwait(false);
+        foreach (var r in cluster.Nodes.Where(n => n != leader))
+        {
+            await cluster.WaitForStreamingAsync(r, TimeSpan.FromSeconds(120)).ConfigureAwait(false);
+        }
+
+        return (cluster, leader);
+    }
+
     private TestNode CreateNode(string name, ClusterOptions options)
     {
         var nodeDir = Dir.Sub(name);

@@ -66,17 +66,7 @@ public sealed class HaproxyTests(ITestOutputHelper output)
         await RoutesAcrossAFailover(cluster, cfg, write, read);
     }
 
-    private async Task<TestCluster> Started(int nodes)
-    {
-        var cluster = await TestCluster.StartAsync(nodes, output);
-        var leader = await cluster.WaitForLeaderAsync(Bootstrap);
-        foreach (var r in cluster.Nodes.Where(n => n != leader))
-        {
-            await cluster.WaitForStreamingAsync(r, Bootstrap);
-        }
-
-        return cluster;
-    }
+    private async Task<TestCluster> Started(int nodes) => (await TestCluster.StartHealthyAsync(output, nodes)).Cluster;
 
     private async Task RoutesAcrossAFailover(TestCluster cluster, string cfg, int write, int read)
     {
