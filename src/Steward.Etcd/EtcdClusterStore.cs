@@ -119,6 +119,32 @@ public sealed partial class EtcdClusterStore : IClusterStore
         return new LeaseState(granted.ID, true, renewedAt, (int)granted.TTL);
     }
 
+    public async Task<LeaseState> RegrantAsync(int ttlSeconds, string leaderName, CancellationToken ct)
+    {
+        var renewedAt = _time.GetTimestamp();
+        var old = LeaseId;
+        var granted = await CallAsync("grant lease", (ep, o) =>
+            ep.Lease.LeaseGrantAsync(new LeaseGrantRequest { TTL = ttlSeconds }, o).ResponseAsync, ct).ConfigureAwait(false);
+        if (old != 0)
+        {
+            var key = Key(ClusterKeys.Leader);
+            var name = ByteString.CopyFromUtf8(leaderName);
+            var txn = new TxnRequest();
+            txn.Compare.Add(new Compare { Key = key, Target = Compare.Types.CompareTarget.Value, Result = Compare.Types.CompareResult.Equal, Value = name });
+            txn.Compare.Add(new Compare { Key = key, Target = Compare.Types.CompareTarget.Lease, Result = Compare.Types.CompareResult.Equal, Lease = old });
+            txn.Success.Add(new RequestOp { RequestPut = new PutRequest { Key = key, Value = name, Lease = granted.ID } });
+            await TxnAsync("move leader to the new lease", txn, ct).ConfigureAwait(false);
+        }
+
+        lock (_gate)
+        {
+            _leaseId = granted.ID;
+        }
+
+        LogLeaseGranted(_logger, granted.ID, granted.TTL);
+        return new LeaseState(granted.ID, true, renewedAt, (int)granted.TTL);
+    }
+
     public async Task RevokeLeaseAsync(CancellationToken ct)
     {
         var current = LeaseId;

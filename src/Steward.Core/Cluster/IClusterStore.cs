@@ -29,6 +29,13 @@ public interface IClusterStore : IAsyncDisposable
     /// </summary>
     Task<LeaseState> KeepAliveAsync(int ttlSeconds, CancellationToken ct);
 
+    /// <summary>
+    /// Grants a new session lease with <paramref name="ttlSeconds"/> (the <c>ttl</c> setting changed) and moves
+    /// <c>leader</c> onto it if it holds <paramref name="leaderName"/> on the old lease (a compare on value and lease).
+    /// The old lease is left to expire; the caller re-puts its member key, which rebinds it.
+    /// </summary>
+    Task<LeaseState> RegrantAsync(int ttlSeconds, string leaderName, CancellationToken ct);
+
     /// <summary>Revokes the session lease (deleting every key bound to it). No-op without a lease.</summary>
     Task RevokeLeaseAsync(CancellationToken ct);
 

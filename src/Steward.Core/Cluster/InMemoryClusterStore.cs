@@ -338,6 +338,30 @@ public sealed class InMemoryClusterStore : IClusterStore
         return Task.FromResult(state);
     }
 
+    public Task<LeaseState> RegrantAsync(int ttlSeconds, string leaderName, CancellationToken ct)
+    {
+        ct.ThrowIfCancellationRequested();
+        var renewedAt = _server.Time.GetTimestamp();
+        var old = LeaseId;
+        var key = Prefix + ClusterKeys.Leader;
+        var state = _server.Execute(this, "regrant", tx =>
+        {
+            var lease = tx.Grant(ttlSeconds);
+            if (old != 0 && tx.Get(key) is { } leader && leader.Lease == old && Encoding.UTF8.GetString(leader.Value) == leaderName)
+            {
+                tx.Put(key, leader.Value, lease);
+            }
+
+            return new LeaseState(lease, true, renewedAt, ttlSeconds);
+        });
+        lock (_gate)
+        {
+            _leaseId = state.LeaseId;
+        }
+
+        return Task.FromResult(state);
+    }
+
     public Task RevokeLeaseAsync(CancellationToken ct)
     {
         ct.ThrowIfCancellationRequested();

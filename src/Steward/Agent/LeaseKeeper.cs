@@ -23,6 +23,7 @@ internal sealed class LeaseKeeper
     private Task? _loop;
     private LeaseState? _current;
     private long? _deadlineTimestamp;
+    private readonly string? _leaderName;
 
     public LeaseKeeper(IClusterStore store, TimeProvider time, ILogger log, Func<int> ttl, Func<int> loopWait, Func<CancellationToken, Task> onDeadline)
     {
@@ -68,15 +69,21 @@ internal sealed class LeaseKeeper
     public async Task RenewAsync(CancellationToken ct)
     {
         var ttl = _ttl();
-        var state = await _store.KeepAliveAsync(ttl, ct).ConfigureAwait(false);
         var previous = Current;
-        Volatile.Write(ref _current, state);
-        lock (_gate)
+        if (previous is { LeaseId: not 0 } live && live.TtlSeconds != ttl && _leaderName is { } name)
         {
-            // Monotonic: a wall-clock step (NTP) must not stretch a primary's life past its lease.
-            var life = TimeSpan.FromSeconds(state.TtlSeconds) - Margin(state.TtlSeconds);
-            _deadlineTimestamp = state.RenewedAt + (long)(life.TotalSeconds * _time.TimestampFrequency);
+            // ttl changed in the config key: move to a lease of the new length (the leader key moves with a compare).
+            var moved = await _store.RegrantAsync(ttl, name, ct).ConfigureAwait(false);
+            Volatile.Write(ref _current, moved);
+            SetDeadline(moved);
+            Log.LeaseRegranted(_log, live.TtlSeconds, moved.TtlSeconds);
+            Signal();
+            return;
         }
+
+        var state = await _store.KeepAliveAsync(ttl, ct).ConfigureAwait(false);
+        Volatile.Write(ref _current, state);
+        SetDeadline(state);
 
         if (state.IsNew)
         {
@@ -88,6 +95,23 @@ internal sealed class LeaseKeeper
             }
 
             Signal();
+        }
+    }
+
+    /// <summary>The member name whose leader key moves with the lease when ttl changes.</summary>
+    public string? LeaderName
+    {
+        get => _leaderName;
+        init => _leaderName = value;
+    }
+
+    private void SetDeadline(LeaseState state)
+    {
+        lock (_gate)
+        {
+            // Monotonic: a wall-clock step (NTP) must not stretch a primary's life past its lease.
+            var life = TimeSpan.FromSeconds(state.TtlSeconds) - Margin(state.TtlSeconds);
+            _deadlineTimestamp = state.RenewedAt + (long)(life.TotalSeconds * _time.TimestampFrequency);
         }
     }
 

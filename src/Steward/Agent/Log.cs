@@ -52,4 +52,7 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 1015, Level = LogLevel.Warning, Message = "reinitializing from leader {Leader}: the old data directory was moved to {Path}")]
     public static partial void Reinitializing(ILogger logger, string leader, string path);
+
+    [LoggerMessage(EventId = 1016, Level = LogLevel.Information, Message = "ttl changed from {Old} s to {New} s: moved to a new session lease")]
+    public static partial void LeaseRegranted(ILogger logger, int old, int @new);
 }

@@ -46,7 +46,10 @@ internal sealed class NodeAgent : IAsyncDisposable
         _peers = peers;
         _time = time;
         _log = loggers.CreateLogger("steward.ha");
-        _lease = new LeaseKeeper(store, time, loggers.CreateLogger("steward.lease"), () => Settings.Ttl, () => Settings.LoopWait, OnLeaseDeadlineAsync);
+        _lease = new LeaseKeeper(store, time, loggers.CreateLogger("steward.lease"), () => Settings.Ttl, () => Settings.LoopWait, OnLeaseDeadlineAsync)
+        {
+            LeaderName = config.Name,
+        };
         _snapshot = new AgentSnapshot { Pg = new PgState(), State = "starting", LastCycle = time.GetUtcNow() };
     }
 

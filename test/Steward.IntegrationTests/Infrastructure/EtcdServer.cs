@@ -87,7 +87,35 @@ internal sealed partial class EtcdServer : IAsyncDisposable
     }
 
     /// <summary>Freezes etcd (SIGSTOP): connections stay open, nothing answers.</summary>
-    public void Pause() => Signal(SigStop);
+    public void Pause()
+    {
+        Signal(SigStop);
+
+        // SIGSTOP takes effect as each of etcd's threads is next scheduled: wait until the kernel reports every one
+        // stopped, so a request sent after Pause() cannot still be served (seen once on a busy machine).
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(5);
+        while (DateTime.UtcNow < deadline && !AllThreadsStopped())
+        {
+            Thread.Sleep(5);
+        }
+    }
+
+    private bool AllThreadsStopped()
+    {
+        try
+        {
+            return Directory.GetDirectories($"/proc/{Pid}/task").All(t =>
+            {
+                var stat = File.ReadAllText(Path.Combine(t, "stat"));
+                var state = stat[(stat.LastIndexOf(')') + 2)..].TrimStart();
+                return state.StartsWith('T') || state.StartsWith('t');
+            });
+        }
+        catch (IOException)
+        {
+            return true;
+        }
+    }
 
     /// <summary>Thaws etcd (SIGCONT).</summary>
     public void Resume() => Signal(SigCont);

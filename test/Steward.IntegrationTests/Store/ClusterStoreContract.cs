@@ -86,6 +86,27 @@ public abstract class ClusterStoreContract : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Regrant_moves_the_held_leader_key_to_a_lease_of_the_new_ttl_and_leaves_anothers_key_alone()
+    {
+        var a = Connect();
+        var b = Connect();
+        var first = await a.KeepAliveAsync(10, Ct);
+        await b.KeepAliveAsync(10, Ct);
+        Assert.True(await a.TryAcquireLeaderAsync("a", Ct));
+
+        var moved = await a.RegrantAsync(20, "a", Ct);
+        Assert.NotEqual(first.LeaseId, moved.LeaseId);
+        Assert.Equal(20, moved.TtlSeconds);
+        var view = await a.LoadAsync(Ct);
+        Assert.Equal(("a", moved.LeaseId), (view.Leader?.Name, view.Leader?.LeaseId));
+        Assert.True(await a.HoldsLeaderAsync("a", Ct));
+
+        // b does not hold the key: regranting must not take it.
+        await b.RegrantAsync(20, "b", Ct);
+        Assert.Equal("a", (await b.LoadAsync(Ct)).Leader?.Name);
+    }
+
+    [Fact]
     public async Task Release_by_a_non_holder_fails_and_by_the_holder_succeeds()
     {
         var a = Connect();
