@@ -140,8 +140,10 @@ public sealed class ClusterLifecycleTests(ITestOutputHelper output)
         Assert.True(newTimeline >= 2);
         await newLeader.ExecuteAsync("INSERT INTO t VALUES (101, 'after failover')");
 
-        var history = await newLeader.GetJsonAsync("/history");
-        Assert.Contains(history!.Value.EnumerateArray(), h => h[0].GetInt64() == newTimeline - 1 && h[4].GetString() == newLeader.Name);
+        // The switch is recorded in `history` right after the promotion (the new leader answers /leader 200 first).
+        await Poll.UntilAsync(async () => (await newLeader.GetJsonAsync("/history"))?.EnumerateArray()
+                .Any(h => h[0].GetInt64() == newTimeline - 1 && h[4].GetString() == newLeader.Name) == true,
+            TimeSpan.FromSeconds(10), "the timeline switch in /history");
 
         var rejoin = Stopwatch.StartNew();
         leader.Start();
