@@ -124,6 +124,31 @@ public sealed class RouterTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task With_etcd_frozen_the_router_keeps_routing_writes_to_the_leader_it_confirms_over_rest()
+    {
+        await using var cluster = await TestCluster.StartAsync(2, output, new ClusterOptions { Ttl = 30, LoopWait = 5, RetryTimeout = 10 });
+        var leader = await cluster.WaitForLeaderAsync(Bootstrap);
+        await using var router = await TestRouter.StartAsync(cluster, output);
+        await Poll.UntilAsync(async () => await router.QueryAsync<int>(router.WritePort, "SELECT inet_server_port()") == leader.PgPort,
+            TimeSpan.FromSeconds(20), "the write port reaching the leader");
+
+        cluster.Etcd.Pause();
+        try
+        {
+            // Long enough for the router to notice etcd is gone (2 s deadlines) and fall back to REST confirmation;
+            // the leader's lease (ttl 30) is still valid, so it still answers /leader 200.
+            await Task.Delay(TimeSpan.FromSeconds(4));
+            Assert.Equal(leader.PgPort, await router.QueryAsync<int>(router.WritePort, "SELECT inet_server_port()"));
+        }
+        finally
+        {
+            cluster.Etcd.Resume();
+        }
+
+        Assert.Equal(leader.PgPort, await router.QueryAsync<int>(router.WritePort, "SELECT inet_server_port()"));
+    }
+
+    [Fact]
     public async Task Garbage_and_a_thousand_dropped_connections_do_not_disturb_a_working_session()
     {
         await using var cluster = await TestCluster.StartAsync(1, output);
