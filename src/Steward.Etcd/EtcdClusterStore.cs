@@ -618,7 +618,7 @@ public sealed partial class EtcdClusterStore : IClusterStore
     [LoggerMessage(EventId = StoreLogEvents.LeaseLostOnWrite, Level = LogLevel.Warning, Message = "Session lease {LeaseId} was not found writing {Key}; the next keepalive grants a new one")]
     private static partial void LogLeaseLostOnWrite(ILogger logger, long leaseId, string key);
 
-    [LoggerMessage(EventId = StoreLogEvents.EndpointUnavailable, Level = LogLevel.Warning, Message = "etcd endpoint {Endpoint} is unavailable for {Operation}: {Reason}")]
+    [LoggerMessage(EventId = StoreLogEvents.EndpointUnavailable, Level = LogLevel.Debug, Message = "etcd endpoint {Endpoint} is unavailable for {Operation}: {Reason}")]
     private static partial void LogEndpointUnavailable(ILogger logger, string endpoint, string operation, string reason);
 
     [LoggerMessage(EventId = StoreLogEvents.WatchEstablished, Level = LogLevel.Debug, Message = "Watch established on {Endpoint} from revision {Revision}")]

@@ -59,6 +59,7 @@ internal static class NodeHost
             loggers.CreateLogger<EtcdClusterStore>(), config.Etcd3.Username, config.Etcd3.Password);
         // A busy etcd may be slow to answer the first call: try for a while before giving up (nothing is touched meanwhile).
         var giveUpAt = time.GetUtcNow() + StartupEtcdWait;
+        var said = false;
         while (true)
         {
             try
@@ -68,7 +69,13 @@ internal static class NodeHost
             }
             catch (StoreUnavailableException e) when (time.GetUtcNow() < giveUpAt)
             {
-                await Console.Error.WriteLineAsync($"steward: waiting for etcd at {string.Join(", ", config.Etcd3.Endpoints)}: {e.Message}").ConfigureAwait(false);
+                if (!said)
+                {
+                    await Console.Error.WriteLineAsync(
+                        $"steward: waiting up to {StartupEtcdWait.TotalSeconds:0} s for etcd at {string.Join(", ", config.Etcd3.Endpoints)}: {e.Message}").ConfigureAwait(false);
+                    said = true;
+                }
+
                 await Task.Delay(TimeSpan.FromSeconds(1), time, outer).ConfigureAwait(false);
             }
             catch (StoreUnavailableException e)

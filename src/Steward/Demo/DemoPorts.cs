@@ -47,6 +47,18 @@ internal sealed record DemoPorts
                 return preferred;
             }
 
+            // Look upward from the preferred port first: the kernel's ephemeral range (from 32768) is where outgoing
+            // connections get their source ports, so a port picked there can be taken again before we bind it.
+            for (var port = preferred + 1; port < Math.Min(preferred + 2000, 32768); port++)
+            {
+                if (!_given.Contains(port) && IsFree(port))
+                {
+                    _given.Add(port);
+                    say($"port {preferred} is taken; using {port} instead");
+                    return port;
+                }
+            }
+
             for (var attempt = 0; attempt < 100; attempt++)
             {
                 var port = Ephemeral();

@@ -3,28 +3,48 @@ using System.Net.Sockets;
 
 namespace Steward.IntegrationTests.Infrastructure;
 
-/// <summary>Hands out loopback TCP ports that are free now and not handed out before in this test run.</summary>
+/// <summary>
+/// Hands out loopback TCP ports that are free now and not handed out before in this test run. They come from below the
+/// kernel's ephemeral range (32768–60999): a port the kernel picked for us there can be given again as the source port
+/// of an outgoing connection before the process we started binds it (seen once in CI).
+/// </summary>
 internal static class FreePorts
 {
+    private const int Low = 20000;
+    private const int High = 32000;
     private static readonly HashSet<int> Given = [];
     private static readonly Lock Gate = new();
+    private static readonly Random Pick = new(Environment.ProcessId);
 
     public static int Next()
     {
         lock (Gate)
         {
-            for (var attempt = 0; attempt < 100; attempt++)
+            for (var attempt = 0; attempt < 1000; attempt++)
             {
-                using var probe = new TcpListener(IPAddress.Loopback, 0);
-                probe.Start();
-                var port = ((IPEndPoint)probe.LocalEndpoint).Port;
-                probe.Stop();
-                if (Given.Add(port))
+                var port = Pick.Next(Low, High);
+                if (!Given.Contains(port) && IsFree(port))
                 {
+                    Given.Add(port);
                     return port;
                 }
             }
-            throw new InvalidOperationException("no free loopback port after 100 attempts");
+
+            throw new InvalidOperationException($"no free loopback port in {Low}-{High} after 1000 attempts");
+        }
+    }
+
+    private static bool IsFree(int port)
+    {
+        try
+        {
+            using var probe = new TcpListener(IPAddress.Loopback, port);
+            probe.Start();
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false;
         }
     }
 }
