@@ -59,13 +59,22 @@ internal sealed class TestCluster : IAsyncDisposable
     public static async Task<(TestCluster Cluster, TestNode Leader)> StartHealthyAsync(ITestOutputHelper? output, int nodes = 3, ClusterOptions? options = null)
     {
         var cluster = await StartAsync(nodes, output, options).ConfigureAwait(false);
-        var leader = await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(120)).ConfigureAwait(false);
-        foreach (var r in cluster.Nodes.Where(n => n != leader))
+        try
         {
-            await cluster.WaitForStreamingAsync(r, TimeSpan.FromSeconds(120)).ConfigureAwait(false);
-        }
+            var leader = await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(120)).ConfigureAwait(false);
+            foreach (var r in cluster.Nodes.Where(n => n != leader))
+            {
+                await cluster.WaitForStreamingAsync(r, TimeSpan.FromSeconds(120)).ConfigureAwait(false);
+            }
 
-        return (cluster, leader);
+            return (cluster, leader);
+        }
+        catch
+        {
+            // The caller never gets the cluster to dispose: stop what we started before reporting the failure.
+            await cluster.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
     }
 
     private TestNode CreateNode(string name, ClusterOptions options)
