@@ -300,7 +300,7 @@ internal sealed class NodeAgent : IAsyncDisposable
                 return await PromoteAsync(promote, input, ct).ConfigureAwait(false);
 
             case LeaderHousekeeping:
-                await HousekeepingAsync(input, ct).ConfigureAwait(false);
+                await HousekeepingAsync(input, input.Pg, ct).ConfigureAwait(false); // no step before it in a plan changes PostgreSQL
                 return true;
 
             case Checkpoint:
@@ -426,13 +426,12 @@ internal sealed class NodeAgent : IAsyncDisposable
         }
 
         SetState("running");
-        await HousekeepingAsync(input, ct).ConfigureAwait(false);
+        await HousekeepingAsync(input, pg, ct).ConfigureAwait(false);
         return true;
     }
 
-    private async Task HousekeepingAsync(HaInput input, CancellationToken ct)
+    private async Task HousekeepingAsync(HaInput input, PgState pg, CancellationToken ct)
     {
-        var pg = await _pg.InspectAsync(ct).ConfigureAwait(false);
         if (pg.InRecovery != false)
         {
             return;

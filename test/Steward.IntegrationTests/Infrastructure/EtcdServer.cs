@@ -17,10 +17,6 @@ namespace Steward.IntegrationTests.Infrastructure;
 /// </summary>
 internal sealed partial class EtcdServer : IAsyncDisposable
 {
-    private const int SigKill = 9;
-    private const int SigTerm = 15;
-    private const int SigCont = 18;
-    private const int SigStop = 19;
 
     private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(30);
     private static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(10);
@@ -89,7 +85,7 @@ internal sealed partial class EtcdServer : IAsyncDisposable
     /// <summary>Freezes etcd (SIGSTOP): connections stay open, nothing answers.</summary>
     public void Pause()
     {
-        Signal(SigStop);
+        Signal(Signals.SIGSTOP);
 
         // SIGSTOP takes effect as each of etcd's threads is next scheduled: wait until the kernel reports every one
         // stopped, so a request sent after Pause() cannot still be served (seen once on a busy machine).
@@ -118,7 +114,7 @@ internal sealed partial class EtcdServer : IAsyncDisposable
     }
 
     /// <summary>Thaws etcd (SIGCONT).</summary>
-    public void Resume() => Signal(SigCont);
+    public void Resume() => Signal(Signals.SIGCONT);
 
     /// <summary>SIGTERM, then SIGKILL if etcd has not exited within 10 s. Idempotent.</summary>
     public async Task StopAsync()
@@ -127,8 +123,8 @@ internal sealed partial class EtcdServer : IAsyncDisposable
         {
             return;
         }
-        Signal(SigCont);
-        Signal(SigTerm);
+        Signal(Signals.SIGCONT);
+        Signal(Signals.SIGTERM);
         using var graceful = new CancellationTokenSource(StopTimeout);
         try
         {
@@ -136,7 +132,7 @@ internal sealed partial class EtcdServer : IAsyncDisposable
         }
         catch (OperationCanceledException)
         {
-            Signal(SigKill);
+            Signal(Signals.SIGKILL);
             await _process.WaitForExitAsync();
         }
     }
@@ -198,18 +194,11 @@ internal sealed partial class EtcdServer : IAsyncDisposable
 
     private void Signal(int signal)
     {
-        if (!_process.HasExited && Kill(_process.Id, signal) != 0)
+        if (!_process.HasExited && !Signals.Send(_process.Id, signal) && !_process.HasExited)
         {
-            var errno = Marshal.GetLastPInvokeError();
-            if (!_process.HasExited)
-            {
-                throw new InvalidOperationException($"kill({_process.Id}, {signal}) failed with errno {errno}");
-            }
+            throw new InvalidOperationException($"kill({_process.Id}, {signal}) failed with errno {Marshal.GetLastPInvokeError()}");
         }
     }
-
-    [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
-    private static partial int Kill(int pid, int signal);
 }
 
 /// <summary>
