@@ -55,10 +55,10 @@ internal sealed partial class EtcdServer : IAsyncDisposable
         };
         foreach (var arg in new[]
         {
-            "--name", "steward-test", "--data-dir", dir.Sub("data"),
+            "--name", $"steward-test-{clientPort}", "--data-dir", dir.Sub("data"),
             "--listen-client-urls", client, "--advertise-client-urls", client,
             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-            "--initial-cluster", $"steward-test={peer}", "--initial-cluster-state", "new",
+            "--initial-cluster", $"steward-test-{clientPort}={peer}", "--initial-cluster-state", "new",
             "--logger=zap", $"--log-outputs={dir.Sub("etcd.log")}",
         })
         {
@@ -169,6 +169,15 @@ internal sealed partial class EtcdServer : IAsyncDisposable
             {
                 await client.StatusAsync(new StatusRequest(), deadline: DateTime.UtcNow.AddSeconds(1), cancellationToken: ct);
                 await client.GetAsync("/health-probe", deadline: DateTime.UtcNow.AddSeconds(1), cancellationToken: ct);
+
+                // The member answering must be ours: if another process took our port first, our etcd exits and a
+                // stranger's answers (a paused "our" etcd would then not pause anything; seen once in a full run).
+                var members = await client.MemberListAsync(new MemberListRequest(), deadline: DateTime.UtcNow.AddSeconds(1), cancellationToken: ct);
+                if (!members.Members.Any(m => m.Name == $"steward-test-{new Uri(Endpoint).Port}"))
+                {
+                    throw new InvalidOperationException($"the etcd answering at {Endpoint} is not the one this fixture started (port taken by another process)");
+                }
+
                 return;
             }
             catch (Exception e) when (e is Grpc.Core.RpcException or OperationCanceledException && !ct.IsCancellationRequested)

@@ -4,14 +4,15 @@ using System.Net.Sockets;
 namespace Steward.IntegrationTests.Infrastructure;
 
 /// <summary>
-/// Hands out loopback TCP ports that are free now and not handed out before in this test run. They come from below the
+/// Hands out loopback TCP ports that are free now and not handed out before in this test run, from 10000–19999 (the
+/// demo tests take their port blocks from 20000–30000). They come from below the
 /// kernel's ephemeral range (32768–60999): a port the kernel picked for us there can be given again as the source port
 /// of an outgoing connection before the process we started binds it (seen once in CI).
 /// </summary>
 internal static class FreePorts
 {
-    private const int Low = 20000;
-    private const int High = 32000;
+    private const int Low = 10000;
+    private const int High = 19999;
     private static readonly HashSet<int> Given = [];
     private static readonly Lock Gate = new();
     private static readonly Random Pick = new(Environment.ProcessId);
