@@ -10,6 +10,12 @@ public static class Program
 {
     public static async Task<int> Main(string[] args)
     {
+        if (args is [Agent.Fence.FenceSupervisor.Verb, ..])
+        {
+            // The agent's fence supervisor: nothing else is loaded (no command line parser, no web host).
+            return Agent.Fence.FenceSupervisor.Run(args);
+        }
+
         var root = new RootCommand("Steward: high availability for PostgreSQL. An agent per server (steward node), "
                                    + "with etcd deciding who leads, and an operator CLI.");
 

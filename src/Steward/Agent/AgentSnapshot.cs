@@ -11,14 +11,21 @@ internal sealed record AgentSnapshot
 {
     public required PgState Pg { get; init; }
     public ClusterView? Cluster { get; init; }
-    /// <summary>This agent holds the leader key on its own lease.</summary>
+    /// <summary>
+    /// This agent holds the leader key on its own lease. Read through <see cref="NodeAgent.Snapshot"/>, which also requires
+    /// the lease to be provably alive on the monotonic clock: a snapshot never vouches for an expired lease.
+    /// </summary>
     public bool HoldsLeader { get; init; }
+    /// <summary>The lease the leader key was held on when <see cref="HoldsLeader"/> was set (0: none).</summary>
+    public long LeaseId { get; init; }
     /// <summary>A demotion or switchover is in progress: health checks must not route writes here.</summary>
     public bool Demoting { get; init; }
     /// <summary>Member state: running, starting, stopped, creating replica, initializing new cluster, rewinding, promoting…</summary>
     public required string State { get; init; }
     public DateTimeOffset? DcsLastSeen { get; init; }
     public DateTimeOffset LastCycle { get; init; }
+    /// <summary>When the last cycle ended, on the monotonic clock (<see cref="TimeProvider.GetTimestamp"/>).</summary>
+    public long LastCycleTimestamp { get; init; }
     public string? LastDecision { get; init; }
 
     public bool IsPrimaryAcceptingWrites => Pg.Running && Pg.Accepting && Pg.InRecovery == false && !Demoting;

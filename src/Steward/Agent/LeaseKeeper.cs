@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging;
+using Steward.Agent.Fence;
 using Steward.Core.Cluster;
 
 namespace Steward.Agent;
@@ -17,6 +18,7 @@ internal sealed class LeaseKeeper
     private readonly Func<int> _ttl;
     private readonly Func<int> _loopWait;
     private readonly Func<CancellationToken, Task> _onDeadline;
+    private readonly IPrimaryFence? _fence;
     private readonly Lock _gate = new();
     private TaskCompletionSource _event = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private CancellationTokenSource? _stop;
@@ -25,8 +27,9 @@ internal sealed class LeaseKeeper
     private long? _deadlineTimestamp;
     private readonly string? _leaderName;
 
-    public LeaseKeeper(IClusterStore store, TimeProvider time, ILogger log, Func<int> ttl, Func<int> loopWait, Func<CancellationToken, Task> onDeadline)
+    public LeaseKeeper(IClusterStore store, TimeProvider time, ILogger log, Func<int> ttl, Func<int> loopWait, Func<CancellationToken, Task> onDeadline, IPrimaryFence? fence = null)
     {
+        _fence = fence;
         _store = store;
         _time = time;
         _log = log;
@@ -52,6 +55,21 @@ internal sealed class LeaseKeeper
                 var now = _time.GetTimestamp();
                 var remaining = TimeSpan.FromSeconds((ts - now) / (double)_time.TimestampFrequency);
                 return _time.GetUtcNow() + remaining;
+            }
+        }
+    }
+
+    /// <summary>True while the lease is provably alive on the etcd side (monotonic clock); false before the first renewal.</summary>
+    public bool IsValid => Remaining is { } left && left > TimeSpan.Zero;
+
+    /// <summary>Time left before the local deadline (negative once passed), on the monotonic clock; null before the first renewal.</summary>
+    public TimeSpan? Remaining
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _deadlineTimestamp is { } ts ? TimeSpan.FromSeconds((ts - _time.GetTimestamp()) / (double)_time.TimestampFrequency) : null;
             }
         }
     }
@@ -82,18 +100,18 @@ internal sealed class LeaseKeeper
         }
 
         var state = await _store.KeepAliveAsync(ttl, ct).ConfigureAwait(false);
+        if (state.IsNew && previous is not null)
+        {
+            // The old lease expired: if we were a primary, somebody else may already lead. Fence first, and only then
+            // let the new lease's deadline reach the fence (it must not extend the life of the old primary).
+            Log.LeaseLost(_log, previous.LeaseId, state.LeaseId);
+            await _onDeadline(ct).ConfigureAwait(false);
+        }
+
         Volatile.Write(ref _current, state);
         SetDeadline(state);
-
         if (state.IsNew)
         {
-            if (previous is not null)
-            {
-                // The old lease expired: if we were a primary, somebody else may already lead.
-                Log.LeaseLost(_log, previous.LeaseId, state.LeaseId);
-                await _onDeadline(ct).ConfigureAwait(false);
-            }
-
             Signal();
         }
     }
@@ -112,6 +130,7 @@ internal sealed class LeaseKeeper
             // Monotonic: a wall-clock step (NTP) must not stretch a primary's life past its lease.
             var life = TimeSpan.FromSeconds(state.TtlSeconds) - Margin(state.TtlSeconds);
             _deadlineTimestamp = state.RenewedAt + (long)(life.TotalSeconds * _time.TimestampFrequency);
+            _fence?.Extend(_deadlineTimestamp.Value);
         }
     }
 
@@ -147,9 +166,8 @@ internal sealed class LeaseKeeper
             try
             {
                 // Do not let a hanging renewal carry a primary past its deadline: act at the deadline itself.
-                if (Deadline is { } deadline)
+                if (Remaining is { } left)
                 {
-                    var left = deadline - _time.GetUtcNow();
                     var finished = left > TimeSpan.Zero
                         ? await Task.WhenAny(renew, Task.Delay(left, _time, ct)).ConfigureAwait(false)
                         : null;
@@ -178,10 +196,9 @@ internal sealed class LeaseKeeper
             }
 
             var period = TimeSpan.FromSeconds(Math.Clamp(Math.Min(_loopWait(), _ttl() / 3.0), 0.5, 10));
-            if (Deadline is { } next)
+            if (Remaining is { } untilDeadline)
             {
                 // Never sleep past the deadline: the next turn must be there to act on it.
-                var untilDeadline = next - _time.GetUtcNow();
                 period = untilDeadline < period ? (untilDeadline > TimeSpan.Zero ? untilDeadline : TimeSpan.FromMilliseconds(50)) : period;
             }
 

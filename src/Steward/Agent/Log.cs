@@ -55,4 +55,19 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 1016, Level = LogLevel.Information, Message = "ttl changed from {Old} s to {New} s: moved to a new session lease")]
     public static partial void LeaseRegranted(ILogger logger, int old, int @new);
+
+    [LoggerMessage(EventId = 1020, Level = LogLevel.Information, Message = "fence armed: postmaster {Target} is killed if the leader lease deadline passes without renewal")]
+    public static partial void FenceArmed(ILogger logger, string target);
+
+    [LoggerMessage(EventId = 1021, Level = LogLevel.Information, Message = "fence disarmed: PostgreSQL is not a primary and the leader key is not held")]
+    public static partial void FenceDisarmed(ILogger logger);
+
+    [LoggerMessage(EventId = 1022, Level = LogLevel.Critical, Message = "fence: {Reason}: {What}, so it takes no writes the cluster may lose")]
+    public static partial void FenceFired(ILogger logger, string reason, string what);
+
+    [LoggerMessage(EventId = 1023, Level = LogLevel.Information, Message = "fence supervisor started (pid {Pid}): it kills the postmaster at the lease deadline even if this agent dies or freezes")]
+    public static partial void FenceSupervisorStarted(ILogger logger, int pid);
+
+    [LoggerMessage(EventId = 1024, Level = LogLevel.Error, Message = "fence supervisor lost ({Reason}); restarting it (the in-process fence still holds while the agent runs)")]
+    public static partial void FenceSupervisorLost(ILogger logger, string reason);
 }

@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Console;
+using Steward.Agent.Fence;
 using Steward.Core.Cluster;
 using Steward.Core.Configuration;
 using Steward.Core.Postgres;
@@ -87,7 +88,11 @@ internal static class NodeHost
         }
 
         using var http = new HttpClient();
-        await using var agent = new NodeAgent(config, store, pg, new PeerClient(http), time, loggers);
+        // The fence's supervisor runs from here on: it outlives this process if it is killed, and kills a primary whose
+        // lease lapsed. Disposed last (after the graceful shutdown stopped PostgreSQL), which lets it exit.
+        using var fence = new SupervisedFence(config.Postgresql.DataDir, time, loggers.CreateLogger("steward.fence"));
+        fence.Start();
+        await using var agent = new NodeAgent(config, store, pg, new PeerClient(http), fence, time, loggers);
         await using var web = BuildWebApp(config, agent, loggers);
         try
         {

@@ -5,8 +5,15 @@ using Steward.Core.Ha;
 
 namespace Steward.Agent;
 
+/// <summary>How the agent learns the other members' state before an election or a switchover.</summary>
+internal interface IPeerClient
+{
+    /// <summary>Every other member's status; an unreachable or misbehaving member is reported as unreachable, never thrown.</summary>
+    Task<IReadOnlyDictionary<string, PeerStatus>> FetchAsync(ClusterView cluster, string me, TimeSpan timeout, CancellationToken ct);
+}
+
 /// <summary>Asks the other members' REST APIs (<c>GET /patroni</c>) for their state before a failover.</summary>
-internal sealed class PeerClient(HttpClient http)
+internal sealed class PeerClient(HttpClient http) : IPeerClient
 {
     public async Task<IReadOnlyDictionary<string, PeerStatus>> FetchAsync(ClusterView cluster, string me, TimeSpan timeout, CancellationToken ct)
     {

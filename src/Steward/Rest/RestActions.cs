@@ -186,8 +186,8 @@ internal static class RestActions
         }
 
         var oldLeader = view.Leader?.Name;
-        var deadline = DateTimeOffset.UtcNow + ActionTimeout;
-        while (DateTimeOffset.UtcNow < deadline)
+        var started = TimeProvider.System.GetTimestamp();
+        while (TimeProvider.System.GetElapsedTime(started) < ActionTimeout)
         {
             await Task.Delay(100, ct).ConfigureAwait(false);
             var now = await agent.Store.LoadAsync(ct).ConfigureAwait(false);

@@ -84,7 +84,7 @@ internal static class RestApi
     {
         var ttl = TimeSpan.FromSeconds(agent.Settings.Ttl);
         var limit = s.HoldsLeader ? ttl : ttl * 2;
-        return DateTimeOffset.UtcNow - s.LastCycle <= limit;
+        return agent.SinceLastCycle <= limit;
     }
 
     /// <summary>Patroni's query parameters for replica checks: <c>lag=&lt;max lag&gt;</c> and <c>&lt;tag&gt;=&lt;value&gt;</c>.</summary>

@@ -1,0 +1,426 @@
+using Microsoft.Extensions.Logging;
+using Steward.Agent.Fence;
+using Steward.Core.Cluster;
+using Steward.Core.Configuration;
+using Steward.Core.Ha;
+using Steward.Core.Postgres;
+
+namespace Steward.Agent;
+
+/// <summary>
+/// Carries out what <see cref="HaDecision"/> planned, on the local PostgreSQL and on etcd, one step at a time; a step that
+/// does not complete ends the plan and the next cycle decides again. It arms the <see cref="IPrimaryFence"/> before any
+/// step that can make or keep this node a writable primary. It decides nothing itself: the choices are the decider's.
+/// </summary>
+internal sealed class Converger
+{
+    private readonly StewardConfig _config;
+    private readonly IClusterStore _store;
+    private readonly IPostgresControl _pg;
+    private readonly IPrimaryFence _fence;
+    private readonly AgentStatus _status;
+    private readonly TimeProvider _time;
+    private readonly ILogger _log;
+    private readonly Func<long> _leaseId;
+    private long _lastStatusOptime = -1;
+    private string? _appliedParameters;
+    private volatile bool _reloadRequested;
+
+    public Converger(StewardConfig config, IClusterStore store, IPostgresControl pg, IPrimaryFence fence, AgentStatus status, TimeProvider time, ILogger log, Func<long> leaseId)
+    {
+        _config = config;
+        _store = store;
+        _pg = pg;
+        _fence = fence;
+        _status = status;
+        _time = time;
+        _log = log;
+        _leaseId = leaseId;
+    }
+
+    /// <summary>Where the running replica was last pointed (host:port), null when unknown or not a replica.</summary>
+    public string? CurrentUpstream { get; private set; }
+
+    /// <summary>The upstream the replica was last started or pointed at (kept for a restart in the same role).</summary>
+    public Upstream? CurrentUpstreamTarget { get; private set; }
+
+    /// <summary>Set when a step decided the agent cannot go on (e.g. system id mismatch).</summary>
+    public string? FatalReason { get; private set; }
+
+    /// <summary>Re-reads the dynamic configuration into postgresql.conf and reloads PostgreSQL, at the next cycle.</summary>
+    public void RequestReload() => _reloadRequested = true;
+
+    /// <summary>Runs the plan's steps in order; returns the step that did not complete (null when all did).</summary>
+    public async Task<HaStep?> ExecuteAsync(HaPlan plan, HaInput input, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(plan);
+        ArgumentNullException.ThrowIfNull(input);
+        if (plan.Steps.Any(MayMakePrimary))
+        {
+            // Armed before the key is taken or PostgreSQL promoted: from the first instant this node may take writes, a
+            // lapse of the lease kills it, whether or not this agent is still alive to notice.
+            _fence.Arm(input.Pg.PostmasterPid);
+        }
+
+        foreach (var step in plan.Steps)
+        {
+            var done = await ExecuteStepAsync(step, input, ct).ConfigureAwait(false);
+            if (!done)
+            {
+                return step is FetchPeers or ClaimInitialize ? null : step;
+            }
+        }
+
+        return null;
+    }
+
+    private static bool MayMakePrimary(HaStep step) => step is AcquireLeader or Promote or BootstrapCluster or CompleteBootstrap
+        or StartPostgres { Role: StartRole.Primary };
+
+    private async Task<bool> ExecuteStepAsync(HaStep step, HaInput input, CancellationToken ct)
+    {
+        var settings = input.Settings;
+        switch (step)
+        {
+            case BootstrapCluster:
+                return await BootstrapAsync(ct).ConfigureAwait(false);
+
+            case CompleteBootstrap complete:
+                if (input.Cluster?.Leader is null && !await _store.TryAcquireLeaderAsync(_config.Name, ct).ConfigureAwait(false))
+                {
+                    Log.StepFailed(_log, "complete bootstrap", "could not take the leader key");
+                    return false;
+                }
+
+                await _store.SetInitializeAsync(complete.SystemId, ct).ConfigureAwait(false);
+                await _store.SetConfigAsync(_config.Bootstrap.Dcs, 0, ct).ConfigureAwait(false);
+                return true;
+
+            case ClaimInitialize claim:
+                if (!await _store.TryCreateInitializeAsync(claim.SystemId, ct).ConfigureAwait(false))
+                {
+                    Log.StepFailed(_log, "claim initialize", "another member initialized the cluster first");
+                }
+
+                return false; // decide again from the new state
+
+            case CloneFrom clone:
+                _status.SetState("creating replica");
+                await _pg.CloneAsync(clone.Address, ct).ConfigureAwait(false);
+                return true;
+
+            case AcquireLeader:
+                if (await _store.TryAcquireLeaderAsync(_config.Name, ct).ConfigureAwait(false))
+                {
+                    return true;
+                }
+
+                Log.StepFailed(_log, "acquire leader lock", "another member holds it");
+                return false;
+
+            case ReleaseLeader:
+                await _store.ReleaseLeaderAsync(_config.Name, ct).ConfigureAwait(false);
+                _status.SetHolds(0);
+                return true;
+
+            case StartPostgres start:
+                _status.SetState("starting");
+                await _pg.StartAsync(start.Role, start.Upstream, settings, ct).ConfigureAwait(false);
+                CurrentUpstream = start.Upstream?.Address.ToString();
+                CurrentUpstreamTarget = start.Upstream;
+                if (start.Role == StartRole.Primary)
+                {
+                    await ArmWithRunningPostmasterAsync(ct).ConfigureAwait(false);
+                }
+
+                return true;
+
+            case StopPostgres stop:
+                _status.SetDemoting();
+                _status.SetState("stopping");
+                await _pg.StopAsync(stop.Mode, ct).ConfigureAwait(false);
+                CurrentUpstream = null;
+                return true;
+
+            case Follow follow:
+                await _pg.FollowAsync(follow.Upstream, ct).ConfigureAwait(false);
+                CurrentUpstream = follow.Upstream?.Address.ToString();
+                CurrentUpstreamTarget = follow.Upstream;
+                return true;
+
+            case RewindOrReclone rewind:
+                return await RewindOrRecloneAsync(rewind, ct).ConfigureAwait(false);
+
+            case Promote promote:
+                return await PromoteAsync(promote, input, ct).ConfigureAwait(false);
+
+            case LeaderHousekeeping:
+                await HousekeepingAsync(input, input.Pg, ct).ConfigureAwait(false); // no step before it in a plan changes PostgreSQL
+                return true;
+
+            case Checkpoint:
+                _status.SetDemoting();
+                await _pg.CheckpointAsync(ct).ConfigureAwait(false);
+                return true;
+
+            case DeleteFailoverKey:
+                await _store.DeleteFailoverAsync(input.Cluster?.Failover?.ModRevision ?? 0, ct).ConfigureAwait(false);
+                return true;
+
+            case FetchPeers:
+                return false; // the peers were fetched and the decision made again; nothing more to do this cycle
+
+            case Fatal fatal:
+                Log.Fatal(_log, fatal.Reason);
+                FatalReason = fatal.Reason;
+                return false;
+
+            default:
+                throw new InvalidOperationException($"unknown step {step}");
+        }
+    }
+
+    /// <summary>Re-arms the fence with the PID of the postmaster that now runs (it changed with a start).</summary>
+    private async Task ArmWithRunningPostmasterAsync(CancellationToken ct)
+    {
+        var pg = await _pg.InspectAsync(ct).ConfigureAwait(false);
+        _fence.Arm(pg.PostmasterPid);
+    }
+
+    private async Task<bool> BootstrapAsync(CancellationToken ct)
+    {
+        if (!await _store.TryCreateInitializeAsync("", ct).ConfigureAwait(false))
+        {
+            Log.StepFailed(_log, "bootstrap", "another member won the initialize race; waiting for it");
+            return false;
+        }
+
+        _status.SetState("initializing new cluster");
+        try
+        {
+            await _pg.BootstrapAsync(_config.Bootstrap.Initdb, _config.Bootstrap.Dcs, ct).ConfigureAwait(false);
+            var pg = await _pg.InspectAsync(ct).ConfigureAwait(false);
+            _fence.Arm(pg.PostmasterPid);
+            if (!await _store.TryAcquireLeaderAsync(_config.Name, ct).ConfigureAwait(false))
+            {
+                throw new InvalidOperationException("the leader key was taken while this member bootstrapped");
+            }
+
+            await _store.SetInitializeAsync(pg.SystemId ?? throw new PostgresException("no system identifier after initdb"), ct).ConfigureAwait(false);
+            await _store.SetConfigAsync(_config.Bootstrap.Dcs, 0, ct).ConfigureAwait(false);
+            await _store.PutMemberAsync(_config.Name, MemberDataFor(pg, "running"), ct).ConfigureAwait(false);
+            return true;
+        }
+        catch (Exception e) when (e is PostgresException or InvalidOperationException or IOException or StoreUnavailableException)
+        {
+            Log.StepFailed(_log, "bootstrap", e.Message);
+            await _pg.StopAsync(StopMode.Fast, ct).ConfigureAwait(false);
+            await BestEffortAsync(() => _store.ReleaseLeaderAsync(_config.Name, ct)).ConfigureAwait(false);
+
+            // The data directory was empty before this initdb: what is there now holds no data of anyone's. Remove it,
+            // as Patroni does, so the next attempt (ours or another member's) starts clean instead of claiming it.
+            if (Directory.Exists(_config.Postgresql.DataDir))
+            {
+                Directory.Delete(_config.Postgresql.DataDir, recursive: true);
+            }
+
+            await BestEffortAsync(() => _store.DeleteInitializeAsync(ct)).ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>A clean-up write to etcd; if etcd does not answer, the key's lease (or the next cycle) tidies up.</summary>
+    private async Task BestEffortAsync(Func<Task> write)
+    {
+        try
+        {
+            await write().ConfigureAwait(false);
+        }
+        catch (StoreUnavailableException e)
+        {
+            Log.StoreUnavailable(_log, e.Message);
+        }
+    }
+
+    private async Task<bool> RewindOrRecloneAsync(RewindOrReclone step, CancellationToken ct)
+    {
+        await _pg.StopAsync(StopMode.Fast, ct).ConfigureAwait(false);
+        if (step.UseRewind)
+        {
+            _status.SetState("rewinding");
+            if (await _pg.RewindAsync(step.Address, ct).ConfigureAwait(false))
+            {
+                return true;
+            }
+        }
+
+        _status.SetState("creating replica");
+        var aside = await _pg.MoveDataDirAsideAsync(ct).ConfigureAwait(false);
+        Log.RewindFailed(_log, aside);
+        await _pg.CloneAsync(step.Address, ct).ConfigureAwait(false);
+        return true;
+    }
+
+    private async Task<bool> PromoteAsync(Promote step, HaInput input, CancellationToken ct)
+    {
+        _status.SetHolds(_leaseId());
+        _status.SetState("promoting");
+        var history = input.Cluster?.History ?? [];
+        await _pg.WriteMissingHistoryFilesAsync(history, ct).ConfigureAwait(false);
+        await _pg.PromoteAsync(checkpoint: false, ct).ConfigureAwait(false);
+
+        // Tell health checks and the router at once; the bookkeeping below can follow.
+        var pg = await _pg.InspectAsync(ct).ConfigureAwait(false);
+        _fence.Arm(pg.PostmasterPid);
+        _status.Publish(pg, input.Cluster, _leaseId(), _status.Snapshot.DcsLastSeen, "running", "promoted self to leader");
+
+        // pg_rewind of a former primary reads this node's timeline from pg_control: checkpoint before anyone rewinds.
+        await _pg.CheckpointAsync(ct).ConfigureAwait(false);
+        if (pg.Timeline is { } timeline && await _pg.ReadLastTimelineSwitchAsync(timeline, ct).ConfigureAwait(false) is { } sw
+            && history.All(h => h.Timeline != sw.ParentTimeline))
+        {
+            var entry = new HistoryEntry(sw.ParentTimeline, sw.SwitchLsn, step.Reason, _time.GetUtcNow(), _config.Name);
+            await _store.SetHistoryAsync([.. history, entry], ct).ConfigureAwait(false);
+            Log.HistoryRecorded(_log, sw.ParentTimeline, Lsn.Format(sw.SwitchLsn), _config.Name);
+        }
+
+        if (input.Cluster?.Failover is { } request)
+        {
+            await _store.DeleteFailoverAsync(request.ModRevision, ct).ConfigureAwait(false);
+        }
+
+        _status.SetState("running");
+        await HousekeepingAsync(input, pg, ct).ConfigureAwait(false);
+        return true;
+    }
+
+    private async Task HousekeepingAsync(HaInput input, PgState pg, CancellationToken ct)
+    {
+        if (pg.InRecovery != false)
+        {
+            return;
+        }
+
+        if (input.Settings.Postgresql.UseSlots && input.Cluster is { } cluster)
+        {
+            var slots = cluster.Members.Where(m => m.Name != _config.Name).Select(m => SlotNames.For(m.Name)).ToList();
+            await _pg.SyncReplicationSlotsAsync(slots, ct).ConfigureAwait(false);
+        }
+
+        if (pg.WriteLsn is { } lsn && lsn != _lastStatusOptime)
+        {
+            await _store.SetStatusAsync(new ClusterStatus { Optime = lsn, Timeline = pg.Timeline }, ct).ConfigureAwait(false);
+            _lastStatusOptime = lsn;
+        }
+
+        // The switch to my timeline must be in `history` (rule 4); if recording it after the promotion failed, retry here.
+        var history = input.Cluster?.History ?? [];
+        if (pg.Timeline is { } timeline && timeline > 1 && history.All(h => h.Timeline != timeline - 1)
+            && await _pg.ReadLastTimelineSwitchAsync(timeline, ct).ConfigureAwait(false) is { } sw && history.All(h => h.Timeline != sw.ParentTimeline))
+        {
+            await _store.SetHistoryAsync([.. history, new HistoryEntry(sw.ParentTimeline, sw.SwitchLsn, "promoted", _time.GetUtcNow(), _config.Name)], ct).ConfigureAwait(false);
+            Log.HistoryRecorded(_log, sw.ParentTimeline, Lsn.Format(sw.SwitchLsn), _config.Name);
+        }
+    }
+
+    /// <summary>
+    /// Dynamic parameters (the <c>config</c> key) reach postgresql.conf within a cycle of a change, and are reloaded;
+    /// ones that need a restart show as pending restart.
+    /// </summary>
+    public async Task ApplyDynamicConfigAsync(PgState pg, DynamicConfig settings, CancellationToken ct)
+    {
+        var wanted = System.Text.Json.JsonSerializer.Serialize(settings.Postgresql.Parameters.OrderBy(p => p.Key, StringComparer.Ordinal));
+        if (_reloadRequested || (pg.Running && pg.Accepting && wanted != _appliedParameters))
+        {
+            _reloadRequested = false;
+            await _pg.ReloadAsync(settings, ct).ConfigureAwait(false);
+            _appliedParameters = wanted;
+            Log.ConfigApplied(_log);
+        }
+    }
+
+    /// <summary>Restarts PostgreSQL in the role it has now (REST <c>POST /restart</c>, a scheduled restart).</summary>
+    public async Task<bool> RestartAsync(DynamicConfig settings, bool holdsLeader, CancellationToken ct)
+    {
+        var pg = await _pg.InspectAsync(ct).ConfigureAwait(false);
+        var role = pg.Running && pg.InRecovery == false ? StartRole.Primary : StartRole.Replica;
+        if (role == StartRole.Primary && !holdsLeader)
+        {
+            Log.StepFailed(_log, "restart", "this member runs as a primary without the leader key; the HA cycle decides what it becomes");
+            return false;
+        }
+
+        try
+        {
+            _status.SetState("restarting");
+            await _pg.StopAsync(StopMode.Fast, ct).ConfigureAwait(false);
+            if (role == StartRole.Primary)
+            {
+                _fence.Arm(null);
+            }
+
+            await _pg.StartAsync(role, role == StartRole.Replica ? CurrentUpstreamTarget : null, settings, ct).ConfigureAwait(false);
+            if (role == StartRole.Primary)
+            {
+                await ArmWithRunningPostmasterAsync(ct).ConfigureAwait(false);
+            }
+
+            Log.Restarted(_log, role == StartRole.Primary ? "primary" : "replica");
+            return true;
+        }
+        catch (PostgresException e)
+        {
+            Log.StepFailed(_log, "restart", e.Message);
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// Re-clones this replica from the leader (REST <c>POST /reinitialize</c>): stop, move the data directory aside
+    /// (never deleted), pg_basebackup, start as a replica.
+    /// </summary>
+    public async Task<bool> ReinitializeAsync(DynamicConfig settings, CancellationToken ct)
+    {
+        try
+        {
+            var cluster = await _store.LoadAsync(ct).ConfigureAwait(false);
+            if (cluster.LeaderMember is not { } leader || leader.Name == _config.Name
+                || leader.Data.ConnUrl is not { } url || ConnUrl.Parse(url) is not { } address)
+            {
+                return false;
+            }
+
+            _status.SetState("creating replica");
+            await _pg.StopAsync(StopMode.Fast, ct).ConfigureAwait(false);
+            var aside = await _pg.MoveDataDirAsideAsync(ct).ConfigureAwait(false);
+            Log.Reinitializing(_log, leader.Name, aside);
+            await _pg.CloneAsync(address, ct).ConfigureAwait(false);
+            var upstream = new Upstream(address, settings.Postgresql.UseSlots ? SlotNames.For(_config.Name) : null);
+            await _pg.StartAsync(StartRole.Replica, upstream, settings, ct).ConfigureAwait(false);
+            CurrentUpstream = address.ToString();
+            CurrentUpstreamTarget = upstream;
+            return true;
+        }
+        catch (Exception e) when (e is PostgresException or StoreUnavailableException or IOException)
+        {
+            Log.StepFailed(_log, "reinitialize", e.Message);
+            return false;
+        }
+    }
+
+    public MemberData MemberDataFor(PgState pg, string state) => new()
+    {
+        ConnUrl = ConnUrl.ForPostgres(_config.Postgresql.ConnectAddress),
+        ApiUrl = ConnUrl.ForApi(_config.RestApi.ConnectAddress),
+        State = state,
+        Role = pg.DataDir != DataDirStatus.Initialized ? "uninitialized" : pg.Running && pg.InRecovery == false ? "primary" : "replica",
+        Version = VersionInfo.Version,
+        Timeline = pg.Timeline ?? pg.ControlTimeline,
+        XlogLocation = pg.Lsn,
+        ReceiveLsn = pg.ReceiveLsn,
+        ReplayLsn = pg.ReplayLsn,
+        ReplicationState = pg.Streaming ? "streaming" : null,
+        PendingRestart = pg.PendingRestart ? true : null,
+        Tags = _config.Tags.All.Count == 0 ? null : _config.Tags.All,
+    };
+}
