@@ -79,7 +79,7 @@ internal static class FenceSupervisor
         var what = killed ? $"killed postmaster {_target!.Value.Pid} and its processes" : "no armed postmaster alive";
 
         // Only after the known PID is dead: postmaster.pid may name a newer postmaster (restarted meanwhile).
-        if (Postmaster.PidFromFile(dataDir) is { } pid && Postmaster.Identify(pid) is { } current && Postmaster.Kill(current))
+        if (Postmaster.PidFromFile(dataDir) is { } pid && pid != _target?.Pid && Postmaster.Identify(pid) is { } current && Postmaster.Kill(current))
         {
             what += $"; killed postmaster {pid} named in postmaster.pid";
         }

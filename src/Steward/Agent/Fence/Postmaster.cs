@@ -12,6 +12,7 @@ namespace Steward.Agent.Fence;
 internal static partial class Postmaster
 {
     private const int SigKill = 9;
+    private const int SigStop = 19;
 
     /// <summary>Identifies one process across PID reuse: its PID and its start time (clock ticks since boot).</summary>
     public readonly record struct Identity(int Pid, long StartTicks)
@@ -31,8 +32,9 @@ internal static partial class Postmaster
     }
 
     /// <summary>
-    /// SIGKILL to the postmaster's process group (the postmaster leads its own session, started by pg_ctl with setsid, so
-    /// the group holds every backend and auxiliary process), to each of its children, and to the postmaster itself.
+    /// Stops the postmaster (SIGSTOP: it forks no new backend from here on), SIGKILLs each of its children — every backend
+    /// and auxiliary process; PostgreSQL puts each child in a session of its own, so no process-group signal reaches
+    /// them, and a backend outliving its postmaster could still commit — then SIGKILLs the postmaster.
     /// Returns false when the process was already gone (or is no longer the one identified). Never throws.
     /// </summary>
     public static bool Kill(Identity target)
@@ -44,19 +46,28 @@ internal static partial class Postmaster
                 return false;
             }
 
-            // Children first, while /proc still lists them under the postmaster (after its death they are re-parented).
+            // Children first, while /proc still lists them under the postmaster (after its death they are re-parented), and
+            // with the postmaster stopped so the list cannot grow meanwhile.
+            _ = KillSyscall(target.Pid, SigStop);
             var children = Children(target.Pid);
-            if (stat.ProcessGroup == target.Pid)
-            {
-                _ = KillSyscall(-target.Pid, SigKill);
-            }
-
             foreach (var child in children)
             {
                 _ = KillSyscall(child, SigKill);
             }
 
+            if (stat.ProcessGroup == target.Pid)
+            {
+                _ = KillSyscall(-target.Pid, SigKill);
+            }
+
             _ = KillSyscall(target.Pid, SigKill);
+
+            // A child forked just before the stop may not have been listed yet: look once more.
+            foreach (var late in Children(target.Pid))
+            {
+                _ = KillSyscall(late, SigKill);
+            }
+
             return true;
         }
 #pragma warning disable CA1031 // the fence must never throw: whatever /proc says, the kill has been attempted
