@@ -89,28 +89,7 @@ internal sealed partial class EtcdServer : IAsyncDisposable
 
         // SIGSTOP takes effect as each of etcd's threads is next scheduled: wait until the kernel reports every one
         // stopped, so a request sent after Pause() cannot still be served (seen once on a busy machine).
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(5);
-        while (DateTime.UtcNow < deadline && !AllThreadsStopped())
-        {
-            Thread.Sleep(5);
-        }
-    }
-
-    private bool AllThreadsStopped()
-    {
-        try
-        {
-            return Directory.GetDirectories($"/proc/{Pid}/task").All(t =>
-            {
-                var stat = File.ReadAllText(Path.Combine(t, "stat"));
-                var state = stat[(stat.LastIndexOf(')') + 2)..].TrimStart();
-                return state.StartsWith('T') || state.StartsWith('t');
-            });
-        }
-        catch (IOException)
-        {
-            return true;
-        }
+        Signals.WaitUntilStopped(Pid, TimeSpan.FromSeconds(5));
     }
 
     /// <summary>Thaws etcd (SIGCONT).</summary>

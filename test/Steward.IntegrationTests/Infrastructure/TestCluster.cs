@@ -113,7 +113,7 @@ internal sealed class TestCluster : IAsyncDisposable
               listen: 127.0.0.1:{{pgPort}}
               connect_address: 127.0.0.1:{{pgPort}}
               data_dir: {{nodeDir}}/data
-              bin_dir: /usr/lib/postgresql/15/bin
+              bin_dir: {{options.BinDir}}
               pgpass: {{nodeDir}}/pgpass
               authentication:
                 superuser: {username: {{Superuser}}, password: {{SuperPassword}}}
@@ -213,6 +213,9 @@ internal sealed record ClusterOptions
     public int RetryTimeout { get; init; } = 2;
     public bool StartAll { get; init; } = true;
     public IReadOnlyList<string> NoFailover { get; init; } = [];
+
+    /// <summary>postgresql.bin_dir of every node: a directory of wrappers injects faults into PostgreSQL's programs.</summary>
+    public string BinDir { get; init; } = "/usr/lib/postgresql/15/bin";
 }
 
 /// <summary>One member: its agent process (started by us, stopped by PID) and its PostgreSQL.</summary>
@@ -266,6 +269,7 @@ internal sealed class TestNode
         if (!_agent.HasExited)
         {
             Signals.Send(_agent.Id, Signals.SIGTERM);
+            Signals.Send(_agent.Id, Signals.SIGCONT); // a frozen agent (PauseAgent) would never see the SIGTERM
             using var cts = new CancellationTokenSource(grace ?? TimeSpan.FromSeconds(60));
             try
             {
@@ -292,6 +296,26 @@ internal sealed class TestNode
         }
     }
 
+    /// <summary>
+    /// Freezes the agent process alone (SIGSTOP to its PID, not its group): whatever it started keeps running. Returns
+    /// once every thread is stopped. <see cref="ResumeAgent"/> thaws it; <see cref="StopAsync"/> copes with a frozen agent.
+    /// </summary>
+    public void PauseAgent()
+    {
+        var pid = AgentPid ?? throw new InvalidOperationException($"{Name}'s agent is not running");
+        Signals.Send(pid, Signals.SIGSTOP);
+        Signals.WaitUntilStopped(pid, TimeSpan.FromSeconds(5));
+    }
+
+    /// <summary>Thaws an agent frozen by <see cref="PauseAgent"/> (SIGCONT).</summary>
+    public void ResumeAgent()
+    {
+        if (AgentPid is { } pid)
+        {
+            Signals.Send(pid, Signals.SIGCONT);
+        }
+    }
+
     /// <summary>The postmaster's PID from postmaster.pid, if it is alive.</summary>
     public int? PostmasterPid()
     {
@@ -299,7 +323,7 @@ internal sealed class TestNode
         try
         {
             var first = File.ReadLines(pidFile).FirstOrDefault();
-            return int.TryParse(first, NumberStyles.Integer, CultureInfo.InvariantCulture, out var pid) && Directory.Exists($"/proc/{pid}") ? pid : null;
+            return int.TryParse(first, NumberStyles.Integer, CultureInfo.InvariantCulture, out var pid) && Signals.IsAlive(pid) ? pid : null;
         }
         catch (IOException)
         {
@@ -313,19 +337,28 @@ internal sealed class TestNode
         if (PostmasterPid() is { } pid)
         {
             Signals.Send(pid, Signals.SIGKILL);
-            await Poll.UntilAsync(() => Task.FromResult(!Directory.Exists($"/proc/{pid}")), TimeSpan.FromSeconds(10), $"postmaster {pid} gone").ConfigureAwait(false);
+            await Poll.UntilAsync(() => Task.FromResult(!Signals.IsAlive(pid)), TimeSpan.FromSeconds(10), $"postmaster {pid} gone").ConfigureAwait(false);
         }
     }
 
-    /// <summary>After the test: a postmaster our agent left behind (e.g. after kill -9 of the agent) gets SIGQUIT (immediate shutdown) by PID.</summary>
+    /// <summary>
+    /// After the test: a postmaster our agent left behind (e.g. after kill -9 of the agent) gets SIGQUIT (immediate
+    /// shutdown) by PID, and SIGCONT in case a test froze it; SIGKILL if it is still there after 10 s.
+    /// </summary>
     public void StopLeftoverPostmaster()
     {
         if (PostmasterPid() is { } pid)
         {
             Signals.Send(pid, Signals.SIGQUIT);
-            for (var i = 0; i < 100 && Directory.Exists($"/proc/{pid}"); i++)
+            Signals.Send(pid, Signals.SIGCONT);
+            for (var i = 0; i < 100 && Signals.IsAlive(pid); i++)
             {
                 Thread.Sleep(100);
+            }
+
+            if (Signals.IsAlive(pid))
+            {
+                Signals.Send(pid, Signals.SIGKILL);
             }
         }
     }
