@@ -34,6 +34,8 @@ internal sealed class ConfigDiagnostics(string sourceName)
         });
     }
 
+    public void Warning(string message) => warnings.Add($"{sourceName}: {message}");
+
     /// <summary>A Patroni key Steward recognizes but does not act on.</summary>
     public void Unsupported(YamlNode key, string path) =>
         warnings.Add($"{sourceName}:{key.Start.Line}: {path} is a Patroni setting Steward does not support; ignored");

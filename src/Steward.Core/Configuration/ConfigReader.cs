@@ -42,7 +42,8 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
         var postgresql = ReadPostgresql(root, name);
         var tags = ReadTags(root.Section("tags"));
         var log = ReadLog(root.Section("log"));
-        root.Unsupported("watchdog", "ctl", "citus");
+        ReadWatchdog(root.Section("watchdog"));
+        root.Unsupported("ctl", "citus");
         root.Finish();
 
         return new StewardConfig
@@ -59,6 +60,43 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
             SourcePath = sourceName,
             Warnings = diagnostics.Warnings.ToList(),
         };
+    }
+
+    /// <summary>
+    /// Patroni's <c>watchdog</c>: Steward drives no hardware watchdog (its fence process covers a dead or frozen agent,
+    /// docs/agent.md). <c>off</c> is accepted; <c>automatic</c> means "use one if available", and none is: a warning, as
+    /// Patroni gives when it finds no device; <c>required</c> cannot be honoured and is refused.
+    /// </summary>
+    private void ReadWatchdog(YamlSection? watchdog)
+    {
+        if (watchdog is null)
+        {
+            return;
+        }
+
+        var mode = watchdog.String("mode");
+        _ = watchdog.String("device");
+        _ = watchdog.String("safety_margin");
+        _ = watchdog.String("driver");
+        watchdog.Finish();
+        switch (mode?.Text.ToLowerInvariant())
+        {
+            case null or "off" or "false" or "no":
+                break;
+            case "automatic" or "auto":
+                diagnostics.Warning($"{watchdog.Child("mode")}: automatic: Steward drives no hardware watchdog; continuing without one "
+                                    + "(as Patroni does when no watchdog device is available). The fence process still kills a primary "
+                                    + "whose agent dies or freezes (docs/agent.md)");
+                break;
+            case "required" or "require":
+                diagnostics.Error(mode.Value.Origin, watchdog.Child("mode"),
+                    "required: Steward drives no hardware watchdog, so it cannot promise one; set mode: off (the fence process still "
+                    + "kills a primary whose agent dies or freezes, docs/agent.md)");
+                break;
+            default:
+                diagnostics.Error(mode.Value.Origin, watchdog.Child("mode"), $"'{mode.Value.Text}' is not one of off, automatic, required");
+                break;
+        }
     }
 
     /// <summary>

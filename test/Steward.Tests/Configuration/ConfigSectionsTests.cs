@@ -229,10 +229,25 @@ public sealed class ConfigSectionsTests
                 Warning("use_slots: true", "postgresql.use_slots"),
                 Warning("pgbackrest:\n", "postgresql.pgbackrest"),
                 Warning("  dir: /var/log", "log.dir"),
-                Warning("watchdog:", "watchdog"),
                 Warning("ctl:", "ctl"),
             }.Order(StringComparer.Ordinal),
-            config.Warnings.Order(StringComparer.Ordinal));
+            config.Warnings.Where(w => !w.Contains("watchdog", StringComparison.Ordinal)).Order(StringComparer.Ordinal));
+        Assert.Contains(config.Warnings, w => w.Contains("watchdog.mode: automatic: Steward drives no hardware watchdog", StringComparison.Ordinal));
+    }
+
+    [Theory]
+    [InlineData("off")]
+    [InlineData("false")]
+    public void Watchdog_off_is_accepted_silently(string mode) =>
+        Assert.DoesNotContain(Parse(With($"watchdog:\n  mode: {mode}\n  device: /dev/watchdog\n  safety_margin: 5")).Warnings, w => w.Contains("watchdog", StringComparison.Ordinal));
+
+    [Theory]
+    [InlineData("required", "Steward drives no hardware watchdog")]
+    [InlineData("sometimes", "is not one of off, automatic, required")]
+    public void Watchdog_required_or_unknown_mode_is_refused(string mode, string message)
+    {
+        var e = Assert.Throws<ConfigException>(() => Parse(With($"watchdog:\n  mode: {mode}")));
+        Assert.Contains(e.Errors, x => x.Contains("watchdog.mode", StringComparison.Ordinal) && x.Contains(message, StringComparison.Ordinal));
     }
 
     [Fact]

@@ -75,7 +75,7 @@ internal static class FenceSupervisor
 
     private static void Fire(string dataDir, string why)
     {
-        var killed = _target is { } target && Postmaster.Kill(target);
+        var killed = _target is { } target && Postmaster.Kill(target, Postmaster.WalDrain);
         var what = killed ? $"killed postmaster {_target!.Value.Pid} and its processes" : "no armed postmaster alive";
 
         // Only after the known PID is dead: postmaster.pid may name a newer postmaster (restarted meanwhile).

@@ -11,6 +11,13 @@ namespace Steward.Agent.Fence;
 /// </summary>
 internal static partial class Postmaster
 {
+    /// <summary>
+    /// How long the walsenders outlive the rest of the server when the fence fires (see <see cref="Kill"/>). Taken from the
+    /// lease margin (at least 1 s, see <see cref="LeaseKeeper.Margin"/>), which is what separates the fence's deadline
+    /// from the earliest moment etcd lets another member take the leader key.
+    /// </summary>
+    public static readonly TimeSpan WalDrain = TimeSpan.FromMilliseconds(250);
+
     private const int SigKill = 9;
     private const int SigStop = 19;
 
@@ -32,12 +39,17 @@ internal static partial class Postmaster
     }
 
     /// <summary>
-    /// Stops the postmaster (SIGSTOP: it forks no new backend from here on), SIGKILLs each of its children — every backend
-    /// and auxiliary process; PostgreSQL puts each child in a session of its own, so no process-group signal reaches
-    /// them, and a backend outliving its postmaster could still commit — then SIGKILLs the postmaster.
+    /// Stops the postmaster (SIGSTOP: it forks nothing and restarts nothing from here on) and SIGKILLs each of its children
+    /// — PostgreSQL puts every child in a session of its own, so no process-group signal reaches them, and a backend that
+    /// outlived its postmaster could still commit — then SIGKILLs the postmaster.
+    /// <para>
+    /// With a <paramref name="drain"/>, the physical walsenders (and the WAL writer) are spared that long after every
+    /// other process is dead: nothing can commit any more, and the replicas receive the WAL of every commit already
+    /// acknowledged, so the member that takes over has it. The caller keeps the drain well inside the lease margin.
+    /// </para>
     /// Returns false when the process was already gone (or is no longer the one identified). Never throws.
     /// </summary>
-    public static bool Kill(Identity target)
+    public static bool Kill(Identity target, TimeSpan drain = default)
     {
         try
         {
@@ -46,11 +58,28 @@ internal static partial class Postmaster
                 return false;
             }
 
-            // Children first, while /proc still lists them under the postmaster (after its death they are re-parented), and
+            // Children first, while /proc still lists them under the postmaster (after its death they are re-parented),
             // with the postmaster stopped so the list cannot grow meanwhile.
             _ = KillSyscall(target.Pid, SigStop);
-            var children = Children(target.Pid);
-            foreach (var child in children)
+            var spared = new List<int>();
+            foreach (var child in Children(target.Pid))
+            {
+                if (drain > TimeSpan.Zero && ShipsWal(child))
+                {
+                    spared.Add(child);
+                }
+                else
+                {
+                    _ = KillSyscall(child, SigKill);
+                }
+            }
+
+            if (spared.Count > 0)
+            {
+                Thread.Sleep(drain);
+            }
+
+            foreach (var child in spared)
             {
                 _ = KillSyscall(child, SigKill);
             }
@@ -76,6 +105,24 @@ internal static partial class Postmaster
         {
             _ = KillSyscall(target.Pid, SigKill);
             return true;
+        }
+    }
+
+    /// <summary>
+    /// A physical walsender that is streaming, or the WAL writer: processes that only move WAL already written, never
+    /// commit anything. Told apart by the title PostgreSQL gives them (<c>postgres: walsender USER HOST streaming LSN</c>).
+    /// </summary>
+    private static bool ShipsWal(int pid)
+    {
+        try
+        {
+            var title = File.ReadAllText($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/cmdline").Replace('\0', ' ');
+            return title.StartsWith("postgres: walwriter", StringComparison.Ordinal)
+                || (title.StartsWith("postgres: walsender ", StringComparison.Ordinal) && title.Contains(" streaming ", StringComparison.Ordinal));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
         }
     }
 

@@ -96,7 +96,7 @@ internal sealed class SupervisedFence : IPrimaryFence, IDisposable
         }
 
         // The kill first; logging and bookkeeping after.
-        var killed = target is { } t && Postmaster.Kill(t);
+        var killed = target is { } t && Postmaster.Kill(t, Postmaster.WalDrain);
         if (Postmaster.PidFromFile(_dataDir) is { } pid && pid != target?.Pid && Postmaster.Identify(pid) is { } current)
         {
             killed |= Postmaster.Kill(current);
