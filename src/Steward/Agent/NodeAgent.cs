@@ -203,7 +203,15 @@ internal sealed class NodeAgent : IAsyncDisposable
             plan = HaDecision.Decide(input with { Peers = peers });
         }
 
-        HaStep? failed;
+        // The sentence is logged before the steps run (a step may take minutes or throw), except when it depends on
+        // winning the leader race: that one is told once the race is decided.
+        var racing = plan.Has<AcquireLeader>();
+        if (!racing)
+        {
+            LogDecision(plan, cluster);
+        }
+
+        HaStep? failed = null;
         try
         {
             failed = await _converger.ExecuteAsync(plan, input, ct).ConfigureAwait(false);
@@ -214,9 +222,12 @@ internal sealed class NodeAgent : IAsyncDisposable
             {
                 _notStreamingSince = null; // a new upstream gets its own grace period
             }
-        }
 
-        LogDecision(failed is AcquireLeader ? HaPlan.NoAction("following new leader after trying and failing to obtain lock") : plan, cluster);
+            if (racing)
+            {
+                LogDecision(failed is AcquireLeader ? HaPlan.NoAction("following new leader after trying and failing to obtain lock") : plan, cluster);
+            }
+        }
 
         if (plan.Steps.Count == 0 || plan.Has<LeaderHousekeeping>())
         {
