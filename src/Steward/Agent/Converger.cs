@@ -269,13 +269,12 @@ internal sealed class Converger
         await _pg.WriteMissingHistoryFilesAsync(history, ct).ConfigureAwait(false);
         await _pg.PromoteAsync(checkpoint: false, ct).ConfigureAwait(false);
 
-        // Tell health checks and the router at once; the bookkeeping below can follow.
         var pg = await _pg.InspectAsync(ct).ConfigureAwait(false);
         _fence.Arm(pg.PostmasterPid);
-        _status.Publish(pg, input.Cluster, _leaseId(), _status.Snapshot.DcsLastSeen, "running", "promoted self to leader");
 
-        // pg_rewind of a former primary reads this node's timeline from pg_control: checkpoint before anyone rewinds.
-        await _pg.CheckpointAsync(ct).ConfigureAwait(false);
+        // The switch is on record in `history` before anybody is told of the new leader: a leader that dies right after
+        // its promotion leaves its timeline known to the cluster (the timeline number is read from the new .history
+        // file, which exists as soon as pg_promote returns; no checkpoint needed).
         if (pg.Timeline is { } timeline && await _pg.ReadLastTimelineSwitchAsync(timeline, ct).ConfigureAwait(false) is { } sw
             && history.All(h => h.Timeline != sw.ParentTimeline))
         {
@@ -283,6 +282,13 @@ internal sealed class Converger
             await _store.SetHistoryAsync([.. history, entry], ct).ConfigureAwait(false);
             Log.HistoryRecorded(_log, sw.ParentTimeline, Lsn.Format(sw.SwitchLsn), _config.Name);
         }
+
+        // Tell health checks and the router (which follows the member key's role) at once.
+        _status.Publish(pg, input.Cluster, _leaseId(), _status.Snapshot.DcsLastSeen, "running", "promoted self to leader");
+        await _store.PutMemberAsync(_config.Name, MemberDataFor(pg, "running"), ct).ConfigureAwait(false);
+
+        // pg_rewind of a former primary reads this node's timeline from pg_control: checkpoint before anyone rewinds.
+        await _pg.CheckpointAsync(ct).ConfigureAwait(false);
 
         if (input.Cluster?.Failover is { } request)
         {
