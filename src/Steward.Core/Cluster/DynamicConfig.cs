@@ -28,6 +28,12 @@ public sealed record DynamicConfig
 
     [JsonPropertyName("synchronous_mode")] public bool SynchronousMode { get; init; }
 
+    /// <summary>
+    /// With etcd unreachable, the leader keeps its primary while every member it knows confirms it over REST
+    /// (<c>POST /failsafe</c>); otherwise it demotes at its lease deadline as usual. Patroni 3's failsafe_mode.
+    /// </summary>
+    [JsonPropertyName("failsafe_mode")] public bool FailsafeMode { get; init; }
+
     [JsonPropertyName("postgresql")] public DynamicPostgresConfig Postgresql { get; init; } = new();
 }
 

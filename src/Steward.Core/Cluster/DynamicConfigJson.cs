@@ -62,6 +62,7 @@ public static class DynamicConfigJson
             PrimaryStartTimeout = primaryStartTimeout ?? defaults.PrimaryStartTimeout,
             Pause = Bool(root, "pause") ?? defaults.Pause,
             SynchronousMode = Bool(root, "synchronous_mode") ?? defaults.SynchronousMode,
+            FailsafeMode = Bool(root, "failsafe_mode") ?? defaults.FailsafeMode,
             Postgresql = postgresql is { } section
                 ? new DynamicPostgresConfig
                 {

@@ -442,10 +442,11 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
             PrimaryStartTimeout = primary ?? master ?? defaults.PrimaryStartTimeout,
             SynchronousMode = synchronous ?? defaults.SynchronousMode,
             Pause = section.Bool("pause") ?? defaults.Pause,
+            FailsafeMode = section.Bool("failsafe_mode") ?? defaults.FailsafeMode,
             Postgresql = dynamicPostgres,
         };
         section.Unsupported(
-            "synchronous_mode_strict", "synchronous_node_count", "failsafe_mode", "standby_cluster", "check_timeline", "slots",
+            "synchronous_mode_strict", "synchronous_node_count", "standby_cluster", "check_timeline", "slots",
             "ignore_slots", "max_timelines_history", "maximum_lag_on_syncnode", "primary_stop_timeout", "master_stop_timeout",
             "member_slots_ttl");
         section.Finish();

@@ -25,6 +25,7 @@ internal sealed class LeaseKeeper
     private Task? _loop;
     private LeaseState? _current;
     private long? _deadlineTimestamp;
+    private long? _failsafeTimestamp;
     private readonly string? _leaderName;
 
     public LeaseKeeper(IClusterStore store, TimeProvider time, ILogger log, Func<int> ttl, Func<int> loopWait, Func<CancellationToken, Task> onDeadline, IPrimaryFence? fence = null)
@@ -47,7 +48,7 @@ internal sealed class LeaseKeeper
         {
             lock (_gate)
             {
-                if (_deadlineTimestamp is not { } ts)
+                if (EffectiveDeadlineLocked is not { } ts)
                 {
                     return null;
                 }
@@ -69,7 +70,7 @@ internal sealed class LeaseKeeper
         {
             lock (_gate)
             {
-                return _deadlineTimestamp is { } ts ? TimeSpan.FromSeconds((ts - _time.GetTimestamp()) / (double)_time.TimestampFrequency) : null;
+                return EffectiveDeadlineLocked is { } ts ? TimeSpan.FromSeconds((ts - _time.GetTimestamp()) / (double)_time.TimestampFrequency) : null;
             }
         }
     }
@@ -102,10 +103,14 @@ internal sealed class LeaseKeeper
         var state = await _store.KeepAliveAsync(ttl, ct).ConfigureAwait(false);
         if (state.IsNew && previous is not null)
         {
-            // The old lease expired: if we were a primary, somebody else may already lead. Fence first, and only then
-            // let the new lease's deadline reach the fence (it must not extend the life of the old primary).
+            // The old lease expired: if we were a primary, somebody else may already lead — unless failsafe confirmations
+            // still hold every member back. Fence first, and only then let the new lease's deadline reach the fence (it
+            // must not extend the life of the old primary).
             Log.LeaseLost(_log, previous.LeaseId, state.LeaseId);
-            await _onDeadline(ct).ConfigureAwait(false);
+            if (!FailsafeActive)
+            {
+                await _onDeadline(ct).ConfigureAwait(false);
+            }
         }
 
         Volatile.Write(ref _current, state);
@@ -115,6 +120,44 @@ internal sealed class LeaseKeeper
             Signal();
         }
     }
+
+    /// <summary>
+    /// failsafe_mode: every member confirmed this primary over REST (<c>POST /failsafe</c>) with requests sent at
+    /// <paramref name="sentAt"/>; each of them promised not to take over for ttl after it received one. The primary may
+    /// live until sentAt + ttl − margin, as after a lease renewal sent then, whether or not etcd answers.
+    /// </summary>
+    public void ExtendByFailsafe(long sentAt)
+    {
+        lock (_gate)
+        {
+            var ttl = _ttl();
+            var life = TimeSpan.FromSeconds(ttl) - Margin(ttl);
+            _failsafeTimestamp = sentAt + (long)(life.TotalSeconds * _time.TimestampFrequency);
+            if (EffectiveDeadlineLocked is { } deadline)
+            {
+                _fence?.Extend(deadline);
+            }
+        }
+    }
+
+    /// <summary>True while a failsafe confirmation (not the lease) keeps the primary alive.</summary>
+    public bool FailsafeActive
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _failsafeTimestamp is { } fs && fs > _time.GetTimestamp() && !(_deadlineTimestamp > _time.GetTimestamp());
+            }
+        }
+    }
+
+    private long? EffectiveDeadlineLocked => (_deadlineTimestamp, _failsafeTimestamp) switch
+    {
+        (null, var f) => f,
+        (var d, null) => d,
+        (long d, long f) => Math.Max(d, f),
+    };
 
     /// <summary>The member name whose leader key moves with the lease when ttl changes.</summary>
     public string? LeaderName
@@ -130,7 +173,7 @@ internal sealed class LeaseKeeper
             // Monotonic: a wall-clock step (NTP) must not stretch a primary's life past its lease.
             var life = TimeSpan.FromSeconds(state.TtlSeconds) - Margin(state.TtlSeconds);
             _deadlineTimestamp = state.RenewedAt + (long)(life.TotalSeconds * _time.TimestampFrequency);
-            _fence?.Extend(_deadlineTimestamp.Value);
+            _fence?.Extend(EffectiveDeadlineLocked!.Value);
         }
     }
 

@@ -70,4 +70,10 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 1024, Level = LogLevel.Error, Message = "fence supervisor lost ({Reason}); restarting it (the in-process fence still holds while the agent runs)")]
     public static partial void FenceSupervisorLost(ILogger logger, string reason);
+
+    [LoggerMessage(EventId = 1025, Level = LogLevel.Warning, Message = "failsafe: DCS is not accessible, and all {Members} members confirmed this primary over REST (POST /failsafe): continuing to run as the leader")]
+    public static partial void FailsafeConfirmed(ILogger logger, int members);
+
+    [LoggerMessage(EventId = 1026, Level = LogLevel.Critical, Message = "failsafe: DCS is not accessible and not every member confirmed this primary: it is stopped at its lease deadline")]
+    public static partial void FailsafeRefused(ILogger logger);
 }

@@ -37,6 +37,8 @@ internal sealed class NodeAgent : IAsyncDisposable
     private string? _lastMemberJson;
     private long _lastMemberLease;
     private ScheduledRestart? _scheduledRestart;
+    private (string Leader, long At)? _failsafeLeader;
+    private bool _failsafeConfirmed;
 
     public NodeAgent(StewardConfig config, IClusterStore store, IPostgresControl pg, IPeerClient peers, IPrimaryFence fence, TimeProvider time, ILoggerFactory loggers)
     {
@@ -174,6 +176,15 @@ internal sealed class NodeAgent : IAsyncDisposable
             Log.StoreUnavailable(_log, e.Message);
         }
 
+        if (cluster is null)
+        {
+            await KeepPrimaryByFailsafeAsync(pg, ct).ConfigureAwait(false);
+        }
+        else
+        {
+            _failsafeConfirmed = false;
+        }
+
         TrackTimers(pg, now);
         var leaseId = _lease.Current?.LeaseId ?? 0;
         // Without etcd we cannot see the key: we still hold it for as long as our lease certainly lives.
@@ -240,6 +251,46 @@ internal sealed class NodeAgent : IAsyncDisposable
         UpdateFence(after, holdsAfter);
         _status.Publish(after, cluster, holdsAfter ? leaseId : 0, dcsSeen, StateFor(after), plan.Message);
     }
+
+    /// <summary>
+    /// failsafe_mode with etcd unreachable: the primary asks every member it last saw to confirm it (POST /failsafe). When
+    /// all do, its life extends to the send time + ttl − margin, as after a renewal; when one does not, nothing extends it
+    /// and the fence stops it at the lease deadline.
+    /// </summary>
+    private async Task KeepPrimaryByFailsafeAsync(PgState pg, CancellationToken ct)
+    {
+        var last = _status.Snapshot.Cluster;
+        var settings = last?.Config?.Value ?? _config.Bootstrap.Dcs;
+        if (!settings.FailsafeMode || last is null || !Snapshot.HoldsLeader || !IsPrimaryOrMayBe(pg))
+        {
+            return;
+        }
+
+        var sent = _time.GetTimestamp();
+        var timeout = TimeSpan.FromSeconds(Math.Max(1, settings.RetryTimeout) / 2.0);
+        if (await _peers.ConfirmFailsafeAsync(last, _config.Name, timeout, ct).ConfigureAwait(false))
+        {
+            _lease.ExtendByFailsafe(sent);
+            if (!_failsafeConfirmed)
+            {
+                Log.FailsafeConfirmed(_log, last.Members.Count(m => m.Name != _config.Name));
+            }
+
+            _failsafeConfirmed = true;
+        }
+        else
+        {
+            Log.FailsafeRefused(_log);
+            _failsafeConfirmed = false;
+        }
+    }
+
+    /// <summary>A leader asked this member to confirm it through <c>POST /failsafe</c> (etcd unreachable for it).</summary>
+    public void RecordFailsafeLeader(string leader) => _failsafeLeader = (leader, _time.GetTimestamp());
+
+    /// <summary>The leader that confirmed itself through POST /failsafe within the last ttl, if any: no election meanwhile.</summary>
+    public string? FailsafeLeader =>
+        _failsafeLeader is { } f && _time.GetElapsedTime(f.At) < TimeSpan.FromSeconds(Settings.Ttl) ? f.Leader : null;
 
     /// <summary>A running postmaster that is a primary, or may be one (not answering yet and not configured as a standby).</summary>
     private static bool IsPrimaryOrMayBe(PgState pg) =>

@@ -92,7 +92,7 @@ internal static class NodeHost
         // lease lapsed. Disposed last (after the graceful shutdown stopped PostgreSQL), which lets it exit.
         using var fence = new SupervisedFence(config.Postgresql.DataDir, time, loggers.CreateLogger("steward.fence"));
         fence.Start();
-        await using var agent = new NodeAgent(config, store, pg, new PeerClient(http), fence, time, loggers);
+        await using var agent = new NodeAgent(config, store, pg, new PeerClient(http, config.RestApi.Authentication), fence, time, loggers);
         await using var web = BuildWebApp(config, agent, loggers);
         try
         {

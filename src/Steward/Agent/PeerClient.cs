@@ -10,11 +10,54 @@ internal interface IPeerClient
 {
     /// <summary>Every other member's status; an unreachable or misbehaving member is reported as unreachable, never thrown.</summary>
     Task<IReadOnlyDictionary<string, PeerStatus>> FetchAsync(ClusterView cluster, string me, TimeSpan timeout, CancellationToken ct);
+
+    /// <summary>
+    /// failsafe_mode: <c>POST /failsafe</c> to every other member of <paramref name="cluster"/>; true only when every one
+    /// of them answered 200. Never throws for a member's failure (it counts as not confirmed).
+    /// </summary>
+    Task<bool> ConfirmFailsafeAsync(ClusterView cluster, string me, TimeSpan timeout, CancellationToken ct);
 }
 
 /// <summary>Asks the other members' REST APIs (<c>GET /patroni</c>) for their state before a failover.</summary>
-internal sealed class PeerClient(HttpClient http) : IPeerClient
+internal sealed class PeerClient(HttpClient http, Steward.Core.Configuration.Credentials? credentials = null) : IPeerClient
 {
+    public async Task<bool> ConfirmFailsafeAsync(ClusterView cluster, string me, TimeSpan timeout, CancellationToken ct)
+    {
+        var others = cluster.Members.Where(m => m.Name != me).ToList();
+        var answers = await Task.WhenAll(others.Select(m => ConfirmOneAsync(m, me, timeout, ct))).ConfigureAwait(false);
+        return answers.All(a => a);
+    }
+
+    private async Task<bool> ConfirmOneAsync(Member member, string me, TimeSpan timeout, CancellationToken ct)
+    {
+        if (member.Data.ApiUrl is not { } api || ConnUrl.ApiBase(api) is not { } baseUri)
+        {
+            return false;
+        }
+
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        cts.CancelAfter(timeout);
+        try
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(baseUri, "/failsafe"))
+            {
+                Content = JsonContent.Create(new Dictionary<string, string> { ["name"] = me }),
+            };
+            if (credentials is { } c)
+            {
+                request.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue(
+                    "Basic", Convert.ToBase64String(System.Text.Encoding.UTF8.GetBytes($"{c.Username}:{c.Password}")));
+            }
+
+            using var response = await http.SendAsync(request, cts.Token).ConfigureAwait(false);
+            return response.IsSuccessStatusCode;
+        }
+        catch (Exception) when (!ct.IsCancellationRequested)
+        {
+            return false;
+        }
+    }
+
     public async Task<IReadOnlyDictionary<string, PeerStatus>> FetchAsync(ClusterView cluster, string me, TimeSpan timeout, CancellationToken ct)
     {
         var others = cluster.Members.Where(m => m.Name != me).ToList();

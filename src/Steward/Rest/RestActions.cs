@@ -38,6 +38,7 @@ internal static class RestActions
             agent.RequestReload();
             return Task.FromResult(Text(202, "reload scheduled"));
         });
+        On("POST", "/failsafe", ctx => FailsafeAsync(ctx, agent));
         On("PATCH", "/config", ctx => ConfigAsync(ctx, agent, patch: true));
         On("PUT", "/config", ctx => ConfigAsync(ctx, agent, patch: false));
     }
@@ -358,6 +359,35 @@ internal static class RestActions
         }
 
         return result;
+    }
+
+    /// <summary>
+    /// <c>POST /failsafe</c> (failsafe_mode, etcd unreachable): the leader asks every member to confirm it. A member that
+    /// answers 200 promises not to take the leader key for ttl from now (the HA decision holds it back); a member running
+    /// as a primary itself refuses (500, as Patroni).
+    /// </summary>
+    private static async Task<IResult> FailsafeAsync(HttpContext ctx, NodeAgent agent)
+    {
+        var body = await ReadObjectAsync(ctx).ConfigureAwait(false);
+        var name = OptionalString(body, "name") ?? throw new BadRequest("name: the requesting leader's member name is required");
+        if (!agent.Settings.FailsafeMode)
+        {
+            return Text(409, "failsafe_mode is off in the cluster's configuration");
+        }
+
+        if (name == agent.Config.Name)
+        {
+            return Text(400, "a member cannot confirm itself");
+        }
+
+        var snapshot = agent.Snapshot;
+        if (snapshot.Pg.Running && snapshot.Pg.InRecovery == false)
+        {
+            return Text(500, "Running as a leader");
+        }
+
+        agent.RecordFailsafeLeader(name);
+        return Text(200, "Accepted");
     }
 
     private static async Task<JsonObject?> ReadObjectAsync(HttpContext ctx, bool allowEmpty = false)

@@ -115,6 +115,8 @@ public sealed class DeadlineStopTests
     {
         public Task<IReadOnlyDictionary<string, Core.Ha.PeerStatus>> FetchAsync(ClusterView cluster, string me, TimeSpan timeout, CancellationToken ct) =>
             Task.FromResult<IReadOnlyDictionary<string, Core.Ha.PeerStatus>>(new Dictionary<string, Core.Ha.PeerStatus>());
+
+        public Task<bool> ConfirmFailsafeAsync(ClusterView cluster, string me, TimeSpan timeout, CancellationToken ct) => Task.FromResult(false);
     }
 
     /// <summary>Records what the agent asks of its fence, on the fake clock.</summary>

@@ -220,7 +220,6 @@ public sealed class ConfigSectionsTests
                 Warning("certfile:", "restapi.certfile"),
                 Warning("cacert:", "etcd3.cacert"),
                 Warning("synchronous_mode_strict:", "bootstrap.dcs.synchronous_mode_strict"),
-                Warning("failsafe_mode:", "bootstrap.dcs.failsafe_mode"),
                 Warning("pg_hba: [local", "bootstrap.dcs.postgresql.pg_hba"),
                 Warning("post_bootstrap:", "bootstrap.post_bootstrap"),
                 Warning("callbacks:", "postgresql.callbacks"),
