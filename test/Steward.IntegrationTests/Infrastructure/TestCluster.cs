@@ -100,6 +100,7 @@ internal sealed class TestCluster : IAsyncDisposable
                 loop_wait: {{options.LoopWait}}
                 retry_timeout: {{options.RetryTimeout}}
                 maximum_lag_on_failover: 1048576
+                failsafe_mode: {{(options.FailsafeMode ? "true" : "false")}}
                 postgresql:
                   use_pg_rewind: true
                   use_slots: true
@@ -213,6 +214,7 @@ internal sealed record ClusterOptions
     public int RetryTimeout { get; init; } = 2;
     public bool StartAll { get; init; } = true;
     public IReadOnlyList<string> NoFailover { get; init; } = [];
+    public bool FailsafeMode { get; init; }
 
     /// <summary>postgresql.bin_dir of every node: a directory of wrappers injects faults into PostgreSQL's programs.</summary>
     public string BinDir { get; init; } = "/usr/lib/postgresql/15/bin";
