@@ -111,7 +111,18 @@ public sealed record PgState
     public bool Accepting { get; init; }
     /// <summary>pg_is_in_recovery(), when accepting.</summary>
     public bool? InRecovery { get; init; }
+    /// <summary>
+    /// The timeline of <see cref="Lsn"/>: a primary's WAL insert timeline; a replica's receive timeline while it streams,
+    /// else its <see cref="ReplayTimeline"/>, else (unknown) the last checkpoint's, which lags behind a timeline switch.
+    /// </summary>
     public long? Timeline { get; init; }
+    /// <summary>
+    /// Replica: the timeline of the WAL replayed so far (IDENTIFY_SYSTEM on the standby itself), null when it could not be
+    /// read. With <see cref="ReplayLsn"/> this is what proves or disproves divergence from the leader's history.
+    /// </summary>
+    public long? ReplayTimeline { get; init; }
+    /// <summary>Replica: received_tli of the running WAL receiver; null when none runs.</summary>
+    public long? ReceiveTimeline { get; init; }
     /// <summary>Primary: pg_current_wal_lsn().</summary>
     public long? WriteLsn { get; init; }
     public long? ReceiveLsn { get; init; }
