@@ -83,6 +83,9 @@ internal static partial class Log
     [LoggerMessage(3042, LogLevel.Warning, "PostgreSQL in {DataDir} did not stop immediately; killing postmaster pid {Pid} (its process group: {Group}): {Reason}")]
     public static partial void KillingPostmaster(ILogger logger, string dataDir, int pid, bool group, string reason);
 
+    [LoggerMessage(3044, LogLevel.Warning, "PostgreSQL in {DataDir} (postmaster pid {Pid}) is still there {Seconds} s after SIGKILL (blocked in the kernel?); it can no longer run, so the stop counts as done")]
+    public static partial void PostmasterNotGoneAfterKill(ILogger logger, string dataDir, int pid, double seconds);
+
     [LoggerMessage(3043, LogLevel.Information, "removed {LockFile}: the postmaster it names (pid {Pid}) is dead but not reaped yet")]
     public static partial void ZombieLockFileRemoved(ILogger logger, string lockFile, int pid);
 }

@@ -568,7 +568,11 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
         {
             if (_time.GetElapsedTime(started) > KillWait)
             {
-                throw new PostgresException($"PostgreSQL in {DataDir} (postmaster pid {pid}) did not stop within {KillWait.TotalSeconds:0} s of SIGKILL");
+                // Blocked in the kernel (storage): SIGKILL takes effect the moment the call returns, before the process
+                // runs another instruction of its own, so it can acknowledge nothing more. The stop has done its job; the
+                // caller may hand the lock over.
+                Log.PostmasterNotGoneAfterKill(_logger, DataDir, pid, KillWait.TotalSeconds);
+                return;
             }
             await Task.Delay(TimeSpan.FromMilliseconds(50), _time, ct).ConfigureAwait(false);
         }

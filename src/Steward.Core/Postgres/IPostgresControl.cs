@@ -34,7 +34,10 @@ public interface IPostgresControl
     /// </summary>
     Task StartAsync(StartRole role, Upstream? upstream, DynamicConfig dynamic, CancellationToken ct);
 
-    /// <summary>pg_ctl stop -m fast|immediate, waiting for the postmaster to exit. No-op when not running.</summary>
+    /// <summary>
+    /// pg_ctl stop -m fast|immediate, waiting for the postmaster to exit. No-op when not running. Immediate is bounded: after
+    /// about 10 s the postmaster's process group is killed (SIGKILL), so a hung or stopped server cannot hold a stop up.
+    /// </summary>
     Task StopAsync(StopMode mode, CancellationToken ct);
 
     /// <summary>Points a running replica at a new upstream: rewrites primary_conninfo / primary_slot_name and reloads.</summary>
@@ -53,7 +56,10 @@ public interface IPostgresControl
     /// </summary>
     Task PromoteAsync(bool checkpoint, CancellationToken ct);
 
-    /// <summary>pg_rewind of the stopped local data directory from <paramref name="source"/>. Returns false when pg_rewind failed.</summary>
+    /// <summary>
+    /// pg_rewind of the stopped local data directory from <paramref name="source"/>. Returns false when pg_rewind failed;
+    /// throws (having changed nothing) when the source does not answer, so the caller does not move the data aside for it.
+    /// </summary>
     Task<bool> RewindAsync(HostPort source, CancellationToken ct);
 
     /// <summary>Renames the data directory aside (<c>&lt;data_dir&gt;.diverged-&lt;utc time&gt;</c>) so it can be cloned anew without losing it. Returns the new path.</summary>
@@ -68,7 +74,7 @@ public interface IPostgresControl
     /// <summary>Reads pg_wal/&lt;timeline&gt;.history and returns its last entry (parent timeline, switch LSN, reason), null if absent.</summary>
     Task<TimelineSwitch?> ReadLastTimelineSwitchAsync(long timeline, CancellationToken ct);
 
-    /// <summary>CHECKPOINT on the running server (before a clean demotion).</summary>
+    /// <summary>CHECKPOINT on the running server (before a clean demotion), bounded by pg_ctl_timeout.</summary>
     Task CheckpointAsync(CancellationToken ct);
 }
 
