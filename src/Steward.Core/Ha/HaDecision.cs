@@ -271,8 +271,10 @@ public static class HaDecision
                 [new StopPostgres(StopMode.Immediate), new ReleaseLeader()]);
         }
 
+        // Stable from cycle to cycle (operators grep it): when it started, not how long ago.
+        var from = input.PgUnresponsiveSince is { } start ? $" of {start:O}" : "";
         return HaPlan.NoAction($"PostgreSQL is starting up or not answering; waiting. I am ({input.Me}), the leader with the lock; " +
-                               $"releasing it if PostgreSQL does not answer within primary_start_timeout ({limit} s, {silent.TotalSeconds:0} s so far)");
+                               $"releasing it if PostgreSQL does not answer within primary_start_timeout ({limit} s){from}");
     }
 
     private static HaPlan DecideLeader(HaInput input, ClusterView cluster)
