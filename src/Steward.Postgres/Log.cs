@@ -76,4 +76,16 @@ internal static partial class Log
 
     [LoggerMessage(3040, LogLevel.Debug, "PostgreSQL in {DataDir} does not answer: {Reason}")]
     public static partial void NotAnswering(ILogger logger, string dataDir, string reason);
+
+    [LoggerMessage(3041, LogLevel.Warning, "cannot read the replay timeline of {DataDir} (IDENTIFY_SYSTEM as {User}; pg_hba.conf must let it connect for replication locally): {Reason}; until it can, divergence from the leader's history cannot be proven and the replica is never rewound")]
+    public static partial void ReplayTimelineUnknown(ILogger logger, string dataDir, string user, string reason);
+
+    [LoggerMessage(3042, LogLevel.Warning, "PostgreSQL in {DataDir} did not stop immediately; killing postmaster pid {Pid} (its process group: {Group}): {Reason}")]
+    public static partial void KillingPostmaster(ILogger logger, string dataDir, int pid, bool group, string reason);
+
+    [LoggerMessage(3044, LogLevel.Warning, "PostgreSQL in {DataDir} (postmaster pid {Pid}) is still there {Seconds} s after SIGKILL (blocked in the kernel?); it can no longer run, so the stop counts as done")]
+    public static partial void PostmasterNotGoneAfterKill(ILogger logger, string dataDir, int pid, double seconds);
+
+    [LoggerMessage(3043, LogLevel.Information, "removed {LockFile}: the postmaster it names (pid {Pid}) is dead but not reaped yet")]
+    public static partial void ZombieLockFileRemoved(ILogger logger, string lockFile, int pid);
 }

@@ -2,7 +2,7 @@ using System.Runtime.InteropServices;
 
 namespace Steward.Postgres;
 
-/// <summary>The few libc calls .NET does not expose: effective uid, user lookup, file owner, chown.</summary>
+/// <summary>The few libc calls .NET does not expose: effective uid, user lookup, file owner, chown, kill, process group.</summary>
 internal static partial class Native
 {
     [LibraryImport("libc", SetLastError = true)]
@@ -22,6 +22,14 @@ internal static partial class Native
 
     [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int statx(int dirfd, string path, int flags, uint mask, Span<byte> buffer);
+
+    [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static partial int kill(int pid, int signal);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int getpgid(int pid);
+
+    public const int SigKill = 9;
 
     private const int AtFdCwd = -100;
     private const int AtSymlinkNoFollow = 0x100;
@@ -59,6 +67,12 @@ internal static partial class Native
         }
         return (BitConverter.ToUInt32(buffer[20..]), BitConverter.ToUInt32(buffer[24..]));
     }
+
+    /// <summary>Sends <paramref name="signal"/> to a process (a negative pid: a process group); false when it failed (e.g. gone).</summary>
+    public static bool Kill(int pid, int signal) => kill(pid, signal) == 0;
+
+    /// <summary>The process group of <paramref name="pid"/>, or -1 when it does not exist.</summary>
+    public static int ProcessGroup(int pid) => getpgid(pid);
 
     public static void Chown(string path, uint uid, uint gid)
     {

@@ -1,6 +1,7 @@
 using System.Globalization;
 using Microsoft.Extensions.Logging;
 using Npgsql;
+using PhysicalReplicationConnection = Npgsql.Replication.PhysicalReplicationConnection;
 using Steward.Core.Cluster;
 using Steward.Core.Configuration;
 using Steward.Core.Postgres;
@@ -18,6 +19,15 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
     private const string VarRunPostgresql = "/var/run/postgresql";
     private static readonly TimeSpan QuickProgram = TimeSpan.FromSeconds(30);
     private static readonly TimeSpan PromoteWait = TimeSpan.FromSeconds(60);
+    /// <summary>How long an immediate stop waits for the postmaster before it is killed (the whole cycle, lock included, waits on it).</summary>
+    private static readonly TimeSpan ImmediateStopWait = TimeSpan.FromSeconds(10);
+    /// <summary>How long a killed postmaster may take to disappear.</summary>
+    private static readonly TimeSpan KillWait = TimeSpan.FromSeconds(10);
+    /// <summary>Every query of the agent's own (connect timeout 3 s, statement timeout 10 s): inspection stays bounded however PostgreSQL hangs.</summary>
+    private const int ConnectSeconds = 3;
+    private const int QuerySeconds = 10;
+    /// <summary>libpq connect_timeout for pg_rewind and pg_basebackup against another member.</summary>
+    private const int SourceConnectSeconds = 10;
     private static readonly IReadOnlyDictionary<string, string> CLocale = new Dictionary<string, string> { ["LC_ALL"] = "C" };
 
     private readonly StewardConfig _config;
@@ -28,6 +38,7 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
     private readonly Lazy<NpgsqlDataSource> _dataSource;
     private readonly Lock _controlGate = new();
     private (DateTime Mtime, long Size, PgControlData Data)? _control;
+    private string? _replayTimelineProblem;
 
     public PostgresControl(StewardConfig config, ILoggerFactory loggers, TimeProvider time)
     {
@@ -152,11 +163,16 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
                 NullableLong(reader, 5)));
         }
 
+        // A replica's timeline is the one it receives (while streaming) or has replayed into. The last checkpoint's timeline
+        // is only a last resort: after a failover it stays on the old timeline until the next restartpoint, minutes later.
+        var replayTimeline = inRecovery ? await ReplayTimelineAsync(ct).ConfigureAwait(false) : null;
         return state with
         {
             Accepting = true,
             InRecovery = inRecovery,
-            Timeline = inRecovery ? (streaming ? receivedTimeline : null) ?? checkpointTimeline : walTimeline,
+            Timeline = inRecovery ? (streaming ? receivedTimeline : null) ?? replayTimeline ?? checkpointTimeline : walTimeline,
+            ReplayTimeline = replayTimeline,
+            ReceiveTimeline = inRecovery ? receivedTimeline : null,
             WriteLsn = writeLsn,
             ReceiveLsn = receiveLsn,
             ReplayLsn = replayLsn,
@@ -168,6 +184,38 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
             PendingRestart = pendingRestart,
             Replication = replication,
         };
+    }
+
+    /// <summary>
+    /// The timeline of the WAL this standby has replayed, from IDENTIFY_SYSTEM on a replication connection to itself (as
+    /// Patroni reads it): on a standby the walsender answers the replay timeline. PostgreSQL 15 has no SQL function for it —
+    /// pg_control_checkpoint() lags behind a timeline switch until the next restartpoint, pg_stat_wal_receiver has only
+    /// the receive side and only while a WAL receiver runs. Null (and logged when the reason changes) when it cannot be read.
+    /// </summary>
+    private async Task<long?> ReplayTimelineAsync(CancellationToken ct)
+    {
+        var builder = ConnectionString();
+        builder.Username = _config.Postgresql.Authentication.Replication.Username;
+        builder.Password = _config.Postgresql.Authentication.Replication.Password;
+        try
+        {
+            await using var connection = new PhysicalReplicationConnection(builder.ConnectionString);
+            await connection.Open(ct).ConfigureAwait(false);
+            connection.CommandTimeout = TimeSpan.FromSeconds(QuerySeconds);
+            var system = await connection.IdentifySystem(ct).ConfigureAwait(false);
+            _replayTimelineProblem = null;
+            return system.Timeline;
+        }
+        catch (Exception e) when (e is NpgsqlException or TimeoutException or InvalidOperationException or OperationCanceledException && !ct.IsCancellationRequested)
+        {
+            if (e.Message != _replayTimelineProblem)
+            {
+                _replayTimelineProblem = e.Message;
+                Log.ReplayTimelineUnknown(_logger, DataDir, builder.Username ?? "", e.Message);
+            }
+
+            return null;
+        }
     }
 
     private static long? NullableLong(NpgsqlDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : reader.GetInt64(ordinal);
@@ -200,17 +248,7 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
     /// <summary>The postmaster's PID from postmaster.pid when that process is alive, else null.</summary>
     private int? LivePostmasterPid()
     {
-        string? firstLine;
-        try
-        {
-            using var reader = new StreamReader(InData("postmaster.pid"));
-            firstLine = reader.ReadLine();
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            return null;
-        }
-        if (!int.TryParse(firstLine, NumberStyles.None, CultureInfo.InvariantCulture, out var pid) || pid <= 0)
+        if (PidFilePid() is not { } pid)
         {
             return null;
         }
@@ -223,6 +261,56 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             return null;
+        }
+    }
+
+    private int? PidFilePid() => PidIn(InData("postmaster.pid"));
+
+    private static int? PidIn(string lockFile)
+    {
+        string? firstLine;
+        try
+        {
+            using var reader = new StreamReader(lockFile);
+            firstLine = reader.ReadLine();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+        return int.TryParse(firstLine, NumberStyles.None, CultureInfo.InvariantCulture, out var pid) && pid > 0 ? pid : null;
+    }
+
+    /// <summary>
+    /// A killed postmaster nobody has reaped yet (its parent is init, or this agent when it runs as PID 1 in a container)
+    /// still exists for kill(pid, 0), so PostgreSQL refuses to start over its postmaster.pid and socket lock file: remove
+    /// the lock files that name it. A zombie holds no memory and no files.
+    /// </summary>
+    private void RemoveLockFilesOfZombie()
+    {
+        if (PidFilePid() is not { } pid || !IsZombie(pid))
+        {
+            return; // alive, or gone (PostgreSQL removes a stale lock file itself)
+        }
+        var socketLock = Path.Combine(SocketDirectory(), $".s.PGSQL.{_config.Postgresql.Listen.Port.ToString(CultureInfo.InvariantCulture)}.lock");
+        foreach (var lockFile in new[] { socketLock, InData("postmaster.pid") }.Where(f => PidIn(f) == pid))
+        {
+            File.Delete(lockFile);
+            Log.ZombieLockFileRemoved(_logger, lockFile, pid);
+        }
+    }
+
+    private static bool IsZombie(int pid)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            var afterName = stat.LastIndexOf(')');
+            return afterName > 0 && afterName + 2 < stat.Length && stat[afterName + 2] == 'Z';
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
         }
     }
 
@@ -411,6 +499,7 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
             throw new PostgresException($"cannot start PostgreSQL in {DataDir}: it is already running (postmaster pid {running})");
         }
         WriteConfigFiles(role, upstream, dynamic);
+        RemoveLockFilesOfZombie();
 
         var logDir = InData("log");
         User.CreateDirectory(logDir, DataDirMode);
@@ -438,17 +527,55 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
             return;
         }
         var modeName = mode == StopMode.Immediate ? "immediate" : "fast";
+        var wait = mode == StopMode.Immediate && ImmediateStopWait < PgCtlTimeout ? ImmediateStopWait : PgCtlTimeout;
         Log.Stopping(_logger, DataDir, modeName);
-        var result = await Programs.RunAsync(
-            "pg_ctl",
-            ["stop", "-m", modeName, "-w", "-t", _config.Postgresql.PgCtlTimeout.ToString(CultureInfo.InvariantCulture), "-D", DataDir],
-            PgCtlTimeout + QuickProgram, ct).ConfigureAwait(false);
-        _dataSource.Value.Clear();
-        if (!result.Succeeded && LivePostmasterPid() is not null)
+        PgProgramResult? result = null;
+        PostgresException? failure = null;
+        try
         {
-            throw result.Failure($"pg_ctl stop -m {modeName} of {DataDir}");
+            result = await Programs.RunAsync(
+                "pg_ctl",
+                ["stop", "-m", modeName, "-w", "-t", ((int)wait.TotalSeconds).ToString(CultureInfo.InvariantCulture), "-D", DataDir],
+                wait + QuickProgram, ct).ConfigureAwait(false);
+        }
+        catch (PostgresException e) when (mode == StopMode.Immediate)
+        {
+            failure = e;
+        }
+        _dataSource.Value.Clear();
+        if (result is not { Succeeded: true } && LivePostmasterPid() is { } pid)
+        {
+            if (mode != StopMode.Immediate)
+            {
+                throw result!.Failure($"pg_ctl stop -m {modeName} of {DataDir}");
+            }
+
+            // A postmaster that does not act on SIGQUIT (stopped, hung on storage) must still go: an immediate stop is how a
+            // primary that lost (or is handing over) the lock stops taking writes.
+            await KillPostmasterAsync(pid, failure?.Message ?? result?.TailText ?? "", ct).ConfigureAwait(false);
         }
         Log.Stopped(_logger, DataDir);
+    }
+
+    private async Task KillPostmasterAsync(int pid, string why, CancellationToken ct)
+    {
+        // pg_ctl starts the postmaster in a session of its own, so it leads a process group that its backends share.
+        var group = Native.ProcessGroup(pid) == pid;
+        Log.KillingPostmaster(_logger, DataDir, pid, group, why);
+        Native.Kill(group ? -pid : pid, Native.SigKill);
+        var started = _time.GetTimestamp();
+        while (LivePostmasterPid() == pid)
+        {
+            if (_time.GetElapsedTime(started) > KillWait)
+            {
+                // Blocked in the kernel (storage): SIGKILL takes effect the moment the call returns, before the process
+                // runs another instruction of its own, so it can acknowledge nothing more. The stop has done its job; the
+                // caller may hand the lock over.
+                Log.PostmasterNotGoneAfterKill(_logger, DataDir, pid, KillWait.TotalSeconds);
+                return;
+            }
+            await Task.Delay(TimeSpan.FromMilliseconds(50), _time, ct).ConfigureAwait(false);
+        }
     }
 
     public async Task FollowAsync(Upstream? upstream, CancellationToken ct)
@@ -535,11 +662,16 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
         }
         WritePgpass();
         var auth = _config.Postgresql.Authentication;
+        var rewindUser = auth.Rewind ?? auth.Superuser;
+        // pg_rewind that cannot connect fails like one that broke the data directory; the caller then moves the data aside
+        // and clones. Against a source that does not answer, refuse instead: nothing has been changed yet.
+        await EnsureSourceAnswersAsync(source, rewindUser, ct).ConfigureAwait(false);
         var sourceServer = PgConfigFiles.Conninfo(
             ("host", source.Host),
             ("port", source.Port.ToString(CultureInfo.InvariantCulture)),
-            ("user", (auth.Rewind ?? auth.Superuser).Username),
-            ("dbname", "postgres"));
+            ("user", rewindUser.Username),
+            ("dbname", "postgres"),
+            ("connect_timeout", SourceConnectSeconds.ToString(CultureInfo.InvariantCulture)));
         Log.Rewinding(_logger, DataDir, source.ToString());
         var result = await Programs.RunAsync(
             "pg_rewind", ["-D", DataDir, $"--source-server={sourceServer}", "--progress"],
@@ -555,6 +687,27 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
         }
         Log.Rewound(_logger, DataDir, source.ToString());
         return true;
+    }
+
+    private async Task EnsureSourceAnswersAsync(HostPort source, Credentials credentials, CancellationToken ct)
+    {
+        var builder = ConnectionString();
+        builder.Host = source.Host;
+        builder.Port = source.Port;
+        builder.Username = credentials.Username;
+        builder.Password = credentials.Password;
+        builder.Timeout = SourceConnectSeconds;
+        try
+        {
+            await using var connection = new NpgsqlConnection(builder.ConnectionString);
+            await connection.OpenAsync(ct).ConfigureAwait(false);
+            await using var command = new NpgsqlCommand("SELECT 1", connection);
+            await command.ExecuteScalarAsync(ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is NpgsqlException or TimeoutException or InvalidOperationException && !ct.IsCancellationRequested)
+        {
+            throw new PostgresException($"cannot pg_rewind {DataDir} from {source}: it does not answer as {credentials.Username} ({e.Message}); nothing was changed", e);
+        }
     }
 
     public Task<string> MoveDataDirAsideAsync(CancellationToken ct)
@@ -651,7 +804,8 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
     public async Task CheckpointAsync(CancellationToken ct)
     {
         await using var connection = await _dataSource.Value.OpenConnectionAsync(ct).ConfigureAwait(false);
-        await using var command = new NpgsqlCommand("CHECKPOINT", connection) { CommandTimeout = 0 };
+        // Bounded like pg_ctl: a checkpoint that stalls (storage) must not freeze every later decision.
+        await using var command = new NpgsqlCommand("CHECKPOINT", connection) { CommandTimeout = _config.Postgresql.PgCtlTimeout };
         await command.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
     }
 
@@ -659,8 +813,11 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
 
     private const UnixFileMode DataDirMode = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
 
-    private IReadOnlyDictionary<string, string> PassfileEnvironment =>
-        new Dictionary<string, string> { ["PGPASSFILE"] = _config.Postgresql.Pgpass };
+    private IReadOnlyDictionary<string, string> PassfileEnvironment => new Dictionary<string, string>
+    {
+        ["PGPASSFILE"] = _config.Postgresql.Pgpass,
+        ["PGCONNECT_TIMEOUT"] = SourceConnectSeconds.ToString(CultureInfo.InvariantCulture),
+    };
 
     private void WriteConfigFiles(StartRole role, Upstream? upstream, DynamicConfig dynamic)
     {
@@ -729,7 +886,13 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
 
     // ---------------------------------------------------------------- connection
 
-    private NpgsqlDataSource CreateDataSource()
+    private NpgsqlDataSource CreateDataSource() => NpgsqlDataSource.Create(ConnectionString());
+
+    /// <summary>
+    /// The superuser on the local server. Not pooled: a pooled connection keeps answering through its own backend while the
+    /// postmaster is stopped or hung and accepts nobody else; each inspection must prove that a new connection gets in.
+    /// </summary>
+    private NpgsqlConnectionStringBuilder ConnectionString()
     {
         var listen = _config.Postgresql.Listen;
         var host = listen.Host.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).FirstOrDefault() ?? "";
@@ -748,13 +911,13 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
             Password = superuser.Password,
             Database = "postgres",
             ApplicationName = "steward",
-            Timeout = 3,
-            CommandTimeout = 10,
-            MaxPoolSize = 4,
+            Timeout = ConnectSeconds,
+            CommandTimeout = QuerySeconds,
+            Pooling = false,
             // PGPASSFILE etc. in the agent's environment must not change whom we connect as
             Passfile = _config.Postgresql.Pgpass,
         };
-        return NpgsqlDataSource.Create(builder);
+        return builder;
     }
 
     private static async Task ExecuteAsync(NpgsqlConnection connection, string sql, CancellationToken ct, params object[] parameters)

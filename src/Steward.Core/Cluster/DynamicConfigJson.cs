@@ -37,6 +37,28 @@ public static class DynamicConfigJson
         }
     }
 
+    /// <summary>
+    /// The first setting that cannot work, as a sentence naming the key, or null when every one can. Checked before the
+    /// <c>config</c> key is written over the REST API: a negative maximum_lag_on_failover makes every replica ineligible,
+    /// and timings that let the lease expire while the leader retries make a healthy leader demote.
+    /// </summary>
+    public static string? Problem(DynamicConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        if (config.Ttl <= 0 || config.LoopWait <= 0 || config.RetryTimeout <= 0 || config.LoopWait + (2 * config.RetryTimeout) > config.Ttl)
+        {
+            return "invalid timing: need loop_wait + 2 × retry_timeout ≤ ttl, all positive " +
+                   $"(ttl {config.Ttl}, loop_wait {config.LoopWait}, retry_timeout {config.RetryTimeout})";
+        }
+
+        if (config.MaximumLagOnFailover < 0)
+        {
+            return $"maximum_lag_on_failover must be 0 or more bytes, got {config.MaximumLagOnFailover}";
+        }
+
+        return config.PrimaryStartTimeout < 0 ? $"primary_start_timeout must be 0 or more seconds, got {config.PrimaryStartTimeout}" : null;
+    }
+
     private static DynamicConfig Read(JsonElement root)
     {
         if (root.ValueKind != JsonValueKind.Object)

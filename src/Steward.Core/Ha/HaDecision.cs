@@ -11,9 +11,6 @@ namespace Steward.Core.Ha;
 /// </summary>
 public static class HaDecision
 {
-    /// <summary>How long a running replica may go without streaming from a leader on a newer timeline before it is rewound.</summary>
-    public static readonly TimeSpan DivergenceGrace = TimeSpan.FromSeconds(10);
-
     public static HaPlan Decide(HaInput input)
     {
         ArgumentNullException.ThrowIfNull(input);
@@ -86,7 +83,8 @@ public static class HaDecision
 
         if (!pg.Accepting || pg.InRecovery is null)
         {
-            return HaPlan.NoAction($"PostgreSQL is starting up; waiting. I am ({me})");
+            // Looked at before the lock is: a primary that does not answer must not keep the key for ever.
+            return iHoldLock ? DecideUnansweringLeader(input) : HaPlan.NoAction($"PostgreSQL is starting up; waiting. I am ({me})");
         }
 
         if (iHoldLock)
@@ -237,17 +235,46 @@ public static class HaDecision
         }
 
         var upstream = UpstreamFor(input, address);
-        if (NeedsRewind(pg, leader))
+        var leaderTimeline = AnsweringLeader(input, leader.Name)?.Timeline ?? leader.Data.Timeline;
+        if (NeedsRewind(pg, leaderTimeline))
         {
+            var why = WasPrimary(pg) ? "this data directory was a primary" : $"my timeline {pg.ControlTimeline} is ahead of the leader's timeline {leaderTimeline}";
+            if (UnlessLeaderAnswers(input, leader.Name, why) is { } wait)
+            {
+                return wait;
+            }
+
             var useRewind = input.Settings.Postgresql.UsePgRewind;
             return new HaPlan(useRewind
-                    ? $"rewinding from leader '{leader.Name}' before following it: this data directory was a primary"
-                    : $"re-cloning from leader '{leader.Name}': this data directory was a primary and use_pg_rewind is off",
+                    ? $"rewinding from leader '{leader.Name}' before following it: {why}"
+                    : $"re-cloning from leader '{leader.Name}': {why} and use_pg_rewind is off",
                 [new RewindOrReclone(leader.Name, address, useRewind), new StartPostgres(StartRole.Replica, leader.Name, upstream)]);
         }
 
         return new HaPlan($"starting as a secondary following leader '{leader.Name}'",
             [new StartPostgres(StartRole.Replica, leader.Name, upstream)]);
+    }
+
+    /// <summary>
+    /// I hold the lock but PostgreSQL does not answer (hung, storage stalled, stuck in recovery): writes go nowhere and no
+    /// replica may take over while I keep the key. After primary_start_timeout, stop it and hand the key over.
+    /// </summary>
+    private static HaPlan DecideUnansweringLeader(HaInput input)
+    {
+        var limit = input.Settings.PrimaryStartTimeout;
+        var silent = input.PgUnresponsiveSince is { } since ? input.Now - since : TimeSpan.Zero;
+        if (input.PgUnresponsiveSince is not null && silent > TimeSpan.FromSeconds(limit))
+        {
+            // Stop first: once the key is gone a replica promotes, and this server must not take a write after that.
+            return new HaPlan(
+                $"stopping PostgreSQL and releasing the leader key: it has not answered for {silent.TotalSeconds:0} s (primary_start_timeout {limit} s)",
+                [new StopPostgres(StopMode.Immediate), new ReleaseLeader()]);
+        }
+
+        // Stable from cycle to cycle (operators grep it): when it started, not how long ago.
+        var from = input.PgUnresponsiveSince is { } start ? $" of {start:O}" : "";
+        return HaPlan.NoAction($"PostgreSQL is starting up or not answering; waiting. I am ({input.Me}), the leader with the lock; " +
+                               $"releasing it if PostgreSQL does not answer within primary_start_timeout ({limit} s){from}");
     }
 
     private static HaPlan DecideLeader(HaInput input, ClusterView cluster)
@@ -336,11 +363,23 @@ public static class HaDecision
             return new HaPlan($"following new leader '{leader.Name}'", [new Follow(leader.Name, UpstreamFor(input, address))]);
         }
 
-        if (!pg.Streaming && input.NotStreamingSince is { } since && input.Now - since > DivergenceGrace
-            && leader.Data.Timeline is { } leaderTimeline && pg.Timeline is { } mine && leaderTimeline > mine)
+        if (pg.Streaming)
         {
+            return HaPlan.NoAction($"no action. I am ({me}), a secondary, and following a leader ({leader.Name})");
+        }
+
+        // Not streaming proves nothing (the leader may be down, busy or refusing replication for a while): stopping a healthy
+        // replica, rewinding it or moving its data aside needs proof that it left the leader's history.
+        var leaderTimeline = AnsweringLeader(input, leader.Name)?.Timeline ?? leader.Data.Timeline;
+        if (DivergedFrom(pg.ReplayTimeline, pg.ReplayLsn, leaderTimeline, cluster.History) is { } why)
+        {
+            if (UnlessLeaderAnswers(input, leader.Name, why) is { } wait)
+            {
+                return wait;
+            }
+
             var useRewind = input.Settings.Postgresql.UsePgRewind;
-            return new HaPlan($"not streaming from leader '{leader.Name}' on timeline {leaderTimeline} since {since:O}: my timeline {mine} may have diverged; rewinding",
+            return new HaPlan($"{(useRewind ? "rewinding" : "re-cloning")} from leader '{leader.Name}': {why}",
             [
                 new StopPostgres(StopMode.Fast),
                 new RewindOrReclone(leader.Name, address, useRewind),
@@ -348,7 +387,9 @@ public static class HaDecision
             ]);
         }
 
-        return HaPlan.NoAction($"no action. I am ({me}), a secondary, and following a leader ({leader.Name})");
+        var since = input.NotStreamingSince is { } s ? $" since {s:O}" : "";
+        return HaPlan.NoAction($"no action. I am ({me}), a secondary, and following a leader ({leader.Name}); not streaming{since}, " +
+                               "and nothing shows that my timeline left the leader's history");
     }
 
     private static HaPlan DecideNoLeader(HaInput input, ClusterView cluster)
@@ -375,28 +416,35 @@ public static class HaDecision
             return HaPlan.NoAction($"no action. I am ({me}), a secondary with nofailover set; waiting for a leader");
         }
 
-        var request = cluster.Failover;
+        var (request, ignored) = FailoverInForce(input, cluster);
+        var note = ignored is null ? "" : $"; {ignored}";
         if (request?.Leader == me)
         {
-            return HaPlan.NoAction($"no action. I am ({me}), a secondary; I stepped down for a switchover and do not take part in this election");
+            return HaPlan.NoAction($"no action. I am ({me}), a secondary; I stepped down for a switchover and do not take part in this election " +
+                                   $"unless nobody takes over within ttl ({input.Settings.Ttl} s)");
         }
 
         var namedForMe = request?.Candidate == me;
-        if (request?.Candidate is { } candidate && candidate != me && cluster.GetMember(candidate) is { Data.State: "running" })
+        if (request?.Candidate is { } candidate && candidate != me)
         {
             return HaPlan.NoAction($"no action. I am ({me}), a secondary; waiting for '{candidate}' to take over as requested");
         }
 
+        // Positions compare as (timeline, LSN), the order of WAL in the cluster's history: a member left behind on an older
+        // timeline (or that wrote past the point where the cluster left it) lacks what the newer timeline acknowledged, however
+        // large its LSN.
+        var myTimeline = pg.Timeline ?? pg.ControlTimeline ?? 0;
         var myLsn = pg.Lsn ?? 0;
-        if (!namedForMe && cluster.Status is { } status && status.Optime - myLsn > input.Settings.MaximumLagOnFailover)
+        var maxLag = input.Settings.MaximumLagOnFailover;
+        if (!namedForMe && cluster.Status is { } status && status.Optime - myLsn > maxLag)
         {
             return HaPlan.NoAction($"not eligible for failover: {status.Optime - myLsn} bytes behind the last known leader position " +
-                                   $"(maximum_lag_on_failover {input.Settings.MaximumLagOnFailover})");
+                                   $"(maximum_lag_on_failover {maxLag}){note}");
         }
 
         if (input.Peers is null)
         {
-            return new HaPlan("no leader: asking the other members before taking over", [new FetchPeers()]);
+            return new HaPlan($"no leader: asking the other members before taking over{note}", [new FetchPeers()]);
         }
 
         if (!namedForMe)
@@ -406,7 +454,7 @@ public static class HaDecision
             {
                 if (peer.Name == me || !peer.Reachable || peer.Name == request?.Leader)
                 {
-                    continue; // the member that stepped down for a switchover stays out of the election (Patroni does the same)
+                    continue; // the member that stepped down for a switchover stays out of the election while the request holds
                 }
 
                 if (peer.DcsLastSeen is { } seen && input.Now - seen > seenWithin)
@@ -420,20 +468,121 @@ public static class HaDecision
                     return HaPlan.NoAction($"no action. I am ({me}), a secondary; the former primary '{peer.Name}' is still running and may take the key back");
                 }
 
-                if (peer.NoFailover)
+                if (peer.NoFailover || peer.Lsn is not { } theirs)
                 {
                     continue;
                 }
 
-                if (peer.Lsn is { } theirs && theirs > myLsn)
+                if (cluster.Status is { } last && last.Optime - theirs > maxLag)
                 {
-                    return HaPlan.NoAction($"no action. I am ({me}), a secondary; '{peer.Name}' is ahead ({theirs} > {myLsn}) and should take over");
+                    continue; // it lags too far to take over itself (it decides the same from the same numbers): do not wait for it
+                }
+
+                var theirTimeline = peer.Timeline ?? 0;
+                if (theirTimeline > myTimeline || (theirTimeline == myTimeline && theirs > myLsn))
+                {
+                    return HaPlan.NoAction($"no action. I am ({me}), a secondary; '{peer.Name}' is ahead (timeline {theirTimeline} at {Lsn.Format(theirs)}, " +
+                                           $"I am on timeline {myTimeline} at {Lsn.Format(myLsn)}) and should take over");
                 }
             }
         }
 
         var steps = new List<HaStep> { new AcquireLeader(), new Promote(namedForMe ? "manual failover" : "no leader") };
-        return new HaPlan("promoted self to leader by acquiring session lock", steps);
+        return new HaPlan($"promoted self to leader by acquiring session lock{note}", steps);
+    }
+
+    /// <summary>
+    /// The <c>failover</c> request, unless it can no longer be carried out: then the reason it is ignored, and the normal
+    /// election runs (the member that stepped down included). A request that is never carried out (the candidate crashed
+    /// after the leader released the key, or cannot take over) must not keep the cluster leaderless.
+    /// </summary>
+    private static (FailoverRequest? Request, string? Ignored) FailoverInForce(HaInput input, ClusterView cluster)
+    {
+        if (cluster.Failover is not { } request)
+        {
+            return (null, null);
+        }
+
+        var ttl = input.Settings.Ttl;
+        var why = request switch
+        {
+            { ScheduledAt: { } at } when at > input.Now => $"it is scheduled for {at:O} and there is no leader to switch over from",
+            _ when input.LeaderMissingSince is { } since && input.Now - since > TimeSpan.FromSeconds(ttl) =>
+                $"nobody took over within ttl ({ttl} s) of the leader key disappearing",
+            { Candidate: { } candidate } when candidate != input.Me && CandidateCannotTakeOver(input, cluster, candidate) is { } problem =>
+                $"candidate '{candidate}' {problem}",
+            _ => null,
+        };
+        return why is null
+            ? (request, null)
+            : (null, $"ignoring the failover request (leader {request.Leader ?? "any"}, candidate {request.Candidate ?? "any"}): {why}");
+    }
+
+    private static string? CandidateCannotTakeOver(HaInput input, ClusterView cluster, string candidate)
+    {
+        if (cluster.GetMember(candidate) is not { } member)
+        {
+            return "has no member key";
+        }
+
+        if (member.Data.State != "running")
+        {
+            return $"is {member.Data.State ?? "in an unknown state"}";
+        }
+
+        if (TagIsTrue(member.Data.Tags, "nofailover") || input.Peers?.GetValueOrDefault(candidate) is { NoFailover: true })
+        {
+            return "is tagged nofailover";
+        }
+
+        return input.Peers?.GetValueOrDefault(candidate) is { Reachable: false } ? "does not answer" : null;
+    }
+
+    /// <summary>
+    /// Why a replica that replayed up to <paramref name="lsn"/> on <paramref name="timeline"/> can never follow a leader on
+    /// <paramref name="leaderTimeline"/> without pg_rewind; null when that is not proven. Proof is a replay timeline ahead of
+    /// the leader's, or a replay position past the switch point at which the cluster left the replica's timeline (as
+    /// recorded in <c>history</c>). A replica whose timeline is in the history at a point it has not passed has not diverged:
+    /// PostgreSQL follows the timeline switch once it streams again. No history entry for its timeline: no proof.
+    /// </summary>
+    internal static string? DivergedFrom(long? timeline, long? lsn, long? leaderTimeline, IReadOnlyList<HistoryEntry> history)
+    {
+        if (timeline is not { } mine || leaderTimeline is not { } theirs || mine == theirs)
+        {
+            return null;
+        }
+
+        if (mine > theirs)
+        {
+            return $"I replay timeline {mine}, ahead of the leader's timeline {theirs}";
+        }
+
+        // Should history hold two switches off one timeline, only a position past both is proof.
+        var left = history.Where(h => h.Timeline == mine).Select(h => (long?)h.Lsn).Max();
+        return lsn is { } position && left is { } switchPoint && position > switchPoint
+            ? $"I replayed timeline {mine} up to {Lsn.Format(position)}, past {Lsn.Format(switchPoint)} where the cluster left it for timeline {mine + 1}"
+            : null;
+    }
+
+    /// <summary>The leader's REST status if it answered this cycle as a running primary.</summary>
+    private static PeerStatus? AnsweringLeader(HaInput input, string leader) =>
+        input.Peers?.GetValueOrDefault(leader) is { Reachable: true, Role: "primary" or "master", State: "running" } status ? status : null;
+
+    /// <summary>
+    /// pg_rewind and a re-clone replace local data with the leader's, and a rewind that cannot reach its source ends in a
+    /// data directory moved aside: only against a leader that answers as a running primary this cycle. Null when it does;
+    /// otherwise the plan to follow instead (ask it, or wait).
+    /// </summary>
+    private static HaPlan? UnlessLeaderAnswers(HaInput input, string leader, string why)
+    {
+        if (input.Peers is null)
+        {
+            return new HaPlan($"{why}: asking leader '{leader}' before rewinding from it", [new FetchPeers()]);
+        }
+
+        return AnsweringLeader(input, leader) is null
+            ? HaPlan.NoAction($"not rewinding: {why}, but leader '{leader}' does not answer as a running primary; waiting")
+            : null;
     }
 
     /// <summary>
@@ -441,8 +590,8 @@ public static class HaDecision
     /// stream before pg_rewind has compared the timelines (pg_rewind itself says "no rewind required" when nothing diverged).
     /// A standby whose timeline is ahead of the leader's has diverged too.
     /// </summary>
-    internal static bool NeedsRewind(PgState pg, Member leader) =>
-        WasPrimary(pg) || (pg.ControlTimeline is { } mine && leader.Data.Timeline is { } theirs && mine > theirs);
+    internal static bool NeedsRewind(PgState pg, long? leaderTimeline) =>
+        WasPrimary(pg) || (pg.ControlTimeline is { } mine && leaderTimeline is { } theirs && mine > theirs);
 
     internal static bool WasPrimary(PgState pg) =>
         !pg.StandbySignal && pg.ControlState is "in production" or "shut down" or "in crash recovery";

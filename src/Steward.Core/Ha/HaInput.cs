@@ -35,8 +35,24 @@ public sealed record HaInput
     /// <summary>Since when PostgreSQL has been down while this agent wanted it up (null: it is up, or was never started).</summary>
     public DateTimeOffset? PgDownSince { get; init; }
 
-    /// <summary>Since when a running replica has not been streaming (null: streaming, or not a replica).</summary>
+    /// <summary>
+    /// Since when the postmaster has been alive but PostgreSQL has not answered this agent's inspection (no connection,
+    /// a query timed out, still starting or in crash recovery); null while it answers and while no postmaster runs. A lock
+    /// holder whose PostgreSQL stays unanswered past <c>primary_start_timeout</c> stops it and releases the key.
+    /// </summary>
+    public DateTimeOffset? PgUnresponsiveSince { get; init; }
+
+    /// <summary>
+    /// Since when a running replica has not been streaming (null: streaming, or not a replica). Only reported in the
+    /// decision's sentence: not streaming is no proof of divergence.
+    /// </summary>
     public DateTimeOffset? NotStreamingSince { get; init; }
+
+    /// <summary>
+    /// Since when this agent has seen no <c>leader</c> key (null while one exists). A <c>failover</c> request that nobody
+    /// carried out within ttl of the key disappearing is ignored, so a failed switchover cannot leave the cluster leaderless.
+    /// </summary>
+    public DateTimeOffset? LeaderMissingSince { get; init; }
 
     /// <summary>The upstream the local replica was last pointed at (host:port), null if none.</summary>
     public string? CurrentUpstream { get; init; }
@@ -53,6 +69,7 @@ public sealed record PeerStatus
     /// <summary>primary or replica.</summary>
     public string? Role { get; init; }
     public string? State { get; init; }
+    /// <summary>The timeline its <see cref="Lsn"/> is on (a replica's received or replayed timeline); compared before the LSN.</summary>
     public long? Timeline { get; init; }
     /// <summary>Write LSN on a primary, max(received, replayed) on a replica.</summary>
     public long? Lsn { get; init; }

@@ -41,12 +41,16 @@ public sealed record ReleaseLeader : HaStep;
 
 public sealed record StartPostgres(StartRole Role, string? UpstreamMember, Upstream? Upstream) : HaStep;
 
+/// <summary>Immediate mode is bounded: a postmaster that does not stop within seconds is killed with its backends.</summary>
 public sealed record StopPostgres(StopMode Mode) : HaStep;
 
 /// <summary>Point the running replica at another upstream (reload, no restart).</summary>
 public sealed record Follow(string? UpstreamMember, Upstream? Upstream) : HaStep;
 
-/// <summary>pg_rewind from the leader; if that fails (or use_pg_rewind is off), move the data directory aside and clone anew.</summary>
+/// <summary>
+/// pg_rewind from the leader; if that fails (or use_pg_rewind is off), move the data directory aside and clone anew. Planned
+/// only while the leader answered as a running primary this cycle (<see cref="HaInput.Peers"/>).
+/// </summary>
 public sealed record RewindOrReclone(string Member, HostPort Address, bool UseRewind) : HaStep;
 
 /// <summary>Write missing timeline history files (rule 4), promote, append the switch to <c>history</c>, clear a <c>failover</c> request.</summary>

@@ -34,7 +34,10 @@ public interface IPostgresControl
     /// </summary>
     Task StartAsync(StartRole role, Upstream? upstream, DynamicConfig dynamic, CancellationToken ct);
 
-    /// <summary>pg_ctl stop -m fast|immediate, waiting for the postmaster to exit. No-op when not running.</summary>
+    /// <summary>
+    /// pg_ctl stop -m fast|immediate, waiting for the postmaster to exit. No-op when not running. Immediate is bounded: after
+    /// about 10 s the postmaster's process group is killed (SIGKILL), so a hung or stopped server cannot hold a stop up.
+    /// </summary>
     Task StopAsync(StopMode mode, CancellationToken ct);
 
     /// <summary>Points a running replica at a new upstream: rewrites primary_conninfo / primary_slot_name and reloads.</summary>
@@ -53,7 +56,10 @@ public interface IPostgresControl
     /// </summary>
     Task PromoteAsync(bool checkpoint, CancellationToken ct);
 
-    /// <summary>pg_rewind of the stopped local data directory from <paramref name="source"/>. Returns false when pg_rewind failed.</summary>
+    /// <summary>
+    /// pg_rewind of the stopped local data directory from <paramref name="source"/>. Returns false when pg_rewind failed;
+    /// throws (having changed nothing) when the source does not answer, so the caller does not move the data aside for it.
+    /// </summary>
     Task<bool> RewindAsync(HostPort source, CancellationToken ct);
 
     /// <summary>Renames the data directory aside (<c>&lt;data_dir&gt;.diverged-&lt;utc time&gt;</c>) so it can be cloned anew without losing it. Returns the new path.</summary>
@@ -68,7 +74,7 @@ public interface IPostgresControl
     /// <summary>Reads pg_wal/&lt;timeline&gt;.history and returns its last entry (parent timeline, switch LSN, reason), null if absent.</summary>
     Task<TimelineSwitch?> ReadLastTimelineSwitchAsync(long timeline, CancellationToken ct);
 
-    /// <summary>CHECKPOINT on the running server (before a clean demotion).</summary>
+    /// <summary>CHECKPOINT on the running server (before a clean demotion), bounded by pg_ctl_timeout.</summary>
     Task CheckpointAsync(CancellationToken ct);
 }
 
@@ -111,7 +117,18 @@ public sealed record PgState
     public bool Accepting { get; init; }
     /// <summary>pg_is_in_recovery(), when accepting.</summary>
     public bool? InRecovery { get; init; }
+    /// <summary>
+    /// The timeline of <see cref="Lsn"/>: a primary's WAL insert timeline; a replica's receive timeline while it streams,
+    /// else its <see cref="ReplayTimeline"/>, else (unknown) the last checkpoint's, which lags behind a timeline switch.
+    /// </summary>
     public long? Timeline { get; init; }
+    /// <summary>
+    /// Replica: the timeline of the WAL replayed so far (IDENTIFY_SYSTEM on the standby itself), null when it could not be
+    /// read. With <see cref="ReplayLsn"/> this is what proves or disproves divergence from the leader's history.
+    /// </summary>
+    public long? ReplayTimeline { get; init; }
+    /// <summary>Replica: received_tli of the running WAL receiver; null when none runs.</summary>
+    public long? ReceiveTimeline { get; init; }
     /// <summary>Primary: pg_current_wal_lsn().</summary>
     public long? WriteLsn { get; init; }
     public long? ReceiveLsn { get; init; }

@@ -324,9 +324,9 @@ internal static class RestActions
             return Text(400, $"invalid configuration: {error}");
         }
 
-        if (config.Ttl <= 0 || config.LoopWait <= 0 || config.RetryTimeout <= 0 || config.LoopWait + (2 * config.RetryTimeout) > config.Ttl)
+        if (DynamicConfigJson.Problem(config) is { } problem)
         {
-            return Text(400, $"invalid timing: need loop_wait + 2 × retry_timeout ≤ ttl, all positive (ttl {config.Ttl}, loop_wait {config.LoopWait}, retry_timeout {config.RetryTimeout})");
+            return Text(400, problem);
         }
 
         if (!await agent.Store.SetConfigAsync(config, view.Config?.ModRevision ?? 0, ct).ConfigureAwait(false))

@@ -5,6 +5,26 @@ namespace Steward.Tests.Cluster;
 
 public sealed class DynamicConfigJsonTests
 {
+    /// <summary>Story (issue 9, defect 7): PATCH /config accepted a negative maximum_lag_on_failover, and then no replica was eligible for failover.</summary>
+    [Theory]
+    [InlineData("""{"maximum_lag_on_failover": -1}""", "maximum_lag_on_failover must be 0 or more bytes, got -1")]
+    [InlineData("""{"primary_start_timeout": -5}""", "primary_start_timeout must be 0 or more seconds, got -5")]
+    [InlineData("""{"ttl": -6}""", "invalid timing: need loop_wait + 2 × retry_timeout ≤ ttl, all positive (ttl -6, loop_wait 1, retry_timeout 2)")]
+    [InlineData("""{"loop_wait": 0}""", "invalid timing: need loop_wait + 2 × retry_timeout ≤ ttl, all positive (ttl 6, loop_wait 0, retry_timeout 2)")]
+    [InlineData("""{"ttl": 30, "loop_wait": 10, "retry_timeout": 11}""", "invalid timing: need loop_wait + 2 × retry_timeout ≤ ttl, all positive (ttl 30, loop_wait 10, retry_timeout 11)")]
+    public void Settings_that_cannot_work_are_named(string json, string problem)
+    {
+        var config = DynamicConfigJson.TryParse(json, out _)!;
+
+        Assert.Equal(problem, DynamicConfigJson.Problem(config));
+    }
+
+    [Theory]
+    [InlineData("{}")]
+    [InlineData("""{"ttl": 30, "loop_wait": 10, "retry_timeout": 10, "maximum_lag_on_failover": 0, "primary_start_timeout": 0}""")]
+    public void Settings_that_can_work_have_no_problem(string json) =>
+        Assert.Null(DynamicConfigJson.Problem(DynamicConfigJson.TryParse(json, out _)!));
+
     [Fact]
     public void Config_survives_a_round_trip_in_patronis_key_names()
     {

@@ -68,6 +68,84 @@ public sealed class HaDecisionPropertyTests
         return null;
     });
 
+    /// <summary>A rewind that cannot reach its source ends in a data directory moved aside (issue 9, defect 0).</summary>
+    [Fact]
+    public void Nothing_is_rewound_or_moved_aside_unless_the_leader_answered_as_a_running_primary() => Check((input, plan) =>
+        plan.Steps.OfType<RewindOrReclone>().FirstOrDefault() is { } rewind
+        && input.Peers?.GetValueOrDefault(rewind.Member) is not { Reachable: true, Role: "primary", State: "running" }
+            ? $"RewindOrReclone from '{rewind.Member}', which did not answer as a running primary"
+            : null);
+
+    /// <summary>
+    /// A running replica is stopped only on proof that it left the leader's history: never while it is on the leader's
+    /// timeline, nor while its timeline is in the history at a point it has not replayed past (issue 9, defect 0).
+    /// </summary>
+    [Fact]
+    public void A_running_replica_that_has_not_left_the_leaders_history_is_never_stopped() => Check((input, plan) =>
+    {
+        var pg = input.Pg;
+        if (input.Cluster?.Leader is not { } leader || leader.Name == input.Me || !pg.Running || pg.InRecovery != true
+            || !plan.Steps.Any(s => s is StopPostgres or RewindOrReclone))
+        {
+            return null;
+        }
+
+        var leaderTimeline = input.Peers?.GetValueOrDefault(leader.Name)?.Timeline ?? input.Cluster.GetMember(leader.Name)?.Data.Timeline;
+        if (pg.ReplayTimeline is not { } mine || leaderTimeline is not { } theirs || mine == theirs || pg.Streaming)
+        {
+            return "a running replica is stopped without proof of divergence (streaming, on the leader's timeline, or timelines unknown)";
+        }
+
+        var passedSwitch = input.Cluster.History.Any(h => h.Timeline == mine) && input.Cluster.History.Where(h => h.Timeline == mine).All(h => pg.ReplayLsn > h.Lsn);
+        return mine > theirs || passedSwitch ? null : $"a running replica on timeline {mine} that has not passed its switch point is stopped";
+    });
+
+    /// <summary>A lock holder whose PostgreSQL has not answered for longer than primary_start_timeout hands the key over (issue 9, defect 1).</summary>
+    [Fact]
+    public void A_lock_holder_whose_postgres_does_not_answer_past_primary_start_timeout_stops_it_and_releases_the_key() => Check((input, plan) =>
+    {
+        var pg = input.Pg;
+        var unanswered = pg.Running && (!pg.Accepting || pg.InRecovery is null);
+        var past = input.PgUnresponsiveSince is { } since && input.Now - since > TimeSpan.FromSeconds(input.Settings.PrimaryStartTimeout);
+        if (!HoldsLock(input) || !unanswered || !past || input.Settings.Pause || pg.DataDir != DataDirStatus.Initialized
+            || input.Cluster!.Initialize is not { Length: > 0 } id || (pg.SystemId is not null && pg.SystemId != id))
+        {
+            return null;
+        }
+
+        return plan.Steps.SequenceEqual([new StopPostgres(StopMode.Immediate), new ReleaseLeader()])
+            ? null
+            : "a lock holder whose PostgreSQL has not answered past primary_start_timeout keeps the key";
+    });
+
+    /// <summary>A failover request nobody carried out within ttl of the leader key disappearing never holds an election back (issue 9, defect 2).</summary>
+    [Fact]
+    public void A_failover_request_older_than_ttl_without_a_leader_steers_nobody() => Check((input, plan) =>
+        input.Cluster is { Leader: null, Failover: not null } && !input.Settings.Pause
+        && input.LeaderMissingSince is { } since && input.Now - since > TimeSpan.FromSeconds(input.Settings.Ttl)
+        && (plan.Message.Contains("as requested", StringComparison.Ordinal) || plan.Message.Contains("stepped down", StringComparison.Ordinal))
+            ? "an expired failover request still holds the election back"
+            : null);
+
+    /// <summary>Without a leader, nobody wins over a reachable member that could take over and is on a newer timeline (issue 9, defect 4).</summary>
+    [Fact]
+    public void An_election_is_never_won_over_an_eligible_reachable_peer_on_a_newer_timeline() => Check((input, plan) =>
+    {
+        if (input.Cluster is not { Leader: null } cluster || !plan.Has<Promote>() || input.Peers is null
+            || cluster.Failover is { Candidate: { } c } && c == input.Me)
+        {
+            return null;
+        }
+
+        var mine = input.Pg.Timeline ?? input.Pg.ControlTimeline ?? 0;
+        var better = input.Peers.Values.FirstOrDefault(p => p.Name != input.Me && p.Reachable && !p.NoFailover && p.Role == "replica"
+            && p.Lsn is { } lsn && (cluster.Status is not { } s || s.Optime - lsn <= input.Settings.MaximumLagOnFailover)
+            && (p.DcsLastSeen is not { } seen || input.Now - seen <= TimeSpan.FromSeconds(input.Settings.Ttl))
+            && p.Name != cluster.Failover?.Leader
+            && p.Timeline > mine);
+        return better is null ? null : $"promoted on timeline {mine} over '{better.Name}' on timeline {better.Timeline}";
+    });
+
     /// <summary>The invariants above are only worth something if the generator reaches the plans they speak about.</summary>
     [Fact]
     public void Generator_reaches_the_plans_the_invariants_speak_about()
@@ -84,15 +162,25 @@ public sealed class HaDecisionPropertyTests
                 counts[name] = counts.GetValueOrDefault(name) + 1;
             }
 
-            if (input.Cluster is null && plan.Has<StopPostgres>())
+            var situations = new (string Name, bool Reached)[]
             {
-                counts["demotion without store"] = counts.GetValueOrDefault("demotion without store") + 1;
+                ("demotion without store", input.Cluster is null && plan.Has<StopPostgres>()),
+                ("running replica rewound", input.Pg is { Running: true, InRecovery: true } && plan.Has<RewindOrReclone>()),
+                ("rewind held back: leader not answering", plan.Message.StartsWith("not rewinding", StringComparison.Ordinal)),
+                ("unanswering leader hands over", plan.Steps.SequenceEqual([new StopPostgres(StopMode.Immediate), new ReleaseLeader()])),
+                ("failover request ignored", plan.Message.Contains("ignoring the failover request", StringComparison.Ordinal)),
+                ("waiting for a peer ahead", plan.Message.Contains("is ahead (timeline", StringComparison.Ordinal)),
+            };
+            foreach (var (name, reached) in situations.Where(s => s.Reached))
+            {
+                counts[name] = counts.GetValueOrDefault(name) + 1;
             }
         }
 
         string[] expected = ["AcquireLeader", "Promote", "StartPostgres(Primary)", "StartPostgres(Replica)", "RewindOrReclone", "Follow",
             "ReleaseLeader", "FetchPeers", "LeaderHousekeeping", "CloneFrom", "BootstrapCluster", "Checkpoint", "DeleteFailoverKey",
-            "Fatal", "demotion without store"];
+            "Fatal", "demotion without store", "running replica rewound", "rewind held back: leader not answering", "unanswering leader hands over",
+            "failover request ignored", "waiting for a peer ahead"];
         Assert.All(expected, name => Assert.True(counts.GetValueOrDefault(name) >= 10,
             $"{name} appeared {counts.GetValueOrDefault(name)} times in {Runs} plans: {string.Join(", ", counts.Select(kv => $"{kv.Key}={kv.Value}"))}"));
     }
@@ -162,10 +250,26 @@ public sealed class HaDecisionPropertyTests
             MyLeaseId = MyLease,
             LeaseDeadline = Chance(r, 0.3) ? null : now.AddSeconds(r.Next(-10, 10)),
             PgDownSince = Chance(r, 0.5) ? null : now.AddSeconds(-r.Next(0, 60)),
+            PgUnresponsiveSince = Chance(r, 0.5) ? null : now.AddSeconds(-r.Next(0, 60)),
             NotStreamingSince = Chance(r, 0.5) ? null : now.AddSeconds(-r.Next(0, 30)),
+            LeaderMissingSince = Chance(r, 0.5) ? null : now.AddSeconds(-r.Next(0, 60)),
             CurrentUpstream = Chance(r, 0.3) ? null : Address(Pick(r, Names)).ToString(),
             Peers = Chance(r, 0.4) ? null : GeneratePeers(r, now, Lsn),
         };
+
+        // Nor into a leader that answers as a primary, which every rewind needs: make the leader answer in half of the
+        // inputs that have both a leader and peers.
+        if (input is { Cluster.Leader: { } leaderKey, Peers: { } known } && Chance(r, 0.5))
+        {
+            input = input with
+            {
+                Peers = new Dictionary<string, PeerStatus>(known, StringComparer.Ordinal)
+                {
+                    [leaderKey.Name] = new() { Name = leaderKey.Name, Reachable = true, Role = "primary", State = "running", Timeline = r.Next(1, 5), Lsn = Lsn() },
+                },
+                CurrentUpstream = Chance(r, 0.5) ? Address(leaderKey.Name).ToString() : input.CurrentUpstream,
+            };
+        }
 
         // Fully random inputs rarely line up into a healthy leader facing a switchover: make one in five of them do so.
         if (input.Cluster is { } cluster && Chance(r, 0.2))
@@ -271,6 +375,7 @@ public sealed class HaDecisionPropertyTests
                 Accepting = true,
                 InRecovery = true,
                 Timeline = timeline,
+                ReplayTimeline = Chance(r, 0.1) ? null : Math.Max(1, timeline - r.Next(0, 2)),
                 ReceiveLsn = lsn(),
                 ReplayLsn = lsn(),
                 Streaming = Chance(r, 0.6),
@@ -289,6 +394,7 @@ public sealed class HaDecisionPropertyTests
                 Name = name,
                 Reachable = reachable,
                 Role = reachable ? Pick(r, "replica", "replica", "replica", "primary") : null,
+                State = reachable ? Pick(r, "running", "running", "starting") : null,
                 Timeline = r.Next(1, 5),
                 Lsn = reachable ? lsn() : null,
                 NoFailover = Chance(r, 0.2),

@@ -339,7 +339,8 @@ public sealed class HaDecisionTests
     [InlineData("in crash recovery")]
     public void Stopped_former_primary_is_rewound_before_following_the_new_leader(string controlState)
     {
-        var plan = ReplicaStreamingFrom("node1", timeline: 2).WithPg(Pg.CrashedPrimary() with { ControlState = controlState }).Decide();
+        var plan = ReplicaStreamingFrom("node1", timeline: 2).WithPg(Pg.CrashedPrimary() with { ControlState = controlState })
+            .LeaderAnswers("node1", timeline: 2).Decide();
 
         AssertPlan(plan, "rewinding from leader 'node1' before following it: this data directory was a primary",
             new RewindOrReclone("node1", Address("node1"), true), new StartPostgres(StartRole.Replica, "node1", FromNode1ForNode2));
@@ -348,7 +349,7 @@ public sealed class HaDecisionTests
     [Fact]
     public void Stopped_former_primary_is_recloned_when_use_pg_rewind_is_off()
     {
-        var plan = ReplicaStreamingFrom("node1", timeline: 2).WithPg(Pg.CrashedPrimary()).UsePgRewind(false).Decide();
+        var plan = ReplicaStreamingFrom("node1", timeline: 2).WithPg(Pg.CrashedPrimary()).UsePgRewind(false).LeaderAnswers("node1", timeline: 2).Decide();
 
         AssertPlan(plan, "re-cloning from leader 'node1': this data directory was a primary and use_pg_rewind is off",
             new RewindOrReclone("node1", Address("node1"), false), new StartPostgres(StartRole.Replica, "node1", FromNode1ForNode2));
@@ -357,10 +358,33 @@ public sealed class HaDecisionTests
     [Fact]
     public void Stopped_standby_on_a_timeline_ahead_of_the_leader_is_rewound()
     {
-        var plan = ReplicaStreamingFrom("node1", timeline: 2).WithPg(Pg.StoppedReplica(timeline: 3)).Decide();
+        var plan = ReplicaStreamingFrom("node1", timeline: 2).WithPg(Pg.StoppedReplica(timeline: 3)).LeaderAnswers("node1", timeline: 2).Decide();
 
-        AssertPlan(plan, "rewinding from leader 'node1' before following it",
+        AssertPlan(plan, "rewinding from leader 'node1' before following it: my timeline 3 is ahead of the leader's timeline 2",
             new RewindOrReclone("node1", Address("node1"), true), new StartPostgres(StartRole.Replica, "node1", FromNode1ForNode2));
+    }
+
+    [Fact]
+    public void Stopped_former_primary_asks_the_leader_before_rewinding_from_it()
+    {
+        var plan = ReplicaStreamingFrom("node1", timeline: 2).WithPg(Pg.CrashedPrimary()).Decide();
+
+        AssertPlan(plan, "this data directory was a primary: asking leader 'node1' before rewinding from it", new FetchPeers());
+    }
+
+    /// <summary>
+    /// Story (issue 9): the leader crashed; its key had not expired yet. A former primary restarting then ran pg_rewind
+    /// against the dead leader, which failed, so its data directory was moved aside and a clone from the dead leader was
+    /// tried: the node that might hold the best copy was left empty. A rewind needs a leader that answers.
+    /// </summary>
+    [Theory]
+    [InlineData(false, "replica")]
+    [InlineData(true, "replica")]
+    public void Stopped_former_primary_is_not_rewound_from_a_leader_that_does_not_answer_as_a_primary(bool reachable, string role)
+    {
+        var plan = ReplicaStreamingFrom("node1", timeline: 2).WithPg(Pg.CrashedPrimary()).Peers(Peer("node1", Pg.DefaultLsn, role, reachable)).Decide();
+
+        AssertPlan(plan, "not rewinding: this data directory was a primary, but leader 'node1' does not answer as a running primary; waiting");
     }
 
     [Fact]
@@ -395,6 +419,55 @@ public sealed class HaDecisionTests
     public void Postgres_accepting_without_a_known_recovery_state_is_left_alone()
     {
         var plan = ReplicaStreamingFrom("node1").WithPg(p => p with { InRecovery = null }).Decide();
+
+        AssertPlan(plan, "PostgreSQL is starting up; waiting. I am (node2)");
+    }
+
+    // ---- I hold the lock, but PostgreSQL does not answer ----
+
+    /// <summary>
+    /// Story (issue 9, defect 1): "starting up; waiting" was decided before the lock was looked at, so a primary whose
+    /// storage stalled (or whose postmaster was stopped) kept the key for ever while its lease was renewed: writes went to a
+    /// dead server and no replica took over.
+    /// </summary>
+    [Fact]
+    public void Leader_whose_postgres_has_not_answered_past_primary_start_timeout_stops_it_and_releases_the_lock()
+    {
+        var plan = PrimaryHoldingTheLock().PgUnresponsiveFor(TimeSpan.FromSeconds(31)).Decide();
+
+        AssertPlan(plan, "stopping PostgreSQL and releasing the leader key: it has not answered for 31 s (primary_start_timeout 30 s)",
+            new StopPostgres(StopMode.Immediate), new ReleaseLeader());
+    }
+
+    [Fact]
+    public void Leader_whose_postgres_answers_without_a_recovery_state_is_treated_as_not_answering()
+    {
+        var plan = PrimaryHoldingTheLock().PgUnresponsiveFor(TimeSpan.FromSeconds(31)).WithPg(p => p with { Accepting = true }).Decide();
+
+        Assert.Equal([new StopPostgres(StopMode.Immediate), new ReleaseLeader()], plan.Steps);
+    }
+
+    [Fact]
+    public void Leader_whose_postgres_does_not_answer_keeps_the_lock_within_primary_start_timeout()
+    {
+        var plan = PrimaryHoldingTheLock().PgUnresponsiveFor(TimeSpan.FromSeconds(12)).Decide();
+
+        AssertPlan(plan, "PostgreSQL is starting up or not answering; waiting. I am (node1), the leader with the lock; " +
+                         $"releasing it if PostgreSQL does not answer within primary_start_timeout (30 s) of {Now.AddSeconds(-12):O}");
+    }
+
+    [Fact]
+    public void Leader_with_primary_start_timeout_zero_hands_over_as_soon_as_postgres_stops_answering()
+    {
+        var plan = PrimaryHoldingTheLock().WithSettings(s => s with { PrimaryStartTimeout = 0 }).PgUnresponsiveFor(TimeSpan.FromSeconds(1)).Decide();
+
+        Assert.Equal([new StopPostgres(StopMode.Immediate), new ReleaseLeader()], plan.Steps);
+    }
+
+    [Fact]
+    public void Replica_that_does_not_answer_is_left_alone_whatever_the_time()
+    {
+        var plan = ReplicaStreamingFrom("node1").PgUnresponsiveFor(TimeSpan.FromMinutes(10)).Decide();
 
         AssertPlan(plan, "PostgreSQL is starting up; waiting. I am (node2)");
     }
@@ -531,29 +604,118 @@ public sealed class HaDecisionTests
         AssertPlan(plan, "no action. I am (node2), a secondary; leader 'node1' has not published its address yet");
     }
 
+    /// <summary>
+    /// Story (issue 9, defect 0): after a failover, replication to the healthy new leader was refused for 25 s. Both replicas
+    /// had not streamed for 10 s, read a stale timeline from pg_control_checkpoint(), concluded they had diverged, stopped,
+    /// moved their data aside and cloned the whole database again. Not streaming is no proof of divergence.
+    /// </summary>
     [Fact]
-    public void Replica_not_streaming_past_the_grace_from_a_leader_on_a_newer_timeline_is_rewound()
+    public void Replica_not_streaming_for_minutes_from_a_leader_on_a_newer_timeline_is_left_alone_when_it_has_not_passed_the_switch_point()
     {
-        var plan = ReplicaStreamingFrom("node1", timeline: 2).NotStreamingFor(TimeSpan.FromSeconds(11)).Decide();
+        var plan = ReplicaStreamingFrom("node1", timeline: 2).History(2)
+            .WithPg(Pg.Replica(timeline: 1, lsn: 0x3000000) with { ControlTimeline = 1 }).NotStreamingFor(TimeSpan.FromMinutes(5))
+            .LeaderAnswers("node1", timeline: 2).Decide();
 
-        Assert.Contains("not streaming from leader 'node1' on timeline 2 since", plan.Message, StringComparison.Ordinal);
-        Assert.Contains("my timeline 1 may have diverged; rewinding", plan.Message, StringComparison.Ordinal);
-        Assert.Equal([new StopPostgres(StopMode.Fast), new RewindOrReclone("node1", Address("node1"), true),
-            new StartPostgres(StartRole.Replica, "node1", FromNode1ForNode2)], plan.Steps);
+        AssertPlan(plan, "no action. I am (node2), a secondary, and following a leader (node1); not streaming since");
+        Assert.Contains("nothing shows that my timeline left the leader's history", plan.Message, StringComparison.Ordinal);
     }
 
     [Fact]
-    public void Replica_not_streaming_within_the_grace_takes_no_action()
+    public void Replica_on_the_leaders_timeline_with_a_stale_checkpoint_timeline_is_left_alone()
     {
-        var plan = ReplicaStreamingFrom("node1", timeline: 2).NotStreamingFor(TimeSpan.FromSeconds(9)).Decide();
+        var plan = ReplicaStreamingFrom("node1", timeline: 2).History(2)
+            .WithPg(Pg.Replica(timeline: 2, lsn: 0x3100000) with { ControlTimeline = 1 }).NotStreamingFor(TimeSpan.FromMinutes(5)).Decide();
 
-        AssertPlan(plan, "no action. I am (node2), a secondary, and following a leader (node1)");
+        Assert.Empty(plan.Steps);
     }
 
     [Fact]
     public void Replica_not_streaming_on_the_leaders_timeline_takes_no_action()
     {
         var plan = ReplicaStreamingFrom("node1").NotStreamingFor(TimeSpan.FromMinutes(5)).Decide();
+
+        AssertPlan(plan, "no action. I am (node2), a secondary, and following a leader (node1)");
+    }
+
+    [Fact]
+    public void Replica_that_replayed_past_the_switch_point_asks_the_leader_before_rewinding()
+    {
+        var plan = ReplicaStreamingFrom("node1", timeline: 2).History(2)
+            .WithPg(Pg.Replica(timeline: 1, lsn: 0x3000200)).NotStreamingFor(TimeSpan.FromSeconds(1)).Decide();
+
+        AssertPlan(plan, "I replayed timeline 1 up to 0/30001A0, past 0/3000000 where the cluster left it for timeline 2: asking leader 'node1' before rewinding from it",
+            new FetchPeers());
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Replica_that_replayed_past_the_switch_point_is_rewound_from_the_answering_leader(bool useRewind)
+    {
+        var plan = ReplicaStreamingFrom("node1", timeline: 2).History(2).UsePgRewind(useRewind)
+            .WithPg(Pg.Replica(timeline: 1, lsn: 0x3000200)).NotStreamingFor(TimeSpan.FromSeconds(1)).LeaderAnswers("node1", timeline: 2).Decide();
+
+        AssertPlan(plan, $"{(useRewind ? "rewinding" : "re-cloning")} from leader 'node1': I replayed timeline 1 up to 0/30001A0, past 0/3000000 where the cluster left it for timeline 2",
+            new StopPostgres(StopMode.Fast), new RewindOrReclone("node1", Address("node1"), useRewind), new StartPostgres(StartRole.Replica, "node1", FromNode1ForNode2));
+    }
+
+    [Fact]
+    public void Replica_replaying_a_timeline_ahead_of_the_leader_is_rewound_from_the_answering_leader()
+    {
+        var plan = ReplicaStreamingFrom("node1", timeline: 2).History(2)
+            .WithPg(Pg.Replica(timeline: 3)).NotStreamingFor(TimeSpan.FromSeconds(1)).LeaderAnswers("node1", timeline: 2).Decide();
+
+        AssertPlan(plan, "rewinding from leader 'node1': I replay timeline 3, ahead of the leader's timeline 2",
+            new StopPostgres(StopMode.Fast), new RewindOrReclone("node1", Address("node1"), true), new StartPostgres(StartRole.Replica, "node1", FromNode1ForNode2));
+    }
+
+    /// <summary>The leader's member key may lag a promotion by a cycle: what the leader answers now decides.</summary>
+    [Fact]
+    public void Replica_ahead_of_the_leaders_published_timeline_is_left_alone_when_the_leader_answers_on_its_timeline()
+    {
+        var plan = ReplicaStreamingFrom("node1", timeline: 2).History(3)
+            .WithPg(Pg.Replica(timeline: 3)).NotStreamingFor(TimeSpan.FromSeconds(1)).LeaderAnswers("node1", timeline: 3).Decide();
+
+        Assert.Empty(plan.Steps);
+    }
+
+    /// <summary>Story (issue 9, defect 0): with the leader killed, both replicas tried to rewind from it and moved their data aside.</summary>
+    [Theory]
+    [InlineData(false, "primary")]
+    [InlineData(true, "replica")]
+    public void Diverged_replica_is_not_rewound_while_the_leader_does_not_answer_as_a_primary(bool reachable, string role)
+    {
+        var plan = ReplicaStreamingFrom("node1", timeline: 2).History(2)
+            .WithPg(Pg.Replica(timeline: 1, lsn: 0x3000200)).NotStreamingFor(TimeSpan.FromSeconds(30))
+            .Peers(Peer("node1", Pg.DefaultLsn, role, reachable, timeline: 2)).Decide();
+
+        AssertPlan(plan, "not rewinding: I replayed timeline 1 up to 0/30001A0, past 0/3000000 where the cluster left it for timeline 2, " +
+                         "but leader 'node1' does not answer as a running primary; waiting");
+    }
+
+    [Fact]
+    public void Replica_on_an_older_timeline_missing_from_the_history_is_left_alone()
+    {
+        var plan = ReplicaStreamingFrom("node1", timeline: 3).History(2)
+            .WithPg(Pg.Replica(timeline: 2, lsn: 0x9000000)).NotStreamingFor(TimeSpan.FromMinutes(5)).LeaderAnswers("node1", timeline: 3).Decide();
+
+        Assert.Empty(plan.Steps);
+    }
+
+    [Fact]
+    public void Replica_whose_replay_timeline_is_unknown_is_left_alone()
+    {
+        var plan = ReplicaStreamingFrom("node1", timeline: 2).History(2)
+            .WithPg(Pg.Replica(timeline: 1, lsn: 0x3000200) with { ReplayTimeline = null }).NotStreamingFor(TimeSpan.FromMinutes(5))
+            .LeaderAnswers("node1", timeline: 2).Decide();
+
+        Assert.Empty(plan.Steps);
+    }
+
+    [Fact]
+    public void Streaming_replica_is_never_rewound()
+    {
+        var plan = ReplicaStreamingFrom("node1", timeline: 2).History(2).WithPg(Pg.Replica(timeline: 1, lsn: 0x3000200)).LeaderAnswers("node1", timeline: 2).Decide();
 
         AssertPlan(plan, "no action. I am (node2), a secondary, and following a leader (node1)");
     }
@@ -600,6 +762,111 @@ public sealed class HaDecisionTests
         AssertPlan(plan, "promoted self to leader by acquiring session lock", new AcquireLeader(), new Promote("no leader"));
     }
 
+    // ---- a switchover or failover request that nobody carries out ----
+
+    [Fact]
+    public void Member_that_stepped_down_for_a_switchover_stays_out_of_the_election_within_ttl()
+    {
+        var plan = NoLeader("node1").Replica("node2").Failover("node1", "node2").LeaderMissingFor(TimeSpan.FromSeconds(5)).Peers().Decide();
+
+        AssertPlan(plan, "no action. I am (node1), a secondary; I stepped down for a switchover and do not take part in this election unless nobody takes over within ttl (6 s)");
+    }
+
+    /// <summary>
+    /// Story (issue 9, defect 2): two nodes, switchover node1 → node2, node2 crashed right after node1 released the key.
+    /// node1, the most up-to-date member, stayed a read-only standby for ever: it never ran for leader again.
+    /// </summary>
+    [Fact]
+    public void Member_that_stepped_down_takes_over_when_nobody_did_within_ttl()
+    {
+        var plan = NoLeader("node1").WithoutMember("node3").Replica("node2").Failover("node1", "node2").LeaderMissingFor(TimeSpan.FromSeconds(7))
+            .Peers(Peer("node2", 0, reachable: false)).Decide();
+
+        AssertPlan(plan, "promoted self to leader by acquiring session lock; ignoring the failover request (leader node1, candidate node2): " +
+                         "nobody took over within ttl (6 s) of the leader key disappearing",
+            new AcquireLeader(), new Promote("no leader"));
+    }
+
+    [Fact]
+    public void Member_that_stepped_down_takes_over_at_once_when_the_candidate_has_no_member_key()
+    {
+        var plan = NoLeader("node1").WithoutMember("node2").WithoutMember("node3").Failover("node1", "node2").LeaderMissingFor(TimeSpan.FromSeconds(1)).Peers().Decide();
+
+        AssertPlan(plan, "promoted self to leader by acquiring session lock; ignoring the failover request (leader node1, candidate node2): candidate 'node2' has no member key",
+            new AcquireLeader(), new Promote("no leader"));
+    }
+
+    [Fact]
+    public void Replica_stops_waiting_for_the_requested_candidate_when_nobody_took_over_within_ttl()
+    {
+        var plan = NoLeader().Failover("node1", "node3").LeaderMissingFor(TimeSpan.FromSeconds(7)).Peers(Peer("node3", Pg.DefaultLsn)).Decide();
+
+        Assert.Equal([new AcquireLeader(), new Promote("no leader")], plan.Steps);
+        Assert.Contains("nobody took over within ttl (6 s)", plan.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Replica_does_not_wait_for_a_nofailover_candidate_and_the_former_leader_runs_too()
+    {
+        var waiting = NoLeader().Replica("node3", nofailover: true).Failover("node1", "node3").Peers().Decide();
+        var formerLeader = NoLeader("node1").Replica("node3", nofailover: true).Failover("node1", "node3").Peers().Decide();
+
+        AssertPlan(waiting, "promoted self to leader by acquiring session lock; ignoring the failover request (leader node1, candidate node3): candidate 'node3' is tagged nofailover",
+            new AcquireLeader(), new Promote("no leader"));
+        Assert.Equal([new AcquireLeader(), new Promote("no leader")], formerLeader.Steps);
+    }
+
+    [Fact]
+    public void Replica_does_not_wait_for_a_candidate_that_does_not_answer()
+    {
+        var plan = NoLeader().Failover("node1", "node3").LeaderMissingFor(TimeSpan.FromSeconds(1)).Peers(Peer("node3", 0, reachable: false)).Decide();
+
+        AssertPlan(plan, "promoted self to leader by acquiring session lock; ignoring the failover request (leader node1, candidate node3): candidate 'node3' does not answer",
+            new AcquireLeader(), new Promote("no leader"));
+    }
+
+    [Fact]
+    public void Switchover_scheduled_for_later_does_not_steer_an_election_without_a_leader()
+    {
+        var plan = NoLeader("node1").Failover("node1", "node3", Now.AddMinutes(5)).Peers().Decide();
+
+        Assert.Equal([new AcquireLeader(), new Promote("no leader")], plan.Steps);
+        Assert.Contains("there is no leader to switch over from", plan.Message, StringComparison.Ordinal);
+    }
+
+    // ---- election by (timeline, LSN) ----
+
+    /// <summary>
+    /// Story (issue 9, defect 4): the election compared raw LSNs across timelines. A stale former primary left on timeline 1
+    /// with a long diverged tail beat a replica on timeline 2, and what timeline 2 had acknowledged was lost.
+    /// </summary>
+    [Fact]
+    public void Replica_on_the_newest_timeline_wins_over_a_peer_with_a_larger_LSN_on_an_older_timeline()
+    {
+        var plan = NoLeader().History(2).WithPg(Pg.Replica(timeline: 2, lsn: 0x3000100))
+            .Peers(Peer("node3", 0x3400000, timeline: 1)).Decide();
+
+        AssertPlan(plan, "promoted self to leader by acquiring session lock", new AcquireLeader(), new Promote("no leader"));
+    }
+
+    [Fact]
+    public void Replica_on_an_older_timeline_waits_for_a_peer_on_the_newest_timeline_with_a_smaller_LSN()
+    {
+        var plan = NoLeader().History(2).WithPg(Pg.Replica(timeline: 1, lsn: 0x3400000))
+            .Peers(Peer("node3", 0x3000100, timeline: 2)).Decide();
+
+        AssertPlan(plan, "no action. I am (node2), a secondary; 'node3' is ahead (timeline 2 at 0/3000100, I am on timeline 1 at 0/3400000) and should take over");
+    }
+
+    [Fact]
+    public void Replica_does_not_wait_for_a_peer_on_a_newer_timeline_that_lags_too_far_to_take_over()
+    {
+        var plan = NoLeader().History(2).WithCluster(c => c with { Status = new ClusterStatus { Optime = 0x3400000, Timeline = 2 } })
+            .WithPg(Pg.Replica(timeline: 1, lsn: 0x3400000)).Peers(Peer("node3", 0x3000100, timeline: 2)).Decide();
+
+        Assert.Equal([new AcquireLeader(), new Promote("no leader")], plan.Steps);
+    }
+
     [Fact]
     public void Replica_lagging_beyond_maximum_lag_on_failover_does_not_take_over()
     {
@@ -619,7 +886,7 @@ public sealed class HaDecisionTests
     {
         var plan = NoLeader().Peers(Peer("node3", Pg.DefaultLsn + 1)).Decide();
 
-        AssertPlan(plan, $"no action. I am (node2), a secondary; 'node3' is ahead ({Pg.DefaultLsn + 1} > {Pg.DefaultLsn}) and should take over");
+        AssertPlan(plan, "no action. I am (node2), a secondary; 'node3' is ahead (timeline 1 at 0/3000061, I am on timeline 1 at 0/3000060) and should take over");
     }
 
     [Fact]

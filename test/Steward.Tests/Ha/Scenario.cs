@@ -25,6 +25,8 @@ internal sealed class Scenario
     private DateTimeOffset? leaseDeadline;
     private DateTimeOffset? pgDownSince;
     private DateTimeOffset? notStreamingSince;
+    private DateTimeOffset? pgUnresponsiveSince;
+    private DateTimeOffset? leaderMissingSince;
     private string? currentUpstream;
     private Dictionary<string, PeerStatus>? peers;
 
@@ -158,6 +160,27 @@ internal sealed class Scenario
         return this;
     }
 
+    /// <summary>The postmaster runs but PostgreSQL has not answered for <paramref name="duration"/> (pg_ctl-started, hung, or stalled).</summary>
+    public Scenario PgUnresponsiveFor(TimeSpan duration)
+    {
+        pg = pg with { Accepting = false, InRecovery = null };
+        pgUnresponsiveSince = Now - duration;
+        return this;
+    }
+
+    /// <summary>This agent has seen no leader key for <paramref name="duration"/>.</summary>
+    public Scenario LeaderMissingFor(TimeSpan duration)
+    {
+        leaderMissingSince = Now - duration;
+        return this;
+    }
+
+    /// <summary>
+    /// The leader's REST API answered this cycle as a running primary on <paramref name="timeline"/> (what a rewind needs).
+    /// </summary>
+    public Scenario LeaderAnswers(string leader = "node1", long timeline = 1) =>
+        Peers(Peer(leader, Pg.DefaultLsn, role: "primary", timeline: timeline));
+
     public Scenario NotStreamingFor(TimeSpan duration)
     {
         pg = pg with { Streaming = false, UpstreamHost = null };
@@ -183,14 +206,15 @@ internal sealed class Scenario
         return this;
     }
 
-    public static PeerStatus Peer(string name, long lsn, string role = "replica", bool reachable = true, bool nofailover = false, DateTimeOffset? lastSeen = null) =>
+    public static PeerStatus Peer(string name, long lsn, string role = "replica", bool reachable = true, bool nofailover = false, DateTimeOffset? lastSeen = null,
+        long timeline = 1) =>
         new()
         {
             Name = name,
             Reachable = reachable,
             Role = reachable ? role : null,
             State = reachable ? "running" : null,
-            Timeline = 1,
+            Timeline = reachable ? timeline : null,
             Lsn = reachable ? lsn : null,
             NoFailover = nofailover,
             DcsLastSeen = lastSeen ?? Now.AddSeconds(-1),
@@ -208,6 +232,8 @@ internal sealed class Scenario
         LeaseDeadline = leaseDeadline,
         PgDownSince = pgDownSince,
         NotStreamingSince = notStreamingSince,
+        PgUnresponsiveSince = pgUnresponsiveSince,
+        LeaderMissingSince = leaderMissingSince,
         CurrentUpstream = currentUpstream,
         Peers = peers,
     };
@@ -250,6 +276,8 @@ internal static class Pg
         Accepting = true,
         InRecovery = true,
         Timeline = timeline,
+        ReplayTimeline = timeline,
+        ReceiveTimeline = streaming ? timeline : null,
         ReceiveLsn = lsn,
         ReplayLsn = lsn - 0x60,
         Streaming = streaming,
