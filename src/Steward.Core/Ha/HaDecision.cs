@@ -416,6 +416,13 @@ public static class HaDecision
             return HaPlan.NoAction($"no action. I am ({me}), a secondary with nofailover set; waiting for a leader");
         }
 
+        if (input.Settings.FailsafeMode && input.FailsafeLeader is { } failsafe && failsafe != me)
+        {
+            // I promised that leader, over POST /failsafe, not to take over for ttl: it keeps its primary on that promise.
+            return HaPlan.NoAction($"no action. I am ({me}), a secondary; failsafe: leader '{failsafe}' confirmed itself within ttl " +
+                                   $"while etcd was unreachable for it; not taking over");
+        }
+
         var (request, ignored) = FailoverInForce(input, cluster);
         var note = ignored is null ? "" : $"; {ignored}";
         if (request?.Leader == me)

@@ -54,6 +54,12 @@ public sealed record HaInput
     /// </summary>
     public DateTimeOffset? LeaderMissingSince { get; init; }
 
+    /// <summary>
+    /// failsafe_mode: the leader that confirmed itself to this member through <c>POST /failsafe</c> within the last ttl
+    /// (it could not reach etcd, and every member vouched for it). No election while it is set.
+    /// </summary>
+    public string? FailsafeLeader { get; init; }
+
     /// <summary>The upstream the local replica was last pointed at (host:port), null if none.</summary>
     public string? CurrentUpstream { get; init; }
 

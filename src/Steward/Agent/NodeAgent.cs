@@ -32,6 +32,8 @@ internal sealed class NodeAgent : IAsyncDisposable
     private readonly SemaphoreSlim _cycleGate = new(1, 1);
 
     private DateTimeOffset? _pgDownSince;
+    private DateTimeOffset? _pgUnresponsiveSince;
+    private DateTimeOffset? _leaderMissingSince;
     private DateTimeOffset? _notStreamingSince;
     private string? _lastDecision;
     private string? _lastMemberJson;
@@ -185,7 +187,7 @@ internal sealed class NodeAgent : IAsyncDisposable
             _failsafeConfirmed = false;
         }
 
-        TrackTimers(pg, now);
+        TrackTimers(pg, cluster, now);
         var leaseId = _lease.Current?.LeaseId ?? 0;
         // Without etcd we cannot see the key: we still hold it for as long as our lease certainly lives.
         var holds = cluster is null
@@ -204,6 +206,9 @@ internal sealed class NodeAgent : IAsyncDisposable
             MyLeaseId = leaseId,
             LeaseDeadline = _lease.Deadline,
             PgDownSince = _pgDownSince,
+            PgUnresponsiveSince = _pgUnresponsiveSince,
+            LeaderMissingSince = _leaderMissingSince,
+            FailsafeLeader = FailsafeLeader,
             NotStreamingSince = _notStreamingSince,
             CurrentUpstream = _converger.CurrentUpstream,
         };
@@ -308,9 +313,16 @@ internal sealed class NodeAgent : IAsyncDisposable
         }
     }
 
-    private void TrackTimers(PgState pg, DateTimeOffset now)
+    private void TrackTimers(PgState pg, ClusterView? cluster, DateTimeOffset now)
     {
+        // A postmaster that is alive but does not answer: the time it was down before counts too (down, then stuck starting).
+        _pgUnresponsiveSince = pg.Running && (!pg.Accepting || pg.InRecovery is null) ? _pgUnresponsiveSince ?? _pgDownSince ?? now : null;
         _pgDownSince = pg.Running ? null : _pgDownSince ?? now;
+        if (cluster is not null)
+        {
+            _leaderMissingSince = cluster.Leader is null ? _leaderMissingSince ?? now : null;
+        }
+
         _notStreamingSince = pg.Running && pg.InRecovery == true && !pg.Streaming ? _notStreamingSince ?? now : null;
     }
 

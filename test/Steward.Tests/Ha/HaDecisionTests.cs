@@ -985,4 +985,20 @@ public sealed class HaDecisionTests
 
         Assert.Empty(plan.Steps);
     }
+
+    [Fact]
+    public void A_replica_holds_back_from_an_election_while_a_failsafe_leader_confirmed_itself_within_ttl()
+    {
+        var input = NoLeader().WithSettings(s => s with { FailsafeMode = true }).Build() with { FailsafeLeader = "node1" };
+        AssertPlan(HaDecision.Decide(input), "failsafe: leader 'node1' confirmed itself within ttl");
+    }
+
+    [Fact]
+    public void A_failsafe_confirmation_counts_only_with_failsafe_mode_on_and_for_another_member()
+    {
+        var off = NoLeader().Build() with { FailsafeLeader = "node1" };
+        Assert.DoesNotContain("failsafe", HaDecision.Decide(off).Message, StringComparison.Ordinal);
+        var self = NoLeader().WithSettings(s => s with { FailsafeMode = true }).Build() with { FailsafeLeader = "node2" };
+        Assert.DoesNotContain("failsafe", HaDecision.Decide(self).Message, StringComparison.Ordinal);
+    }
 }
