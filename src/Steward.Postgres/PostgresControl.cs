@@ -730,7 +730,7 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
 
     // ---------------------------------------------------------------- primary housekeeping
 
-    public async Task SyncReplicationSlotsAsync(IReadOnlyCollection<string> slotNames, CancellationToken ct)
+    public async Task SyncReplicationSlotsAsync(IReadOnlyCollection<string> slotNames, CancellationToken ct, Func<string, bool>? mayDrop = null)
     {
         ArgumentNullException.ThrowIfNull(slotNames);
         await using var connection = await _dataSource.Value.OpenConnectionAsync(ct).ConfigureAwait(false);
@@ -750,7 +750,7 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
         }
         foreach (var (name, active) in existing)
         {
-            if (!active && !slotNames.Contains(name))
+            if (!active && !slotNames.Contains(name) && (mayDrop is null || mayDrop(name)))
             {
                 await ExecuteAsync(connection, "SELECT pg_drop_replication_slot($1)", ct, name).ConfigureAwait(false);
                 Log.SlotDropped(_logger, name);

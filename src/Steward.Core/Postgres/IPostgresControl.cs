@@ -66,7 +66,8 @@ public interface IPostgresControl
     Task<string> MoveDataDirAsideAsync(CancellationToken ct);
 
     /// <summary>On the primary: creates a physical slot for each name (missing only) and drops inactive slots not in the list.</summary>
-    Task SyncReplicationSlotsAsync(IReadOnlyCollection<string> slotNames, CancellationToken ct);
+    /// <remarks>An inactive slot not in the list is dropped only when <paramref name="mayDrop"/> (if given) says so.</remarks>
+    Task SyncReplicationSlotsAsync(IReadOnlyCollection<string> slotNames, CancellationToken ct, Func<string, bool>? mayDrop = null);
 
     /// <summary>Writes into pg_wal every <c>&lt;timeline&gt;.history</c> file implied by <paramref name="history"/> that is missing (safety rule 4).</summary>
     Task WriteMissingHistoryFilesAsync(IReadOnlyList<HistoryEntry> history, CancellationToken ct);

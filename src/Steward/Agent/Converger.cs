@@ -23,6 +23,7 @@ internal sealed class Converger
     private readonly ILogger _log;
     private readonly Func<long> _leaseId;
     private long _lastStatusOptime = -1;
+    private readonly Dictionary<string, long> _slotUnwantedSince = new(StringComparer.Ordinal);
     private string? _appliedParameters;
     private volatile bool _reloadRequested;
 
@@ -310,7 +311,12 @@ internal sealed class Converger
         if (input.Settings.Postgresql.UseSlots && input.Cluster is { } cluster)
         {
             var slots = cluster.Members.Where(m => m.Name != _config.Name).Select(m => SlotNames.For(m.Name)).ToList();
-            await _pg.SyncReplicationSlotsAsync(slots, ct).ConfigureAwait(false);
+            foreach (var slot in slots)
+            {
+                _slotUnwantedSince.Remove(slot);
+            }
+
+            await _pg.SyncReplicationSlotsAsync(slots, ct, MayDropSlot(input.Settings.MemberSlotsTtl)).ConfigureAwait(false);
         }
 
         if (pg.WriteLsn is { } lsn && lsn != _lastStatusOptime)
@@ -328,6 +334,23 @@ internal sealed class Converger
             Log.HistoryRecorded(_log, sw.ParentTimeline, Lsn.Format(sw.SwitchLsn), _config.Name);
         }
     }
+
+    /// <summary>
+    /// The slot of a member that is gone is kept for <c>member_slots_ttl</c> from when this leader first found it unwanted
+    /// (after an agent restart, from then: never earlier than a member could still come back), so a rebooted replica or a
+    /// rewound former primary finds its WAL.
+    /// </summary>
+    private Func<string, bool> MayDropSlot(long memberSlotsTtl) => slot =>
+    {
+        var now = _time.GetTimestamp();
+        if (!_slotUnwantedSince.TryGetValue(slot, out var since))
+        {
+            _slotUnwantedSince[slot] = now;
+            return memberSlotsTtl == 0;
+        }
+
+        return _time.GetElapsedTime(since, now) >= TimeSpan.FromSeconds(memberSlotsTtl);
+    };
 
     /// <summary>
     /// Dynamic parameters (the <c>config</c> key) reach postgresql.conf within a cycle of a change, and are reloaded;
