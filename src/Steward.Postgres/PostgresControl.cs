@@ -76,6 +76,7 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
             ControlState = control.State,
             ControlTimeline = control.Timeline,
             StandbySignal = File.Exists(InData(StandbySignal)),
+            PrimaryMark = File.Exists(PrimaryMarkPath),
             Running = pid is not null,
             PostmasterPid = pid,
         };
@@ -707,6 +708,52 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
         catch (Exception e) when (e is NpgsqlException or TimeoutException or InvalidOperationException && !ct.IsCancellationRequested)
         {
             throw new PostgresException($"cannot pg_rewind {DataDir} from {source}: it does not answer as {credentials.Username} ({e.Message}); nothing was changed", e);
+        }
+    }
+
+    private string PrimaryMarkPath => Path.TrimEndingDirectorySeparator(Path.GetFullPath(DataDir)) + ".steward-primary";
+
+    public Task SetPrimaryMarkAsync(bool present, CancellationToken ct)
+    {
+        ct.ThrowIfCancellationRequested();
+        var path = PrimaryMarkPath;
+        if (present == File.Exists(path))
+        {
+            return Task.CompletedTask;
+        }
+
+        if (present)
+        {
+            using (var file = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 4096, FileOptions.WriteThrough))
+            {
+                var text = System.Text.Encoding.UTF8.GetBytes(
+                    $"this data directory ({DataDir}) ran as a primary; steward rewinds or re-clones it before it follows any leader\n");
+                file.Write(text);
+                file.Flush(flushToDisk: true);
+            }
+
+            Log.PrimaryMarkSet(_logger, path);
+        }
+        else
+        {
+            File.Delete(path);
+            Log.PrimaryMarkCleared(_logger, path);
+        }
+
+        FsyncDirectory(Path.GetDirectoryName(path)!);
+        return Task.CompletedTask;
+    }
+
+    private static void FsyncDirectory(string directory)
+    {
+        try
+        {
+            using var handle = File.OpenHandle(directory, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, FileOptions.None);
+            RandomAccess.FlushToDisk(handle);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // Best effort: the file itself is on disk; only its directory entry may not survive a power loss.
         }
     }
 

@@ -75,6 +75,12 @@ public interface IPostgresControl
     /// <summary>Reads pg_wal/&lt;timeline&gt;.history and returns its last entry (parent timeline, switch LSN, reason), null if absent.</summary>
     Task<TimelineSwitch?> ReadLastTimelineSwitchAsync(long timeline, CancellationToken ct);
 
+    /// <summary>
+    /// Sets or clears the durable "ran as a primary" mark (<see cref="PgState.PrimaryMark"/>), a file beside the data
+    /// directory (<c>&lt;data_dir&gt;.steward-primary</c>, fsynced), so neither pg_basebackup nor pg_rewind copies it.
+    /// </summary>
+    Task SetPrimaryMarkAsync(bool present, CancellationToken ct);
+
     /// <summary>CHECKPOINT on the running server (before a clean demotion), bounded by pg_ctl_timeout.</summary>
     Task CheckpointAsync(CancellationToken ct);
 }
@@ -110,6 +116,11 @@ public sealed record PgState
     public long? ControlTimeline { get; init; }
     /// <summary>standby.signal is present.</summary>
     public bool StandbySignal { get; init; }
+    /// <summary>
+    /// The durable mark that this data directory ran as a primary and has not been checked against a leader's history
+    /// since (by pg_rewind or a fresh clone): it must not stream from anyone before that check, whatever pg_control says.
+    /// </summary>
+    public bool PrimaryMark { get; init; }
 
     /// <summary>The postmaster (postmaster.pid) is alive.</summary>
     public bool Running { get; init; }

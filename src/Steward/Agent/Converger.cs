@@ -108,6 +108,7 @@ internal sealed class Converger
             case CloneFrom clone:
                 _status.SetState("creating replica");
                 await _pg.CloneAsync(clone.Address, ct).ConfigureAwait(false);
+                await _pg.SetPrimaryMarkAsync(false, ct).ConfigureAwait(false);
                 return true;
 
             case AcquireLeader:
@@ -181,6 +182,15 @@ internal sealed class Converger
         }
     }
 
+    /// <summary>A running primary marks its data directory durably (see <see cref="PgState.PrimaryMark"/>) the first cycle it is seen.</summary>
+    public async Task MarkPrimaryAsync(PgState pg, CancellationToken ct)
+    {
+        if (pg.Running && pg.InRecovery == false && !pg.PrimaryMark)
+        {
+            await _pg.SetPrimaryMarkAsync(true, ct).ConfigureAwait(false);
+        }
+    }
+
     /// <summary>Re-arms the fence with the PID of the postmaster that now runs (it changed with a start).</summary>
     private async Task ArmWithRunningPostmasterAsync(CancellationToken ct)
     {
@@ -251,6 +261,7 @@ internal sealed class Converger
             _status.SetState("rewinding");
             if (await _pg.RewindAsync(step.Address, ct).ConfigureAwait(false))
             {
+                await _pg.SetPrimaryMarkAsync(false, ct).ConfigureAwait(false);
                 return true;
             }
         }
@@ -259,6 +270,7 @@ internal sealed class Converger
         var aside = await _pg.MoveDataDirAsideAsync(ct).ConfigureAwait(false);
         Log.RewindFailed(_log, aside);
         await _pg.CloneAsync(step.Address, ct).ConfigureAwait(false);
+        await _pg.SetPrimaryMarkAsync(false, ct).ConfigureAwait(false);
         return true;
     }
 
@@ -424,6 +436,7 @@ internal sealed class Converger
             var aside = await _pg.MoveDataDirAsideAsync(ct).ConfigureAwait(false);
             Log.Reinitializing(_log, leader.Name, aside);
             await _pg.CloneAsync(address, ct).ConfigureAwait(false);
+            await _pg.SetPrimaryMarkAsync(false, ct).ConfigureAwait(false);
             var upstream = new Upstream(address, settings.Postgresql.UseSlots ? SlotNames.For(_config.Name) : null);
             await _pg.StartAsync(StartRole.Replica, upstream, settings, ct).ConfigureAwait(false);
             CurrentUpstream = address.ToString();

@@ -153,6 +153,8 @@ internal sealed class NodeAgent : IAsyncDisposable
             _fence.Arm(pg.PostmasterPid); // a primary (even one we did not start) lives only as long as our lease
         }
 
+        await _converger.MarkPrimaryAsync(pg, ct).ConfigureAwait(false);
+
         var now = _time.GetUtcNow();
         ClusterView? cluster = null;
         var dcsSeen = _status.Snapshot.DcsLastSeen;
