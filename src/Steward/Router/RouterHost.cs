@@ -69,6 +69,7 @@ internal static partial class RouterHost
                 TimeSpan.FromSeconds(config.ConnectTimeout), read.FallbackToLeader, closeOnLeaderChange, TimeProvider.System, log));
         }
 
+        InjectHandoverDelay(listeners);
         watcher.Changed += (old, now) =>
         {
             // No client keeps writing to a member that lost the leader key, on either port.
@@ -143,6 +144,29 @@ internal static partial class RouterHost
         }
 
         return 0;
+    }
+
+    /// <summary>
+    /// Fault injection for tests only (<c>STEWARD_TEST_HANDOVER_DELAY_MS</c>): each hand-over of a client pauses this
+    /// long after the table was checked again and before forwarding starts, widening the window in which a leader
+    /// change must still reach the session.
+    /// </summary>
+    private static void InjectHandoverDelay(List<Listener> listeners)
+    {
+        if (Environment.GetEnvironmentVariable("STEWARD_TEST_HANDOVER_DELAY_MS") is { } text
+            && int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var ms) && ms > 0)
+        {
+            foreach (var l in listeners)
+            {
+                l.OnStep = (step, _) =>
+                {
+                    if (step == ServeStep.Checked)
+                    {
+                        Thread.Sleep(ms);
+                    }
+                };
+            }
+        }
     }
 
     private static WebApplication BuildStats(HostPort address, RouterConfig config, ClusterWatcher watcher, List<Listener> listeners)
