@@ -196,20 +196,14 @@ public sealed partial class ClusterWatcher : IRoutingSource, IAsyncDisposable
                     continue;
                 }
 
-                RoutingTable next;
-                if (age > _grace)
-                {
-                    next = RoutingTable.Empty with
+                FailClosed(confirmedAt, age, last);
+                var next = age > _grace
+                    ? RoutingTable.Empty with
                     {
                         Reason = $"etcd has not confirmed the view for more than {_grace.TotalSeconds:0} s (etcd_unreachable_grace)",
                         Revision = last.Revision,
-                    };
-                }
-                else
-                {
-                    FailClosed(confirmedAt, age, last);
-                    next = await ConfirmAsync(last, age, ct).ConfigureAwait(false);
-                }
+                    }
+                    : await ConfirmAsync(last, age, ct).ConfigureAwait(false);
 
                 lock (_publishGate)
                 {
