@@ -211,9 +211,9 @@ public sealed partial class Listener : IAsyncDisposable
 
     /// <summary>
     /// Registers the session to <paramref name="backend"/> first, then checks the table again, then starts forwarding.
-    /// A cut of the backend's sessions at any point after the registration closes this one (before forwarding starts
-    /// it is simply not started); a table change before the registration is seen by the check. Returns false (the
-    /// backend connection closed, the client untouched) when the backend may no longer take this session.
+    /// A table change (or a cut) before the check sends the client back to pick from the new table; a cut after it
+    /// reaches the registered session, which is then closed as it starts (the client sees the connection drop). Returns
+    /// false (the backend connection closed, the client untouched) when the backend may no longer take this session.
     /// </summary>
     private bool Handover(Socket client, Socket server, Backend backend, BackendStats stats)
     {
