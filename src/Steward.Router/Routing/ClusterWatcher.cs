@@ -197,13 +197,19 @@ public sealed partial class ClusterWatcher : IRoutingSource, IAsyncDisposable
                 }
 
                 FailClosed(confirmedAt, age, last);
-                var next = age > _grace
-                    ? RoutingTable.Empty with
+                // Reads keep going to the replicas that confirm /replica however long etcd is away. Writes go only to a
+                // leader that confirms /leader (its agent answers 200 only while its lease, or with failsafe_mode every
+                // member's confirmation, provably holds); past etcd_unreachable_grace only with failsafe_mode on.
+                var next = await ConfirmAsync(last, age, ct).ConfigureAwait(false);
+                if (age > _grace && View?.Config?.Value.FailsafeMode != true)
+                {
+                    next = next with
                     {
-                        Reason = $"etcd has not confirmed the view for more than {_grace.TotalSeconds:0} s (etcd_unreachable_grace)",
-                        Revision = last.Revision,
-                    }
-                    : await ConfirmAsync(last, age, ct).ConfigureAwait(false);
+                        Writer = null,
+                        Leader = null,
+                        Reason = $"etcd has not confirmed the view for more than {_grace.TotalSeconds:0} s (etcd_unreachable_grace) and failsafe_mode is off: no writes",
+                    };
+                }
 
                 lock (_publishGate)
                 {

@@ -101,14 +101,27 @@ public sealed class ClusterWatcherTests(ITestOutputHelper output) : IAsyncLifeti
     }
 
     [Fact]
-    public async Task Past_the_grace_nothing_is_routed()
+    public async Task Past_the_grace_without_failsafe_no_writes_are_routed_but_confirmed_replicas_keep_serving_reads()
     {
         _agents.Answer("node1", "/leader", HttpStatusCode.OK);
+        _agents.Answer("node2", "/replica", HttpStatusCode.OK);
         await using var watcher = await StartAsync(grace: TimeSpan.FromSeconds(2));
         _store.Freeze();
         await Until(() => watcher.IsStale && watcher.Table.Writer is not null);
-        await Until(() => watcher.Table.Writer is null && watcher.Table.Leader is null && watcher.Table.Readers.Count == 0);
+        await Until(() => watcher.Table.Writer is null && watcher.Table.Leader is null);
         Assert.Contains("etcd_unreachable_grace", watcher.Table.Reason, StringComparison.Ordinal);
+        Assert.Equal([Backend("node2")], watcher.Table.Readers);
+    }
+
+    [Fact]
+    public async Task Past_the_grace_with_failsafe_a_leader_that_confirms_itself_keeps_the_writes()
+    {
+        _store.Set(Healthy() with { Config = new DynamicConfigEntry(new DynamicConfig { FailsafeMode = true }, 1) });
+        _agents.Answer("node1", "/leader", HttpStatusCode.OK);
+        await using var watcher = await StartAsync(grace: TimeSpan.FromSeconds(2));
+        _store.Freeze();
+        await Until(() => watcher.IsStale && watcher.ConfirmationAge > TimeSpan.FromSeconds(3));
+        await Until(() => watcher.Table.Writer == Backend("node1"));
     }
 
     [Fact]
