@@ -33,10 +33,15 @@ public sealed record SimOptions
     /// <summary>Planted bug: the timeline history files are never written before a promotion (safety rule 4 removed).</summary>
     public bool SkipHistoryFiles { get; init; }
 
-    public override string ToString() =>
-        FenceDisabled || SkipHistoryFiles
-            ? $"planted bugs:{(FenceDisabled ? " fence disabled" : "")}{(SkipHistoryFiles ? " history files skipped" : "")}"
-            : "no planted bug";
+    /// <summary>Planted bug: taking the leader key does not compare (a member takes it even when another holds it).</summary>
+    public bool LeaderKeyNotAtomic { get; init; }
+
+    public override string ToString()
+    {
+        var bugs = new[] { FenceDisabled ? "fence disabled" : null, SkipHistoryFiles ? "history files skipped" : null, LeaderKeyNotAtomic ? "leader key not atomic" : null }
+            .OfType<string>().ToList();
+        return bugs.Count == 0 ? "no planted bug" : "planted bug: " + string.Join(", ", bugs);
+    }
 }
 
 public enum Invariant
@@ -49,6 +54,13 @@ public enum Invariant
 
     /// <summary>No standby streams from a server whose history it has diverged from.</summary>
     NoDivergedStreaming = 3,
+
+    /// <summary>
+    /// Safety rule 4: a promotion never picks a timeline id that another server's WAL already has (PostgreSQL and pg_rewind
+    /// tell histories apart by timeline id and switch LSN only; with a reused id a diverged server can stream undetected).
+    /// Checked when it happens, so the cause is reported rather than the corruption it leads to.
+    /// </summary>
+    TimelineIdNotReused = 4,
 }
 
 public sealed record Violation(Invariant Invariant, string Message, int Step, TimeSpan At)
@@ -168,6 +180,8 @@ internal sealed class World
         _routerClient = _etcd.Connect(Prefix);
         _adminClient = _etcd.Connect(Prefix);
         _net.Changed = Check;
+        _net.TimelineReused = (promoted, timeline, owner) => Violate(Invariant.TimelineIdNotReused,
+            $"{promoted.Name} promoted to timeline {timeline}, which {owner.Name} ({owner}) already has: a different history under the same id");
         var dcs = new DynamicConfig { Ttl = 6, LoopWait = 1, RetryTimeout = 2, MaximumLagOnFailover = 20 };
         for (var i = 1; i <= options.Nodes; i++)
         {
@@ -320,7 +334,8 @@ internal sealed class World
             ? new CapturingLoggerFactory((level, category, message) => Note($"[{node.Name}#{number}] {message}"))
             : NullLoggerFactory.Instance;
         IPostgresControl pg = _o.SkipHistoryFiles ? new WithoutHistoryFiles(node.Pg) : node.Pg;
-        var agent = new NodeAgent(node.Config, store, pg, new FakePeers(ReachableAgentAt), fence, clock, loggers);
+        IClusterStore agentStore = _o.LeaderKeyNotAtomic ? new LeaderKeyNotAtomic(store) : store;
+        var agent = new NodeAgent(node.Config, agentStore, pg, new FakePeers(ReachableAgentAt), fence, clock, loggers);
         var p = new Proc(number, gate, client, store, fence, agent);
         node.Proc = p;
         Note($"{node.Name}: agent process #{number} starts");

@@ -27,6 +27,12 @@ public sealed class FakePgNetwork
     /// <summary>Called after any server changed state (the simulation checks its invariants there).</summary>
     public Action? Changed { get; set; }
 
+    /// <summary>
+    /// Called when a promotion picks a timeline id that another server's WAL already has (safety rule 4 broken: from then
+    /// on PostgreSQL cannot tell the two histories apart). Arguments: the promoted server, the timeline, the other server.
+    /// </summary>
+    public Action<FakePostgres, long, FakePostgres>? TimelineReused { get; set; }
+
     public FakePostgres Add(string name, HostPort address)
     {
         var server = new FakePostgres(this, name, address);
@@ -499,6 +505,11 @@ public sealed class FakePostgres : IPostgresControl
         }
 
         var parent = LastTimeline.Value;
+        if (_net.Servers.FirstOrDefault(other => other != this && other._wal.Any(r => r.Timeline == timeline)) is { } owner)
+        {
+            _net.TimelineReused?.Invoke(this, timeline, owner);
+        }
+
         var record = Append(WalKind.Promote, timeline, 0);
         _historyFiles[timeline] = new TimelineSwitch(parent, record.Lsn, "promote");
         IsPrimary = true;

@@ -24,6 +24,11 @@ public sealed class FaultyStore(IClusterStore inner, TimeProvider clock) : IClus
 
     public Task<LeaseState> KeepAliveAsync(int ttlSeconds, CancellationToken ct)
     {
+        if (_faults.Count == 0)
+        {
+            return inner.KeepAliveAsync(ttlSeconds, ct);
+        }
+
         var sent = clock.GetTimestamp();
         return Call(async () => await inner.KeepAliveAsync(ttlSeconds, ct).ConfigureAwait(false) with { RenewedAt = sent });
     }

@@ -21,6 +21,7 @@ public sealed class InMemoryEtcd
     private long _nextLeaseId = 0x7E57_0000;
     private bool _available = true;
     private bool _quorumLost;
+    private (string Prefix, long Revision, ClusterView View)? _parsed;
 
     public InMemoryEtcd(TimeProvider time)
     {
@@ -145,6 +146,29 @@ public sealed class InMemoryEtcd
         {
             _clients.Remove(client);
         }
+    }
+
+    /// <summary>
+    /// The view of <paramref name="raw"/> at <paramref name="revision"/>, parsed once for every client that reads the same
+    /// revision (a simulation has several agents and a router reading the same revision; views are immutable).
+    /// </summary>
+    internal ClusterView Parsed(string prefix, long revision, List<RawKeyValue> raw, ILogger logger)
+    {
+        lock (_gate)
+        {
+            if (_parsed is { } cached && cached.Revision == revision && cached.Prefix == prefix)
+            {
+                return cached.View;
+            }
+        }
+
+        var view = PatroniCodec.Parse(revision, raw, logger);
+        lock (_gate)
+        {
+            _parsed = (prefix, revision, view);
+        }
+
+        return view;
     }
 
     /// <summary>Runs one request for <paramref name="client"/> atomically, as etcd applies one request.</summary>
@@ -347,7 +371,7 @@ public sealed class InMemoryClusterStore : IClusterStore
             _loadedRevision = Math.Max(_loadedRevision, revision);
             _resync = false;
         }
-        return Task.FromResult(PatroniCodec.Parse(revision, raw, _logger));
+        return Task.FromResult(_server.Parsed(Prefix, revision, raw, _logger));
     }
 
     public Task<LeaseState> KeepAliveAsync(int ttlSeconds, CancellationToken ct)
