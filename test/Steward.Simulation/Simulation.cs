@@ -61,6 +61,13 @@ public enum Invariant
     /// Checked when it happens, so the cause is reported rather than the corruption it leads to.
     /// </summary>
     TimelineIdNotReused = 4,
+
+    /// <summary>
+    /// A server becomes a writable primary (start, promotion, bootstrap) only while no other member holds the leader key.
+    /// Checked when it happens: it names the cause (a decision carried out after its lease ran out) of what would
+    /// otherwise show as two primaries, or as a write acknowledged by a member that does not lead.
+    /// </summary>
+    NoPrimaryUnderAnotherLeader = 5,
 }
 
 public sealed record Violation(Invariant Invariant, string Message, int Step, TimeSpan At)
@@ -180,6 +187,14 @@ internal sealed class World
         _routerClient = _etcd.Connect(Prefix);
         _adminClient = _etcd.Connect(Prefix);
         _net.Changed = Check;
+        _net.BecameWritable = server =>
+        {
+            if (LeaderKeyHolder() is { } holder && holder != server.Name)
+            {
+                Violate(Invariant.NoPrimaryUnderAnotherLeader,
+                    $"{server.Name} became a writable primary ({server}) while {holder} holds the leader key; {server.Name}'s agent: {Describe(_nodes.First(n => n.Pg == server))}");
+            }
+        };
         _net.TimelineReused = (promoted, timeline, owner) => Violate(Invariant.TimelineIdNotReused,
             $"{promoted.Name} promoted to timeline {timeline}, which {owner.Name} ({owner}) already has: a different history under the same id");
         var dcs = new DynamicConfig { Ttl = 6, LoopWait = 1, RetryTimeout = 2, MaximumLagOnFailover = 20 };

@@ -48,7 +48,25 @@ public sealed class FakePgNetwork
 
     internal string NextSystemId() => (++_systemId).ToString(System.Globalization.CultureInfo.InvariantCulture);
 
-    internal void OnChanged() => Changed?.Invoke();
+    /// <summary>Called when a server starts accepting writes (a start as primary, a promotion, a bootstrap), before <see cref="Changed"/>.</summary>
+    public Action<FakePostgres>? BecameWritable { get; set; }
+
+    internal void OnChanged()
+    {
+        foreach (var server in _servers.Values)
+        {
+            var writable = server.AcceptsWrites;
+            if (writable && !server.WasWritable)
+            {
+                server.WasWritable = true;
+                BecameWritable?.Invoke(server);
+            }
+
+            server.WasWritable = writable;
+        }
+
+        Changed?.Invoke();
+    }
 }
 
 /// <summary>
@@ -145,6 +163,8 @@ public sealed class FakePostgres : IPostgresControl
     public bool Ready { get; private set; }
 
     public bool AcceptsWrites => Running && Ready && IsPrimary;
+
+    internal bool WasWritable { get; set; }
 
     /// <summary>How many times the postmaster was killed (crash, fence).</summary>
     public int Kills { get; private set; }
@@ -387,8 +407,8 @@ public sealed class FakePostgres : IPostgresControl
     {
         // A slow start is a postmaster that is up at once (postmaster.pid, killable) but takes long to accept connections
         // (crash recovery): it is not the request that is late.
-        var slow = _faults.FindIndex(f => f.Op == "start" && !f.Fail && !f.EffectFirst);
-        if (slow < 0)
+        var slow = _faults.FindIndex(f => f.Op is null or "start");
+        if (slow < 0 || _faults[slow].Fail || _faults[slow].EffectFirst)
         {
             return Run("start", () => Start(role, upstream, ready: true));
         }
