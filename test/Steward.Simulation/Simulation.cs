@@ -16,7 +16,7 @@ public sealed record SimOptions
     public int Nodes { get; init; } = 3;
 
     /// <summary>Scheduled events per run (agent cycles, lease renewals, client writes, replication, faults).</summary>
-    public int Steps { get; init; } = 500;
+    public int Steps { get; init; } = 600;
 
     /// <summary>Probability that a step is a fault rather than the next scheduled event.</summary>
     public double FaultRate { get; init; } = 0.08;
@@ -129,7 +129,7 @@ public sealed record SimResult(int Seed, SimOptions Options, Violation? Violatio
 /// <see cref="Converger"/> and <see cref="LeaseKeeper"/>) on one <see cref="InMemoryEtcd"/>, each over a
 /// <see cref="FakePostgres"/> with a <see cref="FakeFence"/> and its supervisor, a router model built on the real
 /// <see cref="RoutingTable"/>, and a client writing through it — all on one <see cref="SimClock"/> and one seeded random
-/// schedule, single-threaded, so a seed replays the same run. See docs/simulation.md.
+/// schedule, single-threaded, so a seed replays the same run. See README.md in this project.
 /// </summary>
 public static class Simulation
 {

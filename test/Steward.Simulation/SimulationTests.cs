@@ -9,10 +9,12 @@ using Xunit.Abstractions;
 namespace Steward.Simulation;
 
 /// <summary>
-/// The deterministic simulation (docs/simulation.md): many seeds of random faults against the real decision, converger
-/// and lease keeper, checking after every step that (1) at most one PostgreSQL runs as a primary, (2) the router sends
-/// writes only to the leader key's holder and no other member acknowledges one, (3) no standby streams from a server
-/// whose history it has diverged from. A failure names the seed; <c>STEWARD_SIM_SEED=n</c> replays it in <see cref="Replay"/>.
+/// The deterministic simulation (README.md in this project): many seeds of random faults against the real decision,
+/// converger and lease keeper, checking after every step that (1) at most one PostgreSQL runs as a primary, (2) the
+/// router sends writes only to the leader key's holder and no other member acknowledges one, (3) no standby streams
+/// from a server whose history it has diverged from, (4) no promotion reuses a timeline id, (5) no server becomes a
+/// primary while another member holds the leader key. A failure names the seed; <c>STEWARD_SIM_SEED=n</c> replays it in
+/// <see cref="Replay"/>.
 /// </summary>
 public sealed class SimulationTests(ITestOutputHelper output)
 {

@@ -681,6 +681,9 @@ public sealed class FakePostgres : IPostgresControl
         return record;
     }
 
+    /// <summary>Operations that run over a connection to the postmaster (SQL): a late request cannot reach another postmaster.</summary>
+    private static readonly HashSet<string> OverConnection = ["promote", "checkpoint", "slots"];
+
     private Task Run(string op, Action effect) => Run(op, () =>
     {
         effect();
@@ -704,6 +707,14 @@ public sealed class FakePostgres : IPostgresControl
 
         var fault = _faults[index];
         _faults.RemoveAt(index);
+        if (OverConnection.Contains(op) && !fault.EffectFirst && Running)
+        {
+            // The request travels on a connection to this postmaster: if it is gone when the request arrives, so is the request.
+            var pid = Pid;
+            var inner = effect;
+            effect = () => Pid == pid ? inner() : throw new PostgresException($"{op} on {Name}: server closed the connection unexpectedly");
+        }
+
         return Faulty(fault, effect);
     }
 
