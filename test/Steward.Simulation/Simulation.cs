@@ -463,7 +463,7 @@ internal sealed class World
         {
             try
             {
-                _table = RoutingTable.From(_routerClient.LoadAsync(CancellationToken.None).GetAwaiter().GetResult(), 20);
+                _table = RoutingTable.From(_routerClient.LoadAsync(CancellationToken.None).GetAwaiter().GetResult(), 20, _clock.GetUtcNow());
                 fresh = true;
             }
             catch (StoreUnavailableException)

@@ -33,7 +33,8 @@ internal sealed class WithoutHistoryFiles(IPostgresControl inner) : IPostgresCon
 
     public Task<string> MoveDataDirAsideAsync(CancellationToken ct) => inner.MoveDataDirAsideAsync(ct);
 
-    public Task SyncReplicationSlotsAsync(IReadOnlyCollection<string> slotNames, CancellationToken ct) => inner.SyncReplicationSlotsAsync(slotNames, ct);
+    public Task SyncReplicationSlotsAsync(IReadOnlyCollection<string> slotNames, CancellationToken ct, Func<string, bool>? mayDrop = null) => inner.SyncReplicationSlotsAsync(slotNames, ct, mayDrop);
+    public Task SetPrimaryMarkAsync(bool present, CancellationToken ct) => inner.SetPrimaryMarkAsync(present, ct);
 
     public Task WriteMissingHistoryFilesAsync(IReadOnlyList<HistoryEntry> history, CancellationToken ct) => Task.CompletedTask;
 

@@ -26,6 +26,26 @@ internal sealed class FakePeers(Func<HostPort, NodeAgent?> reachableAgentAt) : I
         return Task.FromResult<IReadOnlyDictionary<string, PeerStatus>>(result);
     }
 
+    /// <summary>POST /failsafe as the real endpoint answers it (RestActions.FailsafeAsync).</summary>
+    public Task<bool> ConfirmFailsafeAsync(ClusterView cluster, string me, TimeSpan timeout, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(cluster);
+        var all = true;
+        foreach (var member in cluster.Members.Where(m => m.Name != me))
+        {
+            if (member.Data.ApiUrl is not { } url || ConnUrl.Parse(url) is not { } address || reachableAgentAt(address) is not { } agent
+                || !agent.Settings.FailsafeMode || agent.Snapshot.Pg is { Running: true, InRecovery: false })
+            {
+                all = false;
+                continue;
+            }
+
+            agent.RecordFailsafeLeader(me);
+        }
+
+        return Task.FromResult(all);
+    }
+
     private PeerStatus Ask(Member member)
     {
         if (member.Data.ApiUrl is not { } url || ConnUrl.Parse(url) is not { } address || reachableAgentAt(address) is not { } agent)

@@ -126,6 +126,9 @@ public sealed class FakePostgres : IPostgresControl
 
     public bool StandbySignal { get; private set; }
 
+    /// <summary>The durable "ran as a primary" mark beside the data directory (survives anything but the agent clearing it).</summary>
+    public bool PrimaryMark { get; private set; }
+
     public bool Running { get; private set; }
 
     public int? Pid { get; private set; }
@@ -335,6 +338,7 @@ public sealed class FakePostgres : IPostgresControl
             ControlState = ControlState,
             ControlTimeline = CheckpointTimeline,
             StandbySignal = StandbySignal,
+            PrimaryMark = PrimaryMark,
             Running = Running,
             PostmasterPid = Pid,
         };
@@ -631,7 +635,9 @@ public sealed class FakePostgres : IPostgresControl
         return $"/sim/{Name}.diverged";
     });
 
-    public Task SyncReplicationSlotsAsync(IReadOnlyCollection<string> slotNames, CancellationToken ct) => Run("slots", () => RequireRunning("sync slots"));
+    public Task SyncReplicationSlotsAsync(IReadOnlyCollection<string> slotNames, CancellationToken ct, Func<string, bool>? mayDrop = null) => Run("slots", () => RequireRunning("sync slots"));
+
+    public Task SetPrimaryMarkAsync(bool present, CancellationToken ct) => Run("mark", () => PrimaryMark = present);
 
     public Task WriteMissingHistoryFilesAsync(IReadOnlyList<HistoryEntry> history, CancellationToken ct) => Run("history", () =>
     {

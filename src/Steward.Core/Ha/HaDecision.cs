@@ -416,7 +416,7 @@ public static class HaDecision
     {
         var me = input.Me;
         var pg = input.Pg;
-        var newestTimeline = cluster.History.Count == 0 ? 1 : cluster.History.Max(h => h.Timeline) + 1;
+        var newestTimeline = HistoryEntry.MaxTimeline(cluster.History);
 
         if (pg.InRecovery == false)
         {

@@ -154,6 +154,8 @@ public sealed partial class Listener : IAsyncDisposable
             var started = _time.GetTimestamp();
             while (true)
             {
+                // Subscribed before the table is read: a change between the read and the hold below is not missed.
+                var change = _source.WaitForChangeAsync(CancellationToken.None); // the bare task: no continuation until we hold
                 var backend = Pick(_source.Table);
                 if (backend is not null)
                 {
@@ -190,11 +192,9 @@ public sealed partial class Listener : IAsyncDisposable
                 Stats.Hold(+1);
                 try
                 {
-                    using var timeout = new CancellationTokenSource(left, _time);
-                    using var wait = CancellationTokenSource.CreateLinkedTokenSource(ct, timeout.Token);
-                    await _source.WaitForChangeAsync(wait.Token).ConfigureAwait(false);
+                    await change.WaitAsync(left, _time, ct).ConfigureAwait(false);
                 }
-                catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+                catch (TimeoutException)
                 {
                 }
                 finally

@@ -22,13 +22,16 @@ internal sealed class Converger
     private readonly TimeProvider _time;
     private readonly ILogger _log;
     private readonly Func<long> _leaseId;
+    private readonly Func<long, bool> _leaseHeld;
     private long _lastStatusOptime = -1;
     private readonly Dictionary<string, long> _slotUnwantedSince = new(StringComparer.Ordinal);
     private string? _appliedParameters;
     private volatile bool _reloadRequested;
 
-    public Converger(StewardConfig config, IClusterStore store, IPostgresControl pg, IPrimaryFence fence, AgentStatus status, TimeProvider time, ILogger log, Func<long> leaseId)
+    public Converger(StewardConfig config, IClusterStore store, IPostgresControl pg, IPrimaryFence fence, AgentStatus status, TimeProvider time, ILogger log,
+        Func<long> leaseId, Func<long, bool>? leaseHeld = null)
     {
+        _leaseHeld = leaseHeld ?? (_ => true);
         _config = config;
         _store = store;
         _pg = pg;
@@ -65,6 +68,14 @@ internal sealed class Converger
 
         foreach (var step in plan.Steps)
         {
+            if (step is Promote or CompleteBootstrap or StartPostgres { Role: StartRole.Primary } && !LeaseStillHeld(input))
+            {
+                // The plan was made under a lease that is no longer provably alive (the cycle was slow or frozen): another
+                // member may lead by now. Making a primary on that plan is what the fence exists to prevent.
+                Log.StepFailed(_log, step.ToString(), "the leader lease this plan was made under is no longer provably held");
+                return step;
+            }
+
             var done = await ExecuteStepAsync(step, input, ct).ConfigureAwait(false);
             if (!done)
             {
@@ -74,6 +85,8 @@ internal sealed class Converger
 
         return null;
     }
+
+    private bool LeaseStillHeld(HaInput input) => input.MyLeaseId != 0 && _leaseHeld(input.MyLeaseId);
 
     private static bool MayMakePrimary(HaStep step) => step is AcquireLeader or Promote or BootstrapCluster or CompleteBootstrap
         or StartPostgres { Role: StartRole.Primary };
@@ -279,22 +292,27 @@ internal sealed class Converger
         _status.SetHolds(_leaseId());
         _status.SetState("promoting");
         var history = input.Cluster?.History ?? [];
+
+        // Rule 4, made crash-proof: the timeline id this promotion will create is reserved in `history` BEFORE pg_promote,
+        // so a leader killed between its promotion and the exact record (the fence may fire there) still leaves the id
+        // used; the next promotion writes history files past it and PostgreSQL picks a fresh one.
+        var myTimeline = input.Pg.Timeline ?? input.Pg.ControlTimeline ?? 1;
+        var reserved = Math.Max(HistoryEntry.MaxTimeline(history), myTimeline) + 1;
+        var provisional = new HistoryEntry(myTimeline, input.Pg.Lsn ?? 0, $"{step.Reason} (switch point not yet known)", _time.GetUtcNow(), _config.Name)
+        {
+            NewTimeline = reserved,
+        };
+        IReadOnlyList<HistoryEntry> reservedHistory = [.. history, provisional];
+        await _store.SetHistoryAsync(reservedHistory, ct).ConfigureAwait(false);
         await _pg.WriteMissingHistoryFilesAsync(history, ct).ConfigureAwait(false);
         await _pg.PromoteAsync(checkpoint: false, ct).ConfigureAwait(false);
 
         var pg = await _pg.InspectAsync(ct).ConfigureAwait(false);
         _fence.Arm(pg.PostmasterPid);
 
-        // The switch is on record in `history` before anybody is told of the new leader: a leader that dies right after
-        // its promotion leaves its timeline known to the cluster (the timeline number is read from the new .history
+        // The exact switch is on record in `history` before anybody is told of the new leader (read from the new .history
         // file, which exists as soon as pg_promote returns; no checkpoint needed).
-        if (pg.Timeline is { } timeline && await _pg.ReadLastTimelineSwitchAsync(timeline, ct).ConfigureAwait(false) is { } sw
-            && history.All(h => h.Timeline != sw.ParentTimeline))
-        {
-            var entry = new HistoryEntry(sw.ParentTimeline, sw.SwitchLsn, step.Reason, _time.GetUtcNow(), _config.Name);
-            await _store.SetHistoryAsync([.. history, entry], ct).ConfigureAwait(false);
-            Log.HistoryRecorded(_log, sw.ParentTimeline, Lsn.Format(sw.SwitchLsn), _config.Name);
-        }
+        await RecordTimelineSwitchAsync(reservedHistory, pg, step.Reason, ct).ConfigureAwait(false);
 
         // Tell health checks and the router (which follows the member key's role) at once.
         _status.Publish(pg, input.Cluster, _leaseId(), _status.Snapshot.DcsLastSeen, "running", "promoted self to leader");
@@ -338,13 +356,30 @@ internal sealed class Converger
         }
 
         // The switch to my timeline must be in `history` (rule 4); if recording it after the promotion failed, retry here.
-        var history = input.Cluster?.History ?? [];
-        if (pg.Timeline is { } timeline && timeline > 1 && history.All(h => h.Timeline != timeline - 1)
-            && await _pg.ReadLastTimelineSwitchAsync(timeline, ct).ConfigureAwait(false) is { } sw && history.All(h => h.Timeline != sw.ParentTimeline))
+        await RecordTimelineSwitchAsync(input.Cluster?.History ?? [], pg, "promoted", ct).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Puts the exact switch that created the primary's timeline into <c>history</c> (replacing a reservation for it, or a
+    /// row that says otherwise); nothing when it is there already. Every branch is kept: rows are per created timeline.
+    /// </summary>
+    private async Task RecordTimelineSwitchAsync(IReadOnlyList<HistoryEntry> history, PgState pg, string reason, CancellationToken ct)
+    {
+        if (pg.InRecovery != false || pg.Timeline is not { } timeline || timeline <= 1
+            || await _pg.ReadLastTimelineSwitchAsync(timeline, ct).ConfigureAwait(false) is not { } sw)
         {
-            await _store.SetHistoryAsync([.. history, new HistoryEntry(sw.ParentTimeline, sw.SwitchLsn, "promoted", _time.GetUtcNow(), _config.Name)], ct).ConfigureAwait(false);
-            Log.HistoryRecorded(_log, sw.ParentTimeline, Lsn.Format(sw.SwitchLsn), _config.Name);
+            return;
         }
+
+        if (history.Any(h => h.CreatedTimeline == timeline && h.Timeline == sw.ParentTimeline && h.Lsn == sw.SwitchLsn
+                             && !h.Reason.EndsWith("(switch point not yet known)", StringComparison.Ordinal)))
+        {
+            return;
+        }
+
+        var exact = new HistoryEntry(sw.ParentTimeline, sw.SwitchLsn, reason, _time.GetUtcNow(), _config.Name) { NewTimeline = timeline };
+        await _store.SetHistoryAsync([.. history.Where(h => h.CreatedTimeline != timeline), exact], ct).ConfigureAwait(false);
+        Log.HistoryRecorded(_log, sw.ParentTimeline, Lsn.Format(sw.SwitchLsn), _config.Name);
     }
 
     /// <summary>

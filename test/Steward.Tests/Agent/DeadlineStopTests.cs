@@ -5,6 +5,7 @@ using Steward.Agent.Fence;
 using Steward.Core.Cluster;
 using Steward.Core.Configuration;
 using Steward.Core.Postgres;
+using Steward.Testing;
 
 namespace Steward.Tests.Agent;
 
