@@ -642,9 +642,15 @@ public sealed class FakePostgres : IPostgresControl
     public Task WriteMissingHistoryFilesAsync(IReadOnlyList<HistoryEntry> history, CancellationToken ct) => Run("history", () =>
     {
         ArgumentNullException.ThrowIfNull(history);
-        foreach (var entry in history)
+        // As the real one (TimelineHistory.Files): a file for every timeline id the history has used, gaps included.
+        foreach (var entry in history.Where(e => e.CreatedTimeline > e.Timeline))
         {
-            _historyFiles.TryAdd(entry.Timeline + 1, new TimelineSwitch(entry.Timeline, entry.Lsn, entry.Reason));
+            _historyFiles.TryAdd(entry.CreatedTimeline, new TimelineSwitch(entry.Timeline, entry.Lsn, entry.Reason));
+        }
+
+        for (var timeline = 2L; timeline <= HistoryEntry.MaxTimeline(history); timeline++)
+        {
+            _historyFiles.TryAdd(timeline, new TimelineSwitch(timeline - 1, 0, "timeline id reserved by the cluster history"));
         }
     });
 
