@@ -291,7 +291,16 @@ internal sealed class Converger
     {
         _status.SetHolds(_leaseId());
         _status.SetState("promoting");
-        var history = input.Cluster?.History ?? [];
+        // The history as etcd has it now, not as this cycle read it (a slow cycle's view may predate another promotion),
+        // and the key still ours on that read.
+        var now = await _store.LoadAsync(ct).ConfigureAwait(false);
+        if (now.Leader is not { } key || key.Name != _config.Name || key.LeaseId != input.MyLeaseId)
+        {
+            Log.StepFailed(_log, "promote", "the leader key is no longer held on this agent's lease");
+            return false;
+        }
+
+        var history = now.History;
 
         // Rule 4, made crash-proof: the timeline id this promotion will create is reserved in `history` BEFORE pg_promote,
         // so a leader killed between its promotion and the exact record (the fence may fire there) still leaves the id
