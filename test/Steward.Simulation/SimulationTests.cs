@@ -35,7 +35,9 @@ public sealed class SimulationTests(ITestOutputHelper output)
     /// the start (the supervisor disarmed itself when it fired with no postmaster running).</item>
     /// </list>
     /// </summary>
-    private static readonly Invariant[] KnownDefects = [Invariant.TimelineIdNotReused, Invariant.NoPrimaryUnderAnotherLeader];
+    // Invariants a known, not yet fixed defect breaks (tolerated unless STEWARD_SIM_STRICT=1). None today: the two the
+    // simulation found first (timeline id reuse; a primary started under a lapsed lease) are fixed.
+    private static readonly Invariant[] KnownDefects = [];
 
     [Fact]
     public void Every_seed_keeps_the_invariants()

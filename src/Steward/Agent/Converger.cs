@@ -386,8 +386,23 @@ internal sealed class Converger
             return;
         }
 
+        // Written from a fresh read and only while the key is still ours: a put from a stale view (a slow cycle whose lease
+        // lapsed meanwhile) would erase the record of a promotion made since.
+        var now = await _store.LoadAsync(ct).ConfigureAwait(false);
+        if (now.Leader is not { } key || key.Name != _config.Name || key.LeaseId != _leaseId())
+        {
+            return;
+        }
+
+        var current = now.History;
+        if (current.Any(h => h.CreatedTimeline == timeline && h.Timeline == sw.ParentTimeline && h.Lsn == sw.SwitchLsn
+                             && !h.Reason.EndsWith("(switch point not yet known)", StringComparison.Ordinal)))
+        {
+            return;
+        }
+
         var exact = new HistoryEntry(sw.ParentTimeline, sw.SwitchLsn, reason, _time.GetUtcNow(), _config.Name) { NewTimeline = timeline };
-        await _store.SetHistoryAsync([.. history.Where(h => h.CreatedTimeline != timeline), exact], ct).ConfigureAwait(false);
+        await _store.SetHistoryAsync([.. current.Where(h => h.CreatedTimeline != timeline), exact], ct).ConfigureAwait(false);
         Log.HistoryRecorded(_log, sw.ParentTimeline, Lsn.Format(sw.SwitchLsn), _config.Name);
     }
 
