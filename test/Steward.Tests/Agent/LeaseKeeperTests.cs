@@ -319,6 +319,7 @@ public sealed class LeaseKeeperTests
 
         Assert.NotEqual(old, keeper.Current!.LeaseId);
         Assert.Equal(10, keeper.Current.TtlSeconds);
+        Assert.True(keeper.Current.IsNew, "the state of the regrant itself, not of a renewal after it");
         Assert.True(moved.IsCompletedSuccessfully);
         Assert.Equal(TimeSpan.FromSeconds(7.5), keeper.Remaining);
         Assert.Equal(time.GetTimestamp() + (long)(7.5 * time.TimestampFrequency), fence.Deadlines[^1]);
@@ -542,6 +543,26 @@ public sealed class LeaseKeeperTests
         Assert.Equal(stopped, Count(renewals));
         await keeper.StopAsync();
         Assert.False(cts.IsCancellationRequested, "stopping the keeper does not cancel its caller");
+    }
+
+    [Fact]
+    public async Task Stopping_waits_for_the_renewal_in_flight()
+    {
+        var time = new FakeTimeProvider(new DateTimeOffset(2026, 12, 1, 12, 0, 0, TimeSpan.Zero));
+        var hang = new TaskCompletionSource<LeaseState>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var calls = 0;
+        var scripted = Scripted.Over(new InMemoryEtcd(time).Connect("/service/t/"), (_, _) => Interlocked.Increment(ref calls) == 1 ? null : hang.Task);
+        var keeper = new LeaseKeeper(scripted, time, NullLogger.Instance, () => 6, () => 1, _ => Task.CompletedTask);
+        await keeper.RenewAsync(CancellationToken.None);
+        keeper.Start(CancellationToken.None);
+        await WaitUntil(() => Volatile.Read(ref calls) == 2);
+
+        var stop = keeper.StopAsync();
+        await Task.Delay(50);
+        Assert.False(stop.IsCompleted, "the loop is still in its turn");
+        hang.SetResult(new LeaseState(keeper.Current!.LeaseId, false, time.GetTimestamp(), 6));
+        await stop;
+        Assert.True(stop.IsCompletedSuccessfully);
     }
 
     private static int Count(List<long> list)
