@@ -147,6 +147,13 @@ public sealed class SupervisedFenceTests : IDisposable
         fence.Arm(postmaster.Id); // armed again after a disarm: logged again
         Assert.Equal(4, _lines.Count);
         Assert.True(fence.Armed);
+        fence.Extend(FakeTime().GetTimestamp());
+
+        // Unsupervised: none of this started a supervisor process; the only children here are the stand-ins.
+        Assert.Empty(Children(Environment.ProcessId).Except(_started.Select(p => p.Id)));
+        fence.Disarm(); // a supervisor started by mistake is told to exit when the fence is disposed
+        fence.Dispose();
+        fence.Dispose();
     }
 
     [Fact]
