@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
+using dotnet_etcd;
 using Npgsql;
 using Xunit.Abstractions;
 
@@ -19,6 +20,7 @@ internal sealed class TestCluster : IAsyncDisposable
 
     private readonly ITestOutputHelper? _output;
     private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(3) };
+    private EtcdClient? _etcd;
 
     private TestCluster(EtcdServer etcd, TempDir dir, string scope, ITestOutputHelper? output)
     {
@@ -100,13 +102,13 @@ internal sealed class TestCluster : IAsyncDisposable
                 loop_wait: {{options.LoopWait}}
                 retry_timeout: {{options.RetryTimeout}}
                 maximum_lag_on_failover: 1048576
-                failsafe_mode: {{(options.FailsafeMode ? "true" : "false")}}
+                failsafe_mode: {{(options.FailsafeMode ? "true" : "false")}}{{(options.PrimaryStartTimeout is { } pst ? $"\n    primary_start_timeout: {pst}" : "")}}
                 postgresql:
                   use_pg_rewind: true
                   use_slots: true
                   parameters:
                     max_connections: 50
-                    wal_keep_size: 64MB
+                    wal_keep_size: {{options.WalKeepSize}}
               initdb:
                 - encoding: UTF8
                 - locale: C
@@ -137,6 +139,22 @@ internal sealed class TestCluster : IAsyncDisposable
     }
 
     public TestNode this[string name] => Nodes.Single(n => n.Name == name);
+
+    /// <summary>Who the <c>leader</c> key in etcd names right now (null: there is no leader key), read straight from etcd.</summary>
+    public async Task<string?> LeaderKeyAsync(CancellationToken ct = default)
+    {
+        _etcd ??= new EtcdClient(Etcd.Endpoint);
+        var range = await _etcd.GetAsync($"/service/{Scope}/leader", deadline: DateTime.UtcNow.AddSeconds(2), cancellationToken: ct).ConfigureAwait(false);
+        return range.Kvs.Count == 0 ? null : range.Kvs[0].Value.ToStringUtf8();
+    }
+
+    /// <summary>Whether etcd still holds <paramref name="member"/>'s member key (it expires with the member's lease).</summary>
+    public async Task<bool> HasMemberKeyAsync(string member)
+    {
+        _etcd ??= new EtcdClient(Etcd.Endpoint);
+        var range = await _etcd.GetAsync($"/service/{Scope}/members/{member}", deadline: DateTime.UtcNow.AddSeconds(2)).ConfigureAwait(false);
+        return range.Kvs.Count > 0;
+    }
 
     /// <summary>Polls every node's REST API until exactly one answers 200 on /leader; returns it.</summary>
     public async Task<TestNode> WaitForLeaderAsync(TimeSpan timeout, TestNode? not = null)
@@ -201,6 +219,7 @@ internal sealed class TestCluster : IAsyncDisposable
             n.StopLeftoverPostmaster();
         }
 
+        _etcd?.Dispose();
         await Etcd.DisposeAsync().ConfigureAwait(false);
         _http.Dispose();
         Dir.Dispose();
@@ -215,6 +234,12 @@ internal sealed record ClusterOptions
     public bool StartAll { get; init; } = true;
     public IReadOnlyList<string> NoFailover { get; init; } = [];
     public bool FailsafeMode { get; init; }
+
+    /// <summary>bootstrap.dcs primary_start_timeout in seconds (left out, so the default of 30 s holds, when null).</summary>
+    public int? PrimaryStartTimeout { get; init; }
+
+    /// <summary>bootstrap.dcs postgresql.parameters.wal_keep_size: "0" makes a replica that lost its slot lose its WAL too.</summary>
+    public string WalKeepSize { get; init; } = "64MB";
 
     /// <summary>postgresql.bin_dir of every node: a directory of wrappers injects faults into PostgreSQL's programs.</summary>
     public string BinDir { get; init; } = "/usr/lib/postgresql/15/bin";
@@ -340,6 +365,77 @@ internal sealed class TestNode
         {
             Signals.Send(pid, Signals.SIGKILL);
             await Poll.UntilAsync(() => Task.FromResult(!Signals.IsAlive(pid)), TimeSpan.FromSeconds(10), $"postmaster {pid} gone").ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>A host crash, as far as this member goes: kill -9 of its agent, then of its postmaster.</summary>
+    public async Task CrashAsync()
+    {
+        await KillAgentAsync().ConfigureAwait(false);
+        await KillPostmasterAsync().ConfigureAwait(false);
+        await StopAsync().ConfigureAwait(false); // the agent has exited: this only lets go of its Process
+    }
+
+    /// <summary>The pg_hba.conf line <see cref="RejectReplicationAsync"/> puts first: every replication connection refused.</summary>
+    public const string RejectReplicationLine = "host replication all 0.0.0.0/0 reject # steward test: replication refused";
+
+    /// <summary>
+    /// Refuses every replication connection (a line first in pg_hba.conf, pg_reload_conf) and ends the walsenders already
+    /// connected; returns how many it ended. The agent writes pg_hba.conf only when it starts PostgreSQL.
+    /// </summary>
+    public async Task<int> RejectReplicationAsync()
+    {
+        var hba = Path.Combine(DataDir, "pg_hba.conf");
+        var text = await File.ReadAllTextAsync(hba).ConfigureAwait(false);
+        await File.WriteAllTextAsync(hba, RejectReplicationLine + "\n" + text).ConfigureAwait(false);
+        await ExecuteAsync("SELECT pg_reload_conf()").ConfigureAwait(false);
+        return await TerminateWalsendersAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>Undoes <see cref="RejectReplicationAsync"/>.</summary>
+    public async Task AllowReplicationAsync()
+    {
+        var hba = Path.Combine(DataDir, "pg_hba.conf");
+        var lines = await File.ReadAllLinesAsync(hba).ConfigureAwait(false);
+        await File.WriteAllLinesAsync(hba, lines.Where(l => l != RejectReplicationLine)).ConfigureAwait(false);
+        await ExecuteAsync("SELECT pg_reload_conf()").ConfigureAwait(false);
+    }
+
+    /// <summary>pg_terminate_backend of every walsender; how many there were.</summary>
+    public async Task<int> TerminateWalsendersAsync() =>
+        (int)await QueryAsync<long>("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE backend_type = 'walsender'").ConfigureAwait(false);
+
+    /// <summary>The WAL receiver's (status, sender port, received timeline), or null when none runs.</summary>
+    public async Task<(string Status, int SenderPort, long Timeline)?> WalReceiverAsync()
+    {
+        await using var conn = new NpgsqlConnection(ConnectionString);
+        await conn.OpenAsync().ConfigureAwait(false);
+        await using var cmd = new NpgsqlCommand("SELECT status, sender_port, received_tli FROM pg_stat_wal_receiver", conn);
+        await using var reader = await cmd.ExecuteReaderAsync().ConfigureAwait(false);
+        return await reader.ReadAsync().ConfigureAwait(false)
+            ? (reader.GetString(0), reader.IsDBNull(1) ? 0 : reader.GetInt32(1), reader.IsDBNull(2) ? 0 : reader.GetInt32(2))
+            : null;
+    }
+
+    /// <summary>Directories beside the data directory that a re-clone moved it to (<c>data.diverged-*</c>).</summary>
+    public IReadOnlyList<string> MovedAsideDataDirs() => Directory.GetDirectories(Dir, "data.diverged-*");
+
+    /// <summary>Where the agent's log ends now: <see cref="LogSince"/> reads what it writes from here on.</summary>
+    public long LogLength() => File.Exists(LogPath) ? new FileInfo(LogPath).Length : 0;
+
+    /// <summary>The agent's log from <paramref name="offset"/> (a <see cref="LogLength"/>) on.</summary>
+    public string LogSince(long offset)
+    {
+        try
+        {
+            using var fs = new FileStream(LogPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+            fs.Seek(Math.Min(offset, fs.Length), SeekOrigin.Begin);
+            using var reader = new StreamReader(fs);
+            return reader.ReadToEnd();
+        }
+        catch (IOException)
+        {
+            return "";
         }
     }
 
