@@ -99,6 +99,7 @@ public sealed class LivenessTests(ITestOutputHelper output)
         await using var writers = await LeaderWriters.StartAsync(cluster, oldLeader, writers: 1, clock);
         var postmaster = oldLeader.PostmasterPid() ?? throw new InvalidOperationException("the leader's postmaster is not running");
 
+        var log = oldLeader.LogLength();
         var frozen = clock.Elapsed;
         TimeSpan? gone = null;
         TestNode newLeader;
@@ -134,7 +135,10 @@ public sealed class LivenessTests(ITestOutputHelper output)
         await writers.StopAsync();
         var missing = await writers.MissingOnAsync(newLeader);
 
-        var bound = TimeSpan.FromSeconds(options.Ttl + options.PrimaryStartTimeout.Value + 10);
+        // docs/agent.md: an inspection that fails (connect 3 s) for primary_start_timeout, then an immediate stop that waits at
+        // most 10 s before it kills the postmaster, then the election (ttl covers detection and the election round); 5 s slack.
+        var bound = TimeSpan.FromSeconds(options.Ttl + options.PrimaryStartTimeout.Value + 10 + 5);
+        var rejoinLog = oldLeader.LogSince(log);
         Measurements.Report(output, $"liveness, leader postmaster frozen (SIGSTOP), primary_start_timeout {options.PrimaryStartTimeout} s, ttl {options.Ttl} s: "
             + $"postmaster gone {Since(gone, frozen)} after the freeze, {newLeader.Name} answered /leader {(led - frozen).TotalSeconds:0.0} s after it "
             + $"(bound asserted {bound.TotalSeconds:0} s); {oldLeader.Name} streaming {(rejoined - thawed).TotalSeconds:0.0} s after SIGCONT; "
@@ -142,6 +146,12 @@ public sealed class LivenessTests(ITestOutputHelper output)
         Assert.True(led - frozen < bound, $"{newLeader.Name} led only {(led - frozen).TotalSeconds:0.0} s after the freeze (bound {bound.TotalSeconds:0} s)");
         Assert.Equal(newLeader.PgPort, receiver?.SenderPort);
         Assert.Equal("streaming", receiver?.Status);
+
+        // It ran as the primary until it was killed: it may hold WAL the new leader never received, so it follows only
+        // once pg_rewind has compared it with the new leader (pg_rewind says "no rewind required" when nothing diverged).
+        Assert.True(rejoinLog.Contains($"rewinding from leader '{newLeader.Name}'", StringComparison.Ordinal),
+            $"{oldLeader.Name}, killed as a primary, followed {newLeader.Name} without pg_rewind; its decisions since the freeze:\n"
+            + string.Join('\n', rejoinLog.Split('\n').Where(l => l.Contains("INFO: starting", StringComparison.Ordinal) || l.Contains("rewind", StringComparison.Ordinal)).Take(10)));
     }
 
     // Story (issue 9, defect 2): two nodes, switchover A→B, B crashes after A released the key: A, the most up-to-date
@@ -402,7 +412,8 @@ public sealed class LivenessTests(ITestOutputHelper output)
 
             var whole = clock.Elapsed;
             Measurements.Report(output, $"liveness, {what}, round {round}: {victim.Name} killed, {next.Name} answered /leader {(led - crashed).TotalSeconds:0.0} s later; "
-                + $"all streaming {(whole - crashed).TotalSeconds:0.0} s after the crash; longest write gap {writers.LongestGap(crashed, whole).TotalSeconds:0.0} s");
+                + $"all streaming {(whole - crashed).TotalSeconds:0.0} s after the crash; longest write gap {writers.LongestGap(crashed, whole).TotalSeconds:0.0} s; "
+                + $"crash at {crashed.TotalSeconds:0.00} s, new leader at {led.TotalSeconds:0.00} s, acknowledged in between: {writers.AcknowledgedBetween(crashed, led)}");
             Assert.Empty(harmedBeforeRestart);
             Assert.Empty(Harmed(before));
         }

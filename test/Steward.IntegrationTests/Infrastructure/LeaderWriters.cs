@@ -52,6 +52,14 @@ internal sealed class LeaderWriters : IAsyncDisposable
 
     public int AcknowledgedBy(string node, TimeSpan after) => _acks.Count(a => a.Node == node && a.At > after);
 
+    /// <summary>How many writes each member acknowledged within [from, to], e.g. "node1 12 (last at 3.20 s), node2 40 (…)" (times on the writers' clock).</summary>
+    public string AcknowledgedBetween(TimeSpan from, TimeSpan to)
+    {
+        var by = _acks.Where(a => a.At >= from && a.At <= to).GroupBy(a => a.Node).OrderBy(g => g.Key, StringComparer.Ordinal)
+            .Select(g => $"{g.Key} {g.Count()} (first at {g.Min(a => a.At).TotalSeconds:0.00} s, last at {g.Max(a => a.At).TotalSeconds:0.00} s)").ToList();
+        return by.Count == 0 ? "none" : string.Join(", ", by);
+    }
+
     /// <summary>The longest time between two consecutive acknowledgements (or from <paramref name="from"/> to the first) within [from, to].</summary>
     public TimeSpan LongestGap(TimeSpan from, TimeSpan to)
     {

@@ -200,6 +200,29 @@ internal sealed class TestCluster : IAsyncDisposable
         return sb.ToString();
     }
 
+    /// <summary>With <c>$STEWARD_KEEP_LOGS</c> set to a directory: every agent's whole log is copied there before the cluster's directory goes.</summary>
+    private void KeepLogs()
+    {
+        if (Environment.GetEnvironmentVariable("STEWARD_KEEP_LOGS") is not { Length: > 0 } keep)
+        {
+            return;
+        }
+
+        var target = Path.Combine(keep, Scope);
+        Directory.CreateDirectory(target);
+        foreach (var n in Nodes.Where(n => File.Exists(n.LogPath)))
+        {
+            File.Copy(n.LogPath, Path.Combine(target, n.Name + ".log"), overwrite: true);
+            var pgLog = Path.Combine(n.DataDir, "log", "postgresql.log");
+            if (File.Exists(pgLog))
+            {
+                File.Copy(pgLog, Path.Combine(target, n.Name + ".postgresql.log"), overwrite: true);
+            }
+        }
+
+        _output?.WriteLine($"agent logs kept in {target}");
+    }
+
     public async ValueTask DisposeAsync()
     {
         if (_output is not null)
@@ -219,6 +242,7 @@ internal sealed class TestCluster : IAsyncDisposable
             n.StopLeftoverPostmaster();
         }
 
+        KeepLogs();
         _etcd?.Dispose();
         await Etcd.DisposeAsync().ConfigureAwait(false);
         _http.Dispose();
@@ -368,11 +392,28 @@ internal sealed class TestNode
         }
     }
 
-    /// <summary>A host crash, as far as this member goes: kill -9 of its agent, then of its postmaster.</summary>
+    /// <summary>
+    /// A host crash, as far as this member goes: kill -9 of its agent and of its postmaster at the same moment; returns
+    /// once both are gone. (Not <see cref="KillAgentAsync"/> then <see cref="KillPostmasterAsync"/>: waiting for the
+    /// agent's exit waits for its output pipe, which its fence supervisor holds until it fires at the lease deadline, so
+    /// the postmaster would live — and take writes — until then.)
+    /// </summary>
     public async Task CrashAsync()
     {
-        await KillAgentAsync().ConfigureAwait(false);
-        await KillPostmasterAsync().ConfigureAwait(false);
+        var agent = AgentPid;
+        var postmaster = PostmasterPid();
+        if (agent is { } a)
+        {
+            Signals.Send(a, Signals.SIGKILL);
+        }
+
+        if (postmaster is { } p)
+        {
+            Signals.Send(p, Signals.SIGKILL);
+        }
+
+        await Poll.UntilAsync(() => Task.FromResult(_agent is null or { HasExited: true } && (postmaster is not { } pm || !Signals.IsAlive(pm))),
+            TimeSpan.FromSeconds(10), $"{Name}'s agent and postmaster gone").ConfigureAwait(false);
         await StopAsync().ConfigureAwait(false); // the agent has exited: this only lets go of its Process
     }
 
