@@ -74,6 +74,7 @@ public sealed class LivenessTests(ITestOutputHelper output)
         await newLeader.AllowReplicationAsync();
         var allowed = clock.Elapsed;
         await cluster.WaitForStreamingAsync(other, TimeSpan.FromSeconds(20));
+        await cluster.WaitForReplicationAsync(newLeader, TimeSpan.FromSeconds(20));
         var streaming = clock.Elapsed;
         Assert.Equal(newLeader.PgPort, (await other.WalReceiverAsync())?.SenderPort);
 
@@ -129,6 +130,7 @@ public sealed class LivenessTests(ITestOutputHelper output)
 
         var thawed = clock.Elapsed;
         await cluster.WaitForStreamingAsync(oldLeader, Rejoin);
+        await cluster.WaitForReplicationAsync(newLeader, TimeSpan.FromSeconds(30));
         var rejoined = clock.Elapsed;
         Assert.Equal(newLeader.Name, (await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(30))).Name);
         var receiver = await oldLeader.WalReceiverAsync();
@@ -198,6 +200,7 @@ public sealed class LivenessTests(ITestOutputHelper output)
         var bound = TimeSpan.FromSeconds(options.Ttl + 10);
         candidate.Start();
         await cluster.WaitForStreamingAsync(candidate, Rejoin);
+        await cluster.WaitForReplicationAsync(leader, TimeSpan.FromSeconds(30));
         await writers.StopAsync();
         var missing = await writers.MissingOnAsync(leader);
 
@@ -338,6 +341,7 @@ public sealed class LivenessTests(ITestOutputHelper output)
         try
         {
             await cluster.WaitForStreamingAsync(replica, TimeSpan.FromSeconds(90));
+            await cluster.WaitForReplicationAsync(leader, TimeSpan.FromSeconds(30));
         }
         catch (TimeoutException e)
         {
@@ -409,6 +413,8 @@ public sealed class LivenessTests(ITestOutputHelper output)
             {
                 await cluster.WaitForStreamingAsync(n, Rejoin + TimeSpan.FromSeconds(3 * options.LoopWait));
             }
+
+            await cluster.WaitForReplicationAsync(next, TimeSpan.FromSeconds(30 + options.LoopWait));
 
             var whole = clock.Elapsed;
             Measurements.Report(output, $"liveness, {what}, round {round}: {victim.Name} killed, {next.Name} answered /leader {(led - crashed).TotalSeconds:0.0} s later; "

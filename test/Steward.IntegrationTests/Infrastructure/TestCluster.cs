@@ -21,6 +21,7 @@ internal sealed class TestCluster : IAsyncDisposable
     private readonly ITestOutputHelper? _output;
     private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(3) };
     private EtcdClient? _etcd;
+    private long _marker;
 
     private TestCluster(EtcdServer etcd, TempDir dir, string scope, ITestOutputHelper? output)
     {
@@ -185,6 +186,22 @@ internal sealed class TestCluster : IAsyncDisposable
             return status is { } s && s.TryGetProperty("replication_state", out var rs) && rs.GetString() == "streaming"
                    && await node.RestStatusAsync("/replica").ConfigureAwait(false) == 200;
         }, timeout, $"{node.Name} streaming as a replica", DescribeAsync);
+
+    /// <summary>
+    /// Proof that every other running member replays what <paramref name="leader"/> writes now: a row inserted there shows
+    /// up on each within <paramref name="timeout"/>. (pg_stat_wal_receiver says "streaming" as soon as a WAL receiver
+    /// runs, even one that fails at every START_REPLICATION, so replication_state alone proves nothing.)
+    /// </summary>
+    public async Task WaitForReplicationAsync(TestNode leader, TimeSpan timeout)
+    {
+        var marker = Interlocked.Increment(ref _marker);
+        await leader.ExecuteAsync($"CREATE TABLE IF NOT EXISTS steward_test_marker(id bigint); INSERT INTO steward_test_marker VALUES ({marker})").ConfigureAwait(false);
+        foreach (var n in Nodes.Where(n => n != leader && n.IsRunning))
+        {
+            await Poll.UntilAsync(async () => await n.QueryAsync<long>($"SELECT count(*) FROM steward_test_marker WHERE id = {marker}").ConfigureAwait(false) == 1,
+                timeout, $"{n.Name} replaying a row written on {leader.Name}", DescribeAsync).ConfigureAwait(false);
+        }
+    }
 
     public async Task<string> DescribeAsync()
     {
