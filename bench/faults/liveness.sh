@@ -2,7 +2,7 @@
 # Liveness acceptance (issue 9), long variants, on real etcd + PostgreSQL 15 clusters (the integration tests' LivenessTests,
 # sized from the environment; CI runs the same tests once and short).
 #   STEWARD_LIVENESS_REPS                  kill -9 of the leader under write load, ttl 30 / loop_wait 10 / retry_timeout 10:
-#                                          how many times in a row (default 5; CI 1)
+#                                          how many times in a row (default 5; CI 2)
 #   STEWARD_LIVENESS_WRITERS               writers during those kills (default 8; CI 4)
 #   STEWARD_LIVENESS_REPLICA_DOWN_SECONDS  how long a replica stays down before it must stream again without a re-clone
 #                                          (default 300; CI 60)
