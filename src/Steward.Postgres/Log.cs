@@ -88,4 +88,10 @@ internal static partial class Log
 
     [LoggerMessage(3043, LogLevel.Information, "removed {LockFile}: the postmaster it names (pid {Pid}) is dead but not reaped yet")]
     public static partial void ZombieLockFileRemoved(ILogger logger, string lockFile, int pid);
+
+    [LoggerMessage(3060, LogLevel.Information, "marked {Path}: this data directory runs as a primary; it is rewound or re-cloned before it follows any leader")]
+    public static partial void PrimaryMarkSet(ILogger logger, string path);
+
+    [LoggerMessage(3061, LogLevel.Information, "cleared {Path}: this data directory was checked against the leader's history")]
+    public static partial void PrimaryMarkCleared(ILogger logger, string path);
 }

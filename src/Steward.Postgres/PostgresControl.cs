@@ -76,6 +76,7 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
             ControlState = control.State,
             ControlTimeline = control.Timeline,
             StandbySignal = File.Exists(InData(StandbySignal)),
+            PrimaryMark = File.Exists(PrimaryMarkPath),
             Running = pid is not null,
             PostmasterPid = pid,
         };
@@ -710,6 +711,52 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
         }
     }
 
+    private string PrimaryMarkPath => Path.TrimEndingDirectorySeparator(Path.GetFullPath(DataDir)) + ".steward-primary";
+
+    public Task SetPrimaryMarkAsync(bool present, CancellationToken ct)
+    {
+        ct.ThrowIfCancellationRequested();
+        var path = PrimaryMarkPath;
+        if (present == File.Exists(path))
+        {
+            return Task.CompletedTask;
+        }
+
+        if (present)
+        {
+            using (var file = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 4096, FileOptions.WriteThrough))
+            {
+                var text = System.Text.Encoding.UTF8.GetBytes(
+                    $"this data directory ({DataDir}) ran as a primary; steward rewinds or re-clones it before it follows any leader\n");
+                file.Write(text);
+                file.Flush(flushToDisk: true);
+            }
+
+            Log.PrimaryMarkSet(_logger, path);
+        }
+        else
+        {
+            File.Delete(path);
+            Log.PrimaryMarkCleared(_logger, path);
+        }
+
+        FsyncDirectory(Path.GetDirectoryName(path)!);
+        return Task.CompletedTask;
+    }
+
+    private static void FsyncDirectory(string directory)
+    {
+        try
+        {
+            using var handle = File.OpenHandle(directory, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, FileOptions.None);
+            RandomAccess.FlushToDisk(handle);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // Best effort: the file itself is on disk; only its directory entry may not survive a power loss.
+        }
+    }
+
     public Task<string> MoveDataDirAsideAsync(CancellationToken ct)
     {
         ct.ThrowIfCancellationRequested();
@@ -730,7 +777,7 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
 
     // ---------------------------------------------------------------- primary housekeeping
 
-    public async Task SyncReplicationSlotsAsync(IReadOnlyCollection<string> slotNames, CancellationToken ct)
+    public async Task SyncReplicationSlotsAsync(IReadOnlyCollection<string> slotNames, CancellationToken ct, Func<string, bool>? mayDrop = null)
     {
         ArgumentNullException.ThrowIfNull(slotNames);
         await using var connection = await _dataSource.Value.OpenConnectionAsync(ct).ConfigureAwait(false);
@@ -750,7 +797,7 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
         }
         foreach (var (name, active) in existing)
         {
-            if (!active && !slotNames.Contains(name))
+            if (!active && !slotNames.Contains(name) && (mayDrop is null || mayDrop(name)))
             {
                 await ExecuteAsync(connection, "SELECT pg_drop_replication_slot($1)", ct, name).ConfigureAwait(false);
                 Log.SlotDropped(_logger, name);

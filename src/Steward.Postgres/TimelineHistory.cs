@@ -12,27 +12,35 @@ internal static class TimelineHistory
     public static string FileName(long timeline) => timeline.ToString("X8", CultureInfo.InvariantCulture) + ".history";
 
     /// <summary>
-    /// The files implied by the cluster history: the one for timeline N+1 lists every switch with parent timeline &lt;= N,
-    /// oldest first, as PostgreSQL writes it (<c>"1\t0/3000148\treason\n"</c>). The first entry per timeline wins.
+    /// The files implied by the cluster history: one for every timeline id the cluster has used, 2 up to the highest, so
+    /// that PostgreSQL (which takes the first id with no history file after its own) never picks one twice. Each file holds
+    /// that timeline's chain of switches, oldest first, as PostgreSQL writes it (<c>"1\t0/3000148\treason\n"</c>); a
+    /// timeline the history does not describe (none does, after a crash between promotion and its record) continues the
+    /// one before it, so every file stays a valid history.
     /// </summary>
     public static IEnumerable<(long Timeline, string Content)> Files(IReadOnlyList<HistoryEntry> history)
     {
-        var entries = history
-            .Where(e => e.Timeline > 0)
-            .GroupBy(e => e.Timeline)
-            .Select(g => g.First())
-            .OrderBy(e => e.Timeline)
-            .ToList();
-        var content = new StringBuilder();
-        foreach (var entry in entries)
+        var byCreated = new Dictionary<long, HistoryEntry>();
+        foreach (var entry in history.Where(e => e.Timeline > 0 && e.CreatedTimeline > e.Timeline))
         {
-            content.Append(entry.Timeline.ToString(CultureInfo.InvariantCulture))
-                .Append('\t').Append(Lsn.Format(entry.Lsn))
-                .Append('\t').Append(OneLine(entry.Reason))
-                .Append('\n');
-            yield return (entry.Timeline + 1, content.ToString());
+            byCreated.TryAdd(entry.CreatedTimeline, entry);
+        }
+
+        var max = HistoryEntry.MaxTimeline(history);
+        var chains = new Dictionary<long, string> { [1] = "" };
+        for (var timeline = 2L; timeline <= max; timeline++)
+        {
+            var (parent, lsn, reason) = byCreated.TryGetValue(timeline, out var e) && chains.ContainsKey(e.Timeline)
+                ? (e.Timeline, e.Lsn, e.Reason)
+                : (timeline - 1, LastLsn(chains[timeline - 1], history), "timeline id reserved by the cluster history");
+            var content = chains[parent] + parent.ToString(CultureInfo.InvariantCulture) + '\t' + Lsn.Format(lsn) + '\t' + OneLine(reason) + '\n';
+            chains[timeline] = content;
+            yield return (timeline, content);
         }
     }
+
+    private static long LastLsn(string chain, IReadOnlyList<HistoryEntry> history) =>
+        ParseLast(chain)?.SwitchLsn ?? (history.Count == 0 ? 0 : history.Min(h => h.Lsn));
 
     /// <summary>The last entry of a history file, null when it has none.</summary>
     public static TimelineSwitch? ParseLast(string content)

@@ -89,4 +89,19 @@ public sealed record ClusterStatus
 /// One timeline switch: timeline <see cref="Timeline"/> ended at <see cref="Lsn"/> and the cluster moved to
 /// <c>Timeline + 1</c>. Serialized as Patroni's array <c>[timeline, lsn, reason, timestamp, new_leader]</c>.
 /// </summary>
-public sealed record HistoryEntry(long Timeline, long Lsn, string Reason, DateTimeOffset Time, string? NewLeader);
+public sealed record HistoryEntry(long Timeline, long Lsn, string Reason, DateTimeOffset Time, string? NewLeader)
+{
+    /// <summary>
+    /// The timeline this switch created. Patroni's rows do not say (it is <see cref="Timeline"/> + 1 on a linear history);
+    /// Steward writes it as a sixth element so that a branch from an older timeline (1 → 3 after 1 → 2) is on record and
+    /// no timeline id is ever used twice.
+    /// </summary>
+    public long? NewTimeline { get; init; }
+
+    /// <summary><see cref="NewTimeline"/>, or the linear default.</summary>
+    public long CreatedTimeline => NewTimeline ?? Timeline + 1;
+
+    /// <summary>The highest timeline id a history has used (1 when empty).</summary>
+    public static long MaxTimeline(IReadOnlyList<HistoryEntry> history) =>
+        history.Count == 0 ? 1 : Math.Max(1, history.Max(h => h.CreatedTimeline));
+}

@@ -34,6 +34,9 @@ public sealed record DynamicConfig
     /// </summary>
     [JsonPropertyName("failsafe_mode")] public bool FailsafeMode { get; init; }
 
+    /// <summary>Seconds the leader keeps the replication slot of a member whose key disappeared (Patroni 4: 30min).</summary>
+    [JsonPropertyName("member_slots_ttl")] public long MemberSlotsTtl { get; init; } = 1800;
+
     [JsonPropertyName("postgresql")] public DynamicPostgresConfig Postgresql { get; init; } = new();
 }
 

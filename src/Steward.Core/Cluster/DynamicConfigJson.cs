@@ -85,6 +85,7 @@ public static class DynamicConfigJson
             Pause = Bool(root, "pause") ?? defaults.Pause,
             SynchronousMode = Bool(root, "synchronous_mode") ?? defaults.SynchronousMode,
             FailsafeMode = Bool(root, "failsafe_mode") ?? defaults.FailsafeMode,
+            MemberSlotsTtl = Duration(root, "member_slots_ttl") ?? defaults.MemberSlotsTtl,
             Postgresql = postgresql is { } section
                 ? new DynamicPostgresConfig
                 {
@@ -110,6 +111,14 @@ public static class DynamicConfigJson
         { ValueKind: JsonValueKind.Number } number when number.TryGetInt64(out var value) => value,
         { ValueKind: JsonValueKind.String } text when long.TryParse(text.GetString(), NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var value) => value,
         { } other => throw new FormatException($"{name}: expected an integer, got {other.GetRawText()}"),
+    };
+
+    private static long? Duration(JsonElement element, string name) => Property(element, name) switch
+    {
+        null => null,
+        { ValueKind: JsonValueKind.Number } number when number.TryGetInt64(out var value) && value >= 0 => value,
+        { ValueKind: JsonValueKind.String } text when Configuration.DurationText.TryParseSeconds(text.GetString() ?? "", out var value) && value >= 0 => value,
+        { } other => throw new FormatException($"{name}: expected a duration (seconds, or e.g. 30min), got {other.GetRawText()}"),
     };
 
     private static bool? Bool(JsonElement element, string name) => Property(element, name) switch

@@ -61,9 +61,14 @@ public static partial class PatroniCodec
                 w.WriteNumberValue(e.Lsn);
                 w.WriteStringValue(e.Reason);
                 w.WriteStringValue(e.Time.ToString(HistoryTimeFormat, CultureInfo.InvariantCulture));
-                if (e.NewLeader is not null)
+                if (e.NewLeader is not null || e.NewTimeline is not null)
                 {
-                    w.WriteStringValue(e.NewLeader);
+                    w.WriteStringValue(e.NewLeader ?? "");
+                }
+
+                if (e.NewTimeline is { } created)
+                {
+                    w.WriteNumberValue(created);
                 }
                 w.WriteEndArray();
             }
@@ -177,7 +182,8 @@ public static partial class PatroniCodec
                 ? DateTimeOffset.Parse(row[3].GetString()!, CultureInfo.InvariantCulture)
                 : default;
             var newLeader = row.GetArrayLength() > 4 && row[4].ValueKind == JsonValueKind.String ? row[4].GetString() : null;
-            result.Add(new HistoryEntry(timeline, lsn, reason, time, newLeader));
+            long? created = row.GetArrayLength() > 5 && row[5].ValueKind == JsonValueKind.Number ? row[5].GetInt64() : null;
+            result.Add(new HistoryEntry(timeline, lsn, reason, time, newLeader) { NewTimeline = created });
         }
         return result;
     }

@@ -443,14 +443,30 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
             SynchronousMode = synchronous ?? defaults.SynchronousMode,
             Pause = section.Bool("pause") ?? defaults.Pause,
             FailsafeMode = section.Bool("failsafe_mode") ?? defaults.FailsafeMode,
+            MemberSlotsTtl = ReadDuration(section, "member_slots_ttl") ?? defaults.MemberSlotsTtl,
             Postgresql = dynamicPostgres,
         };
         section.Unsupported(
             "synchronous_mode_strict", "synchronous_node_count", "standby_cluster", "check_timeline", "slots",
-            "ignore_slots", "max_timelines_history", "maximum_lag_on_syncnode", "primary_stop_timeout", "master_stop_timeout",
-            "member_slots_ttl");
+            "ignore_slots", "max_timelines_history", "maximum_lag_on_syncnode", "primary_stop_timeout", "master_stop_timeout");
         section.Finish();
         return result;
+    }
+
+    private long? ReadDuration(YamlSection section, string key)
+    {
+        if (section.String(key) is not { } value)
+        {
+            return null;
+        }
+
+        if (DurationText.TryParseSeconds(value.Text, out var seconds) && seconds >= 0)
+        {
+            return seconds;
+        }
+
+        diagnostics.Error(value.Origin, section.Child(key), $"'{value.Text}' is not a duration (seconds, or e.g. 30min, 1h)");
+        return null;
     }
 
     private bool? Fail(Located value, string path, string message)

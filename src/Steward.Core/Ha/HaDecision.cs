@@ -357,6 +357,26 @@ public static class HaDecision
             return HaPlan.NoAction($"no action. I am ({me}), a secondary; leader '{leaderKey.Name}' has not published its address yet");
         }
 
+        if (pg.PrimaryMark)
+        {
+            // A former primary running as a standby (started with no leader to follow): the mark says it has not been
+            // checked against any leader's history since it took writes. pg_rewind checks (and says "no rewind required"
+            // when nothing diverged) before it streams from anyone.
+            const string uncheckedReason = "this data directory ran as a primary and has not been checked against the leader's history";
+            if (UnlessLeaderAnswers(input, leader.Name, uncheckedReason) is { } markWait)
+            {
+                return markWait;
+            }
+
+            var rewindMarked = input.Settings.Postgresql.UsePgRewind;
+            return new HaPlan($"{(rewindMarked ? "rewinding" : "re-cloning")} from leader '{leader.Name}' before following it: {uncheckedReason}",
+            [
+                new StopPostgres(StopMode.Fast),
+                new RewindOrReclone(leader.Name, address, rewindMarked),
+                new StartPostgres(StartRole.Replica, leader.Name, UpstreamFor(input, address)),
+            ]);
+        }
+
         var wanted = address.ToString();
         if (input.CurrentUpstream != wanted)
         {
@@ -396,7 +416,7 @@ public static class HaDecision
     {
         var me = input.Me;
         var pg = input.Pg;
-        var newestTimeline = cluster.History.Count == 0 ? 1 : cluster.History.Max(h => h.Timeline) + 1;
+        var newestTimeline = HistoryEntry.MaxTimeline(cluster.History);
 
         if (pg.InRecovery == false)
         {
@@ -601,7 +621,7 @@ public static class HaDecision
         WasPrimary(pg) || (pg.ControlTimeline is { } mine && leaderTimeline is { } theirs && mine > theirs);
 
     internal static bool WasPrimary(PgState pg) =>
-        !pg.StandbySignal && pg.ControlState is "in production" or "shut down" or "in crash recovery";
+        pg.PrimaryMark || (!pg.StandbySignal && pg.ControlState is "in production" or "shut down" or "in crash recovery");
 
     private static bool IsSwitchoverFromMe(FailoverRequest request, string me) =>
         request.Leader == me || (request.Leader is null && request.Candidate is not null && request.Candidate != me);

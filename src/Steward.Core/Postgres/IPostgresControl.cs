@@ -66,13 +66,20 @@ public interface IPostgresControl
     Task<string> MoveDataDirAsideAsync(CancellationToken ct);
 
     /// <summary>On the primary: creates a physical slot for each name (missing only) and drops inactive slots not in the list.</summary>
-    Task SyncReplicationSlotsAsync(IReadOnlyCollection<string> slotNames, CancellationToken ct);
+    /// <remarks>An inactive slot not in the list is dropped only when <paramref name="mayDrop"/> (if given) says so.</remarks>
+    Task SyncReplicationSlotsAsync(IReadOnlyCollection<string> slotNames, CancellationToken ct, Func<string, bool>? mayDrop = null);
 
     /// <summary>Writes into pg_wal every <c>&lt;timeline&gt;.history</c> file implied by <paramref name="history"/> that is missing (safety rule 4).</summary>
     Task WriteMissingHistoryFilesAsync(IReadOnlyList<HistoryEntry> history, CancellationToken ct);
 
     /// <summary>Reads pg_wal/&lt;timeline&gt;.history and returns its last entry (parent timeline, switch LSN, reason), null if absent.</summary>
     Task<TimelineSwitch?> ReadLastTimelineSwitchAsync(long timeline, CancellationToken ct);
+
+    /// <summary>
+    /// Sets or clears the durable "ran as a primary" mark (<see cref="PgState.PrimaryMark"/>), a file beside the data
+    /// directory (<c>&lt;data_dir&gt;.steward-primary</c>, fsynced), so neither pg_basebackup nor pg_rewind copies it.
+    /// </summary>
+    Task SetPrimaryMarkAsync(bool present, CancellationToken ct);
 
     /// <summary>CHECKPOINT on the running server (before a clean demotion), bounded by pg_ctl_timeout.</summary>
     Task CheckpointAsync(CancellationToken ct);
@@ -109,6 +116,11 @@ public sealed record PgState
     public long? ControlTimeline { get; init; }
     /// <summary>standby.signal is present.</summary>
     public bool StandbySignal { get; init; }
+    /// <summary>
+    /// The durable mark that this data directory ran as a primary and has not been checked against a leader's history
+    /// since (by pg_rewind or a fresh clone): it must not stream from anyone before that check, whatever pg_control says.
+    /// </summary>
+    public bool PrimaryMark { get; init; }
 
     /// <summary>The postmaster (postmaster.pid) is alive.</summary>
     public bool Running { get; init; }

@@ -202,6 +202,8 @@ internal sealed unsafe class EpollEventLoop : IDisposable
         }
         while (closing.TryDequeue(out var session))
         {
+            // A session not registered yet (its start was queued after the drain above) is ended by Register, which
+            // sees CloseRequested: a close requested right after the start is never lost.
             if (!session.Ended && session.Slot >= 0)
             {
                 End(session, abort: true);
@@ -229,7 +231,8 @@ internal sealed unsafe class EpollEventLoop : IDisposable
         session.Generation++;
         slots[slot] = session;
         // EPOLL_CTL_ADD reports an already readable socket at once, edge-triggered or not
-        if (EpollAdd(epollFd, session.ClientFd, SocketEvents, session.Token(EpollSession.ClientSide)) != 0
+        if (session.CloseRequested
+            || EpollAdd(epollFd, session.ClientFd, SocketEvents, session.Token(EpollSession.ClientSide)) != 0
             || EpollAdd(epollFd, session.BackendFd, SocketEvents, session.Token(EpollSession.BackendSide)) != 0)
         {
             End(session, abort: true);

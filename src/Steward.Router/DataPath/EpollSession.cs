@@ -112,6 +112,9 @@ internal sealed class EpollSession : ProxySession
 
     public ulong Token(ulong side) => ((ulong)Generation << 32) | ((ulong)(uint)Slot << 1) | side;
 
+    /// <summary>Close was called (any thread). Set before the close is queued to the loop.</summary>
+    public bool CloseRequested => Volatile.Read(ref closeRequested) != 0;
+
     public override void Close()
     {
         if (Interlocked.Exchange(ref closeRequested, 1) == 0)

@@ -9,37 +9,63 @@ namespace Steward.Router.Routing;
 
 public enum ListenerKind { Write, Read }
 
+/// <summary>What a listener routes by: the current table, and a way to wait for the next one.</summary>
+public interface IRoutingSource
+{
+    RoutingTable Table { get; }
+
+    /// <summary>Completes at the next table change.</summary>
+    Task WaitForChangeAsync(CancellationToken ct);
+}
+
+/// <summary>Points of <see cref="Listener"/>'s hand-over of a client, for tests that change the table exactly there.</summary>
+internal enum ServeStep
+{
+    /// <summary>The backend connection is made; the session is not registered yet.</summary>
+    Connected,
+
+    /// <summary>The session is registered (a cut reaches it); the table is not checked again yet.</summary>
+    Registered,
+
+    /// <summary>The table was checked again after the registration; forwarding is about to start.</summary>
+    Checked,
+}
+
 /// <summary>
-/// One client-facing port. Accepts, picks a backend from the current <see cref="RoutingTable"/> (write: the leader only;
-/// read: the replica with the fewest sessions, else the leader if allowed), connects, and hands both sockets to the data
-/// path. A write client that arrives while there is no leader waits up to <c>hold_timeout</c> for one instead of being
-/// refused.
+/// One client-facing port. Accepts, picks a backend from the current <see cref="RoutingTable"/> (write: the writer
+/// only; read: the replica with the fewest sessions, else the writer if allowed), connects, registers the session,
+/// checks the table again, and hands both sockets to the data path. A write client that arrives while there is no
+/// writer waits up to <c>hold_timeout</c> for one instead of being refused.
 /// </summary>
 public sealed partial class Listener : IAsyncDisposable
 {
     private readonly ListenerKind _kind;
     private readonly HostPort _address;
-    private readonly ClusterWatcher _watcher;
+    private readonly IRoutingSource _source;
     private readonly IProxyEngine _engine;
     private readonly TimeSpan _hold;
     private readonly TimeSpan _connectTimeout;
     private readonly bool _fallbackToLeader;
+    private readonly bool _closeOnLeaderChange;
+    private readonly TimeProvider _time;
     private readonly ILogger _log;
     private readonly CancellationTokenSource _stop = new();
     private readonly ConcurrentDictionary<string, BackendStats> _backends = new(StringComparer.Ordinal);
     private Socket? _socket;
     private Task? _acceptLoop;
 
-    public Listener(ListenerKind kind, HostPort address, ClusterWatcher watcher, IProxyEngine engine, TimeSpan hold, TimeSpan connectTimeout,
-        bool fallbackToLeader, ILogger log)
+    public Listener(ListenerKind kind, HostPort address, IRoutingSource source, IProxyEngine engine, TimeSpan hold, TimeSpan connectTimeout,
+        bool fallbackToLeader, bool closeOnLeaderChange, TimeProvider time, ILogger log)
     {
         _kind = kind;
         _address = address;
-        _watcher = watcher;
+        _source = source;
         _engine = engine;
         _hold = hold;
         _connectTimeout = connectTimeout;
         _fallbackToLeader = fallbackToLeader;
+        _closeOnLeaderChange = closeOnLeaderChange;
+        _time = time;
         _log = log;
         Stats = new ListenerStats(kind == ListenerKind.Write ? "write" : "read", address.ToString());
     }
@@ -49,6 +75,9 @@ public sealed partial class Listener : IAsyncDisposable
     public IEnumerable<BackendStats> Backends => _backends.Values;
 
     public int BoundPort => (_socket?.LocalEndPoint as IPEndPoint)?.Port ?? _address.Port;
+
+    /// <summary>Test seam: called at each <see cref="ServeStep"/> of a hand-over, on the serving thread.</summary>
+    internal Action<ServeStep, Backend>? OnStep { get; set; }
 
     /// <summary>Binds the port (throws <see cref="SocketException"/> when it is taken) and starts accepting.</summary>
     public void Start()
@@ -74,8 +103,21 @@ public sealed partial class Listener : IAsyncDisposable
         _acceptLoop = Task.Run(() => AcceptLoopAsync(_stop.Token), CancellationToken.None);
     }
 
-    /// <summary>Closes every session forwarded to <paramref name="member"/> (it lost the leader key).</summary>
+    /// <summary>Closes every session forwarded to <paramref name="member"/>, started or only registered; returns how many.</summary>
     public int CloseSessionsTo(string member) => _backends.TryGetValue(member, out var b) ? b.CloseAll() : 0;
+
+    /// <summary>
+    /// Call on every table change (synchronously, before anything waits on the new table): when the leader key moved
+    /// away from a member, every session to it on this port is cut — on the write port, and on the read port the ones
+    /// that fell back to the leader (or reached it while it was a replica) — so nobody keeps writing to a demoted or
+    /// zombie primary. Returns how many were cut.
+    /// </summary>
+    public int OnTableChanged(RoutingTable old, RoutingTable now)
+    {
+        ArgumentNullException.ThrowIfNull(old);
+        ArgumentNullException.ThrowIfNull(now);
+        return _closeOnLeaderChange && old.Leader is { } before && now.Leader?.Name != before.Name ? CloseSessionsTo(before.Name) : 0;
+    }
 
     private async Task AcceptLoopAsync(CancellationToken ct)
     {
@@ -109,13 +151,15 @@ public sealed partial class Listener : IAsyncDisposable
         try
         {
             client.NoDelay = true;
-            var deadline = DateTimeOffset.UtcNow + _hold;
+            var started = _time.GetTimestamp();
             while (true)
             {
-                var backend = Pick(_watcher.Table);
+                // Subscribed before the table is read: a change between the read and the hold below is not missed.
+                var change = _source.WaitForChangeAsync(CancellationToken.None); // the bare task: no continuation until we hold
+                var backend = Pick(_source.Table);
                 if (backend is not null)
                 {
-                    var stats = _backends.GetOrAdd(backend.Name, name => new BackendStats(name));
+                    var stats = _backends.GetOrAdd(backend.Name, name => new BackendStats(name, _time));
                     var server = await ConnectAsync(backend, ct).ConfigureAwait(false);
                     if (server is null)
                     {
@@ -126,23 +170,20 @@ public sealed partial class Listener : IAsyncDisposable
                         return;
                     }
 
-                    // Re-check after the connect: the leader may have moved while we connected (rule 5).
-                    if (_kind == ListenerKind.Write && _watcher.Table.Writer?.Name != backend.Name)
+                    if (Handover(client, server, backend, stats))
                     {
-                        server.Dispose();
-                        continue;
+                        return;
                     }
 
-                    var session = _engine.Start(client, server);
-                    stats.Started(session, Stats);
-                    return;
+                    // The backend lost its role while we connected or registered: pick again from the new table.
+                    continue;
                 }
 
-                var left = deadline - DateTimeOffset.UtcNow;
+                var left = _hold - _time.GetElapsedTime(started);
                 if (left <= TimeSpan.Zero)
                 {
                     Stats.Error();
-                    LogNoBackend(_log, Stats.Name, _hold.TotalSeconds, _watcher.Table.Reason ?? "no backend");
+                    LogNoBackend(_log, Stats.Name, _hold.TotalSeconds, _source.Table.Reason ?? "no backend");
                     client.Shutdown(SocketShutdown.Both);
                     client.Dispose();
                     return;
@@ -151,11 +192,9 @@ public sealed partial class Listener : IAsyncDisposable
                 Stats.Hold(+1);
                 try
                 {
-                    using var wait = CancellationTokenSource.CreateLinkedTokenSource(ct);
-                    wait.CancelAfter(left);
-                    await _watcher.WaitForChangeAsync(wait.Token).ConfigureAwait(false);
+                    await change.WaitAsync(left, _time, ct).ConfigureAwait(false);
                 }
-                catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+                catch (TimeoutException)
                 {
                 }
                 finally
@@ -169,6 +208,62 @@ public sealed partial class Listener : IAsyncDisposable
             client.Dispose();
         }
     }
+
+    /// <summary>
+    /// Registers the session to <paramref name="backend"/> first, then checks the table again, then starts forwarding.
+    /// A table change (or a cut) before the check sends the client back to pick from the new table; a cut after it
+    /// reaches the registered session, which is then closed as it starts (the client sees the connection drop). Returns
+    /// false (the backend connection closed, the client untouched) when the backend may no longer take this session.
+    /// </summary>
+    private bool Handover(Socket client, Socket server, Backend backend, BackendStats stats)
+    {
+        OnStep?.Invoke(ServeStep.Connected, backend);
+        var slot = stats.Reserve();
+
+        // Registration (a store) before the check (a load), against the watcher's table swap (an interlocked store)
+        // before its cut (a load): a full fence on each side, so at least one of the two sees the other.
+        Interlocked.MemoryBarrier();
+        try
+        {
+            OnStep?.Invoke(ServeStep.Registered, backend);
+            if (!Eligible(_source.Table, backend) || slot.Closed)
+            {
+                stats.Release(slot);
+                server.Dispose();
+                return false;
+            }
+
+            OnStep?.Invoke(ServeStep.Checked, backend);
+        }
+        catch
+        {
+            stats.Release(slot);
+            server.Dispose();
+            throw;
+        }
+
+        ProxySession session;
+        try
+        {
+            session = _engine.Start(client, server);
+        }
+        catch
+        {
+            stats.Release(slot);
+            server.Dispose();
+            throw;
+        }
+
+        if (!stats.Attach(slot, session, Stats))
+        {
+            LogCutAtStart(_log, Stats.Name, backend.Name);
+        }
+
+        return true;
+    }
+
+    private bool Eligible(RoutingTable table, Backend backend) =>
+        _kind == ListenerKind.Write ? table.Writer == backend : table.ReadableBy(backend, _fallbackToLeader);
 
     private Backend? Pick(RoutingTable table)
     {
@@ -236,4 +331,7 @@ public sealed partial class Listener : IAsyncDisposable
 
     [LoggerMessage(EventId = 4011, Level = LogLevel.Warning, Message = "{Listener}: no backend after holding the client {Seconds} s ({Reason}); closing it")]
     private static partial void LogNoBackend(ILogger logger, string listener, double seconds, string reason);
+
+    [LoggerMessage(EventId = 4012, Level = LogLevel.Warning, Message = "{Listener}: {Member} lost its role as the session to it started; the session was closed at once")]
+    private static partial void LogCutAtStart(ILogger logger, string listener, string member);
 }

@@ -14,10 +14,16 @@ public sealed record RoutingTable
 {
     public static readonly RoutingTable Empty = new() { Reason = "no view of the cluster yet" };
 
-    /// <summary>The member holding <c>leader</c>, when writes may go to it; null while there is none or a switchover is pending.</summary>
+    /// <summary>
+    /// The member writes go to: it holds <c>leader</c> and its member key reports a running primary, and no switchover
+    /// is due. Null otherwise (new write clients are held).
+    /// </summary>
     public Backend? Writer { get; init; }
 
-    /// <summary>The leader key's holder, whether or not writes may go to it now (read fallback).</summary>
+    /// <summary>
+    /// The leader key's holder, whether or not writes may go to it now. When it changes, every session to the member
+    /// that held it is cut.
+    /// </summary>
     public Backend? Leader { get; init; }
 
     /// <summary>Running, streaming replicas within the lag bound, not noloadbalance.</summary>
@@ -29,11 +35,17 @@ public sealed record RoutingTable
     /// <summary>The etcd revision the table was computed from.</summary>
     public long Revision { get; init; }
 
-    /// <summary>Builds the table from a view, Patroni's rules: leader key holder for writes; healthy replicas for reads.</summary>
-    public static RoutingTable From(ClusterView view, long maxLag)
+    /// <summary>
+    /// Builds the table from a view: writes to the holder of <c>leader</c> only once it reports itself a running
+    /// primary (a replica that has just taken the key and is still promoting gets none), and not while a switchover is
+    /// due; reads to healthy replicas. Pure: <paramref name="now"/> (wall clock, from the caller's
+    /// <see cref="TimeProvider"/>) is only compared with a switchover's <c>scheduled_at</c>, itself a wall time.
+    /// </summary>
+    public static RoutingTable From(ClusterView view, long maxLag, DateTimeOffset now)
     {
         ArgumentNullException.ThrowIfNull(view);
-        var leader = view.Leader is { } key && view.GetMember(key.Name) is { } m ? ToBackend(m) : null;
+        var holder = view.Leader is { } key ? view.GetMember(key.Name) : null;
+        var leader = holder is null ? null : ToBackend(holder);
         string? reason = null;
         var writer = leader;
         if (view.Leader is null)
@@ -44,7 +56,12 @@ public sealed record RoutingTable
         {
             reason = $"leader '{view.Leader.Name}' has not published its address";
         }
-        else if (view.Failover is { } request && (request.ScheduledAt is null || request.ScheduledAt <= DateTimeOffset.UtcNow))
+        else if (!IsRunningPrimary(holder!.Data))
+        {
+            writer = null;
+            reason = $"leader '{holder.Name}' is not a running primary yet (role {holder.Data.Role ?? "?"}, state {holder.Data.State ?? "?"})";
+        }
+        else if (view.Failover is { } request && (request.ScheduledAt is null || request.ScheduledAt <= now))
         {
             writer = null;
             reason = $"switchover from '{request.Leader ?? view.Leader.Name}' pending";
@@ -61,6 +78,17 @@ public sealed record RoutingTable
             .ToList();
         return new RoutingTable { Writer = writer, Leader = leader, Readers = readers, Reason = reason, Revision = view.Revision };
     }
+
+    /// <summary>Patroni's member key says <c>primary</c> (older Patroni: <c>master</c>) and <c>running</c>.</summary>
+    public static bool IsRunningPrimary(MemberData data)
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        return data.Role is "primary" or "master" && data.State == "running";
+    }
+
+    /// <summary>Whether the read port may hand a new session to <paramref name="backend"/> under this table.</summary>
+    public bool ReadableBy(Backend backend, bool fallbackToLeader) =>
+        Readers.Contains(backend) || (fallbackToLeader && Readers.Count == 0 && backend == Writer);
 
     private static Backend? ToBackend(Member m) =>
         m.Data.ConnUrl is { } url && ConnUrl.Parse(url) is { } address

@@ -25,48 +25,137 @@ public sealed class ListenerStats(string name, string address)
     internal void Session(int delta) => Interlocked.Add(ref _current, delta);
 }
 
-/// <summary>What HAProxy's stats page shows for a server: sessions now / total, bytes in / out, errors, last change.</summary>
-public sealed class BackendStats(string name)
+/// <summary>
+/// A session to a backend from the moment the listener decided on it, before the data path starts: registered first,
+/// so that <see cref="BackendStats.CloseAll"/> reaches a session whose backend lost the leader key at any point after
+/// the listener's last check — including between that check and the start of forwarding.
+/// </summary>
+internal sealed class SessionSlot
 {
-    private readonly ConcurrentDictionary<ProxySession, byte> _sessions = new();
+    private readonly Lock _gate = new();
+    private ProxySession? _session;
+    private bool _closed;
+
+    public bool Closed
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _closed;
+            }
+        }
+    }
+
+    public ProxySession? Session
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _session;
+            }
+        }
+    }
+
+    /// <summary>Binds the started session; false (and the session is closed) when the slot was closed first.</summary>
+    public bool Attach(ProxySession session)
+    {
+        lock (_gate)
+        {
+            if (!_closed)
+            {
+                _session = session;
+                return true;
+            }
+        }
+
+        session.Close();
+        return false;
+    }
+
+    /// <summary>Closes the slot, and its session if it has one. Idempotent.</summary>
+    public void Close()
+    {
+        ProxySession? session;
+        lock (_gate)
+        {
+            _closed = true;
+            session = _session;
+        }
+
+        session?.Close();
+    }
+}
+
+/// <summary>What HAProxy's stats page shows for a server: sessions now / total, bytes in / out, errors, last change.</summary>
+public sealed class BackendStats(string name, TimeProvider time)
+{
+    private readonly ConcurrentDictionary<SessionSlot, byte> _slots = new();
     private long _total;
     private long _connectErrors;
     private long _bytesInClosed;
     private long _bytesOutClosed;
+    private int _current;
 
     public string Name { get; } = name;
-    public int Current => _sessions.Count;
+    public int Current => Volatile.Read(ref _current);
     public long Total => Interlocked.Read(ref _total);
     public long ConnectErrors => Interlocked.Read(ref _connectErrors);
-    public long BytesIn => Interlocked.Read(ref _bytesInClosed) + _sessions.Keys.Sum(s => s.BytesIn);
-    public long BytesOut => Interlocked.Read(ref _bytesOutClosed) + _sessions.Keys.Sum(s => s.BytesOut);
-    public DateTimeOffset LastChange { get; private set; } = DateTimeOffset.UtcNow;
+    public long BytesIn => Interlocked.Read(ref _bytesInClosed) + _slots.Keys.Sum(s => s.Session?.BytesIn ?? 0);
+    public long BytesOut => Interlocked.Read(ref _bytesOutClosed) + _slots.Keys.Sum(s => s.Session?.BytesOut ?? 0);
+
+    /// <summary>Wall time of the last change, for display only.</summary>
+    public DateTimeOffset LastChange { get; private set; } = time.GetUtcNow();
 
     internal void ConnectFailed()
     {
         Interlocked.Increment(ref _connectErrors);
-        LastChange = DateTimeOffset.UtcNow;
+        LastChange = time.GetUtcNow();
     }
 
-    internal void Started(ProxySession session, ListenerStats listener)
+    /// <summary>Registers a session about to be handed to this backend; <see cref="CloseAll"/> reaches it from now on.</summary>
+    internal SessionSlot Reserve()
     {
-        _sessions[session] = 0;
+        var slot = new SessionSlot();
+        _slots[slot] = 0;
+        return slot;
+    }
+
+    /// <summary>Forgets a reserved slot that got no session.</summary>
+    internal void Release(SessionSlot slot) => _slots.TryRemove(slot, out _);
+
+    /// <summary>
+    /// Binds a started session to its reserved slot. False when the slot was closed in the meantime: the session has
+    /// then been closed at once and is not counted.
+    /// </summary>
+    internal bool Attach(SessionSlot slot, ProxySession session, ListenerStats listener)
+    {
+        if (!slot.Attach(session))
+        {
+            Release(slot);
+            return false;
+        }
+
         Interlocked.Increment(ref _total);
+        Interlocked.Increment(ref _current);
         listener.Session(+1);
-        LastChange = DateTimeOffset.UtcNow;
+        LastChange = time.GetUtcNow();
         session.Completion.ContinueWith(_ =>
         {
-            _sessions.TryRemove(session, out byte _);
+            _slots.TryRemove(slot, out byte _);
             Interlocked.Add(ref _bytesInClosed, session.BytesIn);
             Interlocked.Add(ref _bytesOutClosed, session.BytesOut);
+            Interlocked.Decrement(ref _current);
             listener.Session(-1);
         }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        return true;
     }
 
-    /// <summary>Closes every session to this backend; returns how many were open.</summary>
+    /// <summary>Closes every session to this backend, including those registered but not started yet; returns how many.</summary>
     internal int CloseAll()
     {
-        var open = _sessions.Keys.ToList();
+        var open = _slots.Keys.ToList();
         foreach (var s in open)
         {
             s.Close();
@@ -74,7 +163,7 @@ public sealed class BackendStats(string name)
 
         if (open.Count > 0)
         {
-            LastChange = DateTimeOffset.UtcNow;
+            LastChange = time.GetUtcNow();
         }
 
         return open.Count;

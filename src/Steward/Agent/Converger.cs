@@ -22,12 +22,16 @@ internal sealed class Converger
     private readonly TimeProvider _time;
     private readonly ILogger _log;
     private readonly Func<long> _leaseId;
+    private readonly Func<long, bool> _leaseHeld;
     private long _lastStatusOptime = -1;
+    private readonly Dictionary<string, long> _slotUnwantedSince = new(StringComparer.Ordinal);
     private string? _appliedParameters;
     private volatile bool _reloadRequested;
 
-    public Converger(StewardConfig config, IClusterStore store, IPostgresControl pg, IPrimaryFence fence, AgentStatus status, TimeProvider time, ILogger log, Func<long> leaseId)
+    public Converger(StewardConfig config, IClusterStore store, IPostgresControl pg, IPrimaryFence fence, AgentStatus status, TimeProvider time, ILogger log,
+        Func<long> leaseId, Func<long, bool>? leaseHeld = null)
     {
+        _leaseHeld = leaseHeld ?? (_ => true);
         _config = config;
         _store = store;
         _pg = pg;
@@ -64,6 +68,14 @@ internal sealed class Converger
 
         foreach (var step in plan.Steps)
         {
+            if (step is Promote or CompleteBootstrap or StartPostgres { Role: StartRole.Primary } && !LeaseStillHeld(input))
+            {
+                // The plan was made under a lease that is no longer provably alive (the cycle was slow or frozen): another
+                // member may lead by now. Making a primary on that plan is what the fence exists to prevent.
+                Log.StepFailed(_log, step.ToString(), "the leader lease this plan was made under is no longer provably held");
+                return step;
+            }
+
             var done = await ExecuteStepAsync(step, input, ct).ConfigureAwait(false);
             if (!done)
             {
@@ -73,6 +85,8 @@ internal sealed class Converger
 
         return null;
     }
+
+    private bool LeaseStillHeld(HaInput input) => input.MyLeaseId != 0 && _leaseHeld(input.MyLeaseId);
 
     private static bool MayMakePrimary(HaStep step) => step is AcquireLeader or Promote or BootstrapCluster or CompleteBootstrap
         or StartPostgres { Role: StartRole.Primary };
@@ -107,6 +121,7 @@ internal sealed class Converger
             case CloneFrom clone:
                 _status.SetState("creating replica");
                 await _pg.CloneAsync(clone.Address, ct).ConfigureAwait(false);
+                await _pg.SetPrimaryMarkAsync(false, ct).ConfigureAwait(false);
                 return true;
 
             case AcquireLeader:
@@ -180,6 +195,15 @@ internal sealed class Converger
         }
     }
 
+    /// <summary>A running primary marks its data directory durably (see <see cref="PgState.PrimaryMark"/>) the first cycle it is seen.</summary>
+    public async Task MarkPrimaryAsync(PgState pg, CancellationToken ct)
+    {
+        if (pg.Running && pg.InRecovery == false && !pg.PrimaryMark)
+        {
+            await _pg.SetPrimaryMarkAsync(true, ct).ConfigureAwait(false);
+        }
+    }
+
     /// <summary>Re-arms the fence with the PID of the postmaster that now runs (it changed with a start).</summary>
     private async Task ArmWithRunningPostmasterAsync(CancellationToken ct)
     {
@@ -250,6 +274,7 @@ internal sealed class Converger
             _status.SetState("rewinding");
             if (await _pg.RewindAsync(step.Address, ct).ConfigureAwait(false))
             {
+                await _pg.SetPrimaryMarkAsync(false, ct).ConfigureAwait(false);
                 return true;
             }
         }
@@ -258,6 +283,7 @@ internal sealed class Converger
         var aside = await _pg.MoveDataDirAsideAsync(ct).ConfigureAwait(false);
         Log.RewindFailed(_log, aside);
         await _pg.CloneAsync(step.Address, ct).ConfigureAwait(false);
+        await _pg.SetPrimaryMarkAsync(false, ct).ConfigureAwait(false);
         return true;
     }
 
@@ -265,23 +291,37 @@ internal sealed class Converger
     {
         _status.SetHolds(_leaseId());
         _status.SetState("promoting");
-        var history = input.Cluster?.History ?? [];
+        // The history as etcd has it now, not as this cycle read it (a slow cycle's view may predate another promotion),
+        // and the key still ours on that read.
+        var now = await _store.LoadAsync(ct).ConfigureAwait(false);
+        if (now.Leader is not { } key || key.Name != _config.Name || key.LeaseId != input.MyLeaseId)
+        {
+            Log.StepFailed(_log, "promote", "the leader key is no longer held on this agent's lease");
+            return false;
+        }
+
+        var history = now.History;
+
+        // Rule 4, made crash-proof: the timeline id this promotion will create is reserved in `history` BEFORE pg_promote,
+        // so a leader killed between its promotion and the exact record (the fence may fire there) still leaves the id
+        // used; the next promotion writes history files past it and PostgreSQL picks a fresh one.
+        var myTimeline = input.Pg.Timeline ?? input.Pg.ControlTimeline ?? 1;
+        var reserved = Math.Max(HistoryEntry.MaxTimeline(history), myTimeline) + 1;
+        var provisional = new HistoryEntry(myTimeline, input.Pg.Lsn ?? 0, $"{step.Reason} (switch point not yet known)", _time.GetUtcNow(), _config.Name)
+        {
+            NewTimeline = reserved,
+        };
+        IReadOnlyList<HistoryEntry> reservedHistory = [.. history, provisional];
+        await _store.SetHistoryAsync(reservedHistory, ct).ConfigureAwait(false);
         await _pg.WriteMissingHistoryFilesAsync(history, ct).ConfigureAwait(false);
         await _pg.PromoteAsync(checkpoint: false, ct).ConfigureAwait(false);
 
         var pg = await _pg.InspectAsync(ct).ConfigureAwait(false);
         _fence.Arm(pg.PostmasterPid);
 
-        // The switch is on record in `history` before anybody is told of the new leader: a leader that dies right after
-        // its promotion leaves its timeline known to the cluster (the timeline number is read from the new .history
+        // The exact switch is on record in `history` before anybody is told of the new leader (read from the new .history
         // file, which exists as soon as pg_promote returns; no checkpoint needed).
-        if (pg.Timeline is { } timeline && await _pg.ReadLastTimelineSwitchAsync(timeline, ct).ConfigureAwait(false) is { } sw
-            && history.All(h => h.Timeline != sw.ParentTimeline))
-        {
-            var entry = new HistoryEntry(sw.ParentTimeline, sw.SwitchLsn, step.Reason, _time.GetUtcNow(), _config.Name);
-            await _store.SetHistoryAsync([.. history, entry], ct).ConfigureAwait(false);
-            Log.HistoryRecorded(_log, sw.ParentTimeline, Lsn.Format(sw.SwitchLsn), _config.Name);
-        }
+        await RecordTimelineSwitchAsync(reservedHistory, pg, step.Reason, ct).ConfigureAwait(false);
 
         // Tell health checks and the router (which follows the member key's role) at once.
         _status.Publish(pg, input.Cluster, _leaseId(), _status.Snapshot.DcsLastSeen, "running", "promoted self to leader");
@@ -310,7 +350,12 @@ internal sealed class Converger
         if (input.Settings.Postgresql.UseSlots && input.Cluster is { } cluster)
         {
             var slots = cluster.Members.Where(m => m.Name != _config.Name).Select(m => SlotNames.For(m.Name)).ToList();
-            await _pg.SyncReplicationSlotsAsync(slots, ct).ConfigureAwait(false);
+            foreach (var slot in slots)
+            {
+                _slotUnwantedSince.Remove(slot);
+            }
+
+            await _pg.SyncReplicationSlotsAsync(slots, ct, MayDropSlot(input.Settings.MemberSlotsTtl)).ConfigureAwait(false);
         }
 
         if (pg.WriteLsn is { } lsn && lsn != _lastStatusOptime)
@@ -320,14 +365,63 @@ internal sealed class Converger
         }
 
         // The switch to my timeline must be in `history` (rule 4); if recording it after the promotion failed, retry here.
-        var history = input.Cluster?.History ?? [];
-        if (pg.Timeline is { } timeline && timeline > 1 && history.All(h => h.Timeline != timeline - 1)
-            && await _pg.ReadLastTimelineSwitchAsync(timeline, ct).ConfigureAwait(false) is { } sw && history.All(h => h.Timeline != sw.ParentTimeline))
-        {
-            await _store.SetHistoryAsync([.. history, new HistoryEntry(sw.ParentTimeline, sw.SwitchLsn, "promoted", _time.GetUtcNow(), _config.Name)], ct).ConfigureAwait(false);
-            Log.HistoryRecorded(_log, sw.ParentTimeline, Lsn.Format(sw.SwitchLsn), _config.Name);
-        }
+        await RecordTimelineSwitchAsync(input.Cluster?.History ?? [], pg, "promoted", ct).ConfigureAwait(false);
     }
+
+    /// <summary>
+    /// Puts the exact switch that created the primary's timeline into <c>history</c> (replacing a reservation for it, or a
+    /// row that says otherwise); nothing when it is there already. Every branch is kept: rows are per created timeline.
+    /// </summary>
+    private async Task RecordTimelineSwitchAsync(IReadOnlyList<HistoryEntry> history, PgState pg, string reason, CancellationToken ct)
+    {
+        if (pg.InRecovery != false || pg.Timeline is not { } timeline || timeline <= 1
+            || await _pg.ReadLastTimelineSwitchAsync(timeline, ct).ConfigureAwait(false) is not { } sw)
+        {
+            return;
+        }
+
+        if (history.Any(h => h.CreatedTimeline == timeline && h.Timeline == sw.ParentTimeline && h.Lsn == sw.SwitchLsn
+                             && !h.Reason.EndsWith("(switch point not yet known)", StringComparison.Ordinal)))
+        {
+            return;
+        }
+
+        // Written from a fresh read and only while the key is still ours: a put from a stale view (a slow cycle whose lease
+        // lapsed meanwhile) would erase the record of a promotion made since.
+        var now = await _store.LoadAsync(ct).ConfigureAwait(false);
+        if (now.Leader is not { } key || key.Name != _config.Name || key.LeaseId != _leaseId())
+        {
+            return;
+        }
+
+        var current = now.History;
+        if (current.Any(h => h.CreatedTimeline == timeline && h.Timeline == sw.ParentTimeline && h.Lsn == sw.SwitchLsn
+                             && !h.Reason.EndsWith("(switch point not yet known)", StringComparison.Ordinal)))
+        {
+            return;
+        }
+
+        var exact = new HistoryEntry(sw.ParentTimeline, sw.SwitchLsn, reason, _time.GetUtcNow(), _config.Name) { NewTimeline = timeline };
+        await _store.SetHistoryAsync([.. current.Where(h => h.CreatedTimeline != timeline), exact], ct).ConfigureAwait(false);
+        Log.HistoryRecorded(_log, sw.ParentTimeline, Lsn.Format(sw.SwitchLsn), _config.Name);
+    }
+
+    /// <summary>
+    /// The slot of a member that is gone is kept for <c>member_slots_ttl</c> from when this leader first found it unwanted
+    /// (after an agent restart, from then: never earlier than a member could still come back), so a rebooted replica or a
+    /// rewound former primary finds its WAL.
+    /// </summary>
+    private Func<string, bool> MayDropSlot(long memberSlotsTtl) => slot =>
+    {
+        var now = _time.GetTimestamp();
+        if (!_slotUnwantedSince.TryGetValue(slot, out var since))
+        {
+            _slotUnwantedSince[slot] = now;
+            return memberSlotsTtl == 0;
+        }
+
+        return _time.GetElapsedTime(since, now) >= TimeSpan.FromSeconds(memberSlotsTtl);
+    };
 
     /// <summary>
     /// Dynamic parameters (the <c>config</c> key) reach postgresql.conf within a cycle of a change, and are reloaded;
@@ -401,6 +495,7 @@ internal sealed class Converger
             var aside = await _pg.MoveDataDirAsideAsync(ct).ConfigureAwait(false);
             Log.Reinitializing(_log, leader.Name, aside);
             await _pg.CloneAsync(address, ct).ConfigureAwait(false);
+            await _pg.SetPrimaryMarkAsync(false, ct).ConfigureAwait(false);
             var upstream = new Upstream(address, settings.Postgresql.UseSlots ? SlotNames.For(_config.Name) : null);
             await _pg.StartAsync(StartRole.Replica, upstream, settings, ct).ConfigureAwait(false);
             CurrentUpstream = address.ToString();

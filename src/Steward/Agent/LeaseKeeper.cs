@@ -205,55 +205,79 @@ internal sealed class LeaseKeeper
     {
         while (!ct.IsCancellationRequested)
         {
-            var renew = RenewAsync(ct);
-            try
-            {
-                // Do not let a hanging renewal carry a primary past its deadline: act at the deadline itself.
-                if (Remaining is { } left)
-                {
-                    var finished = left > TimeSpan.Zero
-                        ? await Task.WhenAny(renew, Task.Delay(left, _time, ct)).ConfigureAwait(false)
-                        : null;
-                    if (finished != renew)
-                    {
-                        await _onDeadline(ct).ConfigureAwait(false);
-                    }
-                }
-
-                await renew.ConfigureAwait(false);
-            }
-            catch (StoreUnavailableException e)
-            {
-                Log.StoreUnavailable(_log, e.Message);
-                Signal();
-            }
-            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            if (!await TurnAsync(ct).ConfigureAwait(false))
             {
                 return;
             }
-            catch (Exception e) when (!ct.IsCancellationRequested)
-            {
-                // Whatever went wrong, this loop must go on: it is what stops a primary whose lease is running out.
-                Log.CycleFailed(_log, e.Message, e);
-                Signal();
-            }
-
-            var period = TimeSpan.FromSeconds(Math.Clamp(Math.Min(_loopWait(), _ttl() / 3.0), 0.5, 10));
-            if (Remaining is { } untilDeadline)
-            {
-                // Never sleep past the deadline: the next turn must be there to act on it.
-                period = untilDeadline < period ? (untilDeadline > TimeSpan.Zero ? untilDeadline : TimeSpan.FromMilliseconds(50)) : period;
-            }
 
             try
             {
-                await Task.Delay(period, _time, ct).ConfigureAwait(false);
+                await Task.Delay(NextPeriod(), _time, ct).ConfigureAwait(false);
             }
             catch (OperationCanceledException)
             {
                 return;
             }
         }
+    }
+
+    /// <summary>
+    /// One turn of the loop without the sleep after it: a renewal attempt, and the fence at the deadline if the renewal
+    /// does not complete before it. For the deterministic simulation, which steps the keeper by hand on a fake clock and
+    /// waits <see cref="NextPeriod"/> itself.
+    /// </summary>
+    internal Task StepAsync(CancellationToken ct) => TurnAsync(ct);
+
+    /// <summary>False when cancelled.</summary>
+    private async Task<bool> TurnAsync(CancellationToken ct)
+    {
+        var renew = RenewAsync(ct);
+        try
+        {
+            // Do not let a hanging renewal carry a primary past its deadline: act at the deadline itself.
+            if (Remaining is { } left)
+            {
+                var finished = left > TimeSpan.Zero
+                    ? await Task.WhenAny(renew, Task.Delay(left, _time, ct)).ConfigureAwait(false)
+                    : null;
+                if (finished != renew)
+                {
+                    await _onDeadline(ct).ConfigureAwait(false);
+                }
+            }
+
+            await renew.ConfigureAwait(false);
+        }
+        catch (StoreUnavailableException e)
+        {
+            Log.StoreUnavailable(_log, e.Message);
+            Signal();
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            return false;
+        }
+        catch (Exception e) when (!ct.IsCancellationRequested)
+        {
+            // Whatever went wrong, this loop must go on: it is what stops a primary whose lease is running out.
+            Log.CycleFailed(_log, e.Message, e);
+            Signal();
+        }
+
+        return true;
+    }
+
+    /// <summary>How long the loop sleeps after a turn: <c>min(loop_wait, ttl/3)</c>, never past the deadline.</summary>
+    internal TimeSpan NextPeriod()
+    {
+        var period = TimeSpan.FromSeconds(Math.Clamp(Math.Min(_loopWait(), _ttl() / 3.0), 0.5, 10));
+        if (Remaining is { } untilDeadline)
+        {
+            // Never sleep past the deadline: the next turn must be there to act on it.
+            period = untilDeadline < period ? (untilDeadline > TimeSpan.Zero ? untilDeadline : TimeSpan.FromMilliseconds(50)) : period;
+        }
+
+        return period;
     }
 
     public async Task StopAsync()

@@ -57,7 +57,8 @@ internal sealed class NodeAgent : IAsyncDisposable
         {
             LeaderName = config.Name,
         };
-        _converger = new Converger(config, store, pg, fence, _status, time, _log, () => _lease.Current?.LeaseId ?? 0);
+        _converger = new Converger(config, store, pg, fence, _status, time, _log, () => _lease.Current?.LeaseId ?? 0,
+            id => _lease.IsValid && _lease.Current?.LeaseId == id);
     }
 
     /// <summary>Set when a step decided the agent cannot go on (e.g. system id mismatch).</summary>
@@ -152,6 +153,8 @@ internal sealed class NodeAgent : IAsyncDisposable
         {
             _fence.Arm(pg.PostmasterPid); // a primary (even one we did not start) lives only as long as our lease
         }
+
+        await _converger.MarkPrimaryAsync(pg, ct).ConfigureAwait(false);
 
         var now = _time.GetUtcNow();
         ClusterView? cluster = null;

@@ -11,7 +11,7 @@ namespace Steward.Cli;
 /// </summary>
 internal static partial class ConfigEdit
 {
-    private static readonly string[] TopLevel = ["ttl", "loop_wait", "retry_timeout", "maximum_lag_on_failover", "primary_start_timeout", "pause", "synchronous_mode", "failsafe_mode", "postgresql"];
+    private static readonly string[] TopLevel = ["ttl", "loop_wait", "retry_timeout", "maximum_lag_on_failover", "primary_start_timeout", "pause", "synchronous_mode", "failsafe_mode", "member_slots_ttl", "postgresql"];
     private static readonly string[] PostgresKeys = ["use_pg_rewind", "use_slots", "parameters"];
 
     /// <summary>The configuration as JSON; parameter values that are integers are written as numbers (<c>max_connections: 50</c> in YAML, as Patroni shows it).</summary>

@@ -57,25 +57,29 @@ internal static partial class RouterHost
         }
 
         using var engine = ProxyEngines.Create();
+        var closeOnLeaderChange = config.Write.CloseSessionsOnLeaderChange;
         var listeners = new List<Listener>
         {
             new(ListenerKind.Write, config.Write.Listen, watcher, engine, TimeSpan.FromSeconds(config.Write.HoldTimeout),
-                TimeSpan.FromSeconds(config.ConnectTimeout), fallbackToLeader: false, log),
+                TimeSpan.FromSeconds(config.ConnectTimeout), fallbackToLeader: false, closeOnLeaderChange, TimeProvider.System, log),
         };
         if (config.Read is { } read)
         {
             listeners.Add(new Listener(ListenerKind.Read, read.Listen, watcher, engine, TimeSpan.FromSeconds(config.Write.HoldTimeout),
-                TimeSpan.FromSeconds(config.ConnectTimeout), read.FallbackToLeader, log));
+                TimeSpan.FromSeconds(config.ConnectTimeout), read.FallbackToLeader, closeOnLeaderChange, TimeProvider.System, log));
         }
 
-        var write = listeners[0];
+        InjectHandoverDelay(listeners);
         watcher.Changed += (old, now) =>
         {
-            // Rule 5: no client keeps writing to a member that lost the leader key.
-            if (config.Write.CloseSessionsOnLeaderChange && old.Leader is { } before && now.Leader?.Name != before.Name)
+            // No client keeps writing to a member that lost the leader key, on either port.
+            foreach (var l in listeners)
             {
-                var closed = write.CloseSessionsTo(before.Name);
-                LogSessionsClosed(log, closed, before.Name, now.Leader?.Name ?? "(none)");
+                var closed = l.OnTableChanged(old, now);
+                if (closeOnLeaderChange && old.Leader is { } before && now.Leader?.Name != before.Name)
+                {
+                    LogSessionsClosed(log, closed, l.Stats.Name, before.Name, now.Leader?.Name ?? "(none)");
+                }
             }
         };
 
@@ -142,6 +146,29 @@ internal static partial class RouterHost
         return 0;
     }
 
+    /// <summary>
+    /// Fault injection for tests only (<c>STEWARD_TEST_HANDOVER_DELAY_MS</c>): each hand-over of a client pauses this
+    /// long after the table was checked again and before forwarding starts, widening the window in which a leader
+    /// change must still reach the session.
+    /// </summary>
+    private static void InjectHandoverDelay(List<Listener> listeners)
+    {
+        if (Environment.GetEnvironmentVariable("STEWARD_TEST_HANDOVER_DELAY_MS") is { } text
+            && int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var ms) && ms > 0)
+        {
+            foreach (var l in listeners)
+            {
+                l.OnStep = (step, _) =>
+                {
+                    if (step == ServeStep.Checked)
+                    {
+                        Thread.Sleep(ms);
+                    }
+                };
+            }
+        }
+    }
+
     private static WebApplication BuildStats(HostPort address, RouterConfig config, ClusterWatcher watcher, List<Listener> listeners)
     {
         var builder = WebApplication.CreateSlimBuilder();
@@ -201,6 +228,9 @@ internal static partial class RouterHost
             ["leader"] = table.Leader?.Name,
             ["writer"] = table.Writer?.Name,
             ["reason"] = table.Reason,
+            ["etcd_stale"] = watcher.IsStale,
+            ["etcd_confirmed_ms_ago"] = (long)watcher.ConfirmationAge.TotalMilliseconds,
+            ["etcd_stale_after_ms"] = (long)watcher.StaleAfter.TotalMilliseconds,
             ["readers"] = new JsonArray(table.Readers.Select(r => (JsonNode)JsonValue.Create(r.Name)!).ToArray()),
         };
         var array = new JsonArray();
@@ -273,6 +303,6 @@ internal static partial class RouterHost
     [LoggerMessage(EventId = 4020, Level = LogLevel.Information, Message = "{Listener} listening on {Address}")]
     private static partial void LogListening(ILogger logger, string listener, string address);
 
-    [LoggerMessage(EventId = 4021, Level = LogLevel.Warning, Message = "leader moved from {Old} to {New}: closed {Count} write sessions to {Old}")]
-    private static partial void LogSessionsClosed(ILogger logger, int count, string old, string @new);
+    [LoggerMessage(EventId = 4021, Level = LogLevel.Warning, Message = "leader moved from {Old} to {New}: closed {Count} {Listener} sessions to {Old}")]
+    private static partial void LogSessionsClosed(ILogger logger, int count, string listener, string old, string @new);
 }

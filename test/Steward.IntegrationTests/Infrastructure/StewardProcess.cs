@@ -8,7 +8,7 @@ internal static class StewardProcess
     public static string Dll => Path.Combine(AppContext.BaseDirectory, "steward.dll");
 
     /// <summary>Starts <c>dotnet steward.dll args</c>, appending stdout and stderr to <paramref name="logPath"/>.</summary>
-    public static Process Start(IReadOnlyList<string> args, string logPath)
+    public static Process Start(IReadOnlyList<string> args, string logPath, IReadOnlyDictionary<string, string>? environment = null)
     {
         var psi = new ProcessStartInfo("dotnet")
         {
@@ -26,6 +26,11 @@ internal static class StewardProcess
         foreach (var v in new[] { "PGPASSWORD", "PGUSER", "PGHOST", "PGPORT", "PGDATABASE" })
         {
             psi.Environment.Remove(v);
+        }
+
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            psi.Environment[name] = value;
         }
 
         var process = Process.Start(psi) ?? throw new InvalidOperationException("could not start steward");

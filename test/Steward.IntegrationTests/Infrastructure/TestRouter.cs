@@ -27,20 +27,26 @@ internal sealed class TestRouter : IAsyncDisposable
     public bool IsRunning => !_process.HasExited;
 
     /// <summary>Starts the router; with <paramref name="dashboard"/>, its dashboard accepts those credentials for actions.</summary>
-    public static async Task<TestRouter> StartAsync(TestCluster cluster, ITestOutputHelper output, int holdSeconds = 5,
-        (string Username, string Password)? dashboard = null)
+    public static Task<TestRouter> StartAsync(TestCluster cluster, ITestOutputHelper output, int holdSeconds = 5,
+        (string Username, string Password)? dashboard = null) =>
+        StartAsync(cluster.Etcd.Endpoint, cluster.Scope, cluster.Dir, output, holdSeconds, dashboard);
+
+    /// <summary>Starts a router on <paramref name="scope"/> of the etcd at <paramref name="etcdEndpoint"/>; its config and log go to <paramref name="dir"/>.</summary>
+    public static async Task<TestRouter> StartAsync(string etcdEndpoint, string scope, TempDir dir, ITestOutputHelper output, int holdSeconds = 5,
+        (string Username, string Password)? dashboard = null, bool closeSessionsOnLeaderChange = true, IReadOnlyDictionary<string, string>? environment = null)
     {
         int write = FreePorts.Next(), read = FreePorts.Next(), stats = FreePorts.Next();
-        var path = cluster.Dir.Sub("router.yml");
+        var path = dir.Sub("router.yml");
         var dashboardYaml = dashboard is { } d ? $"dashboard:\n  username: {d.Username}\n  password: {d.Password}\n" : "";
         await File.WriteAllTextAsync(path, $$"""
-            scope: {{cluster.Scope}}
+            scope: {{scope}}
             namespace: /service/
             etcd3:
-              hosts: {{cluster.Etcd.Endpoint.Replace("http://", "", StringComparison.Ordinal)}}
+              hosts: {{etcdEndpoint.Replace("http://", "", StringComparison.Ordinal)}}
             write:
               listen: 127.0.0.1:{{write}}
               hold_timeout: {{holdSeconds}}
+              close_sessions_on_leader_change: {{(closeSessionsOnLeaderChange ? "true" : "false")}}
             read:
               listen: 127.0.0.1:{{read}}
               max_lag: 16MB
@@ -48,8 +54,8 @@ internal sealed class TestRouter : IAsyncDisposable
               listen: 127.0.0.1:{{stats}}
 
             """ + dashboardYaml);
-        var log = cluster.Dir.Sub("router.log");
-        var process = StewardProcess.Start(["router", "-c", path], log);
+        var log = dir.Sub("router.log");
+        var process = StewardProcess.Start(["router", "-c", path], log, environment);
         var router = new TestRouter(process, log, write, read, stats, output);
         using var http = new HttpClient();
         await Poll.UntilAsync(async () =>

@@ -141,6 +141,44 @@ public abstract class DataPathTests : IDisposable
         link.Session.Close();
     }
 
+    /// <summary>
+    /// The router closes a session right after starting it when its backend lost the leader key during the hand-over:
+    /// that close must never be lost, whatever the engine's loop is doing between the two calls.
+    /// </summary>
+    [Fact]
+    public async Task A_session_closed_as_soon_as_it_started_always_ends()
+    {
+        var ended = 0;
+        for (var round = 0; round < 20; round++)
+        {
+            var pairs = new List<(Socket Client, Socket Accepted, Socket Server, Socket ToServer)>();
+            for (var i = 0; i < 50; i++)
+            {
+                var (client, accepted) = await PairAsync();
+                var (server, toServer) = await PairAsync();
+                pairs.Add((client, accepted, server, toServer));
+            }
+
+            var sessions = await Task.WhenAll(pairs.Select(p => Task.Run(() =>
+            {
+                var session = Engine.Start(p.Accepted, p.ToServer);
+                session.Close();
+                return session;
+            })));
+            var all = Task.WhenAll(sessions.Select(s => s.Completion));
+            await Task.WhenAny(all, Task.Delay(Timeout));
+            ended += sessions.Count(s => s.Completion.IsCompleted);
+            Assert.True(all.IsCompleted, $"round {round}: {sessions.Count(s => !s.Completion.IsCompleted)} of {sessions.Length} sessions closed right after their start never ended");
+            foreach (var p in pairs)
+            {
+                p.Client.Dispose();
+                p.Server.Dispose();
+            }
+        }
+
+        Assert.Equal(1000, ended);
+    }
+
     [Fact]
     public async Task A_client_that_resets_mid_stream_does_not_disturb_other_sessions()
     {

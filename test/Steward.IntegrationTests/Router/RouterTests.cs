@@ -135,9 +135,11 @@ public sealed class RouterTests(ITestOutputHelper output)
         cluster.Etcd.Pause();
         try
         {
-            // Long enough for the router to notice etcd is gone (2 s deadlines) and fall back to REST confirmation;
-            // the leader's lease (ttl 30) is still valid, so it still answers /leader 200.
-            await Task.Delay(TimeSpan.FromSeconds(4));
+            // Once the router has noticed that etcd no longer confirms its view, writes go only to a leader that
+            // confirms over REST; the leader's lease (ttl 30) is still valid, so it still answers /leader 200.
+            using var http = new HttpClient();
+            await Poll.UntilAsync(async () => (await http.GetStringAsync($"http://127.0.0.1:{router.StatsPort}/stats.json")).Contains("\"etcd_stale\":true", StringComparison.Ordinal),
+                TimeSpan.FromSeconds(10), "the router noticing that etcd no longer confirms its view");
             Assert.Equal(leader.PgPort, await router.QueryAsync<int>(router.WritePort, "SELECT inet_server_port()"));
         }
         finally

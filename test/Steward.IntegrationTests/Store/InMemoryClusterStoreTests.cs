@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Time.Testing;
 using Steward.Core.Cluster;
+using Steward.Testing;
 
 namespace Steward.IntegrationTests.Store;
 

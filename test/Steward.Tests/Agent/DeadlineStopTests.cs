@@ -5,6 +5,7 @@ using Steward.Agent.Fence;
 using Steward.Core.Cluster;
 using Steward.Core.Configuration;
 using Steward.Core.Postgres;
+using Steward.Testing;
 
 namespace Steward.Tests.Agent;
 
@@ -89,6 +90,35 @@ public sealed class DeadlineStopTests
         // The agent is frozen: no renewal, no cycle. Its snapshot must stop vouching the moment the lease may be gone.
         time.Advance(TimeSpan.FromSeconds(6) - LeaseKeeper.Margin(6) + TimeSpan.FromMilliseconds(10));
         Assert.False(agent.Snapshot.HoldsLeader);
+    }
+
+    [Fact]
+    public async Task The_slot_of_a_member_that_is_gone_is_kept_for_member_slots_ttl()
+    {
+        var time = new FakeTimeProvider(new DateTimeOffset(2026, 12, 1, 12, 0, 0, TimeSpan.Zero));
+        var pg = new HangingPostgres();
+        var converger = new Converger(Config(), new InMemoryEtcd(time).Connect("/service/t/"), pg, new RecordingFence(time),
+            new AgentStatus(time), time, NullLogger.Instance, () => 0);
+        var settings = new DynamicConfig { MemberSlotsTtl = 600 };
+        var state = await pg.InspectAsync(CancellationToken.None);
+        var input = new Core.Ha.HaInput
+        {
+            Me = "node1", Pg = state, Settings = settings, Tags = new TagsConfig(), Now = time.GetUtcNow(),
+            Cluster = new ClusterView { Members = [new Member("node1", new MemberData(), 1, 1)] },
+        };
+        var plan = new Core.Ha.HaPlan("housekeeping", [new Core.Ha.LeaderHousekeeping()]);
+
+        await converger.ExecuteAsync(plan, input, CancellationToken.None);
+        Assert.False(pg.MayDrop!("node2"), "dropped at once when first found unwanted");
+        time.Advance(TimeSpan.FromSeconds(599));
+        Assert.False(pg.MayDrop!("node2"), "dropped before member_slots_ttl");
+        time.Advance(TimeSpan.FromSeconds(1));
+        Assert.True(pg.MayDrop!("node2"), "kept past member_slots_ttl");
+
+        // The member comes back: its slot is wanted again, and the clock restarts when it next disappears.
+        await converger.ExecuteAsync(plan, input with { Cluster = new ClusterView { Members = [new Member("node2", new MemberData(), 1, 1)] } }, CancellationToken.None);
+        await converger.ExecuteAsync(plan, input, CancellationToken.None);
+        Assert.False(pg.MayDrop!("node2"));
     }
 
     private static StewardConfig Config() => new()
@@ -180,9 +210,16 @@ public sealed class DeadlineStopTests
         public Task PromoteAsync(bool checkpoint, CancellationToken ct) => Task.CompletedTask;
         public Task<bool> RewindAsync(HostPort source, CancellationToken ct) => Task.FromResult(true);
         public Task<string> MoveDataDirAsideAsync(CancellationToken ct) => Task.FromResult("");
-        public Task SyncReplicationSlotsAsync(IReadOnlyCollection<string> slotNames, CancellationToken ct) => Task.CompletedTask;
+        public Func<string, bool>? MayDrop;
+
+        public Task SyncReplicationSlotsAsync(IReadOnlyCollection<string> slotNames, CancellationToken ct, Func<string, bool>? mayDrop = null)
+        {
+            MayDrop = mayDrop;
+            return Task.CompletedTask;
+        }
         public Task WriteMissingHistoryFilesAsync(IReadOnlyList<HistoryEntry> history, CancellationToken ct) => Task.CompletedTask;
         public Task<TimelineSwitch?> ReadLastTimelineSwitchAsync(long timeline, CancellationToken ct) => Task.FromResult<TimelineSwitch?>(null);
         public Task CheckpointAsync(CancellationToken ct) => Task.CompletedTask;
+        public Task SetPrimaryMarkAsync(bool present, CancellationToken ct) => Task.CompletedTask;
     }
 }

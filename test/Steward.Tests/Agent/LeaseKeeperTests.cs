@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
 using Steward.Agent;
 using Steward.Core.Cluster;
+using Steward.Testing;
 
 namespace Steward.Tests.Agent;
 

@@ -1001,4 +1001,31 @@ public sealed class HaDecisionTests
         var self = NoLeader().WithSettings(s => s with { FailsafeMode = true }).Build() with { FailsafeLeader = "node2" };
         Assert.DoesNotContain("failsafe", HaDecision.Decide(self).Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void A_marked_former_primary_running_as_a_standby_is_rewound_before_it_follows_an_answering_leader()
+    {
+        var plan = ReplicaStreamingFrom("node1").WithPg(p => p with { PrimaryMark = true }).LeaderAnswers().Decide();
+        Assert.Contains("ran as a primary and has not been checked", plan.Message, StringComparison.Ordinal);
+        Assert.Equal([typeof(StopPostgres), typeof(RewindOrReclone), typeof(StartPostgres)], plan.Steps.Select(s => s.GetType()));
+    }
+
+    [Fact]
+    public void A_marked_former_primary_asks_the_leader_first_and_waits_while_it_does_not_answer()
+    {
+        var marked = ReplicaStreamingFrom("node1").WithPg(p => p with { PrimaryMark = true });
+        Assert.Equal([new FetchPeers()], marked.Decide().Steps);
+        var silent = ReplicaStreamingFrom("node1").WithPg(p => p with { PrimaryMark = true }).Peers().Decide();
+        Assert.Empty(silent.Steps);
+        Assert.Contains("does not answer", silent.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void The_mark_keeps_the_evidence_when_standby_signal_erased_it_from_pg_control()
+    {
+        // Started as a standby with no leader (standby.signal written), then stopped: pg_control says "shut down in recovery".
+        var pg = Pg.CrashedPrimary() with { StandbySignal = true, ControlState = "shut down in recovery", PrimaryMark = true };
+        Assert.True(HaDecision.WasPrimary(pg));
+        Assert.False(HaDecision.WasPrimary(pg with { PrimaryMark = false }));
+    }
 }

@@ -166,6 +166,7 @@ internal sealed class DashboardState : IAsyncDisposable
             ["leader"] = view?.Leader?.Name,
             ["writer"] = table.Writer?.Name,
             ["reason"] = table.Reason,
+            ["etcd_stale"] = _watcher.IsStale,
             ["paused"] = view?.Config?.Value.Pause == true,
             ["failover"] = view?.Failover is { } f ? new JsonObject { ["leader"] = f.Leader, ["candidate"] = f.Candidate } : null,
             ["switchover"] = _config.Dashboard is null

@@ -1,8 +1,9 @@
 using System.Text;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using Steward.Core.Cluster;
 
-namespace Steward.Core.Cluster;
+namespace Steward.Testing;
 
 /// <summary>
 /// An in-process stand-in for one etcd server, for unit tests and deterministic simulation: keys with create/mod
@@ -19,6 +20,8 @@ public sealed class InMemoryEtcd
     private long _revision = 1;
     private long _nextLeaseId = 0x7E57_0000;
     private bool _available = true;
+    private bool _quorumLost;
+    private (string Prefix, long Revision, ClusterView View)? _parsed;
 
     public InMemoryEtcd(TimeProvider time)
     {
@@ -44,6 +47,35 @@ public sealed class InMemoryEtcd
                 clients.ForEach(c => c.Resync());
             }
         }
+    }
+
+    /// <summary>
+    /// etcd loses quorum: every call of every client fails and no lease expires meanwhile (no leader revokes it). Unlike
+    /// <see cref="Available"/> = false (clients cut off from a working etcd), which lets leases run out.
+    /// </summary>
+    public void LoseQuorum()
+    {
+        lock (_gate)
+        {
+            _quorumLost = true;
+            _available = false;
+        }
+    }
+
+    /// <summary>Quorum is back: as etcd's lessor does when a new leader is elected, every lease is renewed for its full TTL.</summary>
+    public void RegainQuorum()
+    {
+        lock (_gate)
+        {
+            _quorumLost = false;
+            foreach (var (id, lease) in _leases.ToList())
+            {
+                _leases[id] = lease with { ExpiresAt = Time.GetTimestamp() + lease.Ttl * Time.TimestampFrequency };
+                lease.Timer.Change(TimeSpan.FromSeconds(lease.Ttl), Timeout.InfiniteTimeSpan);
+            }
+        }
+
+        Available = true;
     }
 
     /// <summary>The current revision (incremented by every change, as etcd's is).</summary>
@@ -116,6 +148,29 @@ public sealed class InMemoryEtcd
         }
     }
 
+    /// <summary>
+    /// The view of <paramref name="raw"/> at <paramref name="revision"/>, parsed once for every client that reads the same
+    /// revision (a simulation has several agents and a router reading the same revision; views are immutable).
+    /// </summary>
+    internal ClusterView Parsed(string prefix, long revision, List<RawKeyValue> raw, ILogger logger)
+    {
+        lock (_gate)
+        {
+            if (_parsed is { } cached && cached.Revision == revision && cached.Prefix == prefix)
+            {
+                return cached.View;
+            }
+        }
+
+        var view = PatroniCodec.Parse(revision, raw, logger);
+        lock (_gate)
+        {
+            _parsed = (prefix, revision, view);
+        }
+
+        return view;
+    }
+
     /// <summary>Runs one request for <paramref name="client"/> atomically, as etcd applies one request.</summary>
     internal T Execute<T>(InMemoryClusterStore client, string operation, Func<Transaction, T> apply)
     {
@@ -155,6 +210,11 @@ public sealed class InMemoryEtcd
 
     private void SweepExpired()
     {
+        if (_quorumLost)
+        {
+            return;
+        }
+
         var now = Time.GetTimestamp();
         foreach (var id in _leases.Where(l => l.Value.ExpiresAt <= now).Select(l => l.Key).ToList())
         {
@@ -167,7 +227,7 @@ public sealed class InMemoryEtcd
         bool expired;
         lock (_gate)
         {
-            expired = _leases.TryGetValue(leaseId, out var lease) && lease.ExpiresAt <= Time.GetTimestamp() && RevokeLocked(leaseId);
+            expired = !_quorumLost && _leases.TryGetValue(leaseId, out var lease) && lease.ExpiresAt <= Time.GetTimestamp() && RevokeLocked(leaseId);
         }
         if (expired)
         {
@@ -311,7 +371,7 @@ public sealed class InMemoryClusterStore : IClusterStore
             _loadedRevision = Math.Max(_loadedRevision, revision);
             _resync = false;
         }
-        return Task.FromResult(PatroniCodec.Parse(revision, raw, _logger));
+        return Task.FromResult(_server.Parsed(Prefix, revision, raw, _logger));
     }
 
     public Task<LeaseState> KeepAliveAsync(int ttlSeconds, CancellationToken ct)
