@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
+using dotnet_etcd;
 using Npgsql;
 using Xunit.Abstractions;
 
@@ -19,6 +20,8 @@ internal sealed class TestCluster : IAsyncDisposable
 
     private readonly ITestOutputHelper? _output;
     private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(3) };
+    private EtcdClient? _etcd;
+    private long _marker;
 
     private TestCluster(EtcdServer etcd, TempDir dir, string scope, ITestOutputHelper? output)
     {
@@ -100,13 +103,13 @@ internal sealed class TestCluster : IAsyncDisposable
                 loop_wait: {{options.LoopWait}}
                 retry_timeout: {{options.RetryTimeout}}
                 maximum_lag_on_failover: 1048576
-                failsafe_mode: {{(options.FailsafeMode ? "true" : "false")}}
+                failsafe_mode: {{(options.FailsafeMode ? "true" : "false")}}{{(options.PrimaryStartTimeout is { } pst ? $"\n    primary_start_timeout: {pst}" : "")}}
                 postgresql:
                   use_pg_rewind: true
                   use_slots: true
                   parameters:
                     max_connections: 50
-                    wal_keep_size: 64MB
+                    wal_keep_size: {{options.WalKeepSize}}
               initdb:
                 - encoding: UTF8
                 - locale: C
@@ -138,6 +141,22 @@ internal sealed class TestCluster : IAsyncDisposable
 
     public TestNode this[string name] => Nodes.Single(n => n.Name == name);
 
+    /// <summary>Who the <c>leader</c> key in etcd names right now (null: there is no leader key), read straight from etcd.</summary>
+    public async Task<string?> LeaderKeyAsync(CancellationToken ct = default)
+    {
+        _etcd ??= new EtcdClient(Etcd.Endpoint);
+        var range = await _etcd.GetAsync($"/service/{Scope}/leader", deadline: DateTime.UtcNow.AddSeconds(2), cancellationToken: ct).ConfigureAwait(false);
+        return range.Kvs.Count == 0 ? null : range.Kvs[0].Value.ToStringUtf8();
+    }
+
+    /// <summary>Whether etcd still holds <paramref name="member"/>'s member key (it expires with the member's lease).</summary>
+    public async Task<bool> HasMemberKeyAsync(string member)
+    {
+        _etcd ??= new EtcdClient(Etcd.Endpoint);
+        var range = await _etcd.GetAsync($"/service/{Scope}/members/{member}", deadline: DateTime.UtcNow.AddSeconds(2)).ConfigureAwait(false);
+        return range.Kvs.Count > 0;
+    }
+
     /// <summary>Polls every node's REST API until exactly one answers 200 on /leader; returns it.</summary>
     public async Task<TestNode> WaitForLeaderAsync(TimeSpan timeout, TestNode? not = null)
     {
@@ -168,6 +187,22 @@ internal sealed class TestCluster : IAsyncDisposable
                    && await node.RestStatusAsync("/replica").ConfigureAwait(false) == 200;
         }, timeout, $"{node.Name} streaming as a replica", DescribeAsync);
 
+    /// <summary>
+    /// Proof that every other running member replays what <paramref name="leader"/> writes now: a row inserted there shows
+    /// up on each within <paramref name="timeout"/>. (pg_stat_wal_receiver says "streaming" as soon as a WAL receiver
+    /// runs, even one that fails at every START_REPLICATION, so replication_state alone proves nothing.)
+    /// </summary>
+    public async Task WaitForReplicationAsync(TestNode leader, TimeSpan timeout)
+    {
+        var marker = Interlocked.Increment(ref _marker);
+        await leader.ExecuteAsync($"CREATE TABLE IF NOT EXISTS steward_test_marker(id bigint); INSERT INTO steward_test_marker VALUES ({marker})").ConfigureAwait(false);
+        foreach (var n in Nodes.Where(n => n != leader && n.IsRunning))
+        {
+            await Poll.UntilAsync(async () => await n.QueryAsync<long>($"SELECT count(*) FROM steward_test_marker WHERE id = {marker}").ConfigureAwait(false) == 1,
+                timeout, $"{n.Name} replaying a row written on {leader.Name}", DescribeAsync).ConfigureAwait(false);
+        }
+    }
+
     public async Task<string> DescribeAsync()
     {
         var sb = new StringBuilder();
@@ -180,6 +215,29 @@ internal sealed class TestCluster : IAsyncDisposable
         }
 
         return sb.ToString();
+    }
+
+    /// <summary>With <c>$STEWARD_KEEP_LOGS</c> set to a directory: every agent's whole log is copied there before the cluster's directory goes.</summary>
+    private void KeepLogs()
+    {
+        if (Environment.GetEnvironmentVariable("STEWARD_KEEP_LOGS") is not { Length: > 0 } keep)
+        {
+            return;
+        }
+
+        var target = Path.Combine(keep, Scope);
+        Directory.CreateDirectory(target);
+        foreach (var n in Nodes.Where(n => File.Exists(n.LogPath)))
+        {
+            File.Copy(n.LogPath, Path.Combine(target, n.Name + ".log"), overwrite: true);
+            var pgLog = Path.Combine(n.DataDir, "log", "postgresql.log");
+            if (File.Exists(pgLog))
+            {
+                File.Copy(pgLog, Path.Combine(target, n.Name + ".postgresql.log"), overwrite: true);
+            }
+        }
+
+        _output?.WriteLine($"agent logs kept in {target}");
     }
 
     public async ValueTask DisposeAsync()
@@ -201,6 +259,8 @@ internal sealed class TestCluster : IAsyncDisposable
             n.StopLeftoverPostmaster();
         }
 
+        KeepLogs();
+        _etcd?.Dispose();
         await Etcd.DisposeAsync().ConfigureAwait(false);
         _http.Dispose();
         Dir.Dispose();
@@ -215,6 +275,12 @@ internal sealed record ClusterOptions
     public bool StartAll { get; init; } = true;
     public IReadOnlyList<string> NoFailover { get; init; } = [];
     public bool FailsafeMode { get; init; }
+
+    /// <summary>bootstrap.dcs primary_start_timeout in seconds (left out, so the default of 30 s holds, when null).</summary>
+    public int? PrimaryStartTimeout { get; init; }
+
+    /// <summary>bootstrap.dcs postgresql.parameters.wal_keep_size: "0" makes a replica that lost its slot lose its WAL too.</summary>
+    public string WalKeepSize { get; init; } = "64MB";
 
     /// <summary>postgresql.bin_dir of every node: a directory of wrappers injects faults into PostgreSQL's programs.</summary>
     public string BinDir { get; init; } = "/usr/lib/postgresql/15/bin";
@@ -340,6 +406,94 @@ internal sealed class TestNode
         {
             Signals.Send(pid, Signals.SIGKILL);
             await Poll.UntilAsync(() => Task.FromResult(!Signals.IsAlive(pid)), TimeSpan.FromSeconds(10), $"postmaster {pid} gone").ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// A host crash, as far as this member goes: kill -9 of its agent and of its postmaster at the same moment; returns
+    /// once both are gone. (Not <see cref="KillAgentAsync"/> then <see cref="KillPostmasterAsync"/>: waiting for the
+    /// agent's exit waits for its output pipe, which its fence supervisor holds until it fires at the lease deadline, so
+    /// the postmaster would live — and take writes — until then.)
+    /// </summary>
+    public async Task CrashAsync()
+    {
+        var agent = AgentPid;
+        var postmaster = PostmasterPid();
+        if (agent is { } a)
+        {
+            Signals.Send(a, Signals.SIGKILL);
+        }
+
+        if (postmaster is { } p)
+        {
+            Signals.Send(p, Signals.SIGKILL);
+        }
+
+        await Poll.UntilAsync(() => Task.FromResult(_agent is null or { HasExited: true } && (postmaster is not { } pm || !Signals.IsAlive(pm))),
+            TimeSpan.FromSeconds(10), $"{Name}'s agent and postmaster gone").ConfigureAwait(false);
+        await StopAsync().ConfigureAwait(false); // the agent has exited: this only lets go of its Process
+    }
+
+    /// <summary>The pg_hba.conf line <see cref="RejectReplicationAsync"/> puts first: every replication connection refused.</summary>
+    public const string RejectReplicationLine = "host replication all 0.0.0.0/0 reject # steward test: replication refused";
+
+    /// <summary>
+    /// Refuses every replication connection (a line first in pg_hba.conf, pg_reload_conf) and ends the walsenders already
+    /// connected; returns how many it ended. The agent writes pg_hba.conf only when it starts PostgreSQL.
+    /// </summary>
+    public async Task<int> RejectReplicationAsync()
+    {
+        var hba = Path.Combine(DataDir, "pg_hba.conf");
+        var text = await File.ReadAllTextAsync(hba).ConfigureAwait(false);
+        await File.WriteAllTextAsync(hba, RejectReplicationLine + "\n" + text).ConfigureAwait(false);
+        await ExecuteAsync("SELECT pg_reload_conf()").ConfigureAwait(false);
+        return await TerminateWalsendersAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>Undoes <see cref="RejectReplicationAsync"/>.</summary>
+    public async Task AllowReplicationAsync()
+    {
+        var hba = Path.Combine(DataDir, "pg_hba.conf");
+        var lines = await File.ReadAllLinesAsync(hba).ConfigureAwait(false);
+        await File.WriteAllLinesAsync(hba, lines.Where(l => l != RejectReplicationLine)).ConfigureAwait(false);
+        await ExecuteAsync("SELECT pg_reload_conf()").ConfigureAwait(false);
+    }
+
+    /// <summary>pg_terminate_backend of every walsender; how many there were.</summary>
+    public async Task<int> TerminateWalsendersAsync() =>
+        (int)await QueryAsync<long>("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE backend_type = 'walsender'").ConfigureAwait(false);
+
+    /// <summary>The WAL receiver's (status, sender port, received timeline), or null when none runs.</summary>
+    public async Task<(string Status, int SenderPort, long Timeline)?> WalReceiverAsync()
+    {
+        await using var conn = new NpgsqlConnection(ConnectionString);
+        await conn.OpenAsync().ConfigureAwait(false);
+        await using var cmd = new NpgsqlCommand("SELECT status, sender_port, received_tli FROM pg_stat_wal_receiver", conn);
+        await using var reader = await cmd.ExecuteReaderAsync().ConfigureAwait(false);
+        return await reader.ReadAsync().ConfigureAwait(false)
+            ? (reader.GetString(0), reader.IsDBNull(1) ? 0 : reader.GetInt32(1), reader.IsDBNull(2) ? 0 : reader.GetInt32(2))
+            : null;
+    }
+
+    /// <summary>Directories beside the data directory that a re-clone moved it to (<c>data.diverged-*</c>).</summary>
+    public IReadOnlyList<string> MovedAsideDataDirs() => Directory.GetDirectories(Dir, "data.diverged-*");
+
+    /// <summary>Where the agent's log ends now: <see cref="LogSince"/> reads what it writes from here on.</summary>
+    public long LogLength() => File.Exists(LogPath) ? new FileInfo(LogPath).Length : 0;
+
+    /// <summary>The agent's log from <paramref name="offset"/> (a <see cref="LogLength"/>) on.</summary>
+    public string LogSince(long offset)
+    {
+        try
+        {
+            using var fs = new FileStream(LogPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+            fs.Seek(Math.Min(offset, fs.Length), SeekOrigin.Begin);
+            using var reader = new StreamReader(fs);
+            return reader.ReadToEnd();
+        }
+        catch (IOException)
+        {
+            return "";
         }
     }
 
