@@ -530,6 +530,15 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
         var modeName = mode == StopMode.Immediate ? "immediate" : "fast";
         var wait = mode == StopMode.Immediate && ImmediateStopWait < PgCtlTimeout ? ImmediateStopWait : PgCtlTimeout;
         Log.Stopping(_logger, DataDir, modeName);
+        if (mode == StopMode.Immediate && LivePostmasterPid() is { } frozen && ProcessState(frozen) == 'T')
+        {
+            // A stopped (SIGSTOP) postmaster never handles SIGQUIT: waiting for pg_ctl would only add its timeout.
+            await KillPostmasterAsync(frozen, "the postmaster is stopped (state T) and cannot act on SIGQUIT", ct).ConfigureAwait(false);
+            _dataSource.Value.Clear();
+            Log.Stopped(_logger, DataDir);
+            return;
+        }
+
         PgProgramResult? result = null;
         PostgresException? failure = null;
         try
@@ -563,7 +572,16 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
         // pg_ctl starts the postmaster in a session of its own, so it leads a process group that its backends share.
         var group = Native.ProcessGroup(pid) == pid;
         Log.KillingPostmaster(_logger, DataDir, pid, group, why);
+        // PostgreSQL gives every child a session of its own: a group signal misses them, and a backend that outlives its
+        // postmaster can still commit. Stop the postmaster (it forks nothing more), kill each child, then it.
+        Native.Kill(pid, 19 /* SIGSTOP */);
+        foreach (var child in ChildrenOf(pid))
+        {
+            Native.Kill(child, Native.SigKill);
+        }
+
         Native.Kill(group ? -pid : pid, Native.SigKill);
+        Native.Kill(pid, Native.SigKill);
         var started = _time.GetTimestamp();
         while (LivePostmasterPid() == pid)
         {
@@ -577,6 +595,44 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
             }
             await Task.Delay(TimeSpan.FromMilliseconds(50), _time, ct).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>The state letter of /proc/&lt;pid&gt;/stat (R, S, D, T, Z…), or '?' when it cannot be read.</summary>
+    private static char ProcessState(int pid)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/stat");
+            var close = stat.LastIndexOf(')');
+            return close > 0 && close + 2 < stat.Length ? stat[close + 2] : '?';
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return '?';
+        }
+    }
+
+    private static List<int> ChildrenOf(int pid)
+    {
+        var children = new List<int>();
+        try
+        {
+            foreach (var task in Directory.EnumerateDirectories($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/task"))
+            {
+                foreach (var word in File.ReadAllText(Path.Combine(task, "children")).Split(' ', StringSplitOptions.RemoveEmptyEntries))
+                {
+                    if (int.TryParse(word, NumberStyles.None, CultureInfo.InvariantCulture, out var child))
+                    {
+                        children.Add(child);
+                    }
+                }
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+        }
+
+        return children;
     }
 
     public async Task FollowAsync(Upstream? upstream, CancellationToken ct)

@@ -140,6 +140,11 @@ internal sealed class Converger
 
             case StartPostgres start:
                 _status.SetState("starting");
+                if (start.Role == StartRole.Primary)
+                {
+                    await _pg.SetPrimaryMarkAsync(true, ct).ConfigureAwait(false);
+                }
+
                 await _pg.StartAsync(start.Role, start.Upstream, settings, ct).ConfigureAwait(false);
                 CurrentUpstream = start.Upstream?.Address.ToString();
                 CurrentUpstreamTarget = start.Upstream;
@@ -313,6 +318,10 @@ internal sealed class Converger
         };
         IReadOnlyList<HistoryEntry> reservedHistory = [.. history, provisional];
         await _store.SetHistoryAsync(reservedHistory, ct).ConfigureAwait(false);
+
+        // Marked before it can take a single write: killed right after pg_promote, it must still be rewound before it
+        // follows anyone, even if it is restarted as a standby first.
+        await _pg.SetPrimaryMarkAsync(true, ct).ConfigureAwait(false);
         await _pg.WriteMissingHistoryFilesAsync(history, ct).ConfigureAwait(false);
         await _pg.PromoteAsync(checkpoint: false, ct).ConfigureAwait(false);
 
