@@ -362,19 +362,8 @@ public static class HaDecision
             // A former primary running as a standby (started with no leader to follow): the mark says it has not been
             // checked against any leader's history since it took writes. pg_rewind checks (and says "no rewind required"
             // when nothing diverged) before it streams from anyone.
-            const string uncheckedReason = "this data directory ran as a primary and has not been checked against the leader's history";
-            if (UnlessLeaderAnswers(input, leader.Name, uncheckedReason) is { } markWait)
-            {
-                return markWait;
-            }
-
-            var rewindMarked = input.Settings.Postgresql.UsePgRewind;
-            return new HaPlan($"{(rewindMarked ? "rewinding" : "re-cloning")} from leader '{leader.Name}' before following it: {uncheckedReason}",
-            [
-                new StopPostgres(StopMode.Fast),
-                new RewindOrReclone(leader.Name, address, rewindMarked),
-                new StartPostgres(StartRole.Replica, leader.Name, UpstreamFor(input, address)),
-            ]);
+            return RewindRunningReplica(input, leader.Name, address,
+                "this data directory ran as a primary and has not been checked against the leader's history");
         }
 
         var wanted = address.ToString();
@@ -393,23 +382,29 @@ public static class HaDecision
         var leaderTimeline = AnsweringLeader(input, leader.Name)?.Timeline ?? leader.Data.Timeline;
         if (DivergedFrom(pg.ReplayTimeline, pg.ReplayLsn, leaderTimeline, cluster.History) is { } why)
         {
-            if (UnlessLeaderAnswers(input, leader.Name, why) is { } wait)
-            {
-                return wait;
-            }
-
-            var useRewind = input.Settings.Postgresql.UsePgRewind;
-            return new HaPlan($"{(useRewind ? "rewinding" : "re-cloning")} from leader '{leader.Name}': {why}",
-            [
-                new StopPostgres(StopMode.Fast),
-                new RewindOrReclone(leader.Name, address, useRewind),
-                new StartPostgres(StartRole.Replica, leader.Name, UpstreamFor(input, address)),
-            ]);
+            return RewindRunningReplica(input, leader.Name, address, why);
         }
 
         var since = input.NotStreamingSince is { } s ? $" since {s:O}" : "";
         return HaPlan.NoAction($"no action. I am ({me}), a secondary, and following a leader ({leader.Name}); not streaming{since}, " +
                                "and nothing shows that my timeline left the leader's history");
+    }
+
+    /// <summary>Stop, pg_rewind (or re-clone) and start again as the leader's replica — once the leader answers.</summary>
+    private static HaPlan RewindRunningReplica(HaInput input, string leader, HostPort address, string why)
+    {
+        if (UnlessLeaderAnswers(input, leader, why) is { } wait)
+        {
+            return wait;
+        }
+
+        var useRewind = input.Settings.Postgresql.UsePgRewind;
+        return new HaPlan($"{(useRewind ? "rewinding" : "re-cloning")} from leader '{leader}': {why}",
+        [
+            new StopPostgres(StopMode.Fast),
+            new RewindOrReclone(leader, address, useRewind),
+            new StartPostgres(StartRole.Replica, leader, UpstreamFor(input, address)),
+        ]);
     }
 
     private static HaPlan DecideNoLeader(HaInput input, ClusterView cluster)

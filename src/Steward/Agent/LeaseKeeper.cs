@@ -240,7 +240,8 @@ internal sealed class LeaseKeeper
                 var finished = left > TimeSpan.Zero
                     ? await Task.WhenAny(renew, Task.Delay(left, _time, ct)).ConfigureAwait(false)
                     : null;
-                if (finished != renew)
+                // A delay cancelled by StopAsync (graceful shutdown) is no deadline: the shutdown stops PostgreSQL itself.
+                if (finished != renew && !ct.IsCancellationRequested)
                 {
                     await _onDeadline(ct).ConfigureAwait(false);
                 }
