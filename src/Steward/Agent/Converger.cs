@@ -140,10 +140,6 @@ internal sealed class Converger
 
             case StartPostgres start:
                 _status.SetState("starting");
-                if (start.Role == StartRole.Primary)
-                {
-                    await _pg.SetPrimaryMarkAsync(true, ct).ConfigureAwait(false);
-                }
 
                 await _pg.StartAsync(start.Role, start.Upstream, settings, ct).ConfigureAwait(false);
                 CurrentUpstream = start.Upstream?.Address.ToString();
@@ -214,6 +210,10 @@ internal sealed class Converger
     {
         var pg = await _pg.InspectAsync(ct).ConfigureAwait(false);
         _fence.Arm(pg.PostmasterPid);
+
+        // Marked before anybody is told of the new leader: killed right after, it must still be rewound before it
+        // follows anyone, even if it is restarted as a standby first.
+        await _pg.SetPrimaryMarkAsync(true, ct).ConfigureAwait(false);
     }
 
     private async Task<bool> BootstrapAsync(CancellationToken ct)
@@ -319,9 +319,6 @@ internal sealed class Converger
         IReadOnlyList<HistoryEntry> reservedHistory = [.. history, provisional];
         await _store.SetHistoryAsync(reservedHistory, ct).ConfigureAwait(false);
 
-        // Marked before it can take a single write: killed right after pg_promote, it must still be rewound before it
-        // follows anyone, even if it is restarted as a standby first.
-        await _pg.SetPrimaryMarkAsync(true, ct).ConfigureAwait(false);
         await _pg.WriteMissingHistoryFilesAsync(history, ct).ConfigureAwait(false);
         await _pg.PromoteAsync(checkpoint: false, ct).ConfigureAwait(false);
 
