@@ -274,8 +274,38 @@ public sealed partial class EtcdClusterStore : IClusterStore
     public Task SetStatusAsync(ClusterStatus status, CancellationToken ct) =>
         PutAsync("set status", ClusterKeys.Status, ByteString.CopyFrom(PatroniCodec.Serialize(status)), ct);
 
-    public Task SetHistoryAsync(IReadOnlyList<HistoryEntry> history, CancellationToken ct) =>
-        PutAsync("set history", ClusterKeys.History, ByteString.CopyFrom(PatroniCodec.Serialize(history)), ct);
+    public Task<bool> SetHistoryAsync(IReadOnlyList<HistoryEntry> history, long expectedModRevision, string leaderName, CancellationToken ct) =>
+        LeaderGuardedWriteAsync("set history", ClusterKeys.History, ByteString.CopyFrom(PatroniCodec.Serialize(history)), expectedModRevision, leaderName, ct);
+
+    public Task<bool> SetSyncStateAsync(SyncState? state, long expectedModRevision, string leaderName, CancellationToken ct) =>
+        LeaderGuardedWriteAsync(state is null ? "delete sync" : "set sync", ClusterKeys.Sync,
+            state is null ? null : ByteString.CopyFrom(PatroniCodec.Serialize(state)), expectedModRevision, leaderName, ct);
+
+    /// <summary>
+    /// One transaction: the key is still at <paramref name="expectedModRevision"/> (0: absent) and <c>leader</c> still holds
+    /// <paramref name="leaderName"/> on this store's lease; then put <paramref name="value"/> (null: delete).
+    /// </summary>
+    private Task<bool> LeaderGuardedWriteAsync(string operation, string relativeKey, ByteString? value, long expectedModRevision, string leaderName, CancellationToken ct)
+    {
+        var lease = LeaseId;
+        if (lease == 0)
+        {
+            return Task.FromResult(false);
+        }
+
+        var key = Key(relativeKey);
+        var leader = Key(ClusterKeys.Leader);
+        var txn = new TxnRequest();
+        txn.Compare.Add(expectedModRevision == 0
+            ? new Compare { Key = key, Target = Compare.Types.CompareTarget.Create, Result = Compare.Types.CompareResult.Equal, CreateRevision = 0 }
+            : new Compare { Key = key, Target = Compare.Types.CompareTarget.Mod, Result = Compare.Types.CompareResult.Equal, ModRevision = expectedModRevision });
+        txn.Compare.Add(new Compare { Key = leader, Target = Compare.Types.CompareTarget.Value, Result = Compare.Types.CompareResult.Equal, Value = ByteString.CopyFromUtf8(leaderName) });
+        txn.Compare.Add(new Compare { Key = leader, Target = Compare.Types.CompareTarget.Lease, Result = Compare.Types.CompareResult.Equal, Lease = lease });
+        txn.Success.Add(value is null
+            ? new RequestOp { RequestDeleteRange = new DeleteRangeRequest { Key = key } }
+            : new RequestOp { RequestPut = new PutRequest { Key = key, Value = value } });
+        return TxnAsync(operation, txn, ct);
+    }
 
     public Task<bool> TryCreateFailoverAsync(FailoverRequest request, CancellationToken ct) =>
         CreateAsync("create failover", ClusterKeys.Failover, ByteString.CopyFrom(PatroniCodec.Serialize(request)), ct);

@@ -52,7 +52,11 @@ internal sealed class LeaderKeyNotAtomic(IClusterStore inner) : IClusterStore
 
     public Task SetStatusAsync(ClusterStatus status, CancellationToken ct) => inner.SetStatusAsync(status, ct);
 
-    public Task SetHistoryAsync(IReadOnlyList<HistoryEntry> history, CancellationToken ct) => inner.SetHistoryAsync(history, ct);
+    public Task<bool> SetHistoryAsync(IReadOnlyList<HistoryEntry> history, long expectedModRevision, string leaderName, CancellationToken ct) =>
+        inner.SetHistoryAsync(history, expectedModRevision, leaderName, ct);
+
+    public Task<bool> SetSyncStateAsync(SyncState? state, long expectedModRevision, string leaderName, CancellationToken ct) =>
+        inner.SetSyncStateAsync(state, expectedModRevision, leaderName, ct);
 
     public Task<bool> TryCreateFailoverAsync(FailoverRequest request, CancellationToken ct) => inner.TryCreateFailoverAsync(request, ct);
 

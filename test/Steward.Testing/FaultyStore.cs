@@ -62,7 +62,11 @@ public sealed class FaultyStore(IClusterStore inner, TimeProvider clock) : IClus
 
     public Task SetStatusAsync(ClusterStatus status, CancellationToken ct) => Call(() => inner.SetStatusAsync(status, ct));
 
-    public Task SetHistoryAsync(IReadOnlyList<HistoryEntry> history, CancellationToken ct) => Call(() => inner.SetHistoryAsync(history, ct));
+    public Task<bool> SetHistoryAsync(IReadOnlyList<HistoryEntry> history, long expectedModRevision, string leaderName, CancellationToken ct) =>
+        Call(() => inner.SetHistoryAsync(history, expectedModRevision, leaderName, ct));
+
+    public Task<bool> SetSyncStateAsync(SyncState? state, long expectedModRevision, string leaderName, CancellationToken ct) =>
+        Call(() => inner.SetSyncStateAsync(state, expectedModRevision, leaderName, ct));
 
     public Task<bool> TryCreateFailoverAsync(FailoverRequest request, CancellationToken ct) => Call(() => inner.TryCreateFailoverAsync(request, ct));
 

@@ -538,8 +538,40 @@ public sealed class InMemoryClusterStore : IClusterStore
     public Task SetStatusAsync(ClusterStatus status, CancellationToken ct) =>
         Put(ClusterKeys.Status, PatroniCodec.Serialize(status), "set status", ct);
 
-    public Task SetHistoryAsync(IReadOnlyList<HistoryEntry> history, CancellationToken ct) =>
-        Put(ClusterKeys.History, PatroniCodec.Serialize(history), "set history", ct);
+    public Task<bool> SetHistoryAsync(IReadOnlyList<HistoryEntry> history, long expectedModRevision, string leaderName, CancellationToken ct) =>
+        LeaderGuardedWrite(ClusterKeys.History, PatroniCodec.Serialize(history), expectedModRevision, leaderName, "set history", ct);
+
+    public Task<bool> SetSyncStateAsync(SyncState? state, long expectedModRevision, string leaderName, CancellationToken ct) =>
+        LeaderGuardedWrite(ClusterKeys.Sync, state is null ? null : PatroniCodec.Serialize(state), expectedModRevision, leaderName,
+            state is null ? "delete sync" : "set sync", ct);
+
+    private Task<bool> LeaderGuardedWrite(string relativeKey, byte[]? value, long expectedModRevision, string leaderName, string operation, CancellationToken ct)
+    {
+        ct.ThrowIfCancellationRequested();
+        var lease = LeaseId;
+        var key = Prefix + relativeKey;
+        var leader = Prefix + ClusterKeys.Leader;
+        return Task.FromResult(lease != 0 && _server.Execute(this, operation, tx =>
+        {
+            var current = tx.Get(key);
+            var unchanged = expectedModRevision == 0 ? current is null : current?.ModRevision == expectedModRevision;
+            if (!unchanged || tx.Get(leader) is not { } holder || holder.Lease != lease || Encoding.UTF8.GetString(holder.Value) != leaderName)
+            {
+                return false;
+            }
+
+            if (value is null)
+            {
+                tx.Delete(key);
+            }
+            else
+            {
+                tx.Put(key, value);
+            }
+
+            return true;
+        }));
+    }
 
     public Task<bool> TryCreateFailoverAsync(FailoverRequest request, CancellationToken ct) =>
         Task.FromResult(Create(ClusterKeys.Failover, PatroniCodec.Serialize(request), "create failover", ct));

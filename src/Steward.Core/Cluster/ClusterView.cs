@@ -32,6 +32,12 @@ public sealed record ClusterView
     /// <summary>The <c>history</c> key: timeline switches, oldest first.</summary>
     public IReadOnlyList<HistoryEntry> History { get; init; } = [];
 
+    /// <summary>mod_revision of <c>history</c> (0 when absent), for its compare-and-swap.</summary>
+    public long HistoryModRevision { get; init; }
+
+    /// <summary>The <c>sync</c> key: the synchronous standbys on record (synchronous mode), null when absent.</summary>
+    public SyncState? Sync { get; init; }
+
     public Member? GetMember(string name) => Members.FirstOrDefault(m => m.Name == name);
 
     public Member? LeaderMember => Leader is null ? null : GetMember(Leader.Name);
@@ -83,6 +89,36 @@ public sealed record ClusterStatus
 {
     [JsonPropertyName("optime")] public long Optime { get; init; }
     [JsonPropertyName("timeline")] public long? Timeline { get; init; }
+}
+
+/// <summary>
+/// The <c>sync</c> key in Patroni's shape: <c>{"leader": "a", "sync_standby": "b,c"}</c>. Written by the leader before it
+/// adds a standby to <c>synchronous_standby_names</c> and after it removes one, so it always names a superset of the
+/// standbys whose acknowledgement a commit may have waited for.
+/// </summary>
+public sealed record SyncState
+{
+    [JsonPropertyName("leader")] public string? Leader { get; init; }
+
+    /// <summary>Comma-separated member names (Patroni writes null for none).</summary>
+    [JsonPropertyName("sync_standby")] public string? SyncStandby { get; init; }
+
+    [JsonIgnore] public long ModRevision { get; init; }
+
+    /// <summary>The standbys on record, in the order written.</summary>
+    [JsonIgnore]
+    public IReadOnlyList<string> Standbys => string.IsNullOrWhiteSpace(SyncStandby)
+        ? []
+        : [.. SyncStandby.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)];
+
+    /// <summary>True when <paramref name="member"/> is a synchronous standby on record.</summary>
+    public bool IsStandby(string member) => Standbys.Contains(member, StringComparer.Ordinal);
+
+    public static SyncState For(string leader, IEnumerable<string> standbys)
+    {
+        var names = standbys.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
+        return new SyncState { Leader = leader, SyncStandby = names.Count == 0 ? null : string.Join(',', names) };
+    }
 }
 
 /// <summary>

@@ -75,8 +75,18 @@ public interface IClusterStore : IAsyncDisposable
     /// <summary>Puts <c>status</c> (leader only).</summary>
     Task SetStatusAsync(ClusterStatus status, CancellationToken ct);
 
-    /// <summary>Puts <c>history</c> (leader only, after a promotion).</summary>
-    Task SetHistoryAsync(IReadOnlyList<HistoryEntry> history, CancellationToken ct);
+    /// <summary>
+    /// Writes <c>history</c> with a compare-and-swap: only if its mod_revision still equals <paramref name="expectedModRevision"/>
+    /// (0: only if absent) <b>and</b> <c>leader</c> holds <paramref name="leaderName"/> on this agent's current lease, in one
+    /// transaction. False when either comparison fails (another promotion recorded meanwhile, or the key is no longer ours).
+    /// </summary>
+    Task<bool> SetHistoryAsync(IReadOnlyList<HistoryEntry> history, long expectedModRevision, string leaderName, CancellationToken ct);
+
+    /// <summary>
+    /// Writes the <c>sync</c> key (the synchronous standbys on record), with the same compare-and-swap and leader guard as
+    /// <see cref="SetHistoryAsync"/>; <paramref name="state"/> null deletes it. False when a comparison fails.
+    /// </summary>
+    Task<bool> SetSyncStateAsync(SyncState? state, long expectedModRevision, string leaderName, CancellationToken ct);
 
     /// <summary>Creates <c>failover</c> if absent. False if a request is already pending.</summary>
     Task<bool> TryCreateFailoverAsync(FailoverRequest request, CancellationToken ct);

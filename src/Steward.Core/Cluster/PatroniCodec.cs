@@ -16,6 +16,7 @@ public static class ClusterKeys
     public const string Status = "status";
     public const string History = "history";
     public const string Failover = "failover";
+    public const string Sync = "sync";
 }
 
 /// <summary>One key as a store read it: <see cref="Key"/> is relative to the prefix.</summary>
@@ -46,6 +47,28 @@ public static partial class PatroniCodec
     public static byte[] Serialize(ClusterStatus status) => JsonSerializer.SerializeToUtf8Bytes(status, Options);
 
     public static byte[] Serialize(FailoverRequest request) => JsonSerializer.SerializeToUtf8Bytes(request, Options);
+
+    /// <summary>Patroni writes <c>sync_standby</c> as null when there is none; so do we (not omitted).</summary>
+    public static byte[] Serialize(SyncState state)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        using var buffer = new MemoryStream();
+        using (var w = new Utf8JsonWriter(buffer))
+        {
+            w.WriteStartObject();
+            w.WriteString("leader", state.Leader);
+            if (state.SyncStandby is null)
+            {
+                w.WriteNull("sync_standby");
+            }
+            else
+            {
+                w.WriteString("sync_standby", state.SyncStandby);
+            }
+            w.WriteEndObject();
+        }
+        return buffer.ToArray();
+    }
 
     /// <summary>Patroni's history: an array of <c>[timeline, lsn, reason, timestamp, new_leader]</c>.</summary>
     public static byte[] Serialize(IReadOnlyList<HistoryEntry> history)
@@ -91,6 +114,8 @@ public static partial class PatroniCodec
         FailoverRequest? failover = null;
         ClusterStatus? status = null;
         IReadOnlyList<HistoryEntry> history = [];
+        long historyModRevision = 0;
+        SyncState? sync = null;
 
         foreach (var kv in keys)
         {
@@ -115,6 +140,12 @@ public static partial class PatroniCodec
                     break;
                 case ClusterKeys.History:
                     history = TryRead(kv, logger, ParseHistory) ?? [];
+                    historyModRevision = kv.ModRevision;
+                    break;
+                case ClusterKeys.Sync:
+                    sync = TryRead(kv, logger, v => JsonSerializer.Deserialize<SyncState>(v, Options) is { } st
+                        ? st with { ModRevision = kv.ModRevision }
+                        : null);
                     break;
                 default:
                     if (kv.Key.StartsWith(ClusterKeys.MembersDir, StringComparison.Ordinal) && kv.Key.Length > ClusterKeys.MembersDir.Length)
@@ -141,6 +172,8 @@ public static partial class PatroniCodec
             Failover = failover,
             Status = status,
             History = history,
+            HistoryModRevision = historyModRevision,
+            Sync = sync,
         };
     }
 

@@ -317,7 +317,13 @@ internal sealed class Converger
             NewTimeline = reserved,
         };
         IReadOnlyList<HistoryEntry> reservedHistory = [.. history, provisional];
-        await _store.SetHistoryAsync(reservedHistory, ct).ConfigureAwait(false);
+        // Compare-and-swap on the history just read, in one transaction with "the key is still mine": a reservation made
+        // by a promotion since, or a lease that lapsed since the read, makes it fail and this promotion does not happen.
+        if (!await _store.SetHistoryAsync(reservedHistory, now.HistoryModRevision, _config.Name, ct).ConfigureAwait(false))
+        {
+            Log.StepFailed(_log, "promote", "history changed or the leader key was lost while reserving the new timeline");
+            return false;
+        }
 
         await _pg.WriteMissingHistoryFilesAsync(history, ct).ConfigureAwait(false);
         await _pg.PromoteAsync(checkpoint: false, ct).ConfigureAwait(false);
@@ -408,8 +414,10 @@ internal sealed class Converger
         }
 
         var exact = new HistoryEntry(sw.ParentTimeline, sw.SwitchLsn, reason, _time.GetUtcNow(), _config.Name) { NewTimeline = timeline };
-        await _store.SetHistoryAsync([.. current.Where(h => h.CreatedTimeline != timeline), exact], ct).ConfigureAwait(false);
-        Log.HistoryRecorded(_log, sw.ParentTimeline, Lsn.Format(sw.SwitchLsn), _config.Name);
+        if (await _store.SetHistoryAsync([.. current.Where(h => h.CreatedTimeline != timeline), exact], now.HistoryModRevision, _config.Name, ct).ConfigureAwait(false))
+        {
+            Log.HistoryRecorded(_log, sw.ParentTimeline, Lsn.Format(sw.SwitchLsn), _config.Name);
+        }
     }
 
     /// <summary>

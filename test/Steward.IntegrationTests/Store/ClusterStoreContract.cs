@@ -322,12 +322,14 @@ public abstract class ClusterStoreContract : IAsyncLifetime
     public async Task History_status_and_failover_round_trip()
     {
         var a = Connect();
+        await a.KeepAliveAsync(ShortTtl * 5, Ct);
+        Assert.True(await a.TryAcquireLeaderAsync("pg1", Ct));
         var history = new List<HistoryEntry>
         {
             new(1, 50331808, "no recovery target specified", DateTimeOffset.Parse("2025-10-09T16:40:27.38+00:00"), "pg2"),
             new(2, 67108960, "no recovery target specified", DateTimeOffset.Parse("2025-10-09T17:01:02.123456+02:00"), "pg1"),
         };
-        await a.SetHistoryAsync(history, Ct);
+        Assert.True(await a.SetHistoryAsync(history, 0, "pg1", Ct));
         await a.SetStatusAsync(new ClusterStatus { Optime = 67109000, Timeline = 3 }, Ct);
         var request = new FailoverRequest { Leader = "pg1", Candidate = "pg2", ScheduledAt = DateTimeOffset.Parse("2025-10-10T08:00:00+00:00") };
         Assert.True(await a.TryCreateFailoverAsync(request, Ct));
@@ -395,9 +397,10 @@ public abstract class ClusterStoreContract : IAsyncLifetime
         await a.PutMemberAsync("node1", new MemberData { State = "running" }, Ct);
         Assert.True(await a.TryCreateInitializeAsync("7000000000000000001", Ct));
         Assert.True(await a.SetConfigAsync(new DynamicConfig(), 0, Ct));
-        await a.SetHistoryAsync([new HistoryEntry(1, 100, "no recovery target specified", DateTimeOffset.UnixEpoch, "node1")], Ct);
+        Assert.True(await a.SetHistoryAsync([new HistoryEntry(1, 100, "no recovery target specified", DateTimeOffset.UnixEpoch, "node1")], 0, "node1", Ct));
+        Assert.True(await a.SetSyncStateAsync(SyncState.For("node1", ["node2"]), 0, "node1", Ct));
 
-        Assert.Equal(5, await Connect().RemoveClusterAsync(Ct));
+        Assert.Equal(6, await Connect().RemoveClusterAsync(Ct));
 
         var view = await a.LoadAsync(Ct);
         Assert.Null(view.Leader);
@@ -405,6 +408,66 @@ public abstract class ClusterStoreContract : IAsyncLifetime
         Assert.Null(view.Initialize);
         Assert.Null(view.Config);
         Assert.Empty(view.History);
+        Assert.Null(view.Sync);
         Assert.Equal(0, await a.RemoveClusterAsync(Ct));
+    }
+
+    [Fact]
+    public async Task History_is_written_only_by_compare_and_swap_while_the_leader_key_is_held()
+    {
+        var a = Connect();
+        var b = Connect();
+        await a.KeepAliveAsync(ShortTtl * 5, Ct);
+        await b.KeepAliveAsync(ShortTtl * 5, Ct);
+        IReadOnlyList<HistoryEntry> first = [new HistoryEntry(1, 100, "promoted", DateTimeOffset.UnixEpoch, "node1") { NewTimeline = 2 }];
+
+        Assert.False(await a.SetHistoryAsync(first, 0, "node1", Ct)); // nobody holds the key
+        Assert.True(await a.TryAcquireLeaderAsync("node1", Ct));
+        Assert.False(await b.SetHistoryAsync(first, 0, "node1", Ct)); // the key is node1's, but on a's lease
+        Assert.False(await a.SetHistoryAsync(first, 0, "node2", Ct)); // the key holds another name
+        Assert.True(await a.SetHistoryAsync(first, 0, "node1", Ct));
+        Assert.False(await a.SetHistoryAsync(first, 0, "node1", Ct)); // 0 means "absent": it exists now
+
+        var view = await b.LoadAsync(Ct);
+        Assert.Equal(first, view.History);
+        Assert.True(view.HistoryModRevision > 0);
+        IReadOnlyList<HistoryEntry> second = [.. first, new HistoryEntry(2, 200, "promoted", DateTimeOffset.UnixEpoch, "node1") { NewTimeline = 3 }];
+        Assert.False(await a.SetHistoryAsync(second, view.HistoryModRevision - 1, "node1", Ct)); // stale revision
+        Assert.True(await a.SetHistoryAsync(second, view.HistoryModRevision, "node1", Ct));
+        Assert.False(await a.SetHistoryAsync(first, view.HistoryModRevision, "node1", Ct)); // a second writer from the same read loses
+        Assert.Equal(second, (await b.LoadAsync(Ct)).History);
+
+        Assert.True(await a.ReleaseLeaderAsync("node1", Ct));
+        var after = await a.LoadAsync(Ct);
+        Assert.False(await a.SetHistoryAsync(first, after.HistoryModRevision, "node1", Ct)); // released: no longer the leader
+        Assert.Equal(second, (await b.LoadAsync(Ct)).History);
+    }
+
+    [Fact]
+    public async Task Sync_key_round_trips_in_patroni_shape_and_is_leader_guarded()
+    {
+        var a = Connect();
+        var b = Connect();
+        await a.KeepAliveAsync(ShortTtl * 5, Ct);
+        await b.KeepAliveAsync(ShortTtl * 5, Ct);
+        Assert.True(await a.TryAcquireLeaderAsync("node1", Ct));
+
+        Assert.False(await b.SetSyncStateAsync(SyncState.For("node1", ["node2"]), 0, "node1", Ct));
+        Assert.True(await a.SetSyncStateAsync(SyncState.For("node1", ["node3", "node2"]), 0, "node1", Ct));
+        var view = await b.LoadAsync(Ct);
+        Assert.Equal("node1", view.Sync!.Leader);
+        Assert.Equal(["node2", "node3"], view.Sync.Standbys);
+        Assert.True(view.Sync.IsStandby("node3"));
+        Assert.False(view.Sync.IsStandby("node1"));
+
+        Assert.False(await a.SetSyncStateAsync(SyncState.For("node1", []), view.Sync.ModRevision + 1, "node1", Ct));
+        Assert.True(await a.SetSyncStateAsync(SyncState.For("node1", []), view.Sync.ModRevision, "node1", Ct));
+        view = await b.LoadAsync(Ct);
+        Assert.Empty(view.Sync!.Standbys);
+        Assert.Null(view.Sync.SyncStandby);
+
+        Assert.False(await b.SetSyncStateAsync(null, view.Sync.ModRevision, "node1", Ct));
+        Assert.True(await a.SetSyncStateAsync(null, view.Sync.ModRevision, "node1", Ct));
+        Assert.Null((await b.LoadAsync(Ct)).Sync);
     }
 }

@@ -293,7 +293,8 @@ public sealed class ClusterWatcherTests(ITestOutputHelper output) : IAsyncLifeti
         public Task DeleteInitializeAsync(CancellationToken ct) => throw new NotSupportedException();
         public Task<bool> SetConfigAsync(DynamicConfig config, long expectedModRevision, CancellationToken ct) => throw new NotSupportedException();
         public Task SetStatusAsync(ClusterStatus status, CancellationToken ct) => throw new NotSupportedException();
-        public Task SetHistoryAsync(IReadOnlyList<HistoryEntry> history, CancellationToken ct) => throw new NotSupportedException();
+        public Task<bool> SetHistoryAsync(IReadOnlyList<HistoryEntry> history, long expectedModRevision, string leaderName, CancellationToken ct) => throw new NotSupportedException();
+        public Task<bool> SetSyncStateAsync(SyncState? state, long expectedModRevision, string leaderName, CancellationToken ct) => throw new NotSupportedException();
         public Task<bool> TryCreateFailoverAsync(FailoverRequest request, CancellationToken ct) => throw new NotSupportedException();
         public Task<bool> DeleteFailoverAsync(long expectedModRevision, CancellationToken ct) => throw new NotSupportedException();
         public Task<long> RemoveClusterAsync(CancellationToken ct) => throw new NotSupportedException();
