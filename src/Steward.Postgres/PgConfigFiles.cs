@@ -13,6 +13,9 @@ namespace Steward.Postgres;
 internal static class PgConfigFiles
 {
     public const string BaseConf = "postgresql.base.conf";
+
+    /// <summary>synchronous_standby_names as the leader sets it in synchronous mode; included last, so it wins.</summary>
+    public const string SyncConf = "steward.sync.conf";
     public const string Header = "# Written by steward; edits are overwritten. Set parameters in the config key or the node's postgresql.parameters.";
 
     /// <summary>Parameters only a replica carries; <see cref="WithReplicaSettings"/> replaces exactly these.</summary>
@@ -78,7 +81,12 @@ internal static class PgConfigFiles
         var text = new StringBuilder();
         text.Append(Header).Append('\n');
         text.Append("include '").Append(BaseConf).Append("'\n\n");
-        foreach (var (name, value) in parameters.Concat(replicaSettings))
+        foreach (var (name, value) in parameters)
+        {
+            text.Append(name).Append(" = ").Append(QuoteConfValue(value)).Append('\n');
+        }
+        text.Append("include_if_exists '").Append(SyncConf).Append("'\n");
+        foreach (var (name, value) in replicaSettings)
         {
             text.Append(name).Append(" = ").Append(QuoteConfValue(value)).Append('\n');
         }

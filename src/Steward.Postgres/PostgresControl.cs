@@ -77,6 +77,7 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
             ControlTimeline = control.Timeline,
             StandbySignal = File.Exists(InData(StandbySignal)),
             PrimaryMark = File.Exists(PrimaryMarkPath),
+            SynchronousStandbyNamesManaged = File.Exists(InData(PgConfigFiles.SyncConf)),
             Running = pid is not null,
             PostmasterPid = pid,
         };
@@ -114,11 +115,13 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
                            (SELECT timeline_id FROM pg_control_checkpoint())::bigint,
                            current_setting('server_version_num')::int,
                            pg_postmaster_start_time(),
-                           EXISTS (SELECT 1 FROM pg_settings WHERE pending_restart)
+                           EXISTS (SELECT 1 FROM pg_settings WHERE pending_restart),
+                           current_setting('synchronous_standby_names')
                     """),
                 new("SELECT status, received_tli::bigint, sender_host, sender_port FROM pg_stat_wal_receiver"),
                 new("""
-                    SELECT usename::text, application_name, client_addr::text, state, sync_state, (replay_lsn - '0/0'::pg_lsn)::bigint
+                    SELECT usename::text, application_name, client_addr::text, state, sync_state, (replay_lsn - '0/0'::pg_lsn)::bigint,
+                           (flush_lsn - '0/0'::pg_lsn)::bigint
                     FROM pg_stat_replication ORDER BY application_name
                     """),
             },
@@ -136,6 +139,7 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
         var version = reader.GetInt32(7);
         var startTime = new DateTimeOffset(reader.GetDateTime(8), TimeSpan.Zero);
         var pendingRestart = reader.GetBoolean(9);
+        var standbyNames = NullableString(reader, 10);
 
         await reader.NextResultAsync(ct).ConfigureAwait(false);
         bool streaming = false;
@@ -161,7 +165,7 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
                 NullableString(reader, 2),
                 NullableString(reader, 3) ?? "",
                 NullableString(reader, 4) ?? "",
-                NullableLong(reader, 5)));
+                NullableLong(reader, 5)) { FlushLsn = NullableLong(reader, 6) });
         }
 
         // A replica's timeline is the one it receives (while streaming) or has replayed into. The last checkpoint's timeline
@@ -183,6 +187,7 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
             ServerVersion = version,
             PostmasterStartTime = startTime,
             PendingRestart = pendingRestart,
+            SynchronousStandbyNames = standbyNames,
             Replication = replication,
         };
     }
@@ -902,6 +907,81 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
         {
             throw new PostgresException($"{path}: {e.Message}", e);
         }
+    }
+
+    public async Task SetSynchronousStandbyNamesAsync(string? value, CancellationToken ct)
+    {
+        var path = InData(PgConfigFiles.SyncConf);
+        string? removed = null;
+        if (value is null)
+        {
+            if (!File.Exists(path))
+            {
+                return;
+            }
+
+            removed = await ReadSyncConfValueAsync(path, ct).ConfigureAwait(false);
+            File.Delete(path);
+        }
+        else
+        {
+            User.WriteFile(path, $"{PgConfigFiles.Header}\nsynchronous_standby_names = {PgConfigFiles.QuoteConfValue(value)}\n");
+        }
+
+        if (LivePostmasterPid() is null)
+        {
+            return;
+        }
+
+        await using (var connection = await _dataSource.Value.OpenConnectionAsync(ct).ConfigureAwait(false))
+        {
+            await ExecuteAsync(connection, "SELECT pg_reload_conf()", ct).ConfigureAwait(false);
+        }
+
+        // The postmaster re-reads its files asynchronously: wait (bounded) until a new session sees the change.
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        while (true)
+        {
+            string? now;
+            await using (var probe = await _dataSource.Value.OpenConnectionAsync(ct).ConfigureAwait(false))
+            {
+                await using var command = new NpgsqlCommand("SELECT current_setting('synchronous_standby_names')", probe);
+                now = (string?)await command.ExecuteScalarAsync(ct).ConfigureAwait(false);
+            }
+
+            if (value is null ? now != removed : now == value)
+            {
+                return;
+            }
+
+            var waited = System.Diagnostics.Stopwatch.GetElapsedTime(started);
+            if (value is null && waited > TimeSpan.FromSeconds(2))
+            {
+                return; // the operator's own value may equal Steward's last one
+            }
+
+            if (waited > TimeSpan.FromSeconds(5))
+            {
+                throw new PostgresException($"synchronous_standby_names is still '{now}' 5 s after a reload that set it to '{value}'");
+            }
+
+            await Task.Delay(50, ct).ConfigureAwait(false);
+        }
+    }
+
+    private static async Task<string?> ReadSyncConfValueAsync(string path, CancellationToken ct)
+    {
+        foreach (var line in await File.ReadAllLinesAsync(path, ct).ConfigureAwait(false))
+        {
+            var equals = line.IndexOf('=', StringComparison.Ordinal);
+            if (equals > 0 && line[..equals].Trim() == "synchronous_standby_names")
+            {
+                var text = line[(equals + 1)..].Trim();
+                return text.Length >= 2 && text[0] == '\'' && text[^1] == '\'' ? text[1..^1].Replace("''", "'", StringComparison.Ordinal) : text;
+            }
+        }
+
+        return null;
     }
 
     public async Task CheckpointAsync(CancellationToken ct)

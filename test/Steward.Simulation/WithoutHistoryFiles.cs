@@ -41,4 +41,6 @@ internal sealed class WithoutHistoryFiles(IPostgresControl inner) : IPostgresCon
     public Task<TimelineSwitch?> ReadLastTimelineSwitchAsync(long timeline, CancellationToken ct) => inner.ReadLastTimelineSwitchAsync(timeline, ct);
 
     public Task CheckpointAsync(CancellationToken ct) => inner.CheckpointAsync(ct);
+
+    public Task SetSynchronousStandbyNamesAsync(string? value, CancellationToken ct) => inner.SetSynchronousStandbyNamesAsync(value, ct);
 }

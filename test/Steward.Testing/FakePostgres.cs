@@ -347,9 +347,16 @@ public sealed class FakePostgres : IPostgresControl
             return state; // a postmaster that is starting up answers no query yet
         }
 
+        state = state with { SynchronousStandbyNames = SyncStandbyNames ?? "", SynchronousStandbyNamesManaged = SyncStandbyNames is not null };
         if (IsPrimary)
         {
-            return state with { Accepting = true, InRecovery = false, Timeline = LastTimeline, WriteLsn = EndLsn, ServerVersion = 150000 };
+            var names = SyncStandbyList;
+            var replication = _net.Servers
+                .Where(s => s.StreamingFrom == this)
+                .OrderBy(s => s.Name, StringComparer.Ordinal)
+                .Select(s => new ReplicationConnection("replicator", s.Name, null, "streaming", names.Contains(s.Name) ? "sync" : "async", s.EndLsn) { FlushLsn = s.EndLsn })
+                .ToList();
+            return state with { Accepting = true, InRecovery = false, Timeline = LastTimeline, WriteLsn = EndLsn, ServerVersion = 150000, Replication = replication };
         }
 
         var up = StreamingFrom;
@@ -638,6 +645,29 @@ public sealed class FakePostgres : IPostgresControl
     public Task SyncReplicationSlotsAsync(IReadOnlyCollection<string> slotNames, CancellationToken ct, Func<string, bool>? mayDrop = null) => Run("slots", () => RequireRunning("sync slots"));
 
     public Task SetPrimaryMarkAsync(bool present, CancellationToken ct) => Run("mark", () => PrimaryMark = present);
+
+    /// <summary>synchronous_standby_names as Steward's include file sets it (null: no file), kept with the data directory.</summary>
+    public string? SyncStandbyNames { get; private set; }
+
+    /// <summary>The standbys a commit on this primary waits for now (empty: none; see <see cref="CommitsWait"/>).</summary>
+    public IReadOnlyList<string> SyncStandbyList => Steward.Core.Ha.SyncReplication.Parse(SyncStandbyNames, SyncStandbyNames is not null).Names;
+
+    /// <summary>A commit waits (for <see cref="SyncStandbyList"/>, or for nobody that can ever answer: the strict placeholder).</summary>
+    public bool CommitsWait => SyncStandbyList.Count > 0 || SyncStandbyNames == Steward.Core.Ha.SyncReplication.NobodyPlaceholder;
+
+    public Task SetSynchronousStandbyNamesAsync(string? value, CancellationToken ct) => Run("syncnames", () =>
+    {
+        SyncStandbyNames = value;
+        _net.OnChanged();
+    });
+
+    /// <summary>Whether <paramref name="standby"/> holds this server's record <paramref name="record"/> (same identity at the same LSN).</summary>
+    public static bool Holds(FakePostgres standby, WalRecord record)
+    {
+        ArgumentNullException.ThrowIfNull(standby);
+        ArgumentNullException.ThrowIfNull(record);
+        return standby._wal.Count >= record.Lsn && standby._wal[(int)record.Lsn - 1].Id == record.Id;
+    }
 
     public Task WriteMissingHistoryFilesAsync(IReadOnlyList<HistoryEntry> history, CancellationToken ct) => Run("history", () =>
     {

@@ -1,3 +1,4 @@
+using System.Text.Json;
 using System.Text.Json.Serialization;
 
 namespace Steward.Core.Cluster;
@@ -26,7 +27,20 @@ public sealed record DynamicConfig
     /// <summary>Maintenance mode: agents observe and report but change nothing.</summary>
     [JsonPropertyName("pause")] public bool Pause { get; init; }
 
+    /// <summary>
+    /// Synchronous replication managed by the leader: it keeps <c>synchronous_standby_names</c> and the <c>sync</c> key in step
+    /// (the key always names a superset of the standbys a commit waits for) and only a standby on record may promote.
+    /// </summary>
     [JsonPropertyName("synchronous_mode")] public bool SynchronousMode { get; init; }
+
+    /// <summary>With no healthy synchronous standby, commits wait rather than the primary going asynchronous.</summary>
+    [JsonPropertyName("synchronous_mode_strict")] public bool SynchronousModeStrict { get; init; }
+
+    /// <summary>How many synchronous standbys a commit waits for (when that many are healthy).</summary>
+    [JsonPropertyName("synchronous_node_count")] public int SynchronousNodeCount { get; init; } = 1;
+
+    /// <summary>A synchronous standby further behind than this (bytes) is replaced; -1 disables the check (Patroni's default).</summary>
+    [JsonPropertyName("maximum_lag_on_syncnode")] public long MaximumLagOnSyncnode { get; init; } = -1;
 
     /// <summary>
     /// With etcd unreachable, the leader keeps its primary while every member it knows confirms it over REST
@@ -38,6 +52,12 @@ public sealed record DynamicConfig
     [JsonPropertyName("member_slots_ttl")] public long MemberSlotsTtl { get; init; } = 1800;
 
     [JsonPropertyName("postgresql")] public DynamicPostgresConfig Postgresql { get; init; } = new();
+
+    /// <summary>
+    /// Keys Steward does not act on (e.g. <c>slots</c> written by Patroni), kept verbatim so that the <c>config</c> key
+    /// round-trips every key; see <see cref="DynamicConfigJson.NotActedOn"/>.
+    /// </summary>
+    [JsonExtensionData] public Dictionary<string, JsonElement>? Other { get; init; }
 }
 
 public sealed record DynamicPostgresConfig
@@ -45,4 +65,7 @@ public sealed record DynamicPostgresConfig
     [JsonPropertyName("use_pg_rewind")] public bool UsePgRewind { get; init; } = true;
     [JsonPropertyName("use_slots")] public bool UseSlots { get; init; } = true;
     [JsonPropertyName("parameters")] public IReadOnlyDictionary<string, string> Parameters { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>Keys of the <c>postgresql</c> section Steward does not act on, kept verbatim.</summary>
+    [JsonExtensionData] public Dictionary<string, JsonElement>? Other { get; init; }
 }

@@ -6,13 +6,88 @@ namespace Steward.Core.Cluster;
 /// <summary>
 /// The <c>config</c> key's JSON, in Patroni's shape. Reading is tolerant, because the key may have been written by Patroni
 /// or edited by hand (<c>patronictl edit-config</c>, etcdctl): parameter values that are JSON numbers or booleans become
-/// PostgreSQL's text ("100", "on"/"off"), integers may be written as strings, keys Steward does not know are ignored,
-/// and Patroni's old name <c>master_start_timeout</c> is accepted. A known key with a value of the wrong type makes the
+/// PostgreSQL's text ("100", "on"/"off"), integers may be written as strings, keys Steward does not act on are kept
+/// verbatim (<see cref="DynamicConfig.Other"/>, so the key round-trips) and reported by <see cref="NotActedOn"/>, and
+/// Patroni's old name <c>master_start_timeout</c> is accepted. A known key with a value of the wrong type makes the
 /// whole document invalid: guessing a lease time is worse than refusing it.
 /// </summary>
 public static class DynamicConfigJson
 {
+    /// <summary>Top-level keys Steward acts on (plus <c>master_start_timeout</c>, read as primary_start_timeout).</summary>
+    public static readonly IReadOnlyList<string> Known =
+    [
+        "ttl", "loop_wait", "retry_timeout", "maximum_lag_on_failover", "primary_start_timeout", "pause",
+        "synchronous_mode", "synchronous_mode_strict", "synchronous_node_count", "maximum_lag_on_syncnode",
+        "failsafe_mode", "member_slots_ttl", "postgresql",
+    ];
+
+    /// <summary>Keys of the <c>postgresql</c> section Steward acts on.</summary>
+    public static readonly IReadOnlyList<string> KnownPostgresql = ["use_pg_rewind", "use_slots", "parameters"];
+
     public static string Serialize(DynamicConfig config) => JsonSerializer.Serialize(config);
+
+    /// <summary>
+    /// Every key of <paramref name="config"/> Steward does not act on (dotted, e.g. <c>slots</c>, <c>postgresql.pg_hba</c>).
+    /// An operator setting one is refused; one found in etcd (written by Patroni or by hand) is kept and logged.
+    /// </summary>
+    public static IReadOnlyList<string> NotActedOn(DynamicConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        return [.. (config.Other?.Keys ?? Enumerable.Empty<string>()).Where(k => k != "master_start_timeout").Order(StringComparer.Ordinal),
+            .. (config.Postgresql.Other?.Keys ?? Enumerable.Empty<string>()).Order(StringComparer.Ordinal).Select(k => "postgresql." + k)];
+    }
+
+    /// <summary>
+    /// The keys of <paramref name="proposed"/> that Steward does not act on and that <paramref name="current"/> does not
+    /// already hold with the same value: what an operator is trying to set now (and is refused).
+    /// </summary>
+    public static IReadOnlyList<string> NewlyNotActedOn(DynamicConfig proposed, DynamicConfig? current)
+    {
+        ArgumentNullException.ThrowIfNull(proposed);
+        return [.. NotActedOn(proposed).Where(key => !SameValue(key, proposed, current))];
+
+        static bool SameValue(string key, DynamicConfig proposed, DynamicConfig? current)
+        {
+            if (current is null)
+            {
+                return false;
+            }
+
+            var (mine, theirs, name) = key.StartsWith("postgresql.", StringComparison.Ordinal)
+                ? (proposed.Postgresql.Other, current.Postgresql.Other, key["postgresql.".Length..])
+                : (proposed.Other, current.Other, key);
+            return mine is not null && theirs is not null && mine.TryGetValue(name, out var a) && theirs.TryGetValue(name, out var b)
+                   && JsonElement.DeepEquals(a, b);
+        }
+    }
+
+    /// <summary>Patroni's dynamic settings that Steward does not implement (named as such, rather than as unknown).</summary>
+    private static readonly HashSet<string> PatroniOnly = new(StringComparer.Ordinal)
+    {
+        "slots", "ignore_slots", "standby_cluster", "check_timeline", "max_timelines_history", "primary_stop_timeout",
+        "master_stop_timeout", "postgresql.recovery_conf", "postgresql.pg_hba", "postgresql.pg_ident", "postgresql.use_unix_socket",
+        "postgresql.use_unix_socket_repl", "postgresql.remove_data_directory_on_rewind_failure",
+        "postgresql.remove_data_directory_on_diverged_timelines",
+    };
+
+    /// <summary>The sentence an operator gets when setting keys Steward does not act on.</summary>
+    public static string NotActedOnMessage(IReadOnlyList<string> keys)
+    {
+        ArgumentNullException.ThrowIfNull(keys);
+        var parts = new List<string>();
+        if (keys.Where(PatroniOnly.Contains).ToList() is { Count: > 0 } patroni)
+        {
+            parts.Add($"{string.Join(", ", patroni)}: Patroni setting{(patroni.Count == 1 ? "" : "s")} Steward does not implement; refused rather than silently ignored");
+        }
+
+        if (keys.Where(k => !PatroniOnly.Contains(k)).ToList() is { Count: > 0 } unknown)
+        {
+            parts.Add($"unknown setting{(unknown.Count == 1 ? "" : "s")} {string.Join(", ", unknown)} (known: {string.Join(", ", Known.Where(k => k != "postgresql"))}, "
+                      + $"postgresql.{string.Join(", postgresql.", KnownPostgresql)})");
+        }
+
+        return string.Join("; ", parts);
+    }
 
     /// <returns>The configuration, or null with <paramref name="error"/> saying why when the document cannot be used.</returns>
     public static DynamicConfig? TryParse(string json, out string? error)
@@ -56,6 +131,16 @@ public static class DynamicConfigJson
             return $"maximum_lag_on_failover must be 0 or more bytes, got {config.MaximumLagOnFailover}";
         }
 
+        if (config.SynchronousNodeCount < 1)
+        {
+            return $"synchronous_node_count must be 1 or more, got {config.SynchronousNodeCount}";
+        }
+
+        if (config.MaximumLagOnSyncnode < -1)
+        {
+            return $"maximum_lag_on_syncnode must be -1 (off) or 0 or more bytes, got {config.MaximumLagOnSyncnode}";
+        }
+
         return config.PrimaryStartTimeout < 0 ? $"primary_start_timeout must be 0 or more seconds, got {config.PrimaryStartTimeout}" : null;
     }
 
@@ -75,6 +160,11 @@ public static class DynamicConfigJson
         }
 
         var primaryStartTimeout = Int(root, "primary_start_timeout") ?? Int(root, "master_start_timeout");
+        if (Property(root, "synchronous_mode") is { ValueKind: JsonValueKind.String } mode && mode.GetString() == "quorum")
+        {
+            throw new FormatException("synchronous_mode: quorum commit is not supported; use true (priority-based synchronous replication) or false");
+        }
+
         return new DynamicConfig
         {
             Ttl = Int(root, "ttl") ?? defaults.Ttl,
@@ -84,6 +174,9 @@ public static class DynamicConfigJson
             PrimaryStartTimeout = primaryStartTimeout ?? defaults.PrimaryStartTimeout,
             Pause = Bool(root, "pause") ?? defaults.Pause,
             SynchronousMode = Bool(root, "synchronous_mode") ?? defaults.SynchronousMode,
+            SynchronousModeStrict = Bool(root, "synchronous_mode_strict") ?? defaults.SynchronousModeStrict,
+            SynchronousNodeCount = Int(root, "synchronous_node_count") ?? defaults.SynchronousNodeCount,
+            MaximumLagOnSyncnode = Long(root, "maximum_lag_on_syncnode") ?? defaults.MaximumLagOnSyncnode,
             FailsafeMode = Bool(root, "failsafe_mode") ?? defaults.FailsafeMode,
             MemberSlotsTtl = Duration(root, "member_slots_ttl") ?? defaults.MemberSlotsTtl,
             Postgresql = postgresql is { } section
@@ -92,9 +185,17 @@ public static class DynamicConfigJson
                     UsePgRewind = Bool(section, "use_pg_rewind") ?? postgresDefaults.UsePgRewind,
                     UseSlots = Bool(section, "use_slots") ?? postgresDefaults.UseSlots,
                     Parameters = Parameters(section),
+                    Other = Others(section, KnownPostgresql),
                 }
                 : postgresDefaults,
+            Other = Others(root, [.. Known, "master_start_timeout"]),
         };
+    }
+
+    private static Dictionary<string, JsonElement>? Others(JsonElement element, IReadOnlyList<string> known)
+    {
+        var others = element.EnumerateObject().Where(p => !known.Contains(p.Name)).ToList();
+        return others.Count == 0 ? null : others.ToDictionary(p => p.Name, p => p.Value.Clone(), StringComparer.Ordinal);
     }
 
     private static JsonElement? Property(JsonElement element, string name) =>

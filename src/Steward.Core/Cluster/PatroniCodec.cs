@@ -100,8 +100,9 @@ public static partial class PatroniCodec
         return buffer.ToArray();
     }
 
+    /// <summary>The <c>config</c> key, read by the one tolerant reader every path shares (<see cref="DynamicConfigJson"/>).</summary>
     public static DynamicConfig? DeserializeConfig(ReadOnlySpan<byte> json) =>
-        JsonSerializer.Deserialize<DynamicConfig>(json, Options);
+        DynamicConfigJson.TryParse(Encoding.UTF8.GetString(json), out var error) ?? throw new FormatException(error);
 
     /// <summary>Builds a view from every key under the prefix. Never throws for odd contents.</summary>
     public static ClusterView Parse(long revision, IEnumerable<RawKeyValue> keys, ILogger logger)

@@ -412,13 +412,6 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
                 ? Fail(mode, section.Child("synchronous_mode"), "quorum commit is not supported")
                 : section.ParseBool(mode, section.Child("synchronous_mode"))
             : null;
-        if (synchronous == true)
-        {
-            // Accepting it and failing over asynchronously would break its promise (no acknowledged commit lost): refuse.
-            synchronous = Fail(section.String("synchronous_mode")!.Value, section.Child("synchronous_mode"),
-                "synchronous replication is not supported yet; set synchronous_mode: false (failover is asynchronous)");
-        }
-
         var postgresql = section.Section("postgresql");
         var dynamicPostgres = new DynamicPostgresConfig();
         if (postgresql is not null)
@@ -441,14 +434,17 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
             MaximumLagOnFailover = section.Long("maximum_lag_on_failover", 0) ?? defaults.MaximumLagOnFailover,
             PrimaryStartTimeout = primary ?? master ?? defaults.PrimaryStartTimeout,
             SynchronousMode = synchronous ?? defaults.SynchronousMode,
+            SynchronousModeStrict = section.Bool("synchronous_mode_strict") ?? defaults.SynchronousModeStrict,
+            SynchronousNodeCount = section.Int("synchronous_node_count", 1) ?? defaults.SynchronousNodeCount,
+            MaximumLagOnSyncnode = section.Long("maximum_lag_on_syncnode", -1) ?? defaults.MaximumLagOnSyncnode,
             Pause = section.Bool("pause") ?? defaults.Pause,
             FailsafeMode = section.Bool("failsafe_mode") ?? defaults.FailsafeMode,
             MemberSlotsTtl = ReadDuration(section, "member_slots_ttl") ?? defaults.MemberSlotsTtl,
             Postgresql = dynamicPostgres,
         };
         section.Unsupported(
-            "synchronous_mode_strict", "synchronous_node_count", "standby_cluster", "check_timeline", "slots",
-            "ignore_slots", "max_timelines_history", "maximum_lag_on_syncnode", "primary_stop_timeout", "master_stop_timeout");
+            "standby_cluster", "check_timeline", "slots",
+            "ignore_slots", "max_timelines_history", "primary_stop_timeout", "master_stop_timeout");
         section.Finish();
         return result;
     }

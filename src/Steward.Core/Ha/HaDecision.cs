@@ -311,10 +311,12 @@ public static class HaDecision
         var candidates = cluster.Members
             .Where(m => m.Name != input.Me && (request.Candidate is null || m.Name == request.Candidate))
             .Where(m => m.Data.Role == "replica" && m.Data.State == "running" && !TagIsTrue(m.Data.Tags, "nofailover"))
+            .Where(m => SyncBlocks(input, cluster, m.Name) is null)
             .ToList();
         if (candidates.Count == 0)
         {
-            return new HaPlan($"switchover cancelled: no healthy candidate{(request.Candidate is null ? "" : $" '{request.Candidate}'")}",
+            var sync = input.Settings.SynchronousMode ? " (synchronous mode: only a synchronous standby may take over)" : "";
+            return new HaPlan($"switchover cancelled: no healthy candidate{(request.Candidate is null ? "" : $" '{request.Candidate}'")}{sync}",
                 [new DeleteFailoverKey(), new LeaderHousekeeping()]);
         }
 
@@ -452,13 +454,21 @@ public static class HaDecision
             return HaPlan.NoAction($"no action. I am ({me}), a secondary; waiting for '{candidate}' to take over as requested");
         }
 
+        if (SyncBlocks(input, cluster, me) is { } notSync)
+        {
+            return HaPlan.NoAction($"no action. I am ({me}), a secondary; not promoting: {notSync}{note}");
+        }
+
+        // A synchronous standby on record holds every acknowledged commit: the lag limit does not apply to it.
+        var onRecord = IsSyncOnRecord(input, cluster, me);
+
         // Positions compare as (timeline, LSN), the order of WAL in the cluster's history: a member left behind on an older
         // timeline (or that wrote past the point where the cluster left it) lacks what the newer timeline acknowledged, however
         // large its LSN.
         var myTimeline = pg.Timeline ?? pg.ControlTimeline ?? 0;
         var myLsn = pg.Lsn ?? 0;
         var maxLag = input.Settings.MaximumLagOnFailover;
-        if (!namedForMe && cluster.Status is { } status && status.Optime - myLsn > maxLag)
+        if (!namedForMe && !onRecord && cluster.Status is { } status && status.Optime - myLsn > maxLag)
         {
             return HaPlan.NoAction($"not eligible for failover: {status.Optime - myLsn} bytes behind the last known leader position " +
                                    $"(maximum_lag_on_failover {maxLag}){note}");
@@ -490,12 +500,12 @@ public static class HaDecision
                     return HaPlan.NoAction($"no action. I am ({me}), a secondary; the former primary '{peer.Name}' is still running and may take the key back");
                 }
 
-                if (peer.NoFailover || peer.Lsn is not { } theirs)
+                if (peer.NoFailover || peer.Lsn is not { } theirs || SyncBlocks(input, cluster, peer.Name) is not null)
                 {
-                    continue;
+                    continue; // it will not take over (in synchronous mode: it is not on record in the sync key)
                 }
 
-                if (cluster.Status is { } last && last.Optime - theirs > maxLag)
+                if (!IsSyncOnRecord(input, cluster, peer.Name) && cluster.Status is { } last && last.Optime - theirs > maxLag)
                 {
                     continue; // it lags too far to take over itself (it decides the same from the same numbers): do not wait for it
                 }
@@ -557,8 +567,46 @@ public static class HaDecision
             return "is tagged nofailover";
         }
 
+        if (SyncBlocks(input, cluster, candidate) is { } notSync)
+        {
+            return notSync;
+        }
+
         return input.Peers?.GetValueOrDefault(candidate) is { Reachable: false } ? "does not answer" : null;
     }
+
+    /// <summary>
+    /// Null when <paramref name="member"/> may promote as far as synchronous mode is concerned; else why it may not. In
+    /// synchronous mode only a standby on record in the <c>sync</c> key (or the leader the key names) may, because only those
+    /// may have acknowledged the last commits. With no standby on record the leader ran asynchronously: anyone may (the
+    /// healthiest wins), unless synchronous_mode_strict promised that no commit is acknowledged by the primary alone.
+    /// </summary>
+    internal static string? SyncBlocks(HaInput input, ClusterView cluster, string member)
+    {
+        if (!input.Settings.SynchronousMode)
+        {
+            return null;
+        }
+
+        var sync = cluster.Sync;
+        if (sync?.Leader == member)
+        {
+            return null;
+        }
+
+        if (sync is null || sync.Standbys.Count == 0)
+        {
+            return input.Settings.SynchronousModeStrict
+                ? "synchronous_mode_strict is on and no synchronous standby is on record in the sync key, so only the former " +
+                  $"leader{(sync?.Leader is { } l ? $" '{l}'" : "")} is known to hold every acknowledged commit; staying without a leader rather than losing them"
+                : null;
+        }
+
+        return sync.IsStandby(member) ? null : $"'{member}' is not a synchronous standby (sync key: {sync.SyncStandby})";
+    }
+
+    private static bool IsSyncOnRecord(HaInput input, ClusterView cluster, string member) =>
+        input.Settings.SynchronousMode && cluster.Sync is { } sync && sync.IsStandby(member);
 
     /// <summary>
     /// Why a replica that replayed up to <paramref name="lsn"/> on <paramref name="timeline"/> can never follow a leader on

@@ -83,6 +83,13 @@ public interface IPostgresControl
 
     /// <summary>CHECKPOINT on the running server (before a clean demotion), bounded by pg_ctl_timeout.</summary>
     Task CheckpointAsync(CancellationToken ct);
+
+    /// <summary>
+    /// Sets <c>synchronous_standby_names</c> through Steward's include file (<c>steward.sync.conf</c>, read after every
+    /// other setting) and reloads a running server; null removes the file (the operator's value, if any, applies again).
+    /// Returns once the server reports the new value.
+    /// </summary>
+    Task SetSynchronousStandbyNamesAsync(string? value, CancellationToken ct);
 }
 
 public enum StartRole { Primary, Replica }
@@ -153,6 +160,12 @@ public sealed record PgState
     public int? ServerVersion { get; init; }
     public DateTimeOffset? PostmasterStartTime { get; init; }
     public bool PendingRestart { get; init; }
+    /// <summary>current_setting('synchronous_standby_names') of the running server.</summary>
+    public string? SynchronousStandbyNames { get; init; }
+
+    /// <summary>Steward sets synchronous_standby_names (its include file exists in the data directory).</summary>
+    public bool SynchronousStandbyNamesManaged { get; init; }
+
     /// <summary>pg_stat_replication rows on a primary.</summary>
     public IReadOnlyList<ReplicationConnection> Replication { get; init; } = [];
 
@@ -164,7 +177,11 @@ public sealed record PgState
     };
 }
 
-public sealed record ReplicationConnection(string? UserName, string ApplicationName, string? ClientAddr, string State, string SyncState, long? ReplayLsn);
+public sealed record ReplicationConnection(string? UserName, string ApplicationName, string? ClientAddr, string State, string SyncState, long? ReplayLsn)
+{
+    /// <summary>flush_lsn: what the standby has made durable (what a synchronous commit waits for).</summary>
+    public long? FlushLsn { get; init; }
+}
 
 /// <summary>A PostgreSQL program or query failed; the message names what and why.</summary>
 public sealed class PostgresException : Exception

@@ -140,6 +140,11 @@ internal sealed class Converger
 
             case StartPostgres start:
                 _status.SetState("starting");
+                if (start.Role == StartRole.Primary)
+                {
+                    // synchronous_standby_names left from an earlier term may name standbys the sync key no longer does.
+                    await ResetSynchronousStandbyNamesAsync(input.Pg, settings, ct).ConfigureAwait(false);
+                }
 
                 await _pg.StartAsync(start.Role, start.Upstream, settings, ct).ConfigureAwait(false);
                 CurrentUpstream = start.Upstream?.Address.ToString();
@@ -325,6 +330,19 @@ internal sealed class Converger
             return false;
         }
 
+        if (input.Settings.SynchronousMode)
+        {
+            // Before this node takes its first write: PostgreSQL waits for no standby the sync key does not name (strict:
+            // for none at all), and the key names this leader alone, so a crash before it picks a synchronous standby
+            // leaves the others free to take over when it acknowledged commits alone (strict: when it acknowledged none).
+            await ResetSynchronousStandbyNamesAsync(input.Pg, input.Settings, ct).ConfigureAwait(false);
+            if (!await _store.SetSyncStateAsync(SyncState.For(_config.Name, []), now.Sync?.ModRevision ?? 0, _config.Name, ct).ConfigureAwait(false))
+            {
+                Log.StepFailed(_log, "promote", "the sync key changed or the leader key was lost while taking over the sync key");
+                return false;
+            }
+        }
+
         await _pg.WriteMissingHistoryFilesAsync(history, ct).ConfigureAwait(false);
         await _pg.PromoteAsync(checkpoint: false, ct).ConfigureAwait(false);
 
@@ -358,6 +376,8 @@ internal sealed class Converger
         {
             return;
         }
+
+        await SyncReplicationAsync(input, pg, ct).ConfigureAwait(false);
 
         if (input.Settings.Postgresql.UseSlots && input.Cluster is { } cluster)
         {
@@ -417,6 +437,70 @@ internal sealed class Converger
         if (await _store.SetHistoryAsync([.. current.Where(h => h.CreatedTimeline != timeline), exact], now.HistoryModRevision, _config.Name, ct).ConfigureAwait(false))
         {
             Log.HistoryRecorded(_log, sw.ParentTimeline, Lsn.Format(sw.SwitchLsn), _config.Name);
+        }
+    }
+
+    /// <summary>
+    /// Synchronous mode on the leader: moves synchronous_standby_names and the sync key towards the standbys
+    /// <see cref="SyncReplication.Choose"/> picks, one <see cref="SyncReplication.Next"/> change at a time (key grows first,
+    /// PostgreSQL shrinks first; a standby leaves the key only in a later cycle, once PostgreSQL no longer reports it as
+    /// synchronous). Also turns it off (names cleared, then the key deleted) when synchronous_mode is switched off.
+    /// </summary>
+    private async Task SyncReplicationAsync(HaInput input, PgState pg, CancellationToken ct)
+    {
+        if (input.Cluster is not { } cluster)
+        {
+            return;
+        }
+
+        var settings = input.Settings;
+        var key = cluster.Sync;
+        for (var changes = 0; changes < 4; changes++)
+        {
+            var ssn = SyncReplication.Parse(pg.SynchronousStandbyNames, pg.SynchronousStandbyNamesManaged);
+            var current = key?.Leader == _config.Name ? key.Standbys : ssn.Names;
+            IReadOnlyList<string> wanted = settings.SynchronousMode ? SyncReplication.Choose(_config.Name, cluster, pg, settings, current) : [];
+            var reported = pg.Replication.Where(r => r.SyncState is "sync" or "potential" or "quorum").Select(r => r.ApplicationName).ToList();
+            switch (SyncReplication.Next(_config.Name, settings.SynchronousMode, settings.SynchronousModeStrict, ssn, key, wanted, reported))
+            {
+                case null:
+                    return;
+
+                case WriteSyncKey write:
+                    if (!await _store.SetSyncStateAsync(write.State, key?.ModRevision ?? 0, _config.Name, ct).ConfigureAwait(false))
+                    {
+                        Log.StepFailed(_log, "write sync key", "the sync key changed meanwhile or the leader key is no longer held");
+                        return;
+                    }
+
+                    Log.SyncKeyWritten(_log, write.State is null ? "deleted" : $"leader {write.State.Leader}, synchronous standbys [{string.Join(", ", write.State.Standbys)}]");
+                    key = (await _store.LoadAsync(ct).ConfigureAwait(false)).Sync;
+                    break;
+
+                case SetStandbyNames set:
+                    await _pg.SetSynchronousStandbyNamesAsync(set.Value, ct).ConfigureAwait(false);
+                    Log.StandbyNamesSet(_log, set.Value is null ? "(no longer managed)" : $"'{set.Value}'");
+                    if (ssn.Any || ssn.Names.Any(n => !set.Names.Contains(n)))
+                    {
+                        return; // a standby left: the key drops it in a later cycle, once PostgreSQL no longer counts it
+                    }
+
+                    pg = await _pg.InspectAsync(ct).ConfigureAwait(false);
+                    break;
+            }
+        }
+    }
+
+    /// <summary>Before a start or promotion as primary: synchronous_standby_names names nobody (strict: commits wait).</summary>
+    private async Task ResetSynchronousStandbyNamesAsync(PgState pg, DynamicConfig settings, CancellationToken ct)
+    {
+        if (settings.SynchronousMode)
+        {
+            await _pg.SetSynchronousStandbyNamesAsync(SyncReplication.Render([], settings.SynchronousModeStrict), ct).ConfigureAwait(false);
+        }
+        else if (pg.SynchronousStandbyNamesManaged)
+        {
+            await _pg.SetSynchronousStandbyNamesAsync(null, ct).ConfigureAwait(false);
         }
     }
 

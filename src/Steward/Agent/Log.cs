@@ -76,4 +76,13 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 1026, Level = LogLevel.Critical, Message = "failsafe: DCS is not accessible and not every member confirmed this primary: it is stopped at its lease deadline")]
     public static partial void FailsafeRefused(ILogger logger);
+
+    [LoggerMessage(EventId = 1030, Level = LogLevel.Information, Message = "sync key written: {State}")]
+    public static partial void SyncKeyWritten(ILogger logger, string state);
+
+    [LoggerMessage(EventId = 1031, Level = LogLevel.Information, Message = "synchronous_standby_names set to {Value}")]
+    public static partial void StandbyNamesSet(ILogger logger, string value);
+
+    [LoggerMessage(EventId = 1032, Level = LogLevel.Warning, Message = "the config key holds settings Steward does not act on (kept as they are, not applied): {Keys}")]
+    public static partial void ConfigNotActedOn(ILogger logger, string keys);
 }

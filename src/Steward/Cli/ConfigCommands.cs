@@ -76,7 +76,7 @@ internal static class ConfigCommands
                 DynamicConfig changed;
                 if (sets.Length == 0 && pgs.Length == 0)
                 {
-                    changed = ConfigEdit.Validate(await EditAsync(before, ct).ConfigureAwait(false));
+                    changed = ConfigEdit.Validate(await EditAsync(before, ct).ConfigureAwait(false), current);
                 }
                 else
                 {
@@ -91,7 +91,7 @@ internal static class ConfigCommands
                         ConfigEdit.ApplyPg(document, p);
                     }
 
-                    changed = ConfigEdit.Validate(document);
+                    changed = ConfigEdit.Validate(document, current);
                 }
 
                 var after = ConfigEdit.ToYaml(changed);

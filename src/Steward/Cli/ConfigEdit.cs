@@ -11,9 +11,6 @@ namespace Steward.Cli;
 /// </summary>
 internal static partial class ConfigEdit
 {
-    private static readonly string[] TopLevel = ["ttl", "loop_wait", "retry_timeout", "maximum_lag_on_failover", "primary_start_timeout", "pause", "synchronous_mode", "failsafe_mode", "member_slots_ttl", "postgresql"];
-    private static readonly string[] PostgresKeys = ["use_pg_rewind", "use_slots", "parameters"];
-
     /// <summary>The configuration as JSON; parameter values that are integers are written as numbers (<c>max_connections: 50</c> in YAML, as Patroni shows it).</summary>
     public static JsonObject ToJson(DynamicConfig config)
     {
@@ -49,19 +46,27 @@ internal static partial class ConfigEdit
         Set(document, ["postgresql", "parameters", name], value == "null" ? null : JsonValue.Create(value), "--pg " + assignment);
     }
 
-    /// <summary>The configuration <paramref name="document"/> describes, or a <see cref="CliException"/> naming the first problem.</summary>
-    public static DynamicConfig Validate(JsonObject document)
+    /// <summary>
+    /// The configuration <paramref name="document"/> describes, or a <see cref="CliException"/> naming the first problem.
+    /// Keys Steward does not act on are refused when this edit sets them; ones <paramref name="current"/> already holds
+    /// (written by Patroni, say) are kept as they are.
+    /// </summary>
+    public static DynamicConfig Validate(JsonObject document, DynamicConfig? current)
     {
         ArgumentNullException.ThrowIfNull(document);
-        var unknown = UnknownKeys(document).ToList();
-        if (unknown.Count > 0)
+        var badNames = BadParameterNames(document).ToList();
+        if (badNames.Count > 0)
         {
-            throw new CliException($"unknown setting{(unknown.Count > 1 ? "s" : "")} {string.Join(", ", unknown)}; known: {string.Join(", ", TopLevel.Where(k => k != "postgresql"))}, "
-                                   + $"postgresql.{string.Join(", postgresql.", PostgresKeys.Where(k => k != "parameters"))}, postgresql.parameters.<name>");
+            throw new CliException($"not a PostgreSQL parameter name: {string.Join(", ", badNames)}");
         }
 
         var config = DynamicConfigJson.TryParse(document.ToJsonString(), out var error)
                      ?? throw new CliException((error ?? "invalid configuration").Replace("config key: ", "", StringComparison.Ordinal));
+        if (DynamicConfigJson.NewlyNotActedOn(config, current) is { Count: > 0 } refused)
+        {
+            throw new CliException(DynamicConfigJson.NotActedOnMessage(refused));
+        }
+
         foreach (var (name, value) in new[] { ("ttl", config.Ttl), ("loop_wait", config.LoopWait), ("retry_timeout", config.RetryTimeout) })
         {
             if (value < 1)
@@ -70,57 +75,19 @@ internal static partial class ConfigEdit
             }
         }
 
-        if (config.MaximumLagOnFailover < 0)
-        {
-            throw new CliException($"maximum_lag_on_failover must be 0 or more bytes, got {config.MaximumLagOnFailover}");
-        }
-
-        if (config.PrimaryStartTimeout < 0)
-        {
-            throw new CliException($"primary_start_timeout must be 0 or more seconds, got {config.PrimaryStartTimeout}");
-        }
-
         if (config.LoopWait + (2 * config.RetryTimeout) > config.Ttl)
         {
             throw new CliException($"loop_wait ({config.LoopWait}) + 2 × retry_timeout ({config.RetryTimeout}) = {config.LoopWait + (2 * config.RetryTimeout)} "
                                    + $"is more than ttl ({config.Ttl}): a leader could lose its lease between two cycles");
         }
 
-        if (config.SynchronousMode)
-        {
-            throw new CliException("synchronous_mode: true is not supported by Steward (the agents refuse it)");
-        }
-
-        return config;
+        return DynamicConfigJson.Problem(config) is { } problem ? throw new CliException(problem) : config;
     }
 
-    private static IEnumerable<string> UnknownKeys(JsonObject document)
-    {
-        foreach (var (key, value) in document)
-        {
-            if (!TopLevel.Contains(key) && key != "master_start_timeout")
-            {
-                yield return key;
-            }
-            else if (key == "postgresql" && value is JsonObject postgresql)
-            {
-                foreach (var (inner, parameters) in postgresql)
-                {
-                    if (!PostgresKeys.Contains(inner))
-                    {
-                        yield return "postgresql." + inner;
-                    }
-                    else if (inner == "parameters" && parameters is JsonObject p)
-                    {
-                        foreach (var name in p.Select(x => x.Key).Where(n => !ParameterName().IsMatch(n)))
-                        {
-                            yield return $"postgresql.parameters.{name} (not a PostgreSQL parameter name)";
-                        }
-                    }
-                }
-            }
-        }
-    }
+    private static IEnumerable<string> BadParameterNames(JsonObject document) =>
+        document["postgresql"]?["parameters"] is JsonObject parameters
+            ? parameters.Select(p => p.Key).Where(n => !ParameterName().IsMatch(n)).Select(n => "postgresql.parameters." + n)
+            : [];
 
     private static (string Key, string Value) Split(string assignment, string option)
     {

@@ -324,6 +324,11 @@ internal static class RestActions
             return Text(400, $"invalid configuration: {error}");
         }
 
+        if (DynamicConfigJson.NewlyNotActedOn(config, view.Config?.Value) is { Count: > 0 } refused)
+        {
+            return Text(400, DynamicConfigJson.NotActedOnMessage(refused));
+        }
+
         if (DynamicConfigJson.Problem(config) is { } problem)
         {
             return Text(400, problem);

@@ -220,6 +220,8 @@ public sealed class DeadlineStopTests
         public Task WriteMissingHistoryFilesAsync(IReadOnlyList<HistoryEntry> history, CancellationToken ct) => Task.CompletedTask;
         public Task<TimelineSwitch?> ReadLastTimelineSwitchAsync(long timeline, CancellationToken ct) => Task.FromResult<TimelineSwitch?>(null);
         public Task CheckpointAsync(CancellationToken ct) => Task.CompletedTask;
+
+        public Task SetSynchronousStandbyNamesAsync(string? value, CancellationToken ct) => Task.CompletedTask;
         public Task SetPrimaryMarkAsync(bool present, CancellationToken ct) => Task.CompletedTask;
     }
 }

@@ -25,7 +25,7 @@ public sealed class ConfigEditTests
             ConfigEdit.ApplyPg(doc, p);
         }
 
-        return ConfigEdit.Validate(doc);
+        return ConfigEdit.Validate(doc, Current);
     }
 
     [Fact]
@@ -65,7 +65,11 @@ public sealed class ConfigEditTests
     [InlineData("maximum_lag_on_failover=-5", "maximum_lag_on_failover must be 0 or more")]
     [InlineData("ttll=10", "unknown setting ttll")]
     [InlineData("postgresql.use_slot=false", "unknown setting postgresql.use_slot")]
-    [InlineData("synchronous_mode=true", "synchronous_mode: true is not supported")]
+    [InlineData("synchronous_mode=quorum", "quorum commit is not supported")]
+    [InlineData("synchronous_node_count=0", "synchronous_node_count must be 1 or more, got 0")]
+    [InlineData("maximum_lag_on_syncnode=-2", "maximum_lag_on_syncnode must be -1 (off) or 0 or more bytes")]
+    [InlineData("slots.x.type=physical", "slots: Patroni setting Steward does not implement")]
+    [InlineData("postgresql.pg_hba=x", "postgresql.pg_hba: Patroni setting Steward does not implement")]
     [InlineData("ttl.x=1", "ttl is a single value, not a section")]
     public void Invalid_settings_are_refused_with_the_key_named(string set, string message)
     {
@@ -91,13 +95,39 @@ public sealed class ConfigEditTests
     }
 
     [Fact]
+    public void Synchronous_settings_are_applied()
+    {
+        var c = Apply(["synchronous_mode=true", "synchronous_mode_strict=true", "synchronous_node_count=2", "maximum_lag_on_syncnode=1000"], []);
+        Assert.True(c.SynchronousMode);
+        Assert.True(c.SynchronousModeStrict);
+        Assert.Equal(2, c.SynchronousNodeCount);
+        Assert.Equal(1000, c.MaximumLagOnSyncnode);
+    }
+
+    [Fact]
+    public void Keys_written_by_Patroni_that_Steward_does_not_act_on_are_kept_but_cannot_be_changed()
+    {
+        var current = DynamicConfigJson.TryParse("""{"ttl": 6, "slots": {"s1": {"type": "physical"}}, "postgresql": {"pg_hba": ["host all all 0.0.0.0/0 md5"]}}""", out _)!;
+        var doc = ConfigEdit.ToJson(current);
+        ConfigEdit.ApplySet(doc, "loop_wait=2");
+        var edited = ConfigEdit.Validate(doc, current);
+        Assert.Equal(2, edited.LoopWait);
+        Assert.Equal(["slots", "postgresql.pg_hba"], DynamicConfigJson.NotActedOn(edited));
+        Assert.Contains("\"s1\"", DynamicConfigJson.Serialize(edited), StringComparison.Ordinal);
+
+        ConfigEdit.ApplySet(doc, "slots.s2.type=physical");
+        var e = Assert.Throws<CliException>(() => ConfigEdit.Validate(doc, current));
+        Assert.Contains("slots: Patroni setting", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Yaml_round_trips_and_keeps_numeric_looking_parameter_text()
     {
         var yaml = ConfigEdit.ToYaml(Current with { Pause = true });
         Assert.Contains("ttl: 6\n", yaml, StringComparison.Ordinal);
         Assert.Contains("pause: true\n", yaml, StringComparison.Ordinal);
         Assert.Contains("    max_connections: 50\n", yaml, StringComparison.Ordinal);
-        var back = ConfigEdit.Validate((JsonObject)CliOutput.ParseYaml(yaml)!);
+        var back = ConfigEdit.Validate((JsonObject)CliOutput.ParseYaml(yaml)!, null);
         Assert.Equal(ConfigEdit.ToYaml(Current with { Pause = true }), ConfigEdit.ToYaml(back));
         Assert.Equal("50", back.Postgresql.Parameters["max_connections"]);
     }

@@ -85,6 +85,48 @@ public sealed class DynamicConfigJsonTests
     }
 
     [Fact]
+    public void Keys_steward_does_not_act_on_round_trip_and_are_reported()
+    {
+        const string json = """
+            {"ttl": 6, "slots": {"x": {"type": "physical"}}, "ignore_slots": [{"name": "y"}], "synchronous_mode": true,
+             "synchronous_node_count": 2, "postgresql": {"pg_hba": ["local all all trust"], "parameters": {"a": "1"}}}
+            """;
+
+        var config = DynamicConfigJson.TryParse(json, out var error)!;
+        Assert.Null(error);
+        Assert.Equal(["ignore_slots", "slots", "postgresql.pg_hba"], DynamicConfigJson.NotActedOn(config));
+        Assert.Equal((true, 2), (config.SynchronousMode, config.SynchronousNodeCount));
+
+        var again = DynamicConfigJson.TryParse(DynamicConfigJson.Serialize(config), out _)!;
+        using var document = JsonDocument.Parse(DynamicConfigJson.Serialize(again));
+        Assert.Equal("physical", document.RootElement.GetProperty("slots").GetProperty("x").GetProperty("type").GetString());
+        Assert.Equal("y", document.RootElement.GetProperty("ignore_slots")[0].GetProperty("name").GetString());
+        Assert.Equal("local all all trust", document.RootElement.GetProperty("postgresql").GetProperty("pg_hba")[0].GetString());
+        Assert.Equal(2, document.RootElement.GetProperty("synchronous_node_count").GetInt32());
+
+        // Unchanged keys are not "newly set"; a changed or added one is.
+        Assert.Empty(DynamicConfigJson.NewlyNotActedOn(again, config));
+        var changed = DynamicConfigJson.TryParse(json.Replace("\"physical\"", "\"logical\"", StringComparison.Ordinal), out _)!;
+        Assert.Equal(["slots"], DynamicConfigJson.NewlyNotActedOn(changed, config));
+        Assert.Equal(["ignore_slots", "slots", "postgresql.pg_hba"], DynamicConfigJson.NewlyNotActedOn(config, null));
+        Assert.Contains("unknown setting typo", DynamicConfigJson.NotActedOnMessage(["slots", "typo"]), StringComparison.Ordinal);
+        Assert.Contains("slots: Patroni setting Steward does not implement", DynamicConfigJson.NotActedOnMessage(["slots", "typo"]), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("""{"synchronous_node_count": 0}""", "synchronous_node_count must be 1 or more, got 0")]
+    [InlineData("""{"maximum_lag_on_syncnode": -2}""", "maximum_lag_on_syncnode must be -1 (off) or 0 or more bytes, got -2")]
+    public void Synchronous_settings_out_of_range_are_problems(string json, string problem) =>
+        Assert.Equal(problem, DynamicConfigJson.Problem(DynamicConfigJson.TryParse(json, out _)!));
+
+    [Fact]
+    public void Quorum_mode_is_refused_by_name()
+    {
+        Assert.Null(DynamicConfigJson.TryParse("""{"synchronous_mode": "quorum"}""", out var error));
+        Assert.Contains("quorum commit is not supported", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Empty_object_gives_the_defaults()
     {
         var config = DynamicConfigJson.TryParse("{}", out var error);

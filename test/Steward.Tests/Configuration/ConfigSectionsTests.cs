@@ -106,11 +106,15 @@ public sealed class ConfigSectionsTests
     }
 
     [Fact]
-    public void Synchronous_mode_on_is_refused_rather_than_silently_failing_over_asynchronously() =>
-        Assert.Contains(
-            "synchronous replication is not supported yet",
-            Fails(With("bootstrap:\n  dcs:\n    synchronous_mode: true")).Message,
-            StringComparison.Ordinal);
+    public void Synchronous_mode_settings_are_read()
+    {
+        var dcs = Parse(With("bootstrap:\n  dcs:\n    synchronous_mode: true\n    synchronous_mode_strict: on\n    synchronous_node_count: 2\n    maximum_lag_on_syncnode: 1048576")).Bootstrap.Dcs;
+        Assert.Equal((true, true, 2, 1048576L), (dcs.SynchronousMode, dcs.SynchronousModeStrict, dcs.SynchronousNodeCount, dcs.MaximumLagOnSyncnode));
+    }
+
+    [Fact]
+    public void Synchronous_node_count_below_one_is_refused() =>
+        Assert.Contains("synchronous_node_count", Fails(With("bootstrap:\n  dcs:\n    synchronous_node_count: 0")).Message, StringComparison.Ordinal);
 
     [Fact]
     public void Primary_start_timeout_and_its_old_name_together_are_rejected() =>
@@ -219,7 +223,6 @@ public sealed class ConfigSectionsTests
             {
                 Warning("certfile:", "restapi.certfile"),
                 Warning("cacert:", "etcd3.cacert"),
-                Warning("synchronous_mode_strict:", "bootstrap.dcs.synchronous_mode_strict"),
                 Warning("pg_hba: [local", "bootstrap.dcs.postgresql.pg_hba"),
                 Warning("post_bootstrap:", "bootstrap.post_bootstrap"),
                 Warning("callbacks:", "postgresql.callbacks"),

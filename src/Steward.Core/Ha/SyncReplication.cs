@@ -1,0 +1,222 @@
+using System.Globalization;
+using System.Text;
+using Steward.Core.Cluster;
+using Steward.Core.Postgres;
+
+namespace Steward.Core.Ha;
+
+/// <summary>
+/// Synchronous mode on the leader, as pure decisions: which standbys should be synchronous, and the one next change that
+/// moves <c>synchronous_standby_names</c> and the <c>sync</c> key towards that without ever breaking the invariant
+/// <b>the sync key names every standby whose acknowledgement a commit may have waited for</b>:
+/// <list type="number">
+/// <item>the key grows (to cover the standbys about to be added) before <c>synchronous_standby_names</c> names them;</item>
+/// <item><c>synchronous_standby_names</c> drops a standby before the key does, and the key drops it only in a later cycle,
+/// once PostgreSQL no longer reports it as a synchronous (or potential) standby.</item>
+/// </list>
+/// On failover a member on record in the key may promote; among several, the furthest ahead wins (a member that acknowledged
+/// every commit is never behind one that did not).
+/// </summary>
+public static class SyncReplication
+{
+    /// <summary>
+    /// <c>synchronous_standby_names</c> in strict mode when no standby is synchronous: a name no standby has, so commits wait
+    /// (rather than Patroni's <c>*</c>, which lets any standby — also one not on record in the key — acknowledge them).
+    /// </summary>
+    public const string NobodyPlaceholder = "steward_no_sync_standby";
+
+    /// <summary>
+    /// The standbys that should be synchronous, best first: streaming replicas of this leader with a member key, not tagged
+    /// nosync or nofailover (one that cannot take over protects nothing on failover), within maximum_lag_on_syncnode; the
+    /// current synchronous ones keep their place while healthy (no churn), then the least lagging.
+    /// </summary>
+    public static IReadOnlyList<string> Choose(string me, ClusterView cluster, PgState pg, DynamicConfig settings, IReadOnlyCollection<string> current)
+    {
+        ArgumentNullException.ThrowIfNull(cluster);
+        ArgumentNullException.ThrowIfNull(pg);
+        ArgumentNullException.ThrowIfNull(settings);
+        ArgumentNullException.ThrowIfNull(current);
+        var leaderLsn = pg.WriteLsn ?? 0;
+        var candidates = new List<(string Name, bool Current, long Lag)>();
+        foreach (var connection in pg.Replication)
+        {
+            if (connection.State != "streaming" || connection.ApplicationName == me
+                || cluster.GetMember(connection.ApplicationName) is not { } member
+                || HaDecision.TagIsTrue(member.Data.Tags, "nosync") || HaDecision.TagIsTrue(member.Data.Tags, "nofailover"))
+            {
+                continue;
+            }
+
+            var lag = Math.Max(0, leaderLsn - (connection.FlushLsn ?? connection.ReplayLsn ?? 0));
+            if (settings.MaximumLagOnSyncnode >= 0 && lag > settings.MaximumLagOnSyncnode)
+            {
+                continue;
+            }
+
+            candidates.Add((connection.ApplicationName, current.Contains(connection.ApplicationName), lag));
+        }
+
+        return [.. candidates
+            .DistinctBy(c => c.Name)
+            .OrderByDescending(c => c.Current)
+            .ThenBy(c => c.Lag)
+            .ThenBy(c => c.Name, StringComparer.Ordinal)
+            .Take(Math.Max(1, settings.SynchronousNodeCount))
+            .Select(c => c.Name)];
+    }
+
+    /// <summary>
+    /// The next change towards <paramref name="wanted"/>, or null when everything is in step. <paramref name="ssn"/> is
+    /// what PostgreSQL runs with now (<see cref="Parse"/>); <paramref name="reportedSync"/> the standbys pg_stat_replication
+    /// still reports as synchronous or potential (a standby leaves the key only once it is not among them).
+    /// </summary>
+    public static SyncChange? Next(
+        string me, bool synchronousMode, bool strict, StandbyNames ssn, SyncState? key, IReadOnlyList<string> wanted,
+        IReadOnlyCollection<string> reportedSync)
+    {
+        ArgumentNullException.ThrowIfNull(wanted);
+        ArgumentNullException.ThrowIfNull(reportedSync);
+        var mine = key is { } k && k.Leader == me;
+        var onRecord = mine ? key!.Standbys : [];
+
+        if (!synchronousMode)
+        {
+            // Off: PostgreSQL stops waiting first, then the key goes.
+            if (ssn.Managed)
+            {
+                return new SetStandbyNames(null, []);
+            }
+
+            return key is not null ? new WriteSyncKey(null) : null;
+        }
+
+        // Anything PostgreSQL may wait on must be on record before anything else happens ('*' cannot be: drop it first).
+        if (ssn.Any)
+        {
+            return new SetStandbyNames(Render([], strict), []);
+        }
+
+        var covered = ssn.Names.All(onRecord.Contains) && wanted.All(onRecord.Contains);
+        if (!mine || !covered)
+        {
+            return new WriteSyncKey(SyncState.For(me, [.. onRecord, .. ssn.Names, .. wanted]));
+        }
+
+        if (!ssn.Managed || !ssn.Names.OrderBy(n => n, StringComparer.Ordinal).SequenceEqual(wanted.OrderBy(n => n, StringComparer.Ordinal))
+            || (wanted.Count == 0 && ssn.Placeholder != strict))
+        {
+            return new SetStandbyNames(Render(wanted, strict), wanted);
+        }
+
+        // In step: drop from the key what PostgreSQL no longer waits for (and no longer reports as synchronous).
+        var extra = onRecord.Where(n => !wanted.Contains(n)).ToList();
+        return extra.Count > 0 && !extra.Any(reportedSync.Contains)
+            ? new WriteSyncKey(SyncState.For(me, wanted))
+            : null;
+    }
+
+    /// <summary><c>synchronous_standby_names</c> for exactly <paramref name="standbys"/> (all of them must acknowledge).</summary>
+    public static string Render(IReadOnlyList<string> standbys, bool strict)
+    {
+        ArgumentNullException.ThrowIfNull(standbys);
+        if (standbys.Count == 0)
+        {
+            return strict ? NobodyPlaceholder : "";
+        }
+
+        var text = new StringBuilder("FIRST ").Append(standbys.Count.ToString(CultureInfo.InvariantCulture)).Append(" (");
+        text.AppendJoin(',', standbys.Select(s => "\"" + s.Replace("\"", "\"\"", StringComparison.Ordinal) + "\""));
+        return text.Append(')').ToString();
+    }
+
+    /// <summary>
+    /// Reads a <c>synchronous_standby_names</c> value: <c>a, b</c>, <c>N (a, b)</c>, <c>FIRST N (…)</c>, <c>ANY N (…)</c>,
+    /// <c>*</c>, or the placeholder. <paramref name="managed"/>: Steward's include file sets it (else it is the operator's).
+    /// </summary>
+    public static StandbyNames Parse(string? value, bool managed)
+    {
+        var text = (value ?? "").Trim();
+        if (text.Length == 0)
+        {
+            return new StandbyNames([], Any: false, Placeholder: false, managed);
+        }
+
+        var open = text.IndexOf('(', StringComparison.Ordinal);
+        var list = open >= 0 && text.EndsWith(')') ? text[(open + 1)..^1] : text;
+        var names = new List<string>();
+        var any = false;
+        foreach (var raw in SplitNames(list))
+        {
+            if (raw == "*")
+            {
+                any = true;
+            }
+            else if (raw == NobodyPlaceholder)
+            {
+                continue;
+            }
+            else
+            {
+                names.Add(raw);
+            }
+        }
+
+        return new StandbyNames(names, any, text == NobodyPlaceholder, managed);
+    }
+
+    private static IEnumerable<string> SplitNames(string list)
+    {
+        var current = new StringBuilder();
+        var quoted = false;
+        for (var i = 0; i < list.Length; i++)
+        {
+            var c = list[i];
+            if (c == '"')
+            {
+                if (quoted && i + 1 < list.Length && list[i + 1] == '"')
+                {
+                    current.Append('"');
+                    i++;
+                }
+                else
+                {
+                    quoted = !quoted;
+                }
+            }
+            else if (c == ',' && !quoted)
+            {
+                if (current.ToString().Trim() is { Length: > 0 } name)
+                {
+                    yield return name;
+                }
+
+                current.Clear();
+            }
+            else
+            {
+                current.Append(c);
+            }
+        }
+
+        if (current.ToString().Trim() is { Length: > 0 } last)
+        {
+            yield return last;
+        }
+    }
+}
+
+/// <summary>What <c>synchronous_standby_names</c> names.</summary>
+/// <param name="Names">Standby names PostgreSQL may wait for.</param>
+/// <param name="Any">It holds <c>*</c>: any standby may acknowledge.</param>
+/// <param name="Placeholder">It is <see cref="SyncReplication.NobodyPlaceholder"/>: commits wait, no standby can acknowledge.</param>
+/// <param name="Managed">Steward set it (its include file exists).</param>
+public sealed record StandbyNames(IReadOnlyList<string> Names, bool Any, bool Placeholder, bool Managed);
+
+/// <summary>One change the leader makes to keep synchronous replication and the <c>sync</c> key in step.</summary>
+public abstract record SyncChange;
+
+/// <summary>Set <c>synchronous_standby_names</c> (null: Steward stops managing it) and reload.</summary>
+public sealed record SetStandbyNames(string? Value, IReadOnlyList<string> Names) : SyncChange;
+
+/// <summary>Write the <c>sync</c> key (null: delete it), compare-and-swap, while holding the leader key.</summary>
+public sealed record WriteSyncKey(SyncState? State) : SyncChange;
