@@ -581,29 +581,8 @@ public static class HaDecision
     /// may have acknowledged the last commits. With no standby on record the leader ran asynchronously: anyone may (the
     /// healthiest wins), unless synchronous_mode_strict promised that no commit is acknowledged by the primary alone.
     /// </summary>
-    internal static string? SyncBlocks(HaInput input, ClusterView cluster, string member)
-    {
-        if (!input.Settings.SynchronousMode)
-        {
-            return null;
-        }
-
-        var sync = cluster.Sync;
-        if (sync?.Leader == member)
-        {
-            return null;
-        }
-
-        if (sync is null || sync.Standbys.Count == 0)
-        {
-            return input.Settings.SynchronousModeStrict
-                ? "synchronous_mode_strict is on and no synchronous standby is on record in the sync key, so only the former " +
-                  $"leader{(sync?.Leader is { } l ? $" '{l}'" : "")} is known to hold every acknowledged commit; staying without a leader rather than losing them"
-                : null;
-        }
-
-        return sync.IsStandby(member) ? null : $"'{member}' is not a synchronous standby (sync key: {sync.SyncStandby})";
-    }
+    internal static string? SyncBlocks(HaInput input, ClusterView cluster, string member) =>
+        SyncReplication.PromotionBlocked(input.Settings, cluster.Sync, member);
 
     private static bool IsSyncOnRecord(HaInput input, ClusterView cluster, string member) =>
         input.Settings.SynchronousMode && cluster.Sync is { } sync && sync.IsStandby(member);

@@ -26,6 +26,31 @@ public static class SyncReplication
     public const string NobodyPlaceholder = "steward_no_sync_standby";
 
     /// <summary>
+    /// Null when <paramref name="member"/> may promote as far as synchronous mode is concerned; else why it may not. In
+    /// synchronous mode only a standby on record in the <c>sync</c> key (or the leader the key names) may, because only those
+    /// may have acknowledged the last commits. With no standby on record the leader ran asynchronously: anyone may (the
+    /// healthiest wins), unless synchronous_mode_strict promised that no commit is acknowledged by the primary alone.
+    /// </summary>
+    public static string? PromotionBlocked(DynamicConfig settings, SyncState? sync, string member)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        if (!settings.SynchronousMode || sync?.Leader == member)
+        {
+            return null;
+        }
+
+        if (sync is null || sync.Standbys.Count == 0)
+        {
+            return settings.SynchronousModeStrict
+                ? "synchronous_mode_strict is on and no synchronous standby is on record in the sync key, so only the former " +
+                  $"leader{(sync?.Leader is { } l ? $" '{l}'" : "")} is known to hold every acknowledged commit; staying without a leader rather than losing them"
+                : null;
+        }
+
+        return sync.IsStandby(member) ? null : $"'{member}' is not a synchronous standby (sync key: {sync.SyncStandby}; candidate name does not match with sync_standby)";
+    }
+
+    /// <summary>
     /// The standbys that should be synchronous, best first: streaming replicas of this leader with a member key, not tagged
     /// nosync or nofailover (one that cannot take over protects nothing on failover), within maximum_lag_on_syncnode; the
     /// current synchronous ones keep their place while healthy (no churn), then the least lagging.

@@ -40,6 +40,7 @@ internal sealed class NodeAgent : IAsyncDisposable
     private long _lastMemberLease;
     private ScheduledRestart? _scheduledRestart;
     private (string Leader, long At)? _failsafeLeader;
+    private long _configCheckedRevision;
     private bool _failsafeConfirmed;
 
     public NodeAgent(StewardConfig config, IClusterStore store, IPostgresControl pg, IPeerClient peers, IPrimaryFence fence, TimeProvider time, ILoggerFactory loggers)
@@ -188,6 +189,16 @@ internal sealed class NodeAgent : IAsyncDisposable
         else
         {
             _failsafeConfirmed = false;
+        }
+
+        if (cluster?.Config is { } config && config.ModRevision != _configCheckedRevision)
+        {
+            // Written by Patroni or by hand: kept as it is (the key round-trips), but said loudly, once per change.
+            _configCheckedRevision = config.ModRevision;
+            if (DynamicConfigJson.NotActedOn(config.Value) is { Count: > 0 } ignored)
+            {
+                Log.ConfigNotActedOn(_log, string.Join(", ", ignored));
+            }
         }
 
         TrackTimers(pg, cluster, now);

@@ -197,6 +197,11 @@ internal static class SwitchoverCommands
             return $"{m.Name} is not running (state: {m.Data.State ?? "unknown"})";
         }
 
+        if (view.Config?.Value is { } settings && Steward.Core.Ha.SyncReplication.PromotionBlocked(settings, view.Sync, m.Name) is { } notSync)
+        {
+            return $"{m.Name} may not take over in synchronous mode: {notSync}";
+        }
+
         if (!requireStreaming)
         {
             return null;

@@ -57,7 +57,7 @@ internal sealed class AgentMetrics
         _primary.Set(s.HoldsLeader && s.IsPrimaryAcceptingWrites ? 1 : 0);
         _replica.Set(s.IsReplicaRunning ? 1 : 0);
         _standbyLeader.Set(0);
-        _syncStandby.Set(0);
+        _syncStandby.Set(RestApi.IsSyncStandby(_agent, s) ? 1 : 0);
         _xlogLocation.Set(s.Pg.InRecovery == false ? s.Pg.WriteLsn ?? 0 : 0);
         _received.Set(s.Pg.ReceiveLsn ?? 0);
         _replayed.Set(s.Pg.ReplayLsn ?? 0);

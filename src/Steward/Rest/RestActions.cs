@@ -169,8 +169,14 @@ internal static class RestActions
             {
                 return Text(412, $"candidate {candidateName} {why}");
             }
+
+            if (SyncReplication.PromotionBlocked(settings, view.Sync, candidateName) is { } notSync)
+            {
+                return Text(412, $"candidate {candidateName} may not take over in synchronous mode: {notSync}");
+            }
         }
-        else if (!view.Members.Any(m => m.Name != view.Leader?.Name && Ineligible(m, view, settings.MaximumLagOnFailover, true) is null))
+        else if (!view.Members.Any(m => m.Name != view.Leader?.Name && Ineligible(m, view, settings.MaximumLagOnFailover, true) is null
+                                        && SyncReplication.PromotionBlocked(settings, view.Sync, m.Name) is null))
         {
             return Text(412, "no eligible candidate: no healthy streaming replica without nofailover within maximum_lag_on_failover");
         }

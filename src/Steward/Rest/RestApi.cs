@@ -32,8 +32,8 @@ internal static class RestApi
         MapHealth(app, agent, ["/standby-leader", "/standby_leader"], (_, _) => false);
         MapHealth(app, agent, ["/replica"], (s, q) => !s.HoldsLeader && s.IsReplicaRunning && !s.Demoting && !agent.Config.Tags.NoLoadBalance && ReplicaQueryOk(agent, s, q));
         MapHealth(app, agent, ["/read-only"], (s, q) => (s.HoldsLeader && s.IsPrimaryAcceptingWrites) || (s.IsReplicaRunning && !agent.Config.Tags.NoLoadBalance && ReplicaQueryOk(agent, s, q)));
-        MapHealth(app, agent, ["/sync", "/synchronous"], (_, _) => false);
-        MapHealth(app, agent, ["/async", "/asynchronous"], (s, q) => !s.HoldsLeader && s.IsReplicaRunning && ReplicaQueryOk(agent, s, q));
+        MapHealth(app, agent, ["/sync", "/synchronous"], (s, q) => IsSyncStandby(agent, s) && ReplicaQueryOk(agent, s, q));
+        MapHealth(app, agent, ["/async", "/asynchronous"], (s, q) => !s.HoldsLeader && s.IsReplicaRunning && !IsSyncStandby(agent, s) && ReplicaQueryOk(agent, s, q));
         MapHealth(app, agent, ["/health"], (s, _) => s.Pg.Running && s.Pg.Accepting);
         MapHealth(app, agent, ["/liveness"], (s, _) => Live(agent, s));
         MapHealth(app, agent, ["/readiness"], (s, _) => (s.HoldsLeader && s.IsPrimaryAcceptingWrites) || (s.IsReplicaRunning && s.Pg.Streaming));
@@ -86,6 +86,13 @@ internal static class RestApi
         var limit = s.HoldsLeader ? ttl : ttl * 2;
         return agent.SinceLastCycle <= limit;
     }
+
+    /// <summary>A running replica on record in the <c>sync</c> key while synchronous mode is on.</summary>
+    internal static bool IsSyncStandby(NodeAgent agent, AgentSnapshot s) =>
+        !s.HoldsLeader && s.IsReplicaRunning && IsSyncOnRecord(s.Cluster, agent.Config.Name);
+
+    private static bool IsSyncOnRecord(ClusterView? cluster, string member) =>
+        cluster is { Config.Value.SynchronousMode: true, Sync: { } sync } && sync.Leader == cluster.Leader?.Name && sync.IsStandby(member);
 
     /// <summary>Patroni's query parameters for replica checks: <c>lag=&lt;max lag&gt;</c> and <c>&lt;tag&gt;=&lt;value&gt;</c>.</summary>
     private static bool ReplicaQueryOk(NodeAgent agent, AgentSnapshot s, IQueryCollection query)
@@ -196,6 +203,16 @@ internal static class RestApi
             o["pause"] = true;
         }
 
+        if (IsSyncStandby(agent, s))
+        {
+            o["sync_standby"] = true;
+        }
+
+        if (s.LastDecision is { } decision)
+        {
+            o["ha_decision"] = decision; // Steward's addition: the last HA cycle's sentence, e.g. why it does not promote
+        }
+
         if (agent.PendingScheduledRestart is { } restart)
         {
             o["scheduled_restart"] = new JsonObject
@@ -231,7 +248,7 @@ internal static class RestApi
             var o = new JsonObject
             {
                 ["name"] = m.Name,
-                ["role"] = isLeader ? "leader" : m.Data.Role == "primary" ? "primary" : "replica",
+                ["role"] = isLeader ? "leader" : m.Data.Role == "primary" ? "primary" : IsSyncOnRecord(cluster, m.Name) ? "sync_standby" : "replica",
                 ["state"] = m.Data.ReplicationState ?? m.Data.State,
                 ["api_url"] = m.Data.ApiUrl,
                 ["host"] = address?.Host,

@@ -70,6 +70,8 @@ internal sealed class LeaderWriters : IAsyncDisposable
     /// <summary>The acknowledged writes <paramref name="node"/> does not have.</summary>
     public async Task<List<Ack>> MissingOnAsync(TestNode node)
     {
+        // Acknowledged before the read starts: a write acknowledged while the rows are read may not be in what was read.
+        var acknowledged = _acks.ToArray();
         var present = new HashSet<long>();
         await using var conn = new NpgsqlConnection(node.ConnectionString);
         await conn.OpenAsync().ConfigureAwait(false);
@@ -80,7 +82,7 @@ internal sealed class LeaderWriters : IAsyncDisposable
             present.Add(reader.GetInt64(0));
         }
 
-        return [.. _acks.Where(a => !present.Contains(a.Id)).OrderBy(a => a.At)];
+        return [.. acknowledged.Where(a => !present.Contains(a.Id)).OrderBy(a => a.At)];
     }
 
     private async Task TrackAsync()

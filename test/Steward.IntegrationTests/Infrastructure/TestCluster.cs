@@ -103,6 +103,8 @@ internal sealed class TestCluster : IAsyncDisposable
                 loop_wait: {{options.LoopWait}}
                 retry_timeout: {{options.RetryTimeout}}
                 maximum_lag_on_failover: 1048576
+                synchronous_mode: {{(options.SynchronousMode ? "true" : "false")}}
+                synchronous_mode_strict: {{(options.SynchronousModeStrict ? "true" : "false")}}
                 failsafe_mode: {{(options.FailsafeMode ? "true" : "false")}}{{(options.PrimaryStartTimeout is { } pst ? $"\n    primary_start_timeout: {pst}" : "")}}
                 postgresql:
                   use_pg_rewind: true
@@ -147,6 +149,20 @@ internal sealed class TestCluster : IAsyncDisposable
         _etcd ??= new EtcdClient(Etcd.Endpoint);
         var range = await _etcd.GetAsync($"/service/{Scope}/leader", deadline: DateTime.UtcNow.AddSeconds(2), cancellationToken: ct).ConfigureAwait(false);
         return range.Kvs.Count == 0 ? null : range.Kvs[0].Value.ToStringUtf8();
+    }
+
+    /// <summary>The <c>sync</c> key straight from etcd: its leader and synchronous standbys (null: no key).</summary>
+    public async Task<(string? Leader, IReadOnlyList<string> Standbys)?> SyncKeyAsync(CancellationToken ct = default)
+    {
+        _etcd ??= new EtcdClient(Etcd.Endpoint);
+        var range = await _etcd.GetAsync($"/service/{Scope}/sync", deadline: DateTime.UtcNow.AddSeconds(2), cancellationToken: ct).ConfigureAwait(false);
+        if (range.Kvs.Count == 0)
+        {
+            return null;
+        }
+
+        var state = System.Text.Json.JsonSerializer.Deserialize<Steward.Core.Cluster.SyncState>(range.Kvs[0].Value.ToStringUtf8())!;
+        return (state.Leader, state.Standbys);
     }
 
     /// <summary>Whether etcd still holds <paramref name="member"/>'s member key (it expires with the member's lease).</summary>
@@ -275,6 +291,8 @@ internal sealed record ClusterOptions
     public bool StartAll { get; init; } = true;
     public IReadOnlyList<string> NoFailover { get; init; } = [];
     public bool FailsafeMode { get; init; }
+    public bool SynchronousMode { get; init; }
+    public bool SynchronousModeStrict { get; init; }
 
     /// <summary>bootstrap.dcs primary_start_timeout in seconds (left out, so the default of 30 s holds, when null).</summary>
     public int? PrimaryStartTimeout { get; init; }

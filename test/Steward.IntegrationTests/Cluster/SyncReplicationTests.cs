@@ -1,0 +1,171 @@
+using System.Diagnostics;
+using Npgsql;
+using Steward.Core.Ha;
+using Steward.IntegrationTests.Infrastructure;
+using Xunit.Abstractions;
+
+namespace Steward.IntegrationTests.Cluster;
+
+/// <summary>
+/// Synchronous mode (issue 10, "Acceptance"), on real etcd and PostgreSQL: no acknowledged write is lost when the leader's
+/// host crashes, the new leader is always one the sync key named, strict mode makes commits wait rather than go
+/// asynchronous, and switching the mode at run time never lets a standby the key does not name acknowledge a commit.
+/// </summary>
+[Collection(ClusterCollection.Name)]
+public sealed class SyncReplicationTests(ITestOutputHelper output)
+{
+    private static int Rounds => int.TryParse(Environment.GetEnvironmentVariable("STEWARD_SYNC_ROUNDS"), out var n) && n > 0 ? n : 5;
+
+    [Fact]
+    public async Task Kill_9_of_the_leader_under_8_writers_loses_no_acknowledged_write_and_the_new_leader_was_a_synchronous_standby()
+    {
+        var options = new ClusterOptions { SynchronousMode = true };
+        var (cluster, leader) = await TestCluster.StartHealthyAsync(output, nodes: 3, options);
+        await using var stopCluster = cluster;
+        var clock = Stopwatch.StartNew();
+        await using var writers = await LeaderWriters.StartAsync(cluster, leader, writers: 8, clock);
+        var report = new List<string>();
+        for (var round = 1; round <= Rounds; round++)
+        {
+            var sync = await WaitForSyncStandbyAsync(cluster, leader);
+            var acknowledgedBefore = writers.Count;
+            await leader.CrashAsync();
+            var crashedAt = clock.Elapsed;
+            var next = await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(60), not: leader);
+            var led = clock.Elapsed - crashedAt;
+            Assert.True(sync.Contains(next.Name), $"round {round}: {next.Name} took over, but the sync key named [{string.Join(", ", sync)}] when {leader.Name} crashed");
+
+            // Every write acknowledged before the new leader answered must be there; so must the ones it acknowledged since.
+            var missing = await writers.MissingOnAsync(next);
+            report.Add($"round {round}: {leader.Name} crashed with sync [{string.Join(", ", sync)}], {next.Name} leads after {led.TotalSeconds:0.0} s, "
+                       + $"{acknowledgedBefore} acknowledged before the crash, {missing.Count} missing");
+            Assert.True(missing.Count == 0, $"round {round}: {missing.Count} acknowledged writes missing on {next.Name}, e.g. {string.Join(", ", missing.Take(5))}");
+
+            leader.Start();
+            await cluster.WaitForStreamingAsync(leader, TimeSpan.FromSeconds(120));
+            leader = next;
+        }
+
+        await writers.StopAsync();
+        var final = await writers.MissingOnAsync(leader);
+        Measurements.Report(output, $"synchronous mode, kill -9 of the leader under 8 writers, {Rounds} rounds: {string.Join("; ", report)}; "
+                                    + $"{writers.Count} writes acknowledged in all, {final.Count} missing at the end");
+        Assert.Empty(final);
+    }
+
+    [Fact]
+    public async Task Strict_mode_with_the_only_synchronous_standby_stopped_makes_commits_wait_until_it_returns_and_loses_nothing()
+    {
+        var options = new ClusterOptions { SynchronousMode = true, SynchronousModeStrict = true };
+        var (cluster, leader) = await TestCluster.StartHealthyAsync(output, nodes: 2, options);
+        await using var stopCluster = cluster;
+        var standby = cluster.Nodes.Single(n => n != leader);
+        await WaitForSyncStandbyAsync(cluster, leader);
+        await leader.ExecuteAsync("CREATE TABLE strict_writes(id int PRIMARY KEY)");
+
+        await standby.StopAsync();
+        await Poll.UntilAsync(async () => await ReplicationRowsAsync(leader) == 0, TimeSpan.FromSeconds(30), $"{standby.Name}'s walsender gone");
+
+        // The commit is sent while no standby can acknowledge it: it must not complete.
+        await using var conn = new NpgsqlConnection(leader.ConnectionString.Replace("Command Timeout=10", "Command Timeout=0", StringComparison.Ordinal));
+        await conn.OpenAsync();
+        var insert = new NpgsqlCommand("INSERT INTO strict_writes VALUES (1)", conn).ExecuteNonQueryAsync();
+        var waited = await Task.WhenAny(insert, Task.Delay(TimeSpan.FromSeconds(8)));
+        Assert.True(waited != insert, "the commit was acknowledged with no synchronous standby running (strict mode)");
+        Assert.Equal(200, await leader.RestStatusAsync("/leader"));
+
+        standby.Start();
+        var completed = await Task.WhenAny(insert, Task.Delay(TimeSpan.FromSeconds(90)));
+        Assert.True(completed == insert, "the waiting commit did not complete within 90 s of the synchronous standby's return");
+        await insert;
+        await Poll.UntilAsync(async () => await standby.QueryAsync<long>("SELECT count(*) FROM strict_writes") == 1, TimeSpan.FromSeconds(30), "the row on the standby");
+        Measurements.Report(output, "synchronous_mode_strict: with the only synchronous standby stopped a commit waited 8 s without acknowledgement, then completed once it returned");
+    }
+
+    [Fact]
+    public async Task Switching_synchronous_mode_off_and_on_under_load_keeps_the_sync_key_a_superset_of_synchronous_standby_names_and_loses_nothing()
+    {
+        var (cluster, leader) = await TestCluster.StartHealthyAsync(output, nodes: 3);
+        await using var stopCluster = cluster;
+        var clock = Stopwatch.StartNew();
+        await using var writers = await LeaderWriters.StartAsync(cluster, leader, writers: 4, clock);
+        using var sampling = new CancellationTokenSource();
+        var violations = new List<string>();
+        var samples = 0;
+        var sampler = Task.Run(async () =>
+        {
+            // ssn is read before the key: a name PostgreSQL waited on at the first read must be on record at the second.
+            while (!sampling.IsCancellationRequested)
+            {
+                try
+                {
+                    var ssn = SyncReplication.Parse(await leader.QueryAsync<string>("SHOW synchronous_standby_names"), managed: true);
+                    var key = await cluster.SyncKeyAsync();
+                    var onRecord = key?.Standbys ?? [];
+                    if (ssn.Any || ssn.Names.Any(n => !onRecord.Contains(n)))
+                    {
+                        lock (violations)
+                        {
+                            violations.Add($"{clock.Elapsed.TotalSeconds:0.00} s: synchronous_standby_names names [{string.Join(", ", ssn.Names)}]{(ssn.Any ? " and *" : "")}, the sync key [{string.Join(", ", onRecord)}]");
+                        }
+                    }
+
+                    Interlocked.Increment(ref samples);
+                }
+                catch (Exception e) when (e is NpgsqlException or TimeoutException or HttpRequestException)
+                {
+                }
+
+                await Task.Delay(20);
+            }
+        });
+
+        var steps = new List<string>();
+        foreach (var on in new[] { true, false, true, false, true })
+        {
+            var (exit, text) = await Steward.IntegrationTests.Cli.CliRun.RunAsync(cluster, output, "edit-config", "--set", $"synchronous_mode={(on ? "true" : "false")}", "--force");
+            Assert.True(exit == 0, text);
+            var started = clock.Elapsed;
+            if (on)
+            {
+                var sync = await WaitForSyncStandbyAsync(cluster, leader);
+                steps.Add($"on: sync [{string.Join(", ", sync)}] after {(clock.Elapsed - started).TotalSeconds:0.0} s");
+            }
+            else
+            {
+                await Poll.UntilAsync(async () => await cluster.SyncKeyAsync() is null
+                                                  && SyncReplication.Parse(await leader.QueryAsync<string>("SHOW synchronous_standby_names"), true).Names.Count == 0,
+                    TimeSpan.FromSeconds(30), "the sync key deleted and synchronous_standby_names empty", cluster.DescribeAsync);
+                steps.Add($"off after {(clock.Elapsed - started).TotalSeconds:0.0} s");
+            }
+        }
+
+        await sampling.CancelAsync();
+        await sampler;
+        await writers.StopAsync();
+        var missing = await writers.MissingOnAsync(leader);
+        Measurements.Report(output, $"synchronous mode switched at run time under 4 writers: {string.Join("; ", steps)}; {samples} samples of "
+                                    + $"synchronous_standby_names vs the sync key, {violations.Count} with a standby not on record; {writers.Count} writes acknowledged, {missing.Count} missing");
+        Assert.True(samples > 20, $"only {samples} samples taken");
+        Assert.True(violations.Count == 0, string.Join("\n", violations.Take(10)));
+        Assert.Empty(missing);
+    }
+
+    /// <summary>Waits until the leader's sync key names a streaming standby that PostgreSQL waits for; returns the key's standbys.</summary>
+    private static async Task<IReadOnlyList<string>> WaitForSyncStandbyAsync(TestCluster cluster, TestNode leader)
+    {
+        IReadOnlyList<string> standbys = [];
+        await Poll.UntilAsync(async () =>
+        {
+            var key = await cluster.SyncKeyAsync();
+            var ssn = SyncReplication.Parse(await leader.QueryAsync<string>("SHOW synchronous_standby_names"), true);
+            standbys = key?.Standbys ?? [];
+            return key?.Leader == leader.Name && ssn.Names.Count > 0 && ssn.Names.All(standbys.Contains)
+                   && await leader.QueryAsync<long>("SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'") > 0;
+        }, TimeSpan.FromSeconds(60), $"a synchronous standby of {leader.Name} on record in the sync key", cluster.DescribeAsync);
+        return standbys;
+    }
+
+    private static async Task<long> ReplicationRowsAsync(TestNode leader) =>
+        await leader.QueryAsync<long>("SELECT count(*) FROM pg_stat_replication");
+}
