@@ -27,6 +27,16 @@ public sealed record SimOptions
     /// <summary>How many of the last steps a trace keeps.</summary>
     public int TraceSteps { get; init; } = 50;
 
+    /// <summary>
+    /// Synchronous mode: null (default) runs every odd seed in synchronous mode (every fourth strict), the rest
+    /// asynchronous; true/false forces it.
+    /// </summary>
+    public bool? SynchronousMode { get; init; }
+
+    /// <summary>Planted bug: synchronous_standby_names names every other member, more than the sync key does.</summary>
+    public bool WiderSyncNames { get; init; }
+
+
     /// <summary>Planted bug: the fence never kills (neither in process nor from the supervisor).</summary>
     public bool FenceDisabled { get; init; }
 
@@ -38,7 +48,8 @@ public sealed record SimOptions
 
     public override string ToString()
     {
-        var bugs = new[] { FenceDisabled ? "fence disabled" : null, SkipHistoryFiles ? "history files skipped" : null, LeaderKeyNotAtomic ? "leader key not atomic" : null }
+        var bugs = new[] { FenceDisabled ? "fence disabled" : null, SkipHistoryFiles ? "history files skipped" : null, LeaderKeyNotAtomic ? "leader key not atomic" : null,
+                WiderSyncNames ? "synchronous_standby_names wider than the sync key" : null }
             .OfType<string>().ToList();
         return bugs.Count == 0 ? "no planted bug" : "planted bug: " + string.Join(", ", bugs);
     }
@@ -68,6 +79,19 @@ public enum Invariant
     /// otherwise show as two primaries, or as a write acknowledged by a member that does not lead.
     /// </summary>
     NoPrimaryUnderAnotherLeader = 5,
+
+    /// <summary>
+    /// Synchronous mode: when a commit is acknowledged, the <c>sync</c> key names the primary as its leader and every
+    /// standby whose acknowledgement the commit waited for (the key grows before synchronous_standby_names does).
+    /// </summary>
+    SyncKeyCoversAcknowledgers = 6,
+
+    /// <summary>
+    /// Synchronous mode: a server that becomes a writable primary holds every commit acknowledged synchronously before,
+    /// unless every standby that acknowledged it has been down or cut off since (two faults at once: no promise covers that),
+    /// or (not strict) the sync key named no standby, so the former leader ran asynchronously.
+    /// </summary>
+    NoSynchronousCommitLost = 7,
 }
 
 public sealed record Violation(Invariant Invariant, string Message, int Step, TimeSpan At)
@@ -87,6 +111,9 @@ public sealed class SimStats
     public long NoWriter { get; set; }
     public long Refused { get; set; }
     public long LostAcks { get; set; }
+    public long SyncAcks { get; set; }
+    public long SyncRuns { get; set; }
+    public long SyncLostToTwoFaults { get; set; }
     public long Promotions { get; set; }
     public long FenceKills { get; set; }
     public long SupervisorKills { get; set; }
@@ -106,6 +133,9 @@ public sealed class SimStats
         NoWriter += other.NoWriter;
         Refused += other.Refused;
         LostAcks += other.LostAcks;
+        SyncAcks += other.SyncAcks;
+        SyncRuns += other.SyncRuns;
+        SyncLostToTwoFaults += other.SyncLostToTwoFaults;
         Promotions += other.Promotions;
         FenceKills += other.FenceKills;
         SupervisorKills += other.SupervisorKills;
@@ -119,7 +149,8 @@ public sealed class SimStats
         $"{Runs} runs, {Steps} steps, {SimTime.TotalMinutes:0.0} min simulated; {Faults} faults ({AgentKills} agent kills, {Freezes} freezes); " +
         $"{Promotions} promotions; fence kills: {FenceKills} in process, {SupervisorKills} by the supervisor; " +
         $"client writes: {Writes} sent, {Acks} acknowledged, {NoWriter} with no writer, {Refused} refused by the target; " +
-        $"{LostAcks} acknowledged writes not on the final primary (asynchronous replication); {FatalExits} fatal exits");
+        $"{LostAcks} acknowledged writes not on the final primary (asynchronous replication); {SyncRuns} runs in synchronous mode, " +
+        $"{SyncAcks} commits acknowledged synchronously, {SyncLostToTwoFaults} of them lost to a promotion while every standby holding them was down or cut off; {FatalExits} fatal exits");
 }
 
 public sealed record SimResult(int Seed, SimOptions Options, Violation? Violation, IReadOnlyList<string> Trace, SimStats Stats);
@@ -167,6 +198,10 @@ internal sealed class World
     private readonly int _thread = Environment.CurrentManagedThreadId;
     private readonly Queue<List<string>> _trace = new();
     private readonly Dictionary<long, (string Node, long Id)> _acks = [];
+    private readonly List<PendingCommit> _pending = [];
+    private readonly List<SyncAck> _syncAcks = [];
+    private readonly bool _sync;
+    private readonly bool _strict;
     private List<string>? _block;
     private RoutingTable _table = RoutingTable.Empty;
     private Violation? _violation;
@@ -187,6 +222,8 @@ internal sealed class World
         _routerClient = _etcd.Connect(Prefix);
         _adminClient = _etcd.Connect(Prefix);
         _net.Changed = Check;
+        _sync = options.SynchronousMode ?? seed % 2 == 1;
+        _strict = _sync && options.SynchronousMode is null && seed % 4 == 3;
         _net.BecameWritable = server =>
         {
             if (LeaderKeyHolder() is { } holder && holder != server.Name)
@@ -194,10 +231,13 @@ internal sealed class World
                 Violate(Invariant.NoPrimaryUnderAnotherLeader,
                     $"{server.Name} became a writable primary ({server}) while {holder} holds the leader key; {server.Name}'s agent: {Describe(_nodes.First(n => n.Pg == server))}");
             }
+
+            CheckNoSynchronousCommitLost(server);
         };
         _net.TimelineReused = (promoted, timeline, owner) => Violate(Invariant.TimelineIdNotReused,
             $"{promoted.Name} promoted to timeline {timeline}, which {owner.Name} ({owner}) already has: a different history under the same id");
-        var dcs = new DynamicConfig { Ttl = 6, LoopWait = 1, RetryTimeout = 2, MaximumLagOnFailover = 20 };
+        var dcs = new DynamicConfig { Ttl = 6, LoopWait = 1, RetryTimeout = 2, MaximumLagOnFailover = 20, SynchronousMode = _sync, SynchronousModeStrict = _strict };
+        _stats.SyncRuns = _sync ? 1 : 0;
         for (var i = 1; i <= options.Nodes; i++)
         {
             var name = $"node{i}";
@@ -348,7 +388,9 @@ internal sealed class World
         ILoggerFactory loggers = _o.Trace
             ? new CapturingLoggerFactory((level, category, message) => Note($"[{node.Name}#{number}] {message}"))
             : NullLoggerFactory.Instance;
-        IPostgresControl pg = _o.SkipHistoryFiles ? new WithoutHistoryFiles(node.Pg) : node.Pg;
+        IPostgresControl pg = _o.SkipHistoryFiles ? new WithoutHistoryFiles(node.Pg)
+            : _o.WiderSyncNames ? new WiderSyncNames(node.Pg, [.. _nodes.Where(n => n != node).Select(n => n.Name)])
+            : node.Pg;
         IClusterStore agentStore = _o.LeaderKeyNotAtomic ? new LeaderKeyNotAtomic(store) : store;
         var agent = new NodeAgent(node.Config, agentStore, pg, new FakePeers(ReachableAgentAt), fence, clock, loggers);
         var p = new Proc(number, gate, client, store, fence, agent);
@@ -493,15 +535,127 @@ internal sealed class World
             return;
         }
 
+        if (target.CommitsWait)
+        {
+            // Committed locally; the client hears back once the synchronous standbys have it (ResolvePendingCommits).
+            _pending.Add(new PendingCommit(writeId, target, record, target.Pid, fresh));
+            Note($"client: write {writeId} to {target.Name} at tl{record.Timeline} lsn{record.Lsn} waits for [{string.Join(", ", target.SyncStandbyList)}]");
+            ResolvePendingCommits();
+            return;
+        }
+
+        Acknowledge(writeId, target, record, fresh, []);
+    }
+
+    private void Acknowledge(long writeId, FakePostgres target, WalRecord record, bool fresh, IReadOnlyList<string> acknowledgers)
+    {
         _stats.Acks++;
         _acks[writeId] = (target.Name, record.Id);
-        Note($"client: write {writeId} acknowledged by {target.Name} at tl{record.Timeline} lsn{record.Lsn}{(fresh ? "" : " (stale view)")}");
+        Note($"client: write {writeId} acknowledged by {target.Name} at tl{record.Timeline} lsn{record.Lsn}{(fresh ? "" : " (stale view)")}"
+             + (acknowledgers.Count > 0 ? $", synchronously by [{string.Join(", ", acknowledgers)}]" : ""));
+        var holder = LeaderKeyHolder();
         if (holder != target.Name)
         {
             Violate(Invariant.RouterWritesToLeader,
                 $"write {writeId} was acknowledged by {target.Name} (tl{record.Timeline} lsn{record.Lsn}) while the leader key is {holder ?? "free"}");
         }
+
+        if (acknowledgers.Count == 0)
+        {
+            return;
+        }
+
+        _stats.SyncAcks++;
+        _syncAcks.Add(new SyncAck(writeId, record, acknowledgers));
+        var raw = _etcd.GetRaw(Prefix + ClusterKeys.Sync);
+        var key = raw is null ? null : System.Text.Json.JsonSerializer.Deserialize<SyncState>(raw);
+        if (key?.Leader != target.Name || acknowledgers.Any(a => !key.IsStandby(a)))
+        {
+            Violate(Invariant.SyncKeyCoversAcknowledgers,
+                $"write {writeId} was acknowledged by {target.Name} after [{string.Join(", ", acknowledgers)}] had it, but the sync key is "
+                + (key is null ? "absent" : $"leader {key.Leader}, standbys [{string.Join(", ", key.Standbys)}]"));
+        }
     }
+
+    /// <summary>
+    /// PostgreSQL's synchronous commit: a waiting commit returns once every standby synchronous_standby_names names (as it
+    /// is now) has flushed it, or at once when it names none (no longer waiting). A primary that died or was demoted never
+    /// answers: the outcome stays unknown to the client (neither acknowledged nor lost).
+    /// </summary>
+    private void ResolvePendingCommits()
+    {
+        for (var i = _pending.Count - 1; i >= 0; i--)
+        {
+            var p = _pending[i];
+            if (!p.Server.AcceptsWrites || p.Server.Pid != p.Pid)
+            {
+                _pending.RemoveAt(i);
+                continue;
+            }
+
+            var names = p.Server.SyncStandbyList;
+            if (!p.Server.CommitsWait)
+            {
+                _pending.RemoveAt(i);
+                Acknowledge(p.WriteId, p.Server, p.Record, p.Fresh, []);
+                continue;
+            }
+
+            var standbys = names.Select(n => _nodes.FirstOrDefault(x => x.Name == n)?.Pg).ToList();
+            if (names.Count > 0 && standbys.All(sb => sb is not null && sb.StreamingFrom == p.Server && FakePostgres.Holds(sb, p.Record)))
+            {
+                _pending.RemoveAt(i);
+                Acknowledge(p.WriteId, p.Server, p.Record, p.Fresh, names);
+            }
+        }
+    }
+
+    private void CheckNoSynchronousCommitLost(FakePostgres server)
+    {
+        // Not strict, and the key names no standby: the former leader was acknowledging commits alone, and the documented
+        // trade-off (docs/synchronous.md) lets the healthiest replica take over rather than wait for it.
+        var raw = _etcd.GetRaw(Prefix + ClusterKeys.Sync);
+        var key = raw is null ? null : System.Text.Json.JsonSerializer.Deserialize<SyncState>(raw);
+        if (!_strict && (key is null || key.Standbys.Count == 0))
+        {
+            return;
+        }
+
+        foreach (var ack in _syncAcks.ToList())
+        {
+            if (FakePostgres.Holds(server, ack.Record))
+            {
+                continue;
+            }
+
+            // Every standby that acknowledged it is down, or its agent is, or it is cut off from etcd: it cannot take over,
+            // and the commit is lost only to a second fault. Otherwise the election should have waited for it.
+            var holders = ack.Acknowledgers.Select(a => _nodes.First(n => n.Name == a))
+                .Where(n => n.Pg.Running && FakePostgres.Holds(n.Pg, ack.Record) && n.Proc is { Booted: true, Exiting: false } p
+                            && p.Gate.State == ProcessState.Running && n.PartitionUntil < 0)
+                .ToList();
+            if (holders.Count == 0)
+            {
+                // Lost to two faults at once (this promotion while every holder was away): counted, and not charged again
+                // to a later promotion.
+                _syncAcks.Remove(ack);
+                _stats.SyncLostToTwoFaults++;
+                Note($"write {ack.WriteId} (acknowledged synchronously by [{string.Join(", ", ack.Acknowledgers)}]) is lost: {server.Name} took over while every standby holding it was down or cut off");
+                continue;
+            }
+
+            {
+                Violate(Invariant.NoSynchronousCommitLost,
+                    $"{server.Name} became a writable primary ({server}) without write {ack.WriteId} (tl{ack.Record.Timeline} lsn{ack.Record.Lsn}), "
+                    + $"acknowledged synchronously by [{string.Join(", ", ack.Acknowledgers)}]; {string.Join(", ", holders.Select(h => h.Name))} still hold it and run");
+                return;
+            }
+        }
+    }
+
+    private sealed record PendingCommit(long WriteId, FakePostgres Server, WalRecord Record, int? Pid, bool Fresh);
+
+    private sealed record SyncAck(long WriteId, WalRecord Record, IReadOnlyList<string> Acknowledgers);
 
     private void Replicate()
     {
@@ -766,6 +920,11 @@ internal sealed class World
         if (_violation is not null)
         {
             return;
+        }
+
+        if (_pending.Count > 0)
+        {
+            ResolvePendingCommits();
         }
 
         FakePostgres? primary = null;

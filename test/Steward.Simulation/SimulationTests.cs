@@ -26,18 +26,13 @@ public sealed class SimulationTests(ITestOutputHelper output)
     /// violations are listed in the output and the measurements file but do not fail the test; any other invariant does.
     /// Remove an entry once its defect is fixed (then the test holds the fix). <c>STEWARD_SIM_STRICT=1</c> ignores the list.
     /// <list type="bullet">
-    /// <item><see cref="Invariant.TimelineIdNotReused"/>: a promotion's timeline switch reaches the <c>history</c> key only
-    /// after the checkpoint that follows the promotion (lost when the new primary dies first), and never when the parent
-    /// timeline already has an entry (a second branch from the same timeline); a later promotion then reuses the id.</item>
-    /// <item><see cref="Invariant.NoPrimaryUnderAnotherLeader"/>: a cycle carries out its plan after the lease it was
-    /// decided under has run out (the cycle was slow in an etcd call, or the agent was frozen in the middle of it) and
-    /// starts PostgreSQL as a primary while another member leads; the fence kills it only when it is armed again after
-    /// the start (the supervisor disarmed itself when it fired with no postmaster running).</item>
+    /// <item><see cref="Invariant.NoSynchronousCommitLost"/>: in strict synchronous mode, about 2 seeds in 3,000 end with a
+    /// promoted member that lacks a commit a synchronous standby acknowledged while that standby still runs, after a run of
+    /// overlapping faults (PostgreSQL crashes on two members, rewinds, agents stalled past the lease). Seeds 915 and 1643;
+    /// not yet analysed to the end (issue 10 stays open for it).</item>
     /// </list>
     /// </summary>
-    // Invariants a known, not yet fixed defect breaks (tolerated unless STEWARD_SIM_STRICT=1). None today: the two the
-    // simulation found first (timeline id reuse; a primary started under a lapsed lease) are fixed.
-    private static readonly Invariant[] KnownDefects = [];
+    private static readonly Invariant[] KnownDefects = [Invariant.NoSynchronousCommitLost];
 
     [Fact]
     public void Every_seed_keeps_the_invariants()
@@ -88,7 +83,7 @@ public sealed class SimulationTests(ITestOutputHelper output)
 
     /// <summary>
     /// Replays one seed with its trace (the last steps, with the agents' log lines). <c>STEWARD_SIM_SEED=n[,m...]</c> picks
-    /// the seeds; <c>STEWARD_SIM_BUG=fence|history|leader-key</c> plants a bug as the planted-bug tests do.
+    /// the seeds; <c>STEWARD_SIM_BUG=fence|history|leader-key|sync-names</c> plants a bug as the planted-bug tests do.
     /// </summary>
     [Theory]
     [MemberData(nameof(ReplaySeeds))]
@@ -100,6 +95,7 @@ public sealed class SimulationTests(ITestOutputHelper output)
             Trace = true,
             TraceSteps = int.TryParse(Environment.GetEnvironmentVariable("STEWARD_SIM_TRACE_STEPS"), out var n) ? n : 50,
             FenceDisabled = bug == "fence",
+            WiderSyncNames = bug == "sync-names",
             SkipHistoryFiles = bug == "history",
             LeaderKeyNotAtomic = bug == "leader-key",
         };
@@ -142,7 +138,7 @@ public sealed class SimulationTests(ITestOutputHelper output)
     }
 
     private static string Fingerprint(SimResult r) =>
-        $"{r.Seed} {r.Violation} {r.Stats.Steps} {r.Stats.SimTime.Ticks} {r.Stats.Writes} {r.Stats.Acks} {r.Stats.Promotions} {r.Stats.FenceKills} {r.Stats.SupervisorKills} {r.Stats.LostAcks}";
+        $"{r.Seed} {r.Violation} {r.Stats.Steps} {r.Stats.SimTime.Ticks} {r.Stats.Writes} {r.Stats.Acks} {r.Stats.Promotions} {r.Stats.FenceKills} {r.Stats.SupervisorKills} {r.Stats.LostAcks} {r.Stats.SyncAcks}";
 
     [Fact]
     public void Finds_the_planted_bug_fence_disabled() =>
@@ -155,6 +151,11 @@ public sealed class SimulationTests(ITestOutputHelper output)
     [Fact]
     public void Finds_the_planted_bug_history_files_not_written() =>
         FindsPlantedBug(new SimOptions { SkipHistoryFiles = true }, Invariant.TimelineIdNotReused);
+
+    [Fact]
+    public void Finds_synchronous_standby_names_wider_than_the_sync_key() =>
+        FindsPlantedBug(new SimOptions { WiderSyncNames = true, SynchronousMode = true }, Invariant.SyncKeyCoversAcknowledgers);
+
 
     private void FindsPlantedBug(SimOptions options, Invariant expected)
     {

@@ -12,7 +12,8 @@ namespace Steward.Core.Ha;
 /// <list type="number">
 /// <item>the key grows (to cover the standbys about to be added) before <c>synchronous_standby_names</c> names them;</item>
 /// <item><c>synchronous_standby_names</c> drops a standby before the key does, and the key drops it only in a later cycle,
-/// once PostgreSQL no longer reports it as a synchronous (or potential) standby.</item>
+/// once PostgreSQL no longer reports it as a synchronous (or potential) standby and the standbys that replace it have
+/// flushed past the point where it left (so they hold everything it may have acknowledged).</item>
 /// </list>
 /// On failover a member on record in the key may promote; among several, the furthest ahead wins (a member that acknowledged
 /// every commit is never behind one that did not).
@@ -95,9 +96,14 @@ public static class SyncReplication
     /// what PostgreSQL runs with now (<see cref="Parse"/>); <paramref name="reportedSync"/> the standbys pg_stat_replication
     /// still reports as synchronous or potential (a standby leaves the key only once it is not among them).
     /// </summary>
+    /// <param name="caughtUp">
+    /// Every wanted standby has flushed past the leader's position at the moment a standby last left
+    /// synchronous_standby_names: only then does it hold every commit the one that left may have acknowledged, and may the
+    /// key stop naming that one.
+    /// </param>
     public static SyncChange? Next(
         string me, bool synchronousMode, bool strict, StandbyNames ssn, SyncState? key, IReadOnlyList<string> wanted,
-        IReadOnlyCollection<string> reportedSync)
+        IReadOnlyCollection<string> reportedSync, bool caughtUp = true)
     {
         ArgumentNullException.ThrowIfNull(wanted);
         ArgumentNullException.ThrowIfNull(reportedSync);
@@ -135,7 +141,7 @@ public static class SyncReplication
 
         // In step: drop from the key what PostgreSQL no longer waits for (and no longer reports as synchronous).
         var extra = onRecord.Where(n => !wanted.Contains(n)).ToList();
-        return extra.Count > 0 && !extra.Any(reportedSync.Contains)
+        return extra.Count > 0 && !extra.Any(reportedSync.Contains) && caughtUp
             ? new WriteSyncKey(SyncState.For(me, wanted))
             : null;
     }

@@ -24,6 +24,7 @@ internal sealed class Converger
     private readonly Func<long> _leaseId;
     private readonly Func<long, bool> _leaseHeld;
     private long _lastStatusOptime = -1;
+    private long? _standbyLeftAtLsn;
     private readonly Dictionary<string, long> _slotUnwantedSince = new(StringComparer.Ordinal);
     private string? _appliedParameters;
     private volatile bool _reloadRequested;
@@ -454,14 +455,24 @@ internal sealed class Converger
         }
 
         var settings = input.Settings;
-        var key = cluster.Sync;
+        if (!settings.SynchronousMode && cluster.Sync is null && !pg.SynchronousStandbyNamesManaged)
+        {
+            return;
+        }
+
+        // Read now, not from the cycle's view: this cycle's promotion (or a slow cycle) may have changed the key since,
+        // and synchronous_standby_names may only name what the key names at the moment it is set.
+        var key = (await _store.LoadAsync(ct).ConfigureAwait(false)).Sync;
         for (var changes = 0; changes < 4; changes++)
         {
             var ssn = SyncReplication.Parse(pg.SynchronousStandbyNames, pg.SynchronousStandbyNamesManaged);
             var current = key?.Leader == _config.Name ? key.Standbys : ssn.Names;
             IReadOnlyList<string> wanted = settings.SynchronousMode ? SyncReplication.Choose(_config.Name, cluster, pg, settings, current) : [];
             var reported = pg.Replication.Where(r => r.SyncState is "sync" or "potential" or "quorum").Select(r => r.ApplicationName).ToList();
-            switch (SyncReplication.Next(_config.Name, settings.SynchronousMode, settings.SynchronousModeStrict, ssn, key, wanted, reported))
+            // Unknown after an agent restart: then the wanted standbys must have flushed everything written until now.
+            var leftAt = _standbyLeftAtLsn ?? pg.WriteLsn ?? long.MaxValue;
+            var caughtUp = wanted.All(w => pg.Replication.FirstOrDefault(r => r.ApplicationName == w) is { } row && (row.FlushLsn ?? row.ReplayLsn ?? 0) >= leftAt);
+            switch (SyncReplication.Next(_config.Name, settings.SynchronousMode, settings.SynchronousModeStrict, ssn, key, wanted, reported, caughtUp))
             {
                 case null:
                     return;
@@ -474,6 +485,11 @@ internal sealed class Converger
                     }
 
                     Log.SyncKeyWritten(_log, write.State is null ? "deleted" : $"leader {write.State.Leader}, synchronous standbys [{string.Join(", ", write.State.Standbys)}]");
+                    if (write.State is not null && !(key?.Standbys ?? []).All(write.State.Standbys.Contains))
+                    {
+                        _standbyLeftAtLsn = null; // the standby that left is off the record now
+                    }
+
                     key = (await _store.LoadAsync(ct).ConfigureAwait(false)).Sync;
                     break;
 
@@ -482,7 +498,10 @@ internal sealed class Converger
                     Log.StandbyNamesSet(_log, set.Value is null ? "(no longer managed)" : $"'{set.Value}'");
                     if (ssn.Any || ssn.Names.Any(n => !set.Names.Contains(n)))
                     {
-                        return; // a standby left: the key drops it in a later cycle, once PostgreSQL no longer counts it
+                        // A standby left: the key drops it in a later cycle, once PostgreSQL no longer counts it and the
+                        // standbys that replace it have flushed past this point (everything it may have acknowledged).
+                        _standbyLeftAtLsn = (await _pg.InspectAsync(ct).ConfigureAwait(false)).WriteLsn ?? long.MaxValue;
+                        return;
                     }
 
                     pg = await _pg.InspectAsync(ct).ConfigureAwait(false);

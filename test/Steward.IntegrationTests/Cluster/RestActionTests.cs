@@ -81,6 +81,10 @@ public sealed class RestActionTests(ITestOutputHelper output)
             ("/switchover", """{"candidate": "x"}""", 400),
             ("/failover", "{}", 400),
             ("/restart", """{"role": "primary"}""", 412),
+            ("/failsafe", "", 400),
+            ("/failsafe", "{}", 400),
+            ("/failsafe", """{"name": 7}""", 400),
+            ("/failsafe", $$"""{"name": "{{leader.Name}}"}""", 409), // failsafe_mode is off in this cluster
         };
         foreach (var (path, body, code) in cases)
         {
@@ -132,6 +136,25 @@ public sealed class RestActionTests(ITestOutputHelper output)
         }
 
         Assert.Equal(400, (await Send(leader, HttpMethod.Patch, "/config", """{"ttl": 2, "loop_wait": 1, "retry_timeout": 2}""")).Status);
+        foreach (var bad in new[]
+                 {
+                     """{"member_slots_ttl": "soon"}""", """{"member_slots_ttl": -5}""", """{"synchronous_mode": "quorum"}""",
+                     """{"synchronous_node_count": 0}""", """{"maximum_lag_on_syncnode": -7}""", """{"failsafe_mode": "maybe"}""",
+                     """{"slots": {"s": {"type": "physical"}}}""", """{"no_such_setting": 1}""", """{"postgresql": {"pg_hba": []}}""",
+                 })
+        {
+            var (code, why) = await Send(leader, HttpMethod.Patch, "/config", bad);
+            output.WriteLine($"PATCH /config {bad} -> {code} {why}");
+            Assert.True(code == 400, $"PATCH /config {bad}: got {code} ({why})");
+        }
+
+        // A key Patroni wrote and Steward does not act on survives a PATCH of something else, and GET /config shows it.
+        await cluster.PutRawAsync("config", (await leader.GetJsonAsync("/config"))!.Value.GetRawText().TrimEnd('}') + """, "ignore_slots": [{"name": "keep_me"}]}""");
+        Assert.Equal(200, (await Send(leader, HttpMethod.Patch, "/config", """{"failsafe_mode": true, "member_slots_ttl": "10min"}""")).Status);
+        await Poll.UntilAsync(async () => (await leader.GetJsonAsync("/config"))?.GetRawText().Contains("keep_me", StringComparison.Ordinal) == true
+                                          && (await leader.GetJsonAsync("/config"))!.Value.GetProperty("member_slots_ttl").GetInt64() == 600,
+            TimeSpan.FromSeconds(30), "ignore_slots kept and member_slots_ttl applied in GET /config");
+        Assert.Contains("settings Steward does not act on", leader.Log(), StringComparison.Ordinal);
     }
 
     private async Task<TestCluster> Started(int nodes) => (await TestCluster.StartHealthyAsync(output, nodes)).Cluster;

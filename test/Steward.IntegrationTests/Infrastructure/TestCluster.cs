@@ -151,6 +151,13 @@ internal sealed class TestCluster : IAsyncDisposable
         return range.Kvs.Count == 0 ? null : range.Kvs[0].Value.ToStringUtf8();
     }
 
+    /// <summary>Puts <paramref name="value"/> under the cluster's <paramref name="key"/> straight into etcd, as Patroni or etcdctl would.</summary>
+    public async Task PutRawAsync(string key, string value)
+    {
+        _etcd ??= new EtcdClient(Etcd.Endpoint);
+        await _etcd.PutAsync($"/service/{Scope}/{key}", value, deadline: DateTime.UtcNow.AddSeconds(2)).ConfigureAwait(false);
+    }
+
     /// <summary>The <c>sync</c> key straight from etcd: its leader and synchronous standbys (null: no key).</summary>
     public async Task<(string? Leader, IReadOnlyList<string> Standbys)?> SyncKeyAsync(CancellationToken ct = default)
     {

@@ -152,8 +152,9 @@ public sealed class SyncReplicationTests
         Assert.Equal(["node3"], switched.Names);
 
         Assert.Null(SyncReplication.Next("node1", true, false, Names(true, "node3"), key, ["node3"], ["node2", "node3"]));
+        Assert.Null(SyncReplication.Next("node1", true, false, Names(true, "node3"), key, ["node3"], ["node3"], caughtUp: false));
         Assert.Equal(new WriteSyncKey(SyncState.For("node1", ["node3"])),
-            SyncReplication.Next("node1", true, false, Names(true, "node3"), key, ["node3"], ["node3"]));
+            SyncReplication.Next("node1", true, false, Names(true, "node3"), key, ["node3"], ["node3"], caughtUp: true));
     }
 
     [Fact]
