@@ -12,7 +12,7 @@ namespace Steward.Core.Cluster;
 /// </summary>
 public static class DynamicConfigJson
 {
-    public static string Serialize(DynamicConfig config) => JsonSerializer.Serialize(config);
+    public static string Serialize(DynamicConfig config) => JsonSerializer.Serialize(config, CoreJsonPlain.Default.DynamicConfig);
 
     /// <returns>The configuration, or null with <paramref name="error"/> saying why when the document cannot be used.</returns>
     public static DynamicConfig? TryParse(string json, out string? error)
