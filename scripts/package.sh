@@ -5,6 +5,8 @@
 #   scripts/package.sh --jit           framework-dependent: /usr/lib/steward/*.dll + a /usr/bin/steward wrapper that
 #                                      runs `dotnet` (needs the .NET 10 ASP.NET Core runtime; quick, used by the tests)
 #   scripts/package.sh --binary FILE   package an AOT executable published before (bench/footprint reuses it)
+#   scripts/package.sh --jit --from DIR  package a framework-dependent build that exists already (the tests use
+#                                      src/Steward/bin/Release/net10.0 from `dotnet build -c Release`)
 #   options: --out DIR (default dist/), --version V (default: what the built steward prints)
 #
 # Prints the .deb's path as the last line of stdout. The AOT toolchain needs clang and zlib1g-dev
@@ -18,6 +20,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 mode=aot
+from=""
 out=$ROOT/dist
 version=""
 binary=""
@@ -25,9 +28,10 @@ while (($#)); do
     case $1 in
         --jit) mode=jit ;;
         --binary) mode=binary; binary=$(readlink -f "$2"); shift ;;
+        --from) from=$(readlink -f "$2"); shift ;;
         --out) out=$2; shift ;;
         --version) version=$2; shift ;;
-        -h|--help) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "package.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -55,10 +59,16 @@ case $mode in
         binary=$publish/steward
         ;;
     jit)
+        if [[ -n $from ]]; then
+            [[ -f $from/steward.dll && -f $from/steward.runtimeconfig.json ]] || die "--from $from: no steward.dll and steward.runtimeconfig.json there"
+            cp -r "$from"/. "$publish/"
+            rm -rf "$publish/runtimes/win"* "$publish/runtimes/osx"* 2>/dev/null || true
+        else
         say "framework-dependent publish…"
         dotnet publish "$ROOT/src/Steward/Steward.csproj" -c Release --no-self-contained -nologo \
             --artifacts-path "$artifacts" -o "$publish" >"$work/publish.log" 2>&1 \
             || { grep -E 'error' "$work/publish.log" | sort -u | tail -n 40 >&2; die "publish failed"; }
+        fi
         ;;
     binary)
         [[ -x $binary ]] || die "--binary $binary is not an executable"
