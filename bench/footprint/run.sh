@@ -5,8 +5,8 @@
 # the native AOT binary, and a 3-node Patroni cluster (its own etcd, PostgreSQL 15, HAProxy with Patroni's stock
 # checks), lets both sit idle, then prints:
 #   VmRSS of each agent (alone, and with its fence supervisor) against each Patroni process;
-#   VmRSS of the router against HAProxy;
-#   wall time of `steward list` / `steward version` against `patronictl list` / `patronictl version`.
+#   VmRSS of the router against HAProxy (and PSS: shared pages counted by share);
+#   wall and CPU time of `steward list` / `steward version` against `patronictl list` / `patronictl version`.
 # Both sides are stopped by PID at the end (also on Ctrl-C), and their directory removed.
 #
 # Usage: bench/footprint/run.sh [--binary FILE] [--jit] [--idle SECONDS] [--runs N] [--out FILE] [--keep]
@@ -16,7 +16,7 @@
 #   --runs N       CLI timing runs (default 20; median, min, max)
 #   --out FILE     also write the table to FILE (e.g. bench/footprint/results.txt)
 # Environment passed to the Steward processes is this shell's: e.g. DOTNET_GCHeapHardLimit=0x4000000 to try a setting.
-# Needs root (PostgreSQL runs as `postgres`), etcd, PostgreSQL 15, haproxy, and Debian's `patroni` package
+# Needs root (PostgreSQL runs as `postgres`), etcd, PostgreSQL 15, haproxy, GNU time, and Debian's `patroni` package
 # (installed here when missing: apt-get install patroni python3-etcd3 python3-psycopg2).
 set -euo pipefail
 
@@ -41,7 +41,7 @@ done
 say() { echo "footprint: $*" >&2; }
 die() { echo "footprint: ERROR: $*" >&2; exit 1; }
 ((EUID == 0)) || die "run as root (PostgreSQL and Patroni run as postgres through setpriv)"
-for t in etcd haproxy curl setpriv; do command -v $t >/dev/null || die "$t not found (scripts/install-deps.sh)"; done
+for t in etcd haproxy curl setpriv /usr/bin/time; do command -v $t >/dev/null || die "$t not found (scripts/install-deps.sh)"; done
 [[ -x $PGBIN/postgres ]] || die "PostgreSQL 15 not found (scripts/install-deps.sh)"
 if ! command -v patroni >/dev/null || ! command -v patronictl >/dev/null; then
     say "installing Debian's patroni (apt-get install patroni python3-etcd3 python3-psycopg2)"
@@ -93,13 +93,18 @@ stop_pid() {
 }
 cleanup() {
     set +e
+    trap - EXIT INT TERM
     say "stopping both clusters…"
     if [[ -f $BASE/steward-demo/demo.json ]]; then
         "${STEWARD[@]}" demo --down --dir "$BASE/steward-demo" >"$BASE/demo-down.log" 2>&1
     fi
     [[ -f $BASE/haproxy.pid ]] && stop_pid "$(cat "$BASE/haproxy.pid")" haproxy
-    for n in 1 2 3; do [[ -f $BASE/pg$n/patroni.pid ]] && stop_pid "$(cat "$BASE/pg$n/patroni.pid")" patroni TERM & done; wait
-    for n in 1 2 3; do [[ -f $BASE/pg$n/data/postmaster.pid ]] && stop_pid "$(head -1 "$BASE/pg$n/data/postmaster.pid")" postgres INT & done; wait
+    local jobs=() n
+    for n in 1 2 3; do [[ -f $BASE/pg$n/patroni.pid ]] && { stop_pid "$(cat "$BASE/pg$n/patroni.pid")" patroni TERM & jobs+=($!); }; done
+    ((${#jobs[@]})) && wait "${jobs[@]}"
+    jobs=()
+    for n in 1 2 3; do [[ -f $BASE/pg$n/data/postmaster.pid ]] && { stop_pid "$(head -1 "$BASE/pg$n/data/postmaster.pid")" postgres INT & jobs+=($!); }; done
+    ((${#jobs[@]})) && wait "${jobs[@]}"
     [[ -f $BASE/etcd.pid ]] && stop_pid "$(cat "$BASE/etcd.pid")" etcd
     if ((keep)); then say "kept $BASE"; else rm -rf "$BASE"; fi
 }
@@ -152,10 +157,11 @@ for n in 1 2 3; do
     sed -e "s#@NAME@#pg$n#g" -e "s#@PGPORT@#$((PB + 9 + n))#g" -e "s#@RESTPORT@#$((PB + 39 + n))#g" \
         -e "s#@ETCD@#$PB#g" -e "s#@BASE@#$BASE#g" "$HERE/patroni.yml.tmpl" >"$BASE/pg$n/patroni.yml"
     chown -R postgres:postgres "$BASE/pg$n"
-    (cd "$BASE" && env -u PGPASSWORD -u PGUSER -u PGDATABASE -u PGHOST HOME="$BASE/pg$n" \
+    # $! must be patroni itself (setsid and setpriv exec it): no list or subshell around the background command.
+    env -C "$BASE" -u PGPASSWORD -u PGUSER -u PGDATABASE -u PGHOST HOME="$BASE/pg$n" \
         setsid setpriv --reuid=postgres --regid=postgres --init-groups \
         patroni "$BASE/pg$n/patroni.yml" >>"$BASE/pg$n/patroni.log" 2>&1 </dev/null &
-        echo $! >"$BASE/pg$n/patroni.pid")
+    echo $! >"$BASE/pg$n/patroni.pid"
 done
 sed -e "s#@STATS@#$((PB + 4))#" -e "s#@WRITE@#$((PB + 2))#" -e "s#@READ@#$((PB + 3))#" \
     -e "s#@PG1@#$((PB + 10))#g" -e "s#@PG2@#$((PB + 11))#g" -e "s#@PG3@#$((PB + 12))#g" \
@@ -163,11 +169,13 @@ sed -e "s#@STATS@#$((PB + 4))#" -e "s#@WRITE@#$((PB + 2))#" -e "s#@READ@#$((PB +
     "$HERE/haproxy.cfg.tmpl" >"$BASE/haproxy.cfg"
 setsid haproxy -f "$BASE/haproxy.cfg" -db >"$BASE/haproxy.log" 2>&1 </dev/null &
 echo $! >"$BASE/haproxy.pid"
-patroni_healthy() {
+patroni_healthy() { # one leader whose /patroni lists two streaming replicas
     local leaders=0 streaming=0 n
     for n in 1 2 3; do
-        [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$((PB + 39 + n))/leader") == 200 ]] && leaders=$((leaders + 1))
-        curl -s "http://127.0.0.1:$((PB + 39 + n))/patroni" | grep -q '"replication_state": *"streaming"' && streaming=$((streaming + 1))
+        if [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$((PB + 39 + n))/leader") == 200 ]]; then
+            leaders=$((leaders + 1))
+            streaming=$(curl -s "http://127.0.0.1:$((PB + 39 + n))/patroni" | grep -o '"state": *"streaming"' | wc -l)
+        fi
     done
     ((leaders == 1 && streaming == 2))
 }
@@ -179,6 +187,8 @@ say "Patroni healthy after $(printf '%.1f' "$(echo "$(date +%s.%N) - $t0" | bc)"
 say "both clusters up; idle for $idle s"
 sleep "$idle"
 rss_kb() { awk '/^VmRSS:/ { print $2 }' /proc/"$1"/status 2>/dev/null || echo 0; }
+# PSS: pages shared with other processes (the binary or libpython mapped by all three agents) counted by share
+pss_kb() { awk '/^Pss:/ { print $2 }' /proc/"$1"/smaps_rollup 2>/dev/null || echo 0; }
 declare -A samples=()
 agents=("$(demo_pid node1)" "$(demo_pid node2)" "$(demo_pid node3)")
 router=$(demo_pid router)
@@ -191,9 +201,13 @@ for i in $(seq 10); do
         samples[agent$k]+="$(rss_kb "${agents[$k]}") "
         samples[sup$k]+="$( [[ -n ${sups[$k]} ]] && rss_kb "${sups[$k]}" || echo 0) "
         samples[patroni$k]+="$(rss_kb "${patronis[$k]}") "
+        samples[agentpss$k]+="$(pss_kb "${agents[$k]}") "
+        samples[patronipss$k]+="$(pss_kb "${patronis[$k]}") "
     done
     samples[router]+="$(rss_kb "$router") "
     samples[haproxy]+="$(rss_kb "$haproxy") "
+    samples[routerpss]+="$(pss_kb "$router") "
+    samples[haproxypss]+="$(pss_kb "$haproxy") "
     sleep 2
 done
 # median and max of a list of kB values, printed in MB
@@ -202,15 +216,17 @@ sum_lists() { paste -d+ <(tr ' ' '\n' <<<"$1" | grep .) <(tr ' ' '\n' <<<"$2" | 
 
 # --- CLI timings ---------------------------------------------------------------------------------------------------
 node1_cfg=$BASE/steward-demo/node1/node.yml
-time_runs() { # N CMD... → "median s (min … max)"
+time_runs() { # N CMD... → "median s (min … max), cpu median s": wall time, and user+sys CPU time (GNU time)
     local n=$1; shift
-    local t=()
+    local t=() c=()
     for _ in $(seq "$n"); do
         local s e
-        s=$(date +%s%N); "$@" >/dev/null 2>&1 || true; e=$(date +%s%N)
+        s=$(date +%s%N); /usr/bin/time -f '%U %S' -o "$BASE/time.out" "$@" >/dev/null 2>&1 || true; e=$(date +%s%N)
         t+=($(((e - s) / 1000000)))
+        c+=("$(awk '{ printf "%d", ($1 + $2) * 1000 }' "$BASE/time.out")")
     done
     printf '%s\n' "${t[@]}" | sort -n | awk '{ v[NR] = $1 } END { printf "%5.3f s (min %5.3f, max %5.3f)", v[int((NR + 1) / 2)] / 1000, v[1] / 1000, v[NR] / 1000 }'
+    printf '%s\n' "${c[@]}" | sort -n | awk '{ v[NR] = $1 } END { printf ", cpu %5.3f s", v[int((NR + 1) / 2)] / 1000 }'
 }
 "${STEWARD[@]}" list -c "$node1_cfg" >"$BASE/list.txt" 2>&1 || { cat "$BASE/list.txt" >&2; die "steward list failed"; }
 steward_list=$(time_runs "$runs" "${STEWARD[@]}" list -c "$node1_cfg")
@@ -225,7 +241,7 @@ patroni_version=$(time_runs "$pruns" patronictl version)
     echo "idle $idle s, VmRSS median of 10 samples 2 s apart (max); CLI: median of $runs runs (patronictl: $pruns)"
     echo "Steward: $variant; Patroni $(patronictl version 2>/dev/null | awk '{print $NF}'), $(haproxy -v | head -1 | awk '{print "HAProxy", $3}')"
     [[ -n $build_note ]] && echo "$build_note"
-    env | grep -E '^DOTNET_' | sed 's/^/setting: /' || true
+    env | grep -E '^DOTNET_' | grep -vE '^DOTNET_(CLI_|NOLOGO|GENERATE_ASPNET|SKIP_FIRST)' | sed 's/^/setting: /' || true
     echo
     printf '%-30s %-32s %-32s\n' "" "Steward" "Patroni / HAProxy"
     for k in 0 1 2; do
@@ -235,8 +251,14 @@ patroni_version=$(time_runs "$pruns" patronictl version)
         printf '%-30s %-32s %-32s\n' "  + fence supervisor" "$(stat_mb "$(sum_lists "${samples[agent$k]}" "${samples[sup$k]}")")" ""
     done
     printf '%-30s %-32s %-32s\n' "router / HAProxy" "$(stat_mb "${samples[router]}")" "$(stat_mb "${samples[haproxy]}")"
-    printf '%-30s %-32s %-32s\n' "list (steward / patronictl)" "$steward_list" "$patroni_list"
-    printf '%-30s %-32s %-32s\n' "version" "$steward_version" "$patroni_version"
+    for k in 0 1 2; do
+        printf '%-30s %-32s %-32s\n' "PSS agent $((k + 1)) / pg$((k + 1))" "$(stat_mb "${samples[agentpss$k]}")" "$(stat_mb "${samples[patronipss$k]}")"
+    done
+    printf '%-30s %-32s %-32s\n' "PSS router / HAProxy" "$(stat_mb "${samples[routerpss]}")" "$(stat_mb "${samples[haproxypss]}")"
+    echo
+    printf '%-10s %-48s %-48s\n' "" "steward" "patronictl"
+    printf '%-10s %-48s %-48s\n' "list" "$steward_list" "$patroni_list"
+    printf '%-10s %-48s %-48s\n' "version" "$steward_version" "$patroni_version"
     echo
     echo "steward list:"
     cat "$BASE/list.txt"
