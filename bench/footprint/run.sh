@@ -12,6 +12,7 @@
 # Usage: bench/footprint/run.sh [--binary FILE] [--jit] [--idle SECONDS] [--runs N] [--out FILE] [--keep]
 #   --binary FILE  the Steward executable to measure (default: publish the native AOT build, timed)
 #   --jit          measure the framework-dependent build (`dotnet steward.dll`) instead: the "before" figures
+#                  (with --binary DIR/steward.dll: that build, e.g. ./steward's /var/tmp/steward-build/*/current)
 #   --idle S       seconds both clusters sit idle before sampling (default 60); RSS is sampled 10 times, 2 s apart
 #   --runs N       CLI timing runs (default 20; median, min, max)
 #   --out FILE     also write the table to FILE (e.g. bench/footprint/results.txt)
@@ -55,7 +56,12 @@ chmod 0755 "$BASE"
 
 # --- the Steward program -------------------------------------------------------------------------------------------
 build_note=""
-if ((jit)); then
+if ((jit)) && [[ -n $binary ]]; then
+    [[ $binary == *.dll ]] || die "--jit --binary wants a steward.dll (a framework-dependent build)"
+    cp -r "$(dirname "$binary")" "$BASE/app" && chmod -R go+rX "$BASE/app"
+    STEWARD=(dotnet "$BASE/app/steward.dll")
+    variant="Steward $("${STEWARD[@]}" version | awk '{print $2}') (JIT, dotnet steward.dll)"
+elif ((jit)); then
     say "framework-dependent publish…"
     t0=$(date +%s.%N)
     dotnet publish "$ROOT/src/Steward/Steward.csproj" -c Release --no-self-contained -nologo \
@@ -228,7 +234,9 @@ time_runs() { # N CMD... → "median s (min … max), cpu median s": wall time, 
     printf '%s\n' "${t[@]}" | sort -n | awk '{ v[NR] = $1 } END { printf "%5.3f s (min %5.3f, max %5.3f)", v[int((NR + 1) / 2)] / 1000, v[1] / 1000, v[NR] / 1000 }'
     printf '%s\n' "${c[@]}" | sort -n | awk '{ v[NR] = $1 } END { printf ", cpu %5.3f s", v[int((NR + 1) / 2)] / 1000 }'
 }
-"${STEWARD[@]}" list -c "$node1_cfg" >"$BASE/list.txt" 2>&1 || { cat "$BASE/list.txt" >&2; die "steward list failed"; }
+# A first list (also warms the page cache); a loaded machine may need a second try.
+for _ in 1 2 3 4 5; do "${STEWARD[@]}" list -c "$node1_cfg" >"$BASE/list.txt" 2>&1 && break; sleep 1; done
+grep -q Leader "$BASE/list.txt" || { cat "$BASE/list.txt" >&2; die "steward list failed 5 times"; }
 steward_list=$(time_runs "$runs" "${STEWARD[@]}" list -c "$node1_cfg")
 steward_version=$(time_runs "$runs" "${STEWARD[@]}" version)
 pruns=$(( runs < 5 ? runs : 5 ))
