@@ -5,6 +5,8 @@
 #   needs: .NET 10 SDK (checked only, never installed)
 #          PostgreSQL 15 server (postgresql-15), etcd (etcd-server, etcd-client), haproxy,
 #          chromium (the dashboard's browser test drives it headless)
+#          clang, zlib1g-dev (the native AOT build: scripts/package.sh, bench/footprint),
+#          systemd (systemd-analyze verifies the package's units in the tests), dpkg-deb, man-db (man page test)
 #
 # Packages are installed only when missing (installing needs root). Services
 # that the packages start on install are stopped again (our demo and tests use
@@ -53,12 +55,17 @@ have etcd    || missing+=(etcd-server)
 have etcdctl || missing+=(etcd-client)
 have haproxy || missing+=(haproxy)
 have chromium || missing+=(chromium)
+have clang || missing+=(clang)
+[[ -e /usr/include/zlib.h ]] || missing+=(zlib1g-dev)
+have systemd-analyze || missing+=(systemd)
+have dpkg-deb || missing+=(dpkg)
+have man || missing+=(man-db)
 if ! [[ -x $PG_BIN/postgres && -x $PG_BIN/initdb && -x $PG_BIN/pg_ctl ]]; then
     missing+=(postgresql-15)
 fi
 
 if ((${#missing[@]} == 0)); then
-    say "etcd, etcdctl, haproxy, chromium and PostgreSQL 15 already installed; nothing to do"
+    say "etcd, etcdctl, haproxy, chromium, PostgreSQL 15, clang, zlib1g-dev and systemd-analyze already installed; nothing to do"
 else
     say "missing packages: ${missing[*]}"
     ((EUID == 0)) || die "installing packages needs root; run as root: apt-get install -y ${missing[*]}"
@@ -129,7 +136,7 @@ fi
 
 # --- verify ------------------------------------------------------------------
 fail=0
-for t in etcd etcdctl haproxy chromium; do
+for t in etcd etcdctl haproxy chromium clang systemd-analyze dpkg-deb man; do
     have "$t" || { echo "install-deps: ERROR: $t not found after install" >&2; fail=1; }
 done
 for t in postgres initdb pg_ctl pg_basebackup pg_rewind; do

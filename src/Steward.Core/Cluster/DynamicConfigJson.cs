@@ -24,7 +24,7 @@ public static class DynamicConfigJson
     /// <summary>Keys of the <c>postgresql</c> section Steward acts on.</summary>
     public static readonly IReadOnlyList<string> KnownPostgresql = ["use_pg_rewind", "use_slots", "parameters"];
 
-    public static string Serialize(DynamicConfig config) => JsonSerializer.Serialize(config);
+    public static string Serialize(DynamicConfig config) => JsonSerializer.Serialize(config, CoreJsonPlain.Default.DynamicConfig);
 
     /// <summary>
     /// Every key of <paramref name="config"/> Steward does not act on (dotted, e.g. <c>slots</c>, <c>postgresql.pg_hba</c>).

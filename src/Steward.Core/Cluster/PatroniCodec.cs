@@ -33,20 +33,13 @@ public static partial class PatroniCodec
 {
     private const string HistoryTimeFormat = "yyyy-MM-dd'T'HH:mm:ss.ffffffzzz";
 
-    private static readonly JsonSerializerOptions Options = new()
-    {
-        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
-        NumberHandling = JsonNumberHandling.AllowReadingFromString,
-        Converters = { new ParametersConverter() },
-    };
+    public static byte[] Serialize(MemberData data) => JsonSerializer.SerializeToUtf8Bytes(data, CoreJson.Default.MemberData);
 
-    public static byte[] Serialize(MemberData data) => JsonSerializer.SerializeToUtf8Bytes(data, Options);
+    public static byte[] Serialize(DynamicConfig config) => JsonSerializer.SerializeToUtf8Bytes(config, CoreJson.Default.DynamicConfig);
 
-    public static byte[] Serialize(DynamicConfig config) => JsonSerializer.SerializeToUtf8Bytes(config, Options);
+    public static byte[] Serialize(ClusterStatus status) => JsonSerializer.SerializeToUtf8Bytes(status, CoreJson.Default.ClusterStatus);
 
-    public static byte[] Serialize(ClusterStatus status) => JsonSerializer.SerializeToUtf8Bytes(status, Options);
-
-    public static byte[] Serialize(FailoverRequest request) => JsonSerializer.SerializeToUtf8Bytes(request, Options);
+    public static byte[] Serialize(FailoverRequest request) => JsonSerializer.SerializeToUtf8Bytes(request, CoreJson.Default.FailoverRequest);
 
     /// <summary>Patroni writes <c>sync_standby</c> as null when there is none; so do we (not omitted).</summary>
     public static byte[] Serialize(SyncState state)
@@ -132,10 +125,10 @@ public static partial class PatroniCodec
                     config = TryRead(kv, logger, v => DeserializeConfig(v) is { } c ? new DynamicConfigEntry(c, kv.ModRevision) : null);
                     break;
                 case ClusterKeys.Status:
-                    status = TryRead(kv, logger, v => JsonSerializer.Deserialize<ClusterStatus>(v, Options));
+                    status = TryRead(kv, logger, v => JsonSerializer.Deserialize(v, CoreJson.Default.ClusterStatus));
                     break;
                 case ClusterKeys.Failover:
-                    failover = TryRead(kv, logger, v => JsonSerializer.Deserialize<FailoverRequest>(v, Options) is { } f
+                    failover = TryRead(kv, logger, v => JsonSerializer.Deserialize(v, CoreJson.Default.FailoverRequest) is { } f
                         ? f with { ModRevision = kv.ModRevision }
                         : null);
                     break;
@@ -144,7 +137,7 @@ public static partial class PatroniCodec
                     historyModRevision = kv.ModRevision;
                     break;
                 case ClusterKeys.Sync:
-                    sync = TryRead(kv, logger, v => JsonSerializer.Deserialize<SyncState>(v, Options) is { } st
+                    sync = TryRead(kv, logger, v => JsonSerializer.Deserialize(v, CoreJson.Default.SyncState) is { } st
                         ? st with { ModRevision = kv.ModRevision }
                         : null);
                     break;
@@ -152,7 +145,7 @@ public static partial class PatroniCodec
                     if (kv.Key.StartsWith(ClusterKeys.MembersDir, StringComparison.Ordinal) && kv.Key.Length > ClusterKeys.MembersDir.Length)
                     {
                         var name = kv.Key[ClusterKeys.MembersDir.Length..];
-                        var data = TryRead(kv, logger, v => JsonSerializer.Deserialize<MemberData>(v, Options));
+                        var data = TryRead(kv, logger, v => JsonSerializer.Deserialize(v, CoreJson.Default.MemberData));
                         if (data is not null)
                         {
                             members.Add(new Member(name, data, kv.ModRevision, kv.LeaseId));
@@ -231,7 +224,7 @@ public static partial class PatroniCodec
     private static partial void LogUnparsableKey(ILogger logger, string key, long modRevision, string reason);
 
     /// <summary>PostgreSQL parameters: Patroni writes numbers and booleans as JSON values; we keep strings.</summary>
-    private sealed class ParametersConverter : JsonConverter<IReadOnlyDictionary<string, string>>
+    internal sealed class ParametersConverter : JsonConverter<IReadOnlyDictionary<string, string>>
     {
         public override IReadOnlyDictionary<string, string> Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
         {

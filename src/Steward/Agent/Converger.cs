@@ -546,7 +546,7 @@ internal sealed class Converger
     /// </summary>
     public async Task ApplyDynamicConfigAsync(PgState pg, DynamicConfig settings, CancellationToken ct)
     {
-        var wanted = System.Text.Json.JsonSerializer.Serialize(settings.Postgresql.Parameters.OrderBy(p => p.Key, StringComparer.Ordinal));
+        var wanted = System.Text.Json.JsonSerializer.Serialize(settings.Postgresql.Parameters.OrderBy(p => p.Key, StringComparer.Ordinal), StewardJson.Default.IEnumerableKeyValuePairStringString);
         if (_reloadRequested || (pg.Running && pg.Accepting && wanted != _appliedParameters))
         {
             _reloadRequested = false;

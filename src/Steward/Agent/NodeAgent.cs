@@ -168,7 +168,7 @@ internal sealed class NodeAgent : IAsyncDisposable
             {
                 // Written when it changed (or on a new lease), not every cycle: an idle cluster writes nothing to etcd.
                 var data = _converger.MemberDataFor(pg, _status.Snapshot.State);
-                var json = System.Text.Json.JsonSerializer.Serialize(data);
+                var json = System.Text.Json.JsonSerializer.Serialize(data, StewardJson.Default.MemberData);
                 if (json != _lastMemberJson || lease.LeaseId != _lastMemberLease || cluster.GetMember(_config.Name) is null)
                 {
                     await _store.PutMemberAsync(_config.Name, data, ct).ConfigureAwait(false);

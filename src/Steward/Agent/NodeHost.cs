@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Console;
 using Steward.Agent.Fence;
@@ -201,6 +202,7 @@ internal static class NodeHost
         b.AddFilter("Grpc", LogLevel.Warning);
         b.AddFilter("System.Net.Http", LogLevel.Warning);
         b.AddConsole(o => o.FormatterName = PatroniLogFormatter.FormatterName);
-        b.AddConsoleFormatter<PatroniLogFormatter, ConsoleFormatterOptions>();
+        // Registered by hand: AddConsoleFormatter<,> binds options by reflection, which the native AOT build lacks.
+        b.Services.TryAddEnumerable(ServiceDescriptor.Singleton<ConsoleFormatter, PatroniLogFormatter>());
     });
 }

@@ -41,7 +41,7 @@ internal sealed class PeerClient(HttpClient http, Steward.Core.Configuration.Cre
         {
             using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(baseUri, "/failsafe"))
             {
-                Content = JsonContent.Create(new Dictionary<string, string> { ["name"] = me }),
+                Content = JsonContent.Create(new Dictionary<string, string> { ["name"] = me }, StewardJson.Default.DictionaryStringString),
             };
             if (credentials is { } c)
             {
@@ -77,7 +77,7 @@ internal sealed class PeerClient(HttpClient http, Steward.Core.Configuration.Cre
         cts.CancelAfter(timeout);
         try
         {
-            var doc = await http.GetFromJsonAsync<JsonElement>(new Uri(baseUri, "/patroni"), cts.Token).ConfigureAwait(false);
+            var doc = await http.GetFromJsonAsync(new Uri(baseUri, "/patroni"), StewardJson.Default.JsonElement, cts.Token).ConfigureAwait(false);
             return Parse(member.Name, doc);
         }
         catch (Exception) when (!ct.IsCancellationRequested)

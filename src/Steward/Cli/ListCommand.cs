@@ -151,10 +151,10 @@ internal static class ListCommand
             {
                 o["Pending restart"] = m.Data.PendingRestart == true ? "*" : null;
                 o["Scheduled restart"] = scheduledRestarts?.GetValueOrDefault(m.Name);
-                o["Tags"] = m.Data.Tags is { Count: > 0 } tags ? JsonSerializer.SerializeToNode(tags) : null;
+                o["Tags"] = m.Data.Tags is { Count: > 0 } tags ? JsonSerializer.SerializeToNode(tags, StewardJson.Default.IReadOnlyDictionaryStringObject) : null;
             }
 
-            array.Add(o);
+            array.Add((JsonNode)o);
         }
 
         return array;

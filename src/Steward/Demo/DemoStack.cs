@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Reflection;
 using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -42,8 +41,6 @@ internal sealed class DemoStack
     public const string SuperPassword = "postgres";
     public const string DashboardUser = "admin";
     private const string StateFile = "demo.json";
-
-    private static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
 
     private readonly DemoOptions _options;
     private readonly TextWriter _out;
@@ -118,7 +115,7 @@ internal sealed class DemoStack
         var path = Path.Combine(Dir, StateFile);
         try
         {
-            return File.Exists(path) ? JsonSerializer.Deserialize<DemoState>(File.ReadAllText(path)) : null;
+            return File.Exists(path) ? JsonSerializer.Deserialize(File.ReadAllText(path), StewardJson.Default.DemoState) : null;
         }
         catch (JsonException)
         {
@@ -126,7 +123,7 @@ internal sealed class DemoStack
         }
     }
 
-    private void Save(DemoState state) => File.WriteAllText(Path.Combine(Dir, StateFile), JsonSerializer.Serialize(state, Json));
+    private void Save(DemoState state) => File.WriteAllText(Path.Combine(Dir, StateFile), JsonSerializer.Serialize(state, StewardJsonIndented.Default.DemoState));
 
     /// <summary>Starts everything and waits for a leader, streaming replicas and the router; prints how to connect. 0 on success.</summary>
     public async Task<(int Exit, DemoState? State)> UpAsync(string etcdBin, CancellationToken ct)
@@ -386,7 +383,7 @@ internal sealed class DemoStack
     private static string[] Self()
     {
         var process = Environment.ProcessPath ?? throw new InvalidOperationException("cannot tell which program is running");
-        return Path.GetFileNameWithoutExtension(process) == "dotnet" ? [process, Assembly.GetExecutingAssembly().Location] : [process];
+        return Path.GetFileNameWithoutExtension(process) == "dotnet" ? [process, Path.Combine(AppContext.BaseDirectory, "steward.dll")] : [process];
     }
 
     private static async Task ChownAsync(string path, CancellationToken ct)

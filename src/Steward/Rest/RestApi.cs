@@ -224,7 +224,7 @@ internal static class RestApi
 
         if (agent.Config.Tags.All.Count > 0)
         {
-            o["tags"] = JsonSerializer.SerializeToNode(agent.Config.Tags.All);
+            o["tags"] = JsonSerializer.SerializeToNode(agent.Config.Tags.All, StewardJson.Default.IReadOnlyDictionaryStringObject);
         }
 
         o["patroni"] = new JsonObject
@@ -262,10 +262,10 @@ internal static class RestApi
 
             if (m.Data.Tags is { Count: > 0 } tags)
             {
-                o["tags"] = JsonSerializer.SerializeToNode(tags);
+                o["tags"] = JsonSerializer.SerializeToNode(tags, StewardJson.Default.IReadOnlyDictionaryStringObject);
             }
 
-            members.Add(o);
+            members.Add((JsonNode)o);
         }
 
         var result = new JsonObject { ["members"] = members, ["scope"] = agent.Config.Scope };

@@ -239,7 +239,7 @@ internal static partial class RouterHost
             var eligible = l.Stats.Name == "write"
                 ? (table.Writer is null ? [] : new[] { table.Writer.Name })
                 : table.Readers.Select(r => r.Name).ToArray();
-            array.Add(new JsonObject
+            array.Add((JsonNode)new JsonObject
             {
                 ["name"] = l.Stats.Name,
                 ["address"] = l.Stats.Address,

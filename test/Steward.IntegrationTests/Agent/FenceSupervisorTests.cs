@@ -113,8 +113,9 @@ public sealed class FenceSupervisorTests : IDisposable
 
     private Process StartSupervisor()
     {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardInput = true, UseShellExecute = false };
-        psi.ArgumentList.Add(StewardProcess.Dll);
+        var psi = StewardProcess.StartInfo();
+        psi.RedirectStandardInput = true;
+        psi.UseShellExecute = false;
         psi.ArgumentList.Add(FenceSupervisor.Verb);
         psi.ArgumentList.Add("--data-dir");
         psi.ArgumentList.Add(_dir.Path);

@@ -7,17 +7,32 @@ internal static class StewardProcess
 {
     public static string Dll => Path.Combine(AppContext.BaseDirectory, "steward.dll");
 
-    /// <summary>Starts <c>dotnet steward.dll args</c>, appending stdout and stderr to <paramref name="logPath"/>.</summary>
+    /// <summary>
+    /// <c>STEWARD_TEST_BINARY</c>: an executable to run instead of <c>dotnet steward.dll</c>, e.g. the native AOT build
+    /// (<c>scripts/package.sh</c>, bench/footprint), so the same tests check the binary that ships.
+    /// </summary>
+    public static string? Binary => Environment.GetEnvironmentVariable("STEWARD_TEST_BINARY") is { Length: > 0 } b ? b : null;
+
+    /// <summary>The program and first arguments that run steward: the native binary, or <c>dotnet steward.dll</c>.</summary>
+    public static ProcessStartInfo StartInfo()
+    {
+        var psi = new ProcessStartInfo(Binary ?? "dotnet");
+        if (Binary is null)
+        {
+            psi.ArgumentList.Add(Dll);
+        }
+
+        return psi;
+    }
+
+    /// <summary>Starts <c>dotnet steward.dll args</c> (or <see cref="Binary"/>), appending stdout and stderr to <paramref name="logPath"/>.</summary>
     public static Process Start(IReadOnlyList<string> args, string logPath, IReadOnlyDictionary<string, string>? environment = null)
     {
-        var psi = new ProcessStartInfo("dotnet")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = true,
-            UseShellExecute = false,
-        };
-        psi.ArgumentList.Add(Dll);
+        var psi = StartInfo();
+        psi.RedirectStandardOutput = true;
+        psi.RedirectStandardError = true;
+        psi.RedirectStandardInput = true;
+        psi.UseShellExecute = false;
         foreach (var a in args)
         {
             psi.ArgumentList.Add(a);

@@ -109,7 +109,7 @@ internal static partial class DashboardEndpoints
         LogSwitchoverRequested(log, leader.Name, candidate);
         using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(leaderApi, "/switchover"))
         {
-            Content = JsonContent.Create(new JsonObject { ["leader"] = leader.Name, ["candidate"] = candidate }),
+            Content = JsonContent.Create(new JsonObject { ["leader"] = leader.Name, ["candidate"] = candidate }, StewardJson.Default.JsonObject),
         };
         if (config.RestApi is { } rest)
         {

@@ -179,7 +179,7 @@ internal sealed class DashboardState : IAsyncDisposable
         {
             var isLeader = view!.Leader?.Name == m.Name;
             probes.TryGetValue(m.Name, out var probe);
-            members.Add(new JsonObject
+            members.Add((JsonNode)new JsonObject
             {
                 ["name"] = m.Name,
                 ["role"] = isLeader ? "leader" : m.Data.Role ?? "unknown",
