@@ -55,9 +55,10 @@ public sealed record DynamicConfig
 
     /// <summary>
     /// Keys Steward does not act on (e.g. <c>slots</c> written by Patroni), kept verbatim so that the <c>config</c> key
-    /// round-trips every key; see <see cref="DynamicConfigJson.NotActedOn"/>.
+    /// round-trips every key; see <see cref="DynamicConfigJson.NotActedOn"/>. (Settable: the JSON source generator
+    /// cannot bind extension data to an init-only property.)
     /// </summary>
-    [JsonExtensionData] public Dictionary<string, JsonElement>? Other { get; init; }
+    [JsonExtensionData] public Dictionary<string, JsonElement>? Other { get; set; }
 }
 
 public sealed record DynamicPostgresConfig
@@ -67,5 +68,5 @@ public sealed record DynamicPostgresConfig
     [JsonPropertyName("parameters")] public IReadOnlyDictionary<string, string> Parameters { get; init; } = new Dictionary<string, string>();
 
     /// <summary>Keys of the <c>postgresql</c> section Steward does not act on, kept verbatim.</summary>
-    [JsonExtensionData] public Dictionary<string, JsonElement>? Other { get; init; }
+    [JsonExtensionData] public Dictionary<string, JsonElement>? Other { get; set; }
 }
