@@ -238,17 +238,20 @@ internal sealed class Campaign
         }
 
         Say($"fault #{number}: {kind.Name()} on {f.Target} (hold {hold:F1} s)");
-        f.Injected = _clock.Now;
+
+        // Injected: the moment the fault took hold (right after the signal, the link change or the request).
         var holdDelay = TimeSpan.FromSeconds(hold);
         switch (kind)
         {
             case FaultKind.CrashLeader:
-                CrashHost(leader);
+                CrashHost(leader, f);
                 await Task.Delay(holdDelay, ct);
                 _cluster.StartAgent(leader);
                 break;
             case FaultKind.KillLeaderAgent:
-                leader.Agent!.Kill();
+                leader.Agent!.Signal(Os.SIGKILL);
+                f.Injected = _clock.Now;
+                leader.Agent.Kill();
                 await Task.Delay(holdDelay, ct);
                 _cluster.StartAgent(leader);
                 break;
@@ -262,9 +265,12 @@ internal sealed class Campaign
                     f.Notes.Add("no postmaster to kill");
                 }
 
+                f.Injected = _clock.Now;
+
                 break;
             case FaultKind.StopLeaderAgent:
                 leader.Agent!.Signal(Os.SIGSTOP);
+                f.Injected = _clock.Now;
                 Os.WaitUntilStopped(leader.Agent.Pid, TimeSpan.FromSeconds(5));
                 await Task.Delay(holdDelay, ct);
                 leader.Agent.Signal(Os.SIGCONT);
@@ -273,22 +279,26 @@ internal sealed class Campaign
                 if (leader.PostmasterPid() is { } stopped)
                 {
                     Os.Signal(stopped, Os.SIGSTOP);
+                    f.Injected = _clock.Now;
                     await Task.Delay(holdDelay, ct);
                     Os.Signal(stopped, Os.SIGCONT);
                 }
                 else
                 {
+                    f.Injected = _clock.Now;
                     f.Notes.Add("no postmaster to stop");
                 }
 
                 break;
             case FaultKind.PartitionLeader:
                 _cluster.Net.SetLink(leader.Name, up: false);
+                f.Injected = _clock.Now;
                 await Task.Delay(holdDelay, ct);
                 _cluster.Net.SetLink(leader.Name, up: true);
                 break;
             case FaultKind.PartitionRouterLeader:
                 _cluster.Net.SetPartition(Topology.RouterHost, leader.Name, partitioned: true);
+                f.Injected = _clock.Now;
                 await Task.Delay(holdDelay, ct);
                 _cluster.Net.SetPartition(Topology.RouterHost, leader.Name, partitioned: false);
                 break;
@@ -298,6 +308,8 @@ internal sealed class Campaign
                     h.Etcd!.Kill();
                 }
 
+                f.Injected = _clock.Now;
+
                 await Task.Delay(holdDelay, ct);
                 foreach (var h in etcdVictims)
                 {
@@ -306,6 +318,7 @@ internal sealed class Campaign
 
                 break;
             case FaultKind.Switchover:
+                f.Injected = _clock.Now;
                 var answer = await _cluster.SwitchoverAsync(leader);
                 f.Notes.Add("switchover: " + answer);
                 if (!answer.StartsWith("200", StringComparison.Ordinal))
@@ -321,11 +334,12 @@ internal sealed class Campaign
                     _cluster.Net.SetRate(r.Name, _o.Rate);
                 }
 
+                f.Injected = _clock.Now;
+                f.Notes.Add(string.Create(CultureInfo.InvariantCulture, $"replication delayed from {_clock.Now:F1} s"));
                 await Task.Delay(holdDelay, ct);
                 if (kind == FaultKind.ReplicationDelayThenCrash)
                 {
-                    CrashHost(leader);
-                    f.Notes.Add(string.Create(CultureInfo.InvariantCulture, $"crash at {_clock.Now:F1} s"));
+                    CrashHost(leader, f); // the window (and the time to the first write) starts at the crash
                 }
 
                 foreach (var r in replicas)
@@ -349,7 +363,7 @@ internal sealed class Campaign
     }
 
     /// <summary>A host crash, etcd aside: kill -9 of the agent, the postmaster and everything else on the host at once.</summary>
-    private void CrashHost(Host h)
+    private void CrashHost(Host h, FaultRecord f)
     {
         var keep = h.Etcd is { HasExited: false } e ? e.Pid : -1;
         var pids = _cluster.Net.PidsIn(h.Name).Where(p => p != keep).ToList();
@@ -357,6 +371,8 @@ internal sealed class Campaign
         {
             Os.Signal(pid, Os.SIGKILL);
         }
+
+        f.Injected = _clock.Now;
 
         h.Agent?.Kill();
         var deadline = _clock.Now + 10;

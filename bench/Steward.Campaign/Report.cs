@@ -86,7 +86,8 @@ internal sealed class Report
         sb.AppendLine(ic, $"== Steward fault campaign {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC: seed {_o.Seed}, mode {(_o.Synchronous ? "sync" : "async")}, " +
             $"{_faults.Count} faults, {_o.Clients} clients through the router, ttl {_o.Ttl} / loop_wait 1, hold {_o.HoldMin}-{_o.HoldMax} s, run {_runId}");
         sb.AppendLine(ic, $"   3 hosts (netns, 10.231.x.1-3: etcd member + PostgreSQL 15 + agent each), router in a 4th; replication delay = tc tbf {_o.Rate} on the links into both replicas");
-        sb.AppendLine(ic, $"{"fault",-28} {"n",3} {"failovers",9} {"lost",5} {"split",5} {"err% in window",14} {"1st write p50/p99 s",19} {"not rejoined",12} {"max leaderless s",16}");
+        sb.AppendLine(ic, $"   clients: one connection each, 10 ms between operations, after an error a new connection after {Workload.FirstBackoff.TotalMilliseconds} ms doubling to {Workload.MaxBackoff.TotalSeconds} s");
+        sb.AppendLine(ic, $"{"fault",-32} {"n",3} {"failovers",9} {"lost",5} {"split",5} {"err% in window",14} {"1st write p50/p99 s",19} {"not rejoined",12} {"max leaderless s",16}");
         void Row(string name, IReadOnlyList<FaultRecord> faults)
         {
             var numbers = faults.Select(f => f.Number).ToHashSet();
@@ -96,7 +97,7 @@ internal sealed class Report
             var split = _result.SplitBrains.Count(s => FaultAt(s.Start) is { } f && numbers.Contains(f.Number));
             var leaderless = faults.Select(f => _leaderless.Where(w => w.End >= f.Injected && w.Start <= f.Healthy).Select(w => w.End - w.Start).DefaultIfEmpty(0).Max())
                 .DefaultIfEmpty(0).Max();
-            sb.AppendLine(ic, $"{name,-28} {faults.Count,3} {faults.Count(f => f.Failover),9} {lost,5} {split,5} {Pct(Availability.ErrorRate(windows)),14} " +
+            sb.AppendLine(ic, $"{name,-32} {faults.Count,3} {faults.Count(f => f.Failover),9} {lost,5} {split,5} {Pct(Availability.ErrorRate(windows)),14} " +
                 $"{P(firsts, 0.5) + " / " + P(firsts, 0.99),19} {faults.Sum(f => f.NotRejoined.Count),12} {leaderless,16:F1}");
         }
 

@@ -6,14 +6,15 @@ namespace Steward.Campaign;
 
 /// <summary>
 /// Clients writing through the router's write port: inserts of unique ids, and Jepsen-style list-appends and reads on a
-/// small rotating set of keys. Each client keeps one connection and opens a new one after any error (100 ms later).
+/// small rotating set of keys. Each client keeps one connection and opens a new one after any error (after a back-off
+/// of 100 ms doubling to 1 s while errors go on).
 /// Every operation goes into the history with its invocation and completion times, its outcome and the server that
 /// answered (address, system id, timeline, postmaster start).
 /// </summary>
 internal sealed class Workload
 {
     private const string Identity =
-        "inet_server_addr()::text, (SELECT system_identifier FROM pg_control_system())::text, " +
+        "host(inet_server_addr()), (SELECT system_identifier FROM pg_control_system())::text, " +
         "('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int, pg_postmaster_start_time()::text";
 
     public const string Schema =
@@ -24,6 +25,11 @@ internal sealed class Workload
     private const int AppendsPerKey = 150;
 
     private const int ActiveKeys = 3;
+
+    /// <summary>After an error a client waits before its next operation: 100 ms, doubling up to 1 s while errors go on.</summary>
+    public static readonly TimeSpan FirstBackoff = TimeSpan.FromMilliseconds(100);
+
+    public static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(1);
 
     private readonly string _connectionString;
     private readonly History _history;
@@ -47,6 +53,7 @@ internal sealed class Workload
     {
         var random = new Random(_seed * 31 + client);
         NpgsqlConnection? conn = null;
+        var backoff = FirstBackoff;
         while (!ct.IsCancellationRequested)
         {
             var roll = random.Next(10);
@@ -101,10 +108,12 @@ internal sealed class Workload
                     conn = null;
                 }
 
-                await Delay(TimeSpan.FromMilliseconds(100), ct);
+                await Delay(backoff, ct);
+                backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, MaxBackoff.Ticks));
                 continue;
             }
 
+            backoff = FirstBackoff;
             await Delay(think, ct);
         }
 
