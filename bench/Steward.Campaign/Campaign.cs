@@ -14,7 +14,7 @@ internal sealed record CampaignOptions
     public double HoldMax { get; init; } = 10;
     public double Settle { get; init; } = 2;
     public double RejoinTimeout { get; init; } = 120;
-    public string Rate { get; init; } = "512kbit";
+    public string Rate { get; init; } = "128kbit";
     public int Ttl { get; init; } = 10;
     public IReadOnlyList<FaultKind> Kinds { get; init; } = Enum.GetValues<FaultKind>();
     public string? WorkDir { get; init; }
@@ -339,7 +339,10 @@ internal sealed class Campaign
                 await Task.Delay(holdDelay, ct);
                 if (kind == FaultKind.ReplicationDelayThenCrash)
                 {
-                    CrashHost(leader, f); // the window (and the time to the first write) starts at the crash
+                    // A host crash: its link goes down with its processes, so the WAL still in its kernel's socket buffers
+                    // never leaves (a kill -9 alone lets the kernel deliver it). The window starts here.
+                    _cluster.Net.SetLink(leader.Name, up: false);
+                    CrashHost(leader, f);
                 }
 
                 foreach (var r in replicas)
@@ -350,6 +353,7 @@ internal sealed class Campaign
                 if (kind == FaultKind.ReplicationDelayThenCrash)
                 {
                     await Task.Delay(TimeSpan.FromSeconds(3), ct);
+                    _cluster.Net.SetLink(leader.Name, up: true);
                     _cluster.StartAgent(leader);
                 }
 

@@ -36,7 +36,10 @@ internal enum FaultKind
     /// <summary>The links into both replicas rate-limited (tc tbf) for the hold: replication falls behind.</summary>
     ReplicationDelay,
 
-    /// <summary>Replication delayed as above for the hold, then the leader crashes (kill -9 of agent and postmaster).</summary>
+    /// <summary>
+    /// Replication delayed as above for the hold, then the leader's host crashes: its link down and every process on it
+    /// but etcd killed at once (what was not sent yet is gone); back after 3 s.
+    /// </summary>
     ReplicationDelayThenCrash,
 }
 
@@ -72,7 +75,7 @@ internal static class FaultNames
         FaultKind.KillTwoEtcd => "kill -9 2 of 3 etcd",
         FaultKind.Switchover => "switchover",
         FaultKind.ReplicationDelay => "repl. delay (tbf)",
-        FaultKind.ReplicationDelayThenCrash => "repl. delay (tbf) + crash",
+        FaultKind.ReplicationDelayThenCrash => "repl. delay + host crash",
         _ => kind.ToString(),
     };
 }
