@@ -61,10 +61,11 @@ internal sealed class Campaign
             var sampler = SampleLeaderAsync(stop.Token);
             var workload = new Workload(_cluster.WriteConnectionString, _history, _clock, _o.Seed).RunAsync(_o.Clients, TimeSpan.FromMilliseconds(10), stop.Token);
             await Task.Delay(TimeSpan.FromSeconds(3), ct);
+            var schedule = Schedule();
+            Say($"schedule: {string.Join(", ", schedule.Select(k => k.Name()))}");
             for (var i = 1; i <= _o.Faults && !ct.IsCancellationRequested; i++)
             {
-                var kind = _o.Kinds[_random.Next(_o.Kinds.Count)];
-                await InjectAsync(i, kind, ct);
+                await InjectAsync(i, schedule[i - 1], ct);
                 await Task.Delay(TimeSpan.FromSeconds(_o.Settle), ct);
             }
 
@@ -212,12 +213,36 @@ internal sealed class Campaign
         return null;
     }
 
-    private double Hold() => _o.HoldMin + _random.NextDouble() * (_o.HoldMax - _o.HoldMin);
+    /// <summary>The faults in order: rounds of every kind, each round shuffled by the seeded random.</summary>
+    private List<FaultKind> Schedule()
+    {
+        var schedule = new List<FaultKind>();
+        while (schedule.Count < _o.Faults)
+        {
+            var round = _o.Kinds.ToArray();
+            _random.Shuffle(round);
+            schedule.AddRange(round);
+        }
+
+        return schedule.GetRange(0, _o.Faults);
+    }
+
+    /// <summary>
+    /// How long a fault lasts. A fault that cuts the leader off (frozen agent or postmaster, its host partitioned, its
+    /// agent dead) lasts longer than the lease (ttl + 2 s more) every other time on average, so that both the "rides it
+    /// out" and the "fails over, then the old leader rejoins" paths are taken.
+    /// </summary>
+    private double Hold(FaultKind kind)
+    {
+        var hold = _o.HoldMin + _random.NextDouble() * (_o.HoldMax - _o.HoldMin);
+        var isolating = kind is FaultKind.StopLeaderAgent or FaultKind.StopLeaderPostmaster or FaultKind.PartitionLeader or FaultKind.KillLeaderAgent;
+        return isolating && _random.Next(2) == 0 ? hold + _o.Ttl + 2 : hold;
+    }
 
     private async Task InjectAsync(int number, FaultKind kind, CancellationToken ct)
     {
         var leader = await LeaderAsync();
-        var hold = Hold();
+        var hold = Hold(kind);
         var replicas = _cluster.Hosts.Where(h => h != leader).ToList();
         var etcdVictims = _cluster.Hosts.OrderBy(_ => _random.Next()).Take(kind == FaultKind.KillTwoEtcd ? 2 : 1).ToList();
         var f = new FaultRecord
