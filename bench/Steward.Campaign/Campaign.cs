@@ -420,10 +420,19 @@ internal sealed class Campaign
     {
         var deadline = _clock.Now + _o.RejoinTimeout;
         var unhealthy = new List<string>();
+
+        // The agents' REST answers lag a fault by up to a cycle (a killed postmaster still shows a healthy leader):
+        // look no earlier than two cycles after the healing, and count healthy only once a write has succeeded since.
+        await Task.Delay(TimeSpan.FromSeconds(2), ct);
         while (!ct.IsCancellationRequested)
         {
             RestartExited(f);
             (f.LeaderAfter, unhealthy) = await _cluster.HealthAsync();
+            if (f.Number > 0 && _history.LatestOkWriteInvoke < f.Healed)
+            {
+                unhealthy.Add("no successful write through the router yet");
+            }
+
             if (unhealthy.Count == 0 && f.LeaderAfter is not null)
             {
                 f.Healthy = _clock.Now;

@@ -111,7 +111,7 @@ internal sealed class Report
         var writes = _history.Where(o => o.IsWrite).ToList();
         var failoverWindows = stats.Where(w => w.Window.Failover).ToList();
         sb.AppendLine(ic, $"acknowledged writes lost: {_result.LostWrites.Count} of {writes.Count(o => o.Outcome == Outcome.Ok)}; split-brain windows: {_result.SplitBrains.Count}; " +
-            $"list-append anomalies: {_result.Anomalies.Count}; nodes that failed to rejoin: {NotRejoined}");
+            $"list-append anomalies: {_result.Anomalies.Count} ({_result.UnexplainedAnomalies.Count} not explained by the lost writes); nodes that failed to rejoin: {NotRejoined}");
         sb.AppendLine(ic, $"operations: {a.Total} ({_history.Count(o => o.Kind == OpKind.Insert)} inserts, {_history.Count(o => o.Kind == OpKind.Append)} appends, " +
             $"{_history.Count(o => o.Kind == OpKind.Read)} reads): {a.Ok} ok, {a.Failed} failed, {a.Indeterminate} indeterminate " +
             $"({_result.IndeterminateCommitted} of {_result.IndeterminateWrites} indeterminate writes committed)");
@@ -121,7 +121,14 @@ internal sealed class Report
         sb.AppendLine(ic, $"longest gap without a successful write: {a.LongestWriteGap:F1} s (from {a.LongestWriteGapStart:F1} s, during {FaultAt(a.LongestWriteGapStart)?.Kind.Name() ?? "-"}); " +
             $"most errors in one second: {a.MaxErrorsPerSecond}; longest leaderless window (no leader key): {LongestLeaderless:F1} s; " +
             $"longest etcd unavailability: {_etcdUnavailable.Select(w => w.End - w.Start).DefaultIfEmpty(0).Max():F1} s");
-        foreach (var lost in _result.LostWrites.Take(20))
+        foreach (var group in _result.LostWrites.GroupBy(o => FaultAt(o.Complete)?.Number))
+        {
+            var ops = group.ToList();
+            sb.AppendLine(ic, $"LOST {ops.Count} acknowledged writes by {string.Join(", ", ops.Select(o => o.Server?.ToString()).Distinct())}, acknowledged " +
+                $"{ops.Min(o => o.Complete):F3}-{ops.Max(o => o.Complete):F3} s (fault #{group.Key?.ToString(ic) ?? "-"} {FaultAt(ops[0].Complete)?.Kind.Name()}, injected at {FaultAt(ops[0].Complete)?.Injected:F3} s)");
+        }
+
+        foreach (var lost in _result.LostWrites.Take(5))
         {
             sb.AppendLine(ic, $"LOST {lost} (fault #{FaultAt(lost.Complete)?.Number.ToString(ic) ?? "-"} {FaultAt(lost.Complete)?.Kind.Name()})");
         }
@@ -131,7 +138,7 @@ internal sealed class Report
             sb.AppendLine(ic, $"SPLIT BRAIN {s.First} / {s.Second}: {s.Evidence} (fault #{FaultAt(s.Start)?.Number.ToString(ic) ?? "-"})");
         }
 
-        foreach (var an in _result.Anomalies.Take(20))
+        foreach (var an in _result.UnexplainedAnomalies.Take(20))
         {
             sb.AppendLine(ic, $"ANOMALY {an}");
         }
@@ -154,6 +161,7 @@ internal sealed class Report
         lostWrites = _result.LostWrites.Count,
         splitBrainWindows = _result.SplitBrains.Count,
         anomalies = _result.Anomalies.Count,
+        unexplainedAnomalies = _result.UnexplainedAnomalies.Count,
         notRejoined = NotRejoined,
         operations = _result.Availability.Total,
         ok = _result.Availability.Ok,

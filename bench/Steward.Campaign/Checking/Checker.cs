@@ -66,10 +66,17 @@ public sealed record Availability(
     }
 }
 
+/// <param name="Anomalies">Every list-append anomaly.</param>
+/// <param name="UnexplainedAnomalies">
+/// The anomalies left once the lost appends are taken out of the history (their operations, and their elements from
+/// every list read): a read that saw a lost append before it was lost, or that misses it after, is explained by the
+/// loss; what remains is not.
+/// </param>
 public sealed record CheckResult(
     IReadOnlyList<Op> LostWrites,
     IReadOnlyList<SplitBrain> SplitBrains,
     IReadOnlyList<Anomaly> Anomalies,
+    IReadOnlyList<Anomaly> UnexplainedAnomalies,
     int IndeterminateWrites,
     int IndeterminateCommitted,
     Availability Availability)
@@ -98,10 +105,19 @@ public static class Checker
         var writes = history.Where(o => o.IsWrite).ToList();
         var lost = writes.Where(o => o.Outcome == Outcome.Ok && !Contains(final, o)).ToList();
         var indeterminate = writes.Where(o => o.Outcome == Outcome.Indeterminate).ToList();
+        var anomalies = ListAppendAnomalies(history, final);
+        var lostAppends = lost.Where(o => o.Kind == OpKind.Append).Select(o => (o.Key, o.Value)).ToHashSet();
+        var withoutLost = lostAppends.Count == 0
+            ? anomalies
+            : ListAppendAnomalies(
+                [.. history.Where(o => !(o.Kind == OpKind.Append && lostAppends.Contains((o.Key, o.Value))))
+                    .Select(o => o.ReadValues is { } seen ? o with { ReadValues = [.. seen.Where(v => !lostAppends.Contains((o.Key, v)))] } : o)],
+                final);
         return new CheckResult(
             lost,
             SplitBrains(history),
-            ListAppendAnomalies(history, final),
+            anomalies,
+            withoutLost,
             indeterminate.Count,
             indeterminate.Count(o => Contains(final, o)),
             Availability(history, windows ?? []));

@@ -97,9 +97,17 @@ public sealed class History
         {
             var indexed = op with { Index = _next++ };
             _ops.Add(indexed);
+            if (op.IsWrite && op.Outcome == Outcome.Ok)
+            {
+                LatestOkWriteInvoke = Math.Max(LatestOkWriteInvoke, op.Invoke);
+            }
+
             return indexed;
         }
     }
+
+    /// <summary>The latest invocation time of an acknowledged write so far (-inf: none).</summary>
+    public double LatestOkWriteInvoke { get; private set; } = double.NegativeInfinity;
 
     public IReadOnlyList<Op> Snapshot()
     {

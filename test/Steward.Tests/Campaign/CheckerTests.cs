@@ -83,6 +83,20 @@ public sealed class CheckerTests
         var lost = Assert.Single(result.LostWrites);
         Assert.Equal((OpKind.Append, 7L, 2L), (lost.Kind, lost.Key, lost.Value));
         Assert.Contains(result.Anomalies, a => a.Kind == AnomalyKind.IncompatibleOrder); // [1,2] was read, the end is [1,3]
+        Assert.Empty(result.UnexplainedAnomalies); // ... which the loss of 2 explains
+    }
+
+    [Fact]
+    public void An_anomaly_the_lost_writes_do_not_explain_is_kept()
+    {
+        // 2 is lost; a read also misses 1, which survived: that one is not explained by the loss.
+        var ops = CleanFailover();
+        ops[4] = Read(7, [], 0.5, 0.6);
+        var result = Checker.Check(Indexed(ops).Snapshot(), Final([1, 2, 5, 6], (7, [1, 3])));
+
+        Assert.Equal(2, result.Anomalies.Count(a => a.Kind == AnomalyKind.MissingAppend));
+        var left = Assert.Single(result.UnexplainedAnomalies);
+        Assert.Contains("Append key 7 1 ", left.Detail, StringComparison.Ordinal);
     }
 
     [Fact]
