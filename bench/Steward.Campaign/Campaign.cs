@@ -20,6 +20,9 @@ internal sealed record CampaignOptions
     public string? WorkDir { get; init; }
     public string? Results { get; init; }
     public string? SummaryJson { get; init; }
+
+    /// <summary>The router keeps sessions to a member that lost the leader key (close_sessions_on_leader_change: false).</summary>
+    public bool RouterKeepsSessions { get; init; }
 }
 
 /// <summary>One campaign: builds the hosts, runs the workload, injects the seeded faults, checks the history, cleans up.</summary>
@@ -50,7 +53,7 @@ internal sealed class Campaign
         Directory.CreateDirectory(dir);
         File.SetUnixFileMode(dir, (UnixFileMode)0b111_101_101);
         var net = new Topology(runId, Topology.FreeSubnet(new Random()), dir);
-        _cluster = new Cluster(net, new CampaignSettings { Synchronous = _o.Synchronous, Ttl = _o.Ttl, RetryTimeout = Math.Min(3, (_o.Ttl - 1) / 2) }, dir);
+        _cluster = new Cluster(net, new CampaignSettings { Synchronous = _o.Synchronous, Ttl = _o.Ttl, RouterKeepsSessions = _o.RouterKeepsSessions, RetryTimeout = Math.Min(3, (_o.Ttl - 1) / 2) }, dir);
         Say($"campaign seed {_o.Seed}, mode {(_o.Synchronous ? "sync" : "async")}, {_o.Faults} faults, run {runId}, subnet 10.231.{net.Subnet}.0/24, directory {dir}");
         Report? report = null;
         try

@@ -12,6 +12,7 @@ internal sealed record CampaignSettings
     public int LoopWait { get; init; } = 1;
     public int RetryTimeout { get; init; } = 3;
     public bool Synchronous { get; init; }
+    public bool RouterKeepsSessions { get; init; }
     public string BinDir { get; init; } = "/usr/lib/postgresql/15/bin";
 }
 
@@ -169,7 +170,7 @@ internal sealed class Cluster : IDisposable
             write:
               listen: {{Net.RouterAddress}}:{{WritePort}}
               hold_timeout: 5
-              close_sessions_on_leader_change: true
+              close_sessions_on_leader_change: {{(_settings.RouterKeepsSessions ? "false" : "true")}}
             read:
               listen: {{Net.RouterAddress}}:5001
               max_lag: 16MB

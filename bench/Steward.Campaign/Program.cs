@@ -6,7 +6,7 @@ using Steward.Campaign;
 const string Usage = """
     usage: Steward.Campaign [--faults N] [--mode sync|async] [--seed S] [--clients N] [--hold MIN-MAX] [--ttl S]
                             [--rate TBF_RATE] [--rejoin-timeout S] [--kinds kind,kind...] [--dir DIR]
-                            [--results FILE] [--summary-json FILE]
+                            [--results FILE] [--summary-json FILE] [--router-keeps-sessions]
     Needs root (network namespaces, PostgreSQL as the postgres user). Kinds: 
     """ + "crash-leader, kill-leader-agent, kill-leader-postmaster, stop-leader-agent, stop-leader-postmaster, partition-leader,\n    " +
     "partition-router-leader, kill-one-etcd, kill-two-etcd, switchover, replication-delay, replication-delay-then-crash";
@@ -40,6 +40,7 @@ try
             "--dir" => options with { WorkDir = Next() },
             "--results" => options with { Results = Next() },
             "--summary-json" => options with { SummaryJson = Next() },
+            "--router-keeps-sessions" => options with { RouterKeepsSessions = true },
             "--help" or "-h" => throw new ArgumentException(""),
             var other => throw new ArgumentException($"unknown option {other}"),
         };
