@@ -86,7 +86,7 @@ internal sealed class Report
         sb.AppendLine(ic, $"== Steward fault campaign {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC: seed {_o.Seed}, mode {(_o.Synchronous ? "sync" : "async")}, " +
             $"{_faults.Count} faults, {_o.Clients} clients through the router, ttl {_o.Ttl} / loop_wait 1, hold {_o.HoldMin}-{_o.HoldMax} s, run {_runId}");
         sb.AppendLine(ic, $"   3 hosts (netns, 10.231.x.1-3: etcd member + PostgreSQL 15 + agent each), router in a 4th; replication delay = tc tbf {_o.Rate} on the links into both replicas");
-        sb.AppendLine(ic, $"   clients: one connection each, 10 ms between operations, after an error a new connection after {Workload.FirstBackoff.TotalMilliseconds} ms doubling to {Workload.MaxBackoff.TotalSeconds} s");
+        sb.AppendLine(ic, $"   clients: a new connection every {Workload.ReconnectEvery} operations, 10 ms between operations, after an error a new connection after {Workload.FirstBackoff.TotalMilliseconds} ms doubling to {Workload.MaxBackoff.TotalSeconds} s");
         sb.AppendLine(ic, $"{"fault",-32} {"n",3} {"failovers",9} {"lost",5} {"split",5} {"err% in window",14} {"1st write p50/p99 s",19} {"not rejoined",12} {"max leaderless s",16}");
         void Row(string name, IReadOnlyList<FaultRecord> faults)
         {

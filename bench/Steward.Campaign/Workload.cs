@@ -6,7 +6,7 @@ namespace Steward.Campaign;
 
 /// <summary>
 /// Clients writing through the router's write port: inserts of unique ids, and Jepsen-style list-appends and reads on a
-/// small rotating set of keys. Each client keeps one connection and opens a new one after any error (after a back-off
+/// small rotating set of keys. Each client keeps one connection for 50 operations and opens a new one after any error (after a back-off
 /// of 100 ms doubling to 1 s while errors go on).
 /// Every operation goes into the history with its invocation and completion times, its outcome and the server that
 /// answered (address, system id, timeline, postmaster start).
@@ -25,6 +25,9 @@ internal sealed class Workload
     private const int AppendsPerKey = 150;
 
     private const int ActiveKeys = 3;
+
+    /// <summary>A client opens a new connection after this many operations on one.</summary>
+    public const int ReconnectEvery = 50;
 
     /// <summary>After an error a client waits before its next operation: 100 ms, doubling up to 1 s while errors go on.</summary>
     public static readonly TimeSpan FirstBackoff = TimeSpan.FromMilliseconds(100);
@@ -54,6 +57,7 @@ internal sealed class Workload
         var random = new Random(_seed * 31 + client);
         NpgsqlConnection? conn = null;
         var backoff = FirstBackoff;
+        var opsOnConnection = 0;
         while (!ct.IsCancellationRequested)
         {
             var roll = random.Next(10);
@@ -65,12 +69,20 @@ internal sealed class Workload
                 OpKind.Append => new Op { Client = client, Kind = kind, Key = keyBase + random.Next(ActiveKeys), Value = Interlocked.Increment(ref _nextElement) },
                 _ => new Op { Client = client, Kind = kind, Key = keyBase + random.Next(ActiveKeys) },
             };
+            if (conn is not null && ++opsOnConnection > ReconnectEvery)
+            {
+                // Connections are recycled as a pool would: a client stuck on one primary would hide another.
+                await conn.DisposeAsync();
+                conn = null;
+            }
+
             op = op with { Invoke = _clock.Now };
             var sent = false;
             try
             {
                 if (conn is null)
                 {
+                    opsOnConnection = 1;
                     conn = new NpgsqlConnection(_connectionString);
                     await conn.OpenAsync(CancellationToken.None);
                 }
