@@ -132,7 +132,17 @@ internal sealed class Campaign
             _cluster.StartAgent(h);
         }
 
-        await UntilAsync(async () => (await _cluster.HealthAsync()).Unhealthy.Count == 0, 240, "a leader and two streaming replicas", ct);
+        await UntilAsync(async () =>
+        {
+            // An agent that refuses its configuration (e.g. synchronous_mode before it is supported) exits: say why now.
+            if (_cluster.Hosts.FirstOrDefault(h => h.Agent is { HasExited: true }) is { } dead)
+            {
+                throw new InvalidOperationException($"the agent of {dead.Name} exited while starting: " +
+                    string.Join('\n', File.ReadLines(dead.AgentLog).TakeLast(5)));
+            }
+
+            return (await _cluster.HealthAsync()).Unhealthy.Count == 0;
+        }, 240, "a leader and two streaming replicas", ct);
         _cluster.StartRouter();
         await UntilAsync(async () =>
         {
