@@ -298,8 +298,28 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
         {
             return; // alive, or gone (PostgreSQL removes a stale lock file itself)
         }
-        var socketLock = Path.Combine(SocketDirectory(), $".s.PGSQL.{_config.Postgresql.Listen.Port.ToString(CultureInfo.InvariantCulture)}.lock");
-        foreach (var lockFile in new[] { socketLock, InData("postmaster.pid") }.Where(f => PidIn(f) == pid))
+        // The socket directory the postmaster used is the fifth line of its postmaster.pid (unix_socket_directories may
+        // have been set in the configuration, so it is not necessarily where Steward would put it).
+        var directories = new List<string> { SocketDirectory() };
+        try
+        {
+            if (File.ReadLines(InData("postmaster.pid")).Skip(4).FirstOrDefault() is { Length: > 0 } used)
+            {
+                directories.Add(used.Trim());
+            }
+        }
+        catch (IOException)
+        {
+        }
+
+        if (_config.Postgresql.Parameters.TryGetValue("unix_socket_directories", out var configured))
+        {
+            directories.AddRange(configured.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        }
+
+        var port = _config.Postgresql.Listen.Port.ToString(CultureInfo.InvariantCulture);
+        var socketLocks = directories.Distinct(StringComparer.Ordinal).Select(d => Path.Combine(d, $".s.PGSQL.{port}.lock"));
+        foreach (var lockFile in socketLocks.Append(InData("postmaster.pid")).Where(f => PidIn(f) == pid))
         {
             File.Delete(lockFile);
             Log.ZombieLockFileRemoved(_logger, lockFile, pid);
