@@ -149,7 +149,9 @@ public sealed class RestActionTests(ITestOutputHelper output)
         }
 
         // A key Patroni wrote and Steward does not act on survives a PATCH of something else, and GET /config shows it.
-        await cluster.PutRawAsync("config", (await leader.GetJsonAsync("/config"))!.Value.GetRawText().TrimEnd('}') + """, "ignore_slots": [{"name": "keep_me"}]}""");
+        var written = System.Text.Json.Nodes.JsonNode.Parse((await leader.GetJsonAsync("/config"))!.Value.GetRawText())!.AsObject();
+        written["ignore_slots"] = System.Text.Json.Nodes.JsonNode.Parse("""[{"name": "keep_me"}]""");
+        await cluster.PutRawAsync("config", written.ToJsonString());
         Assert.Equal(200, (await Send(leader, HttpMethod.Patch, "/config", """{"failsafe_mode": true, "member_slots_ttl": "10min"}""")).Status);
         await Poll.UntilAsync(async () => (await leader.GetJsonAsync("/config"))?.GetRawText().Contains("keep_me", StringComparison.Ordinal) == true
                                           && (await leader.GetJsonAsync("/config"))!.Value.GetProperty("member_slots_ttl").GetInt64() == 600,

@@ -151,9 +151,9 @@ public sealed class SyncReplicationTests(ITestOutputHelper output)
         Assert.Empty(missing);
     }
 
-    // The same crash with replication held back: every replica's WAL receiver is stopped (SIGSTOP) for 3 s under 8 writers,
-    // then the leader's host crashes and the receivers resume. Asynchronous mode acknowledges what no replica has and loses
-    // it; synchronous mode makes those commits wait, so nothing it acknowledged is lost.
+    // The same crash with replication held back: the leader's walsenders are stopped (SIGSTOP) for 3 s under 8 writers, then
+    // the leader's host crashes (the stopped walsenders die with it, having sent nothing more). Asynchronous mode acknowledges
+    // what no replica has and loses it; synchronous mode makes those commits wait, so nothing it acknowledged is lost.
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
@@ -169,28 +169,37 @@ public sealed class SyncReplicationTests(ITestOutputHelper output)
 
         var clock = Stopwatch.StartNew();
         await using var writers = await LeaderWriters.StartAsync(cluster, leader, writers: 8, clock);
-        var replicas = cluster.Nodes.Where(n => n != leader).ToList();
-        var receivers = new List<int>();
-        foreach (var r in replicas)
+        var walsenders = new List<int>();
+        await using (var conn = new NpgsqlConnection(leader.ConnectionString))
         {
-            var pid = await r.QueryAsync<int?>("SELECT pid FROM pg_stat_wal_receiver") ?? throw new InvalidOperationException($"{r.Name} has no WAL receiver");
+            await conn.OpenAsync();
+            await using var cmd = new NpgsqlCommand("SELECT pid FROM pg_stat_replication", conn);
+            await using var reader = await cmd.ExecuteReaderAsync();
+            while (await reader.ReadAsync())
+            {
+                walsenders.Add(reader.GetInt32(0));
+            }
+        }
+
+        Assert.Equal(2, walsenders.Count);
+        foreach (var pid in walsenders)
+        {
             Assert.True(Signals.Send(pid, Signals.SIGSTOP), $"SIGSTOP {pid}");
-            receivers.Add(pid);
         }
 
         var held = clock.Elapsed;
         await Task.Delay(TimeSpan.FromSeconds(3));
         var acknowledgedWhileHeld = writers.AcknowledgedBy(leader.Name, held);
         await leader.CrashAsync();
-        foreach (var pid in receivers)
+        foreach (var pid in walsenders)
         {
-            Signals.Send(pid, Signals.SIGCONT);
+            Signals.Send(pid, Signals.SIGKILL); // stopped, they would not notice the postmaster's death; they die having sent nothing more
         }
 
         var next = await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(60), not: leader);
         await writers.StopAsync();
         var missing = await writers.MissingOnAsync(next);
-        Measurements.Report(output, $"{(synchronous ? "synchronous" : "asynchronous")} mode, WAL receivers stopped 3 s then kill -9 of the leader under 8 writers: "
+        Measurements.Report(output, $"{(synchronous ? "synchronous" : "asynchronous")} mode, walsenders stopped 3 s then kill -9 of the leader under 8 writers: "
                                     + $"{acknowledgedWhileHeld} writes acknowledged while replication was held back, {missing.Count} acknowledged writes missing on the new leader {next.Name}");
         if (synchronous)
         {
