@@ -1,5 +1,4 @@
 using Steward.Core.Cluster;
-using Steward.Core.Configuration;
 using Steward.Core.Postgres;
 
 namespace Steward.Simulation;
@@ -9,38 +8,7 @@ namespace Steward.Simulation;
 /// cluster's <c>history</c> key are never written before a promotion, so a member that missed a promotion can pick a
 /// timeline id that another member already used.
 /// </summary>
-internal sealed class WithoutHistoryFiles(IPostgresControl inner) : IPostgresControl
+internal sealed class WithoutHistoryFiles(IPostgresControl inner) : DelegatingPostgresControl(inner)
 {
-    public Task<PgState> InspectAsync(CancellationToken ct) => inner.InspectAsync(ct);
-
-    public Task ValidateDataDirAsync(CancellationToken ct) => inner.ValidateDataDirAsync(ct);
-
-    public Task BootstrapAsync(IReadOnlyList<string> initdbOptions, DynamicConfig dynamic, CancellationToken ct) => inner.BootstrapAsync(initdbOptions, dynamic, ct);
-
-    public Task CloneAsync(HostPort source, CancellationToken ct) => inner.CloneAsync(source, ct);
-
-    public Task StartAsync(StartRole role, Upstream? upstream, DynamicConfig dynamic, CancellationToken ct) => inner.StartAsync(role, upstream, dynamic, ct);
-
-    public Task StopAsync(StopMode mode, CancellationToken ct) => inner.StopAsync(mode, ct);
-
-    public Task FollowAsync(Upstream? upstream, CancellationToken ct) => inner.FollowAsync(upstream, ct);
-
-    public Task ReloadAsync(DynamicConfig dynamic, CancellationToken ct) => inner.ReloadAsync(dynamic, ct);
-
-    public Task PromoteAsync(bool checkpoint, CancellationToken ct) => inner.PromoteAsync(checkpoint, ct);
-
-    public Task<bool> RewindAsync(HostPort source, CancellationToken ct) => inner.RewindAsync(source, ct);
-
-    public Task<string> MoveDataDirAsideAsync(CancellationToken ct) => inner.MoveDataDirAsideAsync(ct);
-
-    public Task SyncReplicationSlotsAsync(IReadOnlyCollection<string> slotNames, CancellationToken ct, Func<string, bool>? mayDrop = null) => inner.SyncReplicationSlotsAsync(slotNames, ct, mayDrop);
-    public Task SetPrimaryMarkAsync(bool present, CancellationToken ct) => inner.SetPrimaryMarkAsync(present, ct);
-
-    public Task WriteMissingHistoryFilesAsync(IReadOnlyList<HistoryEntry> history, CancellationToken ct) => Task.CompletedTask;
-
-    public Task<TimelineSwitch?> ReadLastTimelineSwitchAsync(long timeline, CancellationToken ct) => inner.ReadLastTimelineSwitchAsync(timeline, ct);
-
-    public Task CheckpointAsync(CancellationToken ct) => inner.CheckpointAsync(ct);
-
-    public Task SetSynchronousStandbyNamesAsync(string? value, CancellationToken ct) => inner.SetSynchronousStandbyNamesAsync(value, ct);
+    public override Task WriteMissingHistoryFilesAsync(IReadOnlyList<HistoryEntry> history, CancellationToken ct) => Task.CompletedTask;
 }
