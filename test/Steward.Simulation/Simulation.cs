@@ -33,8 +33,8 @@ public sealed record SimOptions
     /// </summary>
     public bool? SynchronousMode { get; init; }
 
-    /// <summary>Planted bug: synchronous_standby_names names every other member, more than the sync key does.</summary>
-    public bool WiderSyncNames { get; init; }
+    /// <summary>Planted bug: standbys look caught up, so they join the sync key as soon as PostgreSQL waits for them.</summary>
+    public bool StandbysLookCaughtUp { get; init; }
 
 
     /// <summary>Planted bug: the fence never kills (neither in process nor from the supervisor).</summary>
@@ -49,7 +49,7 @@ public sealed record SimOptions
     public override string ToString()
     {
         var bugs = new[] { FenceDisabled ? "fence disabled" : null, SkipHistoryFiles ? "history files skipped" : null, LeaderKeyNotAtomic ? "leader key not atomic" : null,
-                WiderSyncNames ? "synchronous_standby_names wider than the sync key" : null }
+                StandbysLookCaughtUp ? "standbys join the sync key before they caught up" : null }
             .OfType<string>().ToList();
         return bugs.Count == 0 ? "no planted bug" : "planted bug: " + string.Join(", ", bugs);
     }
@@ -81,10 +81,12 @@ public enum Invariant
     NoPrimaryUnderAnotherLeader = 5,
 
     /// <summary>
-    /// Synchronous mode: when a commit is acknowledged, the <c>sync</c> key names the primary as its leader and every
-    /// standby whose acknowledgement the commit waited for (the key grows before synchronous_standby_names does).
+    /// Synchronous mode: every standby the <c>sync</c> key names holds every commit acknowledged synchronously, so any of
+    /// them may take over. Checked when a commit is acknowledged (the key names the primary as leader, and only standbys
+    /// the commit waited for) and when the key names a standby it did not name before (it holds every synchronously
+    /// acknowledged commit the key's leader holds).
     /// </summary>
-    SyncKeyCoversAcknowledgers = 6,
+    SyncKeyStandbysHoldAcknowledgedCommits = 6,
 
     /// <summary>
     /// Synchronous mode: a server that becomes a writable primary holds every commit acknowledged synchronously before,
@@ -114,6 +116,7 @@ public sealed class SimStats
     public long SyncAcks { get; set; }
     public long SyncRuns { get; set; }
     public long SyncLostToTwoFaults { get; set; }
+    public long SyncLostWhileAsynchronous { get; set; }
     public long Promotions { get; set; }
     public long FenceKills { get; set; }
     public long SupervisorKills { get; set; }
@@ -136,6 +139,7 @@ public sealed class SimStats
         SyncAcks += other.SyncAcks;
         SyncRuns += other.SyncRuns;
         SyncLostToTwoFaults += other.SyncLostToTwoFaults;
+        SyncLostWhileAsynchronous += other.SyncLostWhileAsynchronous;
         Promotions += other.Promotions;
         FenceKills += other.FenceKills;
         SupervisorKills += other.SupervisorKills;
@@ -150,7 +154,7 @@ public sealed class SimStats
         $"{Promotions} promotions; fence kills: {FenceKills} in process, {SupervisorKills} by the supervisor; " +
         $"client writes: {Writes} sent, {Acks} acknowledged, {NoWriter} with no writer, {Refused} refused by the target; " +
         $"{LostAcks} acknowledged writes not on the final primary (asynchronous replication); {SyncRuns} runs in synchronous mode, " +
-        $"{SyncAcks} commits acknowledged synchronously, {SyncLostToTwoFaults} of them lost to a promotion while every standby holding them was down or cut off; {FatalExits} fatal exits");
+        $"{SyncAcks} commits acknowledged synchronously, {SyncLostToTwoFaults} of them lost to a promotion while every standby holding them was down or cut off, {SyncLostWhileAsynchronous} to one after the leader went asynchronous (not strict); {FatalExits} fatal exits");
 }
 
 public sealed record SimResult(int Seed, SimOptions Options, Violation? Violation, IReadOnlyList<string> Trace, SimStats Stats);
@@ -200,6 +204,7 @@ internal sealed class World
     private readonly Dictionary<long, (string Node, long Id)> _acks = [];
     private readonly List<PendingCommit> _pending = [];
     private readonly List<SyncAck> _syncAcks = [];
+    private string? _lastSyncKey;
     private readonly bool _sync;
     private readonly bool _strict;
     private List<string>? _block;
@@ -389,7 +394,7 @@ internal sealed class World
             ? new CapturingLoggerFactory((level, category, message) => Note($"[{node.Name}#{number}] {message}"))
             : NullLoggerFactory.Instance;
         IPostgresControl pg = _o.SkipHistoryFiles ? new WithoutHistoryFiles(node.Pg)
-            : _o.WiderSyncNames ? new WiderSyncNames(node.Pg, [.. _nodes.Where(n => n != node).Select(n => n.Name)])
+            : _o.StandbysLookCaughtUp ? new StandbysLookCaughtUp(node.Pg)
             : node.Pg;
         IClusterStore agentStore = _o.LeaderKeyNotAtomic ? new LeaderKeyNotAtomic(store) : store;
         var agent = new NodeAgent(node.Config, agentStore, pg, new FakePeers(ReachableAgentAt), fence, clock, loggers);
@@ -569,9 +574,9 @@ internal sealed class World
         _syncAcks.Add(new SyncAck(writeId, record, acknowledgers));
         var raw = _etcd.GetRaw(Prefix + ClusterKeys.Sync);
         var key = raw is null ? null : System.Text.Json.JsonSerializer.Deserialize<SyncState>(raw);
-        if (key?.Leader != target.Name || acknowledgers.Any(a => !key.IsStandby(a)))
+        if (key?.Leader != target.Name || key.Standbys.Any(s => !acknowledgers.Contains(s)))
         {
-            Violate(Invariant.SyncKeyCoversAcknowledgers,
+            Violate(Invariant.SyncKeyStandbysHoldAcknowledgedCommits,
                 $"write {writeId} was acknowledged by {target.Name} after [{string.Join(", ", acknowledgers)}] had it, but the sync key is "
                 + (key is null ? "absent" : $"leader {key.Leader}, standbys [{string.Join(", ", key.Standbys)}]"));
         }
@@ -610,6 +615,43 @@ internal sealed class World
         }
     }
 
+    /// <summary>A standby the sync key names that it did not name before holds every synchronously acknowledged commit its leader holds.</summary>
+    private void CheckSyncKeyJoiners()
+    {
+        var raw = _etcd.GetRaw(Prefix + ClusterKeys.Sync);
+        if (raw == _lastSyncKey)
+        {
+            return;
+        }
+
+        var before = _lastSyncKey is null ? null : System.Text.Json.JsonSerializer.Deserialize<SyncState>(_lastSyncKey);
+        _lastSyncKey = raw;
+        var key = raw is null ? null : System.Text.Json.JsonSerializer.Deserialize<SyncState>(raw);
+        if (key is null || _nodes.FirstOrDefault(n => n.Name == key.Leader) is not { } leader)
+        {
+            return;
+        }
+
+        foreach (var name in key.Standbys.Where(s => before is null || before.Leader != key.Leader || !before.IsStandby(s)))
+        {
+            if (_nodes.FirstOrDefault(n => n.Name == name) is not { } standby)
+            {
+                continue;
+            }
+
+            foreach (var ack in _syncAcks)
+            {
+                if (FakePostgres.Holds(leader.Pg, ack.Record) && !FakePostgres.Holds(standby.Pg, ack.Record))
+                {
+                    Violate(Invariant.SyncKeyStandbysHoldAcknowledgedCommits,
+                        $"the sync key now names {name} ({standby.Pg}) as a synchronous standby of {key.Leader} ({leader.Pg}), but {name} lacks write {ack.WriteId} "
+                        + $"(tl{ack.Record.Timeline} lsn{ack.Record.Lsn}), acknowledged synchronously by [{string.Join(", ", ack.Acknowledgers)}]");
+                    return;
+                }
+            }
+        }
+    }
+
     private void CheckNoSynchronousCommitLost(FakePostgres server)
     {
         // Not strict, and the key names no standby: the former leader was acknowledging commits alone, and the documented
@@ -618,6 +660,15 @@ internal sealed class World
         var key = raw is null ? null : System.Text.Json.JsonSerializer.Deserialize<SyncState>(raw);
         if (!_strict && (key is null || key.Standbys.Count == 0))
         {
+            // Lost to the trade-off, once: not charged again when this server later restarts as primary under a key that
+            // names standbys.
+            foreach (var ack in _syncAcks.Where(a => !FakePostgres.Holds(server, a.Record)).ToList())
+            {
+                _syncAcks.Remove(ack);
+                _stats.SyncLostWhileAsynchronous++;
+                Note($"write {ack.WriteId} (acknowledged synchronously by [{string.Join(", ", ack.Acknowledgers)}]) is lost: {server.Name} took over while the sync key named no standby (not strict)");
+            }
+
             return;
         }
 
@@ -925,6 +976,12 @@ internal sealed class World
         if (_pending.Count > 0)
         {
             ResolvePendingCommits();
+        }
+
+        CheckSyncKeyJoiners();
+        if (_violation is not null)
+        {
+            return;
         }
 
         FakePostgres? primary = null;

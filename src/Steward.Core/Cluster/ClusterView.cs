@@ -92,9 +92,9 @@ public sealed record ClusterStatus
 }
 
 /// <summary>
-/// The <c>sync</c> key in Patroni's shape: <c>{"leader": "a", "sync_standby": "b,c"}</c>. Written by the leader before it
-/// adds a standby to <c>synchronous_standby_names</c> and after it removes one, so it always names a superset of the
-/// standbys whose acknowledgement a commit may have waited for.
+/// The <c>sync</c> key in Patroni's shape: <c>{"leader": "a", "sync_standby": "b,c"}</c>. Every standby it names holds every
+/// commit acknowledged so far (PostgreSQL waits for each of them; a standby joins the key only after it caught up, and
+/// leaves it before PostgreSQL stops waiting for it), so any of them may take over.
 /// </summary>
 public sealed record SyncState
 {

@@ -29,7 +29,7 @@ public sealed record DynamicConfig
 
     /// <summary>
     /// Synchronous replication managed by the leader: it keeps <c>synchronous_standby_names</c> and the <c>sync</c> key in step
-    /// (the key always names a superset of the standbys a commit waits for) and only a standby on record may promote.
+    /// (every standby the key names has every acknowledged commit) and only a standby on record may promote.
     /// </summary>
     [JsonPropertyName("synchronous_mode")] public bool SynchronousMode { get; init; }
 

@@ -46,4 +46,19 @@ public sealed class ReadListenerConfig
     public long MaxLag { get; init; } = 1048576;
     /// <summary>When no replica qualifies, send reads to the leader. Default true.</summary>
     public bool FallbackToLeader { get; init; } = true;
+    /// <summary><c>sync_standbys</c>: how the read port treats the synchronous standbys the <c>sync</c> key names.</summary>
+    public SyncStandbyReads SyncStandbys { get; init; } = SyncStandbyReads.Include;
+}
+
+/// <summary>How the read port treats synchronous standbys (those the <c>sync</c> key names for the current leader).</summary>
+public enum SyncStandbyReads
+{
+    /// <summary>Like any other healthy replica (default).</summary>
+    Include,
+
+    /// <summary>Only synchronous standbys while one qualifies (their reads see every acknowledged commit); else the others.</summary>
+    Prefer,
+
+    /// <summary>Never: keeps read load off the standbys commits wait for.</summary>
+    Exclude,
 }

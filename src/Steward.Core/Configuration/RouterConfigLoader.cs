@@ -53,11 +53,26 @@ public static class RouterConfigLoader
                 }
             }
 
+            var syncStandbys = SyncStandbyReads.Include;
+            if (readSection.String("sync_standbys") is { } policy)
+            {
+                switch (policy.Text.Trim().ToLowerInvariant())
+                {
+                    case "include": syncStandbys = SyncStandbyReads.Include; break;
+                    case "prefer": syncStandbys = SyncStandbyReads.Prefer; break;
+                    case "exclude": syncStandbys = SyncStandbyReads.Exclude; break;
+                    default:
+                        diagnostics.Error(policy.Origin, "read.sync_standbys", $"expected include, prefer or exclude, got '{policy.Text}'");
+                        break;
+                }
+            }
+
             read = new ReadListenerConfig
             {
                 Listen = Address(diagnostics, readSection, "listen", root, "read") ?? new HostPort("127.0.0.1", 5501),
                 MaxLag = maxLag,
                 FallbackToLeader = readSection.Bool("fallback_to_leader") ?? true,
+                SyncStandbys = syncStandbys,
             };
             readSection.Finish();
         }

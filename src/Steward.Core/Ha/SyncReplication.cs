@@ -8,15 +8,17 @@ namespace Steward.Core.Ha;
 /// <summary>
 /// Synchronous mode on the leader, as pure decisions: which standbys should be synchronous, and the one next change that
 /// moves <c>synchronous_standby_names</c> and the <c>sync</c> key towards that without ever breaking the invariant
-/// <b>the sync key names every standby whose acknowledgement a commit may have waited for</b>:
+/// <b>every standby the sync key names holds every acknowledged commit</b>:
 /// <list type="number">
-/// <item>the key grows (to cover the standbys about to be added) before <c>synchronous_standby_names</c> names them;</item>
-/// <item><c>synchronous_standby_names</c> drops a standby before the key does, and the key drops it only in a later cycle,
-/// once PostgreSQL no longer reports it as a synchronous (or potential) standby and the standbys that replace it have
-/// flushed past the point where it left (so they hold everything it may have acknowledged).</item>
+/// <item>PostgreSQL waits for every standby it names (<c>FIRST n</c> over n names), and it names every standby the key
+/// names;</item>
+/// <item>a standby joins <c>synchronous_standby_names</c> first, and the key only once PostgreSQL has waited for it since a
+/// recorded WAL position it has flushed past (it then holds every commit acknowledged before, and acknowledges the rest);</item>
+/// <item>a standby leaves the key first (when it stops streaming, or when a standby that replaces it is on record), and
+/// <c>synchronous_standby_names</c> after.</item>
 /// </list>
-/// On failover a member on record in the key may promote; among several, the furthest ahead wins (a member that acknowledged
-/// every commit is never behind one that did not).
+/// On failover any member on record in the key may promote without losing an acknowledged commit; among several, the
+/// furthest ahead wins.
 /// </summary>
 public static class SyncReplication
 {
@@ -93,22 +95,30 @@ public static class SyncReplication
 
     /// <summary>
     /// The next change towards <paramref name="wanted"/>, or null when everything is in step. <paramref name="ssn"/> is
-    /// what PostgreSQL runs with now (<see cref="Parse"/>); <paramref name="reportedSync"/> the standbys pg_stat_replication
-    /// still reports as synchronous or potential (a standby leaves the key only once it is not among them).
+    /// what PostgreSQL runs with now (<see cref="Parse"/>).
+    /// <para>
+    /// The rule it keeps: <b>every standby the key names has flushed every commit acknowledged so far</b>, so any of them
+    /// may take over without losing one. PostgreSQL always waits for all the key's standbys (synchronous_standby_names is
+    /// <c>FIRST n</c> over all the names it holds, the key's among them); a standby joins PostgreSQL's list first, and the
+    /// key only once it has caught up (<paramref name="caughtUp"/>); a standby leaves the key first, and PostgreSQL's list
+    /// after. (Naming a standby in the key before it caught up, as "the key grows first" would, lets a standby that never
+    /// saw the last acknowledged commits take over — the simulation found it.)
+    /// </para>
     /// </summary>
+    /// <param name="streaming">The standbys streaming from this leader now. A key standby that is not (or one no longer
+    /// wanted, once a wanted one is on record) leaves the key.</param>
     /// <param name="caughtUp">
-    /// Every wanted standby has flushed past the leader's position at the moment a standby last left
-    /// synchronous_standby_names: only then does it hold every commit the one that left may have acknowledged, and may the
-    /// key stop naming that one.
+    /// Standbys PostgreSQL has been waiting for since a point the leader recorded, and which have flushed past it: they hold
+    /// every commit acknowledged before (all at or below that point) and every one after (they acknowledged it).
     /// </param>
     public static SyncChange? Next(
         string me, bool synchronousMode, bool strict, StandbyNames ssn, SyncState? key, IReadOnlyList<string> wanted,
-        IReadOnlyCollection<string> reportedSync, bool caughtUp = true)
+        IReadOnlyCollection<string> streaming, IReadOnlyCollection<string> caughtUp)
     {
+        ArgumentNullException.ThrowIfNull(ssn);
         ArgumentNullException.ThrowIfNull(wanted);
-        ArgumentNullException.ThrowIfNull(reportedSync);
-        var mine = key is { } k && k.Leader == me;
-        var onRecord = mine ? key!.Standbys : [];
+        ArgumentNullException.ThrowIfNull(streaming);
+        ArgumentNullException.ThrowIfNull(caughtUp);
 
         if (!synchronousMode)
         {
@@ -121,30 +131,38 @@ public static class SyncReplication
             return key is not null ? new WriteSyncKey(null) : null;
         }
 
-        // Anything PostgreSQL may wait on must be on record before anything else happens ('*' cannot be: drop it first).
-        if (ssn.Any)
+        // A new leader (or synchronous mode just turned on) starts with a key naming only itself: it holds every commit.
+        if (key is null || key.Leader != me)
         {
-            return new SetStandbyNames(Render([], strict), []);
+            return new WriteSyncKey(SyncState.For(me, []));
         }
 
-        var covered = ssn.Names.All(onRecord.Contains) && wanted.All(onRecord.Contains);
-        if (!mine || !covered)
+        var onRecord = key.Standbys;
+
+        // Leaving the key: a standby no longer streaming (so commits need not wait for it), or one no longer wanted once
+        // PostgreSQL no longer needs it to keep a standby on record (a wanted one is on record, or none is wanted).
+        var staying = onRecord.Where(wanted.Contains).ToList();
+        var gone = onRecord.Where(n => !streaming.Contains(n)).ToList();
+        if (staying.Count < onRecord.Count && (gone.Count > 0 || staying.Count > 0 || wanted.Count == 0))
         {
-            return new WriteSyncKey(SyncState.For(me, [.. onRecord, .. ssn.Names, .. wanted]));
+            return new WriteSyncKey(SyncState.For(me, [.. onRecord.Where(n => !gone.Contains(n) && (staying.Count == 0 && wanted.Count > 0 || wanted.Contains(n)))]));
         }
 
-        if (!ssn.Managed || !ssn.Names.OrderBy(n => n, StringComparer.Ordinal).SequenceEqual(wanted.OrderBy(n => n, StringComparer.Ordinal))
-            || (wanted.Count == 0 && ssn.Placeholder != strict))
+        // PostgreSQL waits for every standby on record and every wanted one ('*' or a list of the operator's included:
+        // whatever it held, it is replaced by exactly that).
+        var target = onRecord.Union(wanted, StringComparer.Ordinal).ToList();
+        if (ssn.Any || !ssn.Managed || !SameNames(ssn.Names, target) || (target.Count == 0 && ssn.Placeholder != strict))
         {
-            return new SetStandbyNames(Render(wanted, strict), wanted);
+            return new SetStandbyNames(Render(target, strict), target);
         }
 
-        // In step: drop from the key what PostgreSQL no longer waits for (and no longer reports as synchronous).
-        var extra = onRecord.Where(n => !wanted.Contains(n)).ToList();
-        return extra.Count > 0 && !extra.Any(reportedSync.Contains) && caughtUp
-            ? new WriteSyncKey(SyncState.For(me, wanted))
-            : null;
+        // Joining the key: wanted standbys PostgreSQL waits for that have caught up.
+        var joining = wanted.Where(n => !onRecord.Contains(n) && caughtUp.Contains(n)).ToList();
+        return joining.Count > 0 ? new WriteSyncKey(SyncState.For(me, [.. onRecord, .. joining])) : null;
     }
+
+    private static bool SameNames(IReadOnlyList<string> a, IReadOnlyList<string> b) =>
+        a.Count == b.Count && a.All(b.Contains);
 
     /// <summary><c>synchronous_standby_names</c> for exactly <paramref name="standbys"/> (all of them must acknowledge).</summary>
     public static string Render(IReadOnlyList<string> standbys, bool strict)

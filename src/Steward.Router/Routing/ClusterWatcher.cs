@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using Steward.Core.Cluster;
+using Steward.Core.Configuration;
 
 namespace Steward.Router.Routing;
 
@@ -31,6 +32,7 @@ public sealed partial class ClusterWatcher : IRoutingSource, IAsyncDisposable
     private readonly IClusterStore _store;
     private readonly HttpClient _http;
     private readonly long _maxLag;
+    private readonly SyncStandbyReads _syncStandbys;
     private readonly TimeSpan _grace;
     private readonly TimeProvider _time;
     private readonly ILogger _log;
@@ -47,8 +49,9 @@ public sealed partial class ClusterWatcher : IRoutingSource, IAsyncDisposable
     private Task? _guardLoop;
 
     public ClusterWatcher(IClusterStore store, HttpClient http, long maxLag, TimeSpan grace, TimeProvider time, ILogger log,
-        TimeSpan? confirmInterval = null, TimeSpan? staleAfter = null)
+        TimeSpan? confirmInterval = null, TimeSpan? staleAfter = null, SyncStandbyReads syncStandbys = SyncStandbyReads.Include)
     {
+        _syncStandbys = syncStandbys;
         _store = store;
         _http = http;
         _maxLag = maxLag;
@@ -262,7 +265,7 @@ public sealed partial class ClusterWatcher : IRoutingSource, IAsyncDisposable
             _stale = false;
             newView = _view is null || _view.Revision != view.Revision;
             Volatile.Write(ref _view, view);
-            _base = RoutingTable.From(view, _maxLag, _time.GetUtcNow());
+            _base = RoutingTable.From(view, _maxLag, _time.GetUtcNow(), _syncStandbys);
             Publish(_base);
         }
 

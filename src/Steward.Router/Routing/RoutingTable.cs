@@ -26,7 +26,10 @@ public sealed record RoutingTable
     /// </summary>
     public Backend? Leader { get; init; }
 
-    /// <summary>Running, streaming replicas within the lag bound, not noloadbalance.</summary>
+    /// <summary>
+    /// Running, streaming replicas within the lag bound, not noloadbalance; with <c>read.sync_standbys</c> <c>prefer</c>
+    /// only the synchronous standbys while one qualifies, with <c>exclude</c> none of them.
+    /// </summary>
     public IReadOnlyList<Backend> Readers { get; init; } = [];
 
     /// <summary>Why <see cref="Writer"/> is null (for logs and the stats page).</summary>
@@ -41,7 +44,7 @@ public sealed record RoutingTable
     /// due; reads to healthy replicas. Pure: <paramref name="now"/> (wall clock, from the caller's
     /// <see cref="TimeProvider"/>) is only compared with a switchover's <c>scheduled_at</c>, itself a wall time.
     /// </summary>
-    public static RoutingTable From(ClusterView view, long maxLag, DateTimeOffset now)
+    public static RoutingTable From(ClusterView view, long maxLag, DateTimeOffset now, SyncStandbyReads syncStandbys = SyncStandbyReads.Include)
     {
         ArgumentNullException.ThrowIfNull(view);
         var holder = view.Leader is { } key ? view.GetMember(key.Name) : null;
@@ -68,14 +71,22 @@ public sealed record RoutingTable
         }
 
         var optime = view.Status?.Optime ?? view.LeaderMember?.Data.XlogLocation;
-        var readers = view.Members
+        var healthy = view.Members
             .Where(r => r.Name != view.Leader?.Name)
             .Where(r => r.Data.Role == "replica" && r.Data.State == "running" && r.Data.ReplicationState == "streaming")
             .Where(r => !HaDecision.TagIsTrue(r.Data.Tags, "noloadbalance"))
             .Where(r => optime is null || (r.Data.XlogLocation is { } x && optime.Value - x <= maxLag))
-            .Select(ToBackend)
-            .OfType<Backend>()
             .ToList();
+        if (syncStandbys != SyncStandbyReads.Include)
+        {
+            // Synchronous standbys of the current leader: the sync key names them, and names the leader.
+            var sync = view.Sync is { } syncKey && syncKey.Leader == view.Leader?.Name ? syncKey : null;
+            var onRecord = healthy.Where(r => sync?.IsStandby(r.Name) == true).ToList();
+            healthy = syncStandbys == SyncStandbyReads.Exclude ? [.. healthy.Except(onRecord)]
+                : onRecord.Count > 0 ? onRecord : healthy;
+        }
+
+        var readers = healthy.Select(ToBackend).OfType<Backend>().ToList();
         return new RoutingTable { Writer = writer, Leader = leader, Readers = readers, Reason = reason, Revision = view.Revision };
     }
 

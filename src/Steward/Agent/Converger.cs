@@ -24,7 +24,11 @@ internal sealed class Converger
     private readonly Func<long> _leaseId;
     private readonly Func<long, bool> _leaseHeld;
     private long _lastStatusOptime = -1;
-    private long? _standbyLeftAtLsn;
+    /// <summary>
+    /// Per standby PostgreSQL waits for (and the key does not name yet): the leader's WAL position when this agent first saw
+    /// it counted as synchronous. Once the standby flushed past it, it holds every acknowledged commit and may join the key.
+    /// </summary>
+    private readonly Dictionary<string, long> _waitedForSince = new(StringComparer.Ordinal);
     private readonly Dictionary<string, long> _slotUnwantedSince = new(StringComparer.Ordinal);
     private string? _appliedParameters;
     private volatile bool _reloadRequested;
@@ -443,9 +447,9 @@ internal sealed class Converger
 
     /// <summary>
     /// Synchronous mode on the leader: moves synchronous_standby_names and the sync key towards the standbys
-    /// <see cref="SyncReplication.Choose"/> picks, one <see cref="SyncReplication.Next"/> change at a time (key grows first,
-    /// PostgreSQL shrinks first; a standby leaves the key only in a later cycle, once PostgreSQL no longer reports it as
-    /// synchronous). Also turns it off (names cleared, then the key deleted) when synchronous_mode is switched off.
+    /// <see cref="SyncReplication.Choose"/> picks, one <see cref="SyncReplication.Next"/> change at a time: a standby joins
+    /// PostgreSQL's list first and the key once it has caught up; it leaves the key first and PostgreSQL's list after. Also
+    /// turns it off (names cleared, then the key deleted) when synchronous_mode is switched off.
     /// </summary>
     private async Task SyncReplicationAsync(HaInput input, PgState pg, CancellationToken ct)
     {
@@ -457,6 +461,7 @@ internal sealed class Converger
         var settings = input.Settings;
         if (!settings.SynchronousMode && cluster.Sync is null && !pg.SynchronousStandbyNamesManaged)
         {
+            _waitedForSince.Clear();
             return;
         }
 
@@ -466,13 +471,11 @@ internal sealed class Converger
         for (var changes = 0; changes < 4; changes++)
         {
             var ssn = SyncReplication.Parse(pg.SynchronousStandbyNames, pg.SynchronousStandbyNamesManaged);
-            var current = key?.Leader == _config.Name ? key.Standbys : ssn.Names;
-            IReadOnlyList<string> wanted = settings.SynchronousMode ? SyncReplication.Choose(_config.Name, cluster, pg, settings, current) : [];
-            var reported = pg.Replication.Where(r => r.SyncState is "sync" or "potential" or "quorum").Select(r => r.ApplicationName).ToList();
-            // Unknown after an agent restart: then the wanted standbys must have flushed everything written until now.
-            var leftAt = _standbyLeftAtLsn ?? pg.WriteLsn ?? long.MaxValue;
-            var caughtUp = wanted.All(w => pg.Replication.FirstOrDefault(r => r.ApplicationName == w) is { } row && (row.FlushLsn ?? row.ReplayLsn ?? 0) >= leftAt);
-            switch (SyncReplication.Next(_config.Name, settings.SynchronousMode, settings.SynchronousModeStrict, ssn, key, wanted, reported, caughtUp))
+            var onRecord = key?.Leader == _config.Name ? key.Standbys : [];
+            IReadOnlyList<string> wanted = settings.SynchronousMode ? SyncReplication.Choose(_config.Name, cluster, pg, settings, onRecord) : [];
+            var streaming = pg.Replication.Where(r => r.State == "streaming").Select(r => r.ApplicationName).ToList();
+            var caughtUp = CaughtUp(pg, ssn);
+            switch (SyncReplication.Next(_config.Name, settings.SynchronousMode, settings.SynchronousModeStrict, ssn, key, wanted, streaming, caughtUp))
             {
                 case null:
                     return;
@@ -485,34 +488,53 @@ internal sealed class Converger
                     }
 
                     Log.SyncKeyWritten(_log, write.State is null ? "deleted" : $"leader {write.State.Leader}, synchronous standbys [{string.Join(", ", write.State.Standbys)}]");
-                    if (write.State is not null && !(key?.Standbys ?? []).All(write.State.Standbys.Contains))
-                    {
-                        _standbyLeftAtLsn = null; // the standby that left is off the record now
-                    }
-
                     key = (await _store.LoadAsync(ct).ConfigureAwait(false)).Sync;
                     break;
 
                 case SetStandbyNames set:
                     await _pg.SetSynchronousStandbyNamesAsync(set.Value, ct).ConfigureAwait(false);
                     Log.StandbyNamesSet(_log, set.Value is null ? "(no longer managed)" : $"'{set.Value}'");
-                    if (ssn.Any || ssn.Names.Any(n => !set.Names.Contains(n)))
-                    {
-                        // A standby left: the key drops it in a later cycle, once PostgreSQL no longer counts it and the
-                        // standbys that replace it have flushed past this point (everything it may have acknowledged).
-                        _standbyLeftAtLsn = (await _pg.InspectAsync(ct).ConfigureAwait(false)).WriteLsn ?? long.MaxValue;
-                        return;
-                    }
-
                     pg = await _pg.InspectAsync(ct).ConfigureAwait(false);
                     break;
             }
         }
     }
 
+    /// <summary>
+    /// The standbys that may join the sync key: PostgreSQL has counted each as synchronous since a WAL position this agent
+    /// recorded when it first saw that (not earlier: the reload that makes PostgreSQL wait for it takes effect
+    /// asynchronously), and each has flushed past it. A standby that stops being counted starts again.
+    /// </summary>
+    private HashSet<string> CaughtUp(PgState pg, StandbyNames ssn)
+    {
+        var counted = pg.Replication
+            .Where(r => r.State == "streaming" && r.SyncState is "sync" or "quorum" && ssn.Managed && ssn.Names.Contains(r.ApplicationName))
+            .ToList();
+        foreach (var name in _waitedForSince.Keys.Where(n => !counted.Any(r => r.ApplicationName == n)).ToList())
+        {
+            _waitedForSince.Remove(name);
+        }
+
+        var caughtUp = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var row in counted)
+        {
+            if (!_waitedForSince.TryGetValue(row.ApplicationName, out var since))
+            {
+                _waitedForSince[row.ApplicationName] = pg.WriteLsn ?? long.MaxValue;
+            }
+            else if ((row.FlushLsn ?? 0) >= since)
+            {
+                caughtUp.Add(row.ApplicationName);
+            }
+        }
+
+        return caughtUp;
+    }
+
     /// <summary>Before a start or promotion as primary: synchronous_standby_names names nobody (strict: commits wait).</summary>
     private async Task ResetSynchronousStandbyNamesAsync(PgState pg, DynamicConfig settings, CancellationToken ct)
     {
+        _waitedForSince.Clear();
         if (settings.SynchronousMode)
         {
             await _pg.SetSynchronousStandbyNamesAsync(SyncReplication.Render([], settings.SynchronousModeStrict), ct).ConfigureAwait(false);

@@ -45,7 +45,7 @@ internal static partial class RouterHost
             loggers.CreateLogger<EtcdClusterStore>(), config.Etcd3.Username, config.Etcd3.Password);
         using var http = new HttpClient();
         await using var watcher = new ClusterWatcher(store, http, config.Read?.MaxLag ?? 1048576, TimeSpan.FromSeconds(config.EtcdUnreachableGrace),
-            TimeProvider.System, log);
+            TimeProvider.System, log, syncStandbys: config.Read?.SyncStandbys ?? SyncStandbyReads.Include);
         try
         {
             await watcher.StartAsync(outer).ConfigureAwait(false);

@@ -62,4 +62,23 @@ public sealed class RouterConfigTests
         var e = Assert.Throws<ConfigException>(() => RouterConfigLoader.Parse(yaml, "router.yml", NoEnvironment));
         Assert.Contains("dashboard: needs stats.listen", e.Message, StringComparison.Ordinal);
     }
+
+    [Theory]
+    [InlineData("", SyncStandbyReads.Include)]
+    [InlineData("  sync_standbys: include\n", SyncStandbyReads.Include)]
+    [InlineData("  sync_standbys: prefer\n", SyncStandbyReads.Prefer)]
+    [InlineData("  sync_standbys: EXCLUDE\n", SyncStandbyReads.Exclude)]
+    public void Read_sync_standbys_policy_is_read(string line, SyncStandbyReads expected)
+    {
+        var config = RouterConfigLoader.Parse(Minimal + "read:\n  listen: 127.0.0.1:5501\n" + line, "router.yml", NoEnvironment);
+        Assert.Equal(expected, config.Read!.SyncStandbys);
+    }
+
+    [Fact]
+    public void An_unknown_sync_standbys_policy_is_refused_naming_the_key()
+    {
+        var e = Assert.Throws<ConfigException>(() => RouterConfigLoader.Parse(Minimal + "read:\n  listen: 127.0.0.1:5501\n  sync_standbys: sometimes\n", "router.yml", NoEnvironment));
+        Assert.Contains("read.sync_standbys", e.Message, StringComparison.Ordinal);
+        Assert.Contains("sometimes", e.Message, StringComparison.Ordinal);
+    }
 }

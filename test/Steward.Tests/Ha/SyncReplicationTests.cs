@@ -128,61 +128,107 @@ public sealed class SyncReplicationTests
 
     private static StandbyNames Names(bool managed, params string[] names) => new(names, Any: false, Placeholder: false, managed);
 
-    [Fact]
-    public void Turning_on_writes_the_key_before_postgres_waits_for_the_standby()
+    private static void AssertSets(string? value, SyncChange? change)
     {
-        var first = SyncReplication.Next("node1", true, false, Names(false), null, ["node2"], []);
-        Assert.Equal(new WriteSyncKey(SyncState.For("node1", ["node2"])), first);
-
-        var second = SyncReplication.Next("node1", true, false, Names(false), SyncState.For("node1", ["node2"]), ["node2"], []);
-        Assert.Equal("FIRST 1 (\"node2\")", Assert.IsType<SetStandbyNames>(second).Value);
-
-        Assert.Null(SyncReplication.Next("node1", true, false, Names(true, "node2"), SyncState.For("node1", ["node2"]), ["node2"], ["node2"]));
+        var set = Assert.IsType<SetStandbyNames>(change);
+        Assert.Equal(value, set.Value);
+        Assert.Equal(SyncReplication.Parse(value, managed: true).Names, set.Names);
     }
 
     [Fact]
-    public void Replacing_a_standby_grows_the_key_then_switches_postgres_then_shrinks_the_key_once_postgres_no_longer_counts_it()
+    public void Turning_on_names_the_leader_alone_then_postgres_waits_then_the_standby_joins_once_caught_up()
+    {
+        Assert.Equal(new WriteSyncKey(SyncState.For("node1", [])), SyncReplication.Next("node1", true, false, Names(false), null, ["node2"], ["node2"], []));
+
+        var key = SyncState.For("node1", []);
+        var set = Assert.IsType<SetStandbyNames>(SyncReplication.Next("node1", true, false, Names(false), key, ["node2"], ["node2"], []));
+        Assert.Equal("FIRST 1 (\"node2\")", set.Value);
+        Assert.Equal(["node2"], set.Names);
+
+        // PostgreSQL waits for node2, which has not caught up: the key does not name it yet.
+        Assert.Null(SyncReplication.Next("node1", true, false, Names(true, "node2"), key, ["node2"], ["node2"], []));
+        Assert.Equal(new WriteSyncKey(SyncState.For("node1", ["node2"])),
+            SyncReplication.Next("node1", true, false, Names(true, "node2"), key, ["node2"], ["node2"], ["node2"]));
+        Assert.Null(SyncReplication.Next("node1", true, false, Names(true, "node2"), SyncState.For("node1", ["node2"]), ["node2"], ["node2"], ["node2"]));
+    }
+
+    [Fact]
+    public void Replacing_a_healthy_standby_waits_for_both_until_the_new_one_is_on_record_then_drops_the_old_from_the_key_first()
     {
         var key = SyncState.For("node1", ["node2"]);
+        var both = Assert.IsType<SetStandbyNames>(SyncReplication.Next("node1", true, false, Names(true, "node2"), key, ["node3"], ["node2", "node3"], []));
+        Assert.Equal("FIRST 2 (\"node2\",\"node3\")", both.Value);
+
+        // node3 not caught up: node2 stays on record and PostgreSQL waits for both.
+        Assert.Null(SyncReplication.Next("node1", true, false, Names(true, "node2", "node3"), key, ["node3"], ["node2", "node3"], ["node2"]));
         Assert.Equal(new WriteSyncKey(SyncState.For("node1", ["node2", "node3"])),
-            SyncReplication.Next("node1", true, false, Names(true, "node2"), key, ["node3"], ["node2"]));
+            SyncReplication.Next("node1", true, false, Names(true, "node2", "node3"), key, ["node3"], ["node2", "node3"], ["node3"]));
 
         key = SyncState.For("node1", ["node2", "node3"]);
-        var switched = Assert.IsType<SetStandbyNames>(SyncReplication.Next("node1", true, false, Names(true, "node2"), key, ["node3"], ["node2"]));
-        Assert.Equal(["node3"], switched.Names);
-
-        Assert.Null(SyncReplication.Next("node1", true, false, Names(true, "node3"), key, ["node3"], ["node2", "node3"]));
-        Assert.Null(SyncReplication.Next("node1", true, false, Names(true, "node3"), key, ["node3"], ["node3"], caughtUp: false));
         Assert.Equal(new WriteSyncKey(SyncState.For("node1", ["node3"])),
-            SyncReplication.Next("node1", true, false, Names(true, "node3"), key, ["node3"], ["node3"], caughtUp: true));
+            SyncReplication.Next("node1", true, false, Names(true, "node2", "node3"), key, ["node3"], ["node2", "node3"], ["node3"]));
+
+        key = SyncState.For("node1", ["node3"]);
+        var only = Assert.IsType<SetStandbyNames>(SyncReplication.Next("node1", true, false, Names(true, "node2", "node3"), key, ["node3"], ["node2", "node3"], ["node3"]));
+        Assert.Equal(["node3"], only.Names);
+        Assert.Null(SyncReplication.Next("node1", true, false, Names(true, "node3"), key, ["node3"], ["node2", "node3"], ["node3"]));
     }
 
     [Fact]
-    public void A_new_leader_takes_over_the_key_covering_whatever_postgres_may_wait_for()
+    public void A_standby_that_stopped_streaming_leaves_the_key_before_postgres_stops_waiting_for_it()
     {
-        Assert.Equal(new WriteSyncKey(SyncState.For("node2", ["node3"])),
-            SyncReplication.Next("node2", true, false, Names(true, "node3"), SyncState.For("node1", ["node2"]), [], []));
-        Assert.Equal(new SetStandbyNames("", []),
-            SyncReplication.Next("node2", true, false, new StandbyNames([], Any: true, Placeholder: false, Managed: false), null, [], []));
+        var key = SyncState.For("node1", ["node2"]);
+        Assert.Equal(new WriteSyncKey(SyncState.For("node1", [])),
+            SyncReplication.Next("node1", true, false, Names(true, "node2"), key, ["node3"], ["node3"], ["node3"]));
+        Assert.Equal(new WriteSyncKey(SyncState.For("node1", [])),
+            SyncReplication.Next("node1", true, true, Names(true, "node2"), key, [], [], []));
+
+        // Two on record, one gone: the other stays.
+        Assert.Equal(new WriteSyncKey(SyncState.For("node1", ["node3"])),
+            SyncReplication.Next("node1", true, false, Names(true, "node2", "node3"), SyncState.For("node1", ["node2", "node3"]), ["node3"], ["node3"], []));
+    }
+
+    [Fact]
+    public void A_healthy_standby_no_longer_wanted_leaves_when_nothing_is_wanted()
+    {
+        Assert.Equal(new WriteSyncKey(SyncState.For("node1", [])),
+            SyncReplication.Next("node1", true, false, Names(true, "node2"), SyncState.For("node1", ["node2"]), [], ["node2"], ["node2"]));
+    }
+
+    [Fact]
+    public void A_new_leader_first_names_itself_alone()
+    {
+        Assert.Equal(new WriteSyncKey(SyncState.For("node2", [])),
+            SyncReplication.Next("node2", true, false, Names(true, "node3"), SyncState.For("node1", ["node2"]), ["node3"], ["node3"], ["node3"]));
+    }
+
+    [Fact]
+    public void Postgres_waiting_on_any_standby_or_on_the_operators_list_is_replaced_by_exactly_the_key_and_the_wanted()
+    {
+        var key = SyncState.For("node1", ["node2"]);
+        Assert.Equal("FIRST 1 (\"node2\")", Assert.IsType<SetStandbyNames>(
+            SyncReplication.Next("node1", true, false, new StandbyNames(["node2"], Any: true, Placeholder: false, Managed: true), key, ["node2"], ["node2"], ["node2"])).Value);
+        Assert.Equal("FIRST 1 (\"node2\")", Assert.IsType<SetStandbyNames>(
+            SyncReplication.Next("node1", true, false, Names(false, "node2"), key, ["node2"], ["node2"], ["node2"])).Value);
     }
 
     [Fact]
     public void With_no_standby_strict_waits_on_the_placeholder_and_relaxed_goes_asynchronous()
     {
         var key = SyncState.For("node1", []);
-        Assert.Equal(new SetStandbyNames(SyncReplication.NobodyPlaceholder, []), SyncReplication.Next("node1", true, true, Names(true), key, [], []));
-        Assert.Null(SyncReplication.Next("node1", true, true, new StandbyNames([], false, Placeholder: true, Managed: true), key, [], []));
-        Assert.Null(SyncReplication.Next("node1", true, false, Names(true), key, [], []));
-        Assert.Equal(new SetStandbyNames("", []), SyncReplication.Next("node1", true, false, new StandbyNames([], false, Placeholder: true, Managed: true), key, [], []));
+        AssertSets(SyncReplication.NobodyPlaceholder, SyncReplication.Next("node1", true, true, Names(true), key, [], [], []));
+        Assert.Null(SyncReplication.Next("node1", true, true, new StandbyNames([], false, Placeholder: true, Managed: true), key, [], [], []));
+        Assert.Null(SyncReplication.Next("node1", true, false, Names(true), key, [], [], []));
+        AssertSets("", SyncReplication.Next("node1", true, false, new StandbyNames([], false, Placeholder: true, Managed: true), key, [], [], []));
     }
 
     [Fact]
     public void Turning_off_clears_postgres_first_then_deletes_the_key()
     {
         var key = SyncState.For("node1", ["node2"]);
-        Assert.Equal(new SetStandbyNames(null, []), SyncReplication.Next("node1", false, false, Names(true, "node2"), key, [], []));
-        Assert.Equal(new WriteSyncKey(null), SyncReplication.Next("node1", false, false, Names(false), key, [], []));
-        Assert.Null(SyncReplication.Next("node1", false, false, Names(false), null, [], []));
+        AssertSets(null, SyncReplication.Next("node1", false, false, Names(true, "node2"), key, [], ["node2"], ["node2"]));
+        Assert.Equal(new WriteSyncKey(null), SyncReplication.Next("node1", false, false, Names(false), key, [], [], []));
+        Assert.Null(SyncReplication.Next("node1", false, false, Names(false), null, [], [], []));
     }
 
     [Theory]

@@ -1,4 +1,5 @@
 using Steward.Core.Cluster;
+using Steward.Core.Configuration;
 using Steward.Router.Routing;
 using static Steward.Tests.Router.Views;
 
@@ -121,5 +122,29 @@ public sealed class RoutingTableTests
         Assert.True(alone.ReadableBy(Backend("node1"), fallbackToLeader: true));
         Assert.False(alone.ReadableBy(Backend("node1"), fallbackToLeader: false));
         Assert.False((alone with { Writer = null }).ReadableBy(Backend("node1"), fallbackToLeader: true));
+    }
+
+    [Fact]
+    public void Read_port_includes_prefers_or_excludes_the_synchronous_standbys_as_configured()
+    {
+        var view = Healthy() with { Sync = SyncState.For("node1", ["node3"]) };
+
+        Assert.Equal([Backend("node2"), Backend("node3")], RoutingTable.From(view, MaxLag, Now).Readers);
+        Assert.Equal([Backend("node2"), Backend("node3")], RoutingTable.From(view, MaxLag, Now, SyncStandbyReads.Include).Readers);
+        Assert.Equal([Backend("node3")], RoutingTable.From(view, MaxLag, Now, SyncStandbyReads.Prefer).Readers);
+        Assert.Equal([Backend("node2")], RoutingTable.From(view, MaxLag, Now, SyncStandbyReads.Exclude).Readers);
+    }
+
+    [Fact]
+    public void Prefer_falls_back_to_the_other_replicas_when_no_synchronous_standby_qualifies()
+    {
+        // node3 is on record but not streaming; a key left by a former leader does not count either.
+        var notStreaming = Healthy() with { Sync = SyncState.For("node1", ["node3"]) };
+        notStreaming = notStreaming.WithMember(Member("node3", "replica") with { Data = Member("node3", "replica").Data with { ReplicationState = "in archive recovery" } });
+        Assert.Equal([Backend("node2")], RoutingTable.From(notStreaming, MaxLag, Now, SyncStandbyReads.Prefer).Readers);
+
+        var formerLeaders = Healthy() with { Sync = SyncState.For("node9", ["node3"]) };
+        Assert.Equal([Backend("node2"), Backend("node3")], RoutingTable.From(formerLeaders, MaxLag, Now, SyncStandbyReads.Prefer).Readers);
+        Assert.Equal([Backend("node2"), Backend("node3")], RoutingTable.From(formerLeaders, MaxLag, Now, SyncStandbyReads.Exclude).Readers);
     }
 }
