@@ -122,7 +122,12 @@ public static class SyncReplication
 
         if (!synchronousMode)
         {
-            // Off: PostgreSQL stops waiting first, then the key goes.
+            // Off: the key stops naming standbys, PostgreSQL stops waiting, then the key goes.
+            if (key is not null && key.Leader == me && key.Standbys.Count > 0)
+            {
+                return new WriteSyncKey(SyncState.For(me, []));
+            }
+
             if (ssn.Managed)
             {
                 return new SetStandbyNames(null, []);

@@ -449,7 +449,7 @@ internal sealed class Converger
     /// Synchronous mode on the leader: moves synchronous_standby_names and the sync key towards the standbys
     /// <see cref="SyncReplication.Choose"/> picks, one <see cref="SyncReplication.Next"/> change at a time: a standby joins
     /// PostgreSQL's list first and the key once it has caught up; it leaves the key first and PostgreSQL's list after. Also
-    /// turns it off (names cleared, then the key deleted) when synchronous_mode is switched off.
+    /// turns it off (key emptied, names cleared, then the key deleted) when synchronous_mode is switched off.
     /// </summary>
     private async Task SyncReplicationAsync(HaInput input, PgState pg, CancellationToken ct)
     {

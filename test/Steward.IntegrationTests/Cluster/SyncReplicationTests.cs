@@ -54,6 +54,34 @@ public sealed class SyncReplicationTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task The_read_port_prefers_or_excludes_the_synchronous_standby_as_configured_and_the_dashboard_marks_it()
+    {
+        var options = new ClusterOptions { SynchronousMode = true };
+        var (cluster, leader) = await TestCluster.StartHealthyAsync(output, nodes: 3, options);
+        await using var stopCluster = cluster;
+        var sync = Assert.Single(await WaitForSyncStandbyAsync(cluster, leader));
+        var syncPort = cluster.Nodes.Single(n => n.Name == sync).PgPort;
+        await using var prefer = await TestRouter.StartAsync(cluster, output, syncStandbys: "prefer");
+        await using var exclude = await TestRouter.StartAsync(cluster, output, syncStandbys: "exclude");
+        using var http = new HttpClient();
+        foreach (var (router, onSync) in new[] { (prefer, true), (exclude, false) })
+        {
+            // The router learns the sync key by watch: wait until its dashboard shows it, then every new read session lands as configured.
+            await Poll.UntilAsync(async () =>
+            {
+                var state = System.Text.Json.Nodes.JsonNode.Parse(await http.GetStringAsync($"http://127.0.0.1:{router.StatsPort}/dashboard/state.json"))!;
+                return state["members"]!.AsArray().Any(m => (string?)m!["name"] == sync && (bool?)m["sync_standby"] == true)
+                       && state["members"]!.AsArray().Count(m => (bool?)m!["readable"] == true) >= 1;
+            }, TimeSpan.FromSeconds(30), "the dashboard marks the synchronous standby");
+            for (var i = 0; i < 6; i++)
+            {
+                var port = await router.QueryAsync<int>(router.ReadPort, "SELECT inet_server_port()");
+                Assert.True(onSync == (port == syncPort), $"read session {i} reached port {port}; the synchronous standby {sync} listens on {syncPort} (sync_standbys: {(onSync ? "prefer" : "exclude")})");
+            }
+        }
+    }
+
+    [Fact]
     public async Task Strict_mode_with_the_only_synchronous_standby_stopped_makes_commits_wait_until_it_returns_and_loses_nothing()
     {
         var options = new ClusterOptions { SynchronousMode = true, SynchronousModeStrict = true };

@@ -28,15 +28,16 @@ internal sealed class TestRouter : IAsyncDisposable
 
     /// <summary>Starts the router; with <paramref name="dashboard"/>, its dashboard accepts those credentials for actions.</summary>
     public static Task<TestRouter> StartAsync(TestCluster cluster, ITestOutputHelper output, int holdSeconds = 5,
-        (string Username, string Password)? dashboard = null) =>
-        StartAsync(cluster.Etcd.Endpoint, cluster.Scope, cluster.Dir, output, holdSeconds, dashboard);
+        (string Username, string Password)? dashboard = null, string? syncStandbys = null) =>
+        StartAsync(cluster.Etcd.Endpoint, cluster.Scope, cluster.Dir, output, holdSeconds, dashboard, syncStandbys: syncStandbys);
 
     /// <summary>Starts a router on <paramref name="scope"/> of the etcd at <paramref name="etcdEndpoint"/>; its config and log go to <paramref name="dir"/>.</summary>
     public static async Task<TestRouter> StartAsync(string etcdEndpoint, string scope, TempDir dir, ITestOutputHelper output, int holdSeconds = 5,
-        (string Username, string Password)? dashboard = null, bool closeSessionsOnLeaderChange = true, IReadOnlyDictionary<string, string>? environment = null)
+        (string Username, string Password)? dashboard = null, bool closeSessionsOnLeaderChange = true, IReadOnlyDictionary<string, string>? environment = null,
+        string? syncStandbys = null)
     {
         int write = FreePorts.Next(), read = FreePorts.Next(), stats = FreePorts.Next();
-        var path = dir.Sub("router.yml");
+        var path = dir.Sub(syncStandbys is null ? "router.yml" : $"router-{syncStandbys}.yml");
         var dashboardYaml = dashboard is { } d ? $"dashboard:\n  username: {d.Username}\n  password: {d.Password}\n" : "";
         await File.WriteAllTextAsync(path, $$"""
             scope: {{scope}}
@@ -50,11 +51,12 @@ internal sealed class TestRouter : IAsyncDisposable
             read:
               listen: 127.0.0.1:{{read}}
               max_lag: 16MB
+            {{(syncStandbys is null ? "" : "  sync_standbys: " + syncStandbys)}}
             stats:
               listen: 127.0.0.1:{{stats}}
 
             """ + dashboardYaml);
-        var log = dir.Sub("router.log");
+        var log = dir.Sub(syncStandbys is null ? "router.log" : $"router-{syncStandbys}.log");
         var process = StewardProcess.Start(["router", "-c", path], log, environment);
         var router = new TestRouter(process, log, write, read, stats, output);
         using var http = new HttpClient();

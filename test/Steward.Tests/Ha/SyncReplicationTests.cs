@@ -223,9 +223,11 @@ public sealed class SyncReplicationTests
     }
 
     [Fact]
-    public void Turning_off_clears_postgres_first_then_deletes_the_key()
+    public void Turning_off_empties_the_key_then_clears_postgres_then_deletes_the_key()
     {
         var key = SyncState.For("node1", ["node2"]);
+        Assert.Equal(new WriteSyncKey(SyncState.For("node1", [])), SyncReplication.Next("node1", false, false, Names(true, "node2"), key, [], ["node2"], ["node2"]));
+        key = SyncState.For("node1", []);
         AssertSets(null, SyncReplication.Next("node1", false, false, Names(true, "node2"), key, [], ["node2"], ["node2"]));
         Assert.Equal(new WriteSyncKey(null), SyncReplication.Next("node1", false, false, Names(false), key, [], [], []));
         Assert.Null(SyncReplication.Next("node1", false, false, Names(false), null, [], [], []));

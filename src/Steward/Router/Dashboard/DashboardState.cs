@@ -183,6 +183,7 @@ internal sealed class DashboardState : IAsyncDisposable
             {
                 ["name"] = m.Name,
                 ["role"] = isLeader ? "leader" : m.Data.Role ?? "unknown",
+                ["sync_standby"] = !isLeader && view.Sync is { } sync && sync.Leader == view.Leader?.Name && sync.IsStandby(m.Name),
                 ["state"] = m.Data.State,
                 ["replication_state"] = m.Data.ReplicationState,
                 ["timeline"] = m.Data.Timeline,

@@ -34,7 +34,7 @@ function renderMembers(s) {
       el("td", {}, leader ? el("span", { class: "star", title: "leader" }, "★") : ""),
       el("td", {}, m.name),
       el("td", {}, m.host || ""),
-      el("td", {}, badge(m.role)),
+      el("td", {}, badge(m.role), m.sync_standby ? " " : "", m.sync_standby ? badge("sync standby", "sync") : ""),
       el("td", {}, badge(state, state === "running" || state === "streaming" ? "ok" : "bad")),
       el("td", {}, m.timeline ?? ""),
       el("td", { title: m.lag_bytes == null ? "" : m.lag_bytes + " bytes" }, leader ? "" : bytes(m.lag_bytes)),
