@@ -208,11 +208,12 @@ public sealed partial class EtcdClusterStore : IClusterStore
         return lease != 0 && r.Kvs is [{ } kv] && kv.Lease == lease && kv.Value.ToStringUtf8() == name;
     }
 
-    public Task<bool> ReleaseLeaderAsync(string name, CancellationToken ct)
+    public Task<bool> ReleaseLeaderAsync(string name, long leaseId, CancellationToken ct)
     {
         var key = Key(ClusterKeys.Leader);
         var txn = new TxnRequest();
         txn.Compare.Add(new Compare { Key = key, Target = Compare.Types.CompareTarget.Value, Result = Compare.Types.CompareResult.Equal, Value = ByteString.CopyFromUtf8(name) });
+        txn.Compare.Add(new Compare { Key = key, Target = Compare.Types.CompareTarget.Lease, Result = Compare.Types.CompareResult.Equal, Lease = leaseId });
         txn.Success.Add(new RequestOp { RequestDeleteRange = new DeleteRangeRequest { Key = key } });
         return TxnAsync("release leader", txn, ct);
     }

@@ -20,7 +20,7 @@ internal sealed class LeaderKeyNotAtomic(IClusterStore inner) : IClusterStore
         var view = await inner.LoadAsync(ct).ConfigureAwait(false);
         if (view.Leader is { } holder && holder.Name != name)
         {
-            await inner.ReleaseLeaderAsync(holder.Name, ct).ConfigureAwait(false);
+            await inner.ReleaseLeaderAsync(holder.Name, holder.LeaseId, ct).ConfigureAwait(false);
         }
 
         return await inner.TryAcquireLeaderAsync(name, ct).ConfigureAwait(false);
@@ -36,7 +36,7 @@ internal sealed class LeaderKeyNotAtomic(IClusterStore inner) : IClusterStore
 
     public Task<bool> HoldsLeaderAsync(string name, CancellationToken ct) => inner.HoldsLeaderAsync(name, ct);
 
-    public Task<bool> ReleaseLeaderAsync(string name, CancellationToken ct) => inner.ReleaseLeaderAsync(name, ct);
+    public Task<bool> ReleaseLeaderAsync(string name, long leaseId, CancellationToken ct) => inner.ReleaseLeaderAsync(name, leaseId, ct);
 
     public Task PutMemberAsync(string name, MemberData data, CancellationToken ct) => inner.PutMemberAsync(name, data, ct);
 

@@ -397,7 +397,7 @@ internal sealed class World
             : _o.StandbysLookCaughtUp ? new StandbysLookCaughtUp(node.Pg)
             : node.Pg;
         IClusterStore agentStore = _o.LeaderKeyNotAtomic ? new LeaderKeyNotAtomic(store) : store;
-        var agent = new NodeAgent(node.Config, agentStore, pg, new FakePeers(ReachableAgentAt), fence, clock, loggers);
+        var agent = new NodeAgent(node.Config, agentStore, pg, new FakePeers(ReachableAgentAt), fence, clock, loggers, node.Sessions);
         var p = new Proc(number, gate, client, store, fence, agent);
         node.Proc = p;
         Note($"{node.Name}: agent process #{number} starts");
@@ -1107,6 +1107,8 @@ internal sealed class World
         public HostPort ApiAddress { get; } = apiAddress;
         public StewardConfig Config { get; set; } = null!;
         public FakePostgres Pg { get; set; } = null!;
+        /// <summary>The leases this member's agents were granted: survives agent restarts, as the file beside the data directory does.</summary>
+        public Steward.Agent.SessionLedger Sessions { get; } = new(null);
         public TimeSpan WallOffset { get; set; }
         public Proc? Proc { get; set; }
         public long BootDue { get; set; } = -1;

@@ -45,7 +45,7 @@ public sealed class FaultyStore(IClusterStore inner, TimeProvider clock) : IClus
 
     public Task<bool> HoldsLeaderAsync(string name, CancellationToken ct) => Call(() => inner.HoldsLeaderAsync(name, ct));
 
-    public Task<bool> ReleaseLeaderAsync(string name, CancellationToken ct) => Call(() => inner.ReleaseLeaderAsync(name, ct));
+    public Task<bool> ReleaseLeaderAsync(string name, long leaseId, CancellationToken ct) => Call(() => inner.ReleaseLeaderAsync(name, leaseId, ct));
 
     public Task PutMemberAsync(string name, MemberData data, CancellationToken ct) => Call(() => inner.PutMemberAsync(name, data, ct));
 

@@ -472,12 +472,12 @@ public sealed class InMemoryClusterStore : IClusterStore
         return Task.FromResult(lease != 0 && entry is not null && entry.Lease == lease && Encoding.UTF8.GetString(entry.Value) == name);
     }
 
-    public Task<bool> ReleaseLeaderAsync(string name, CancellationToken ct)
+    public Task<bool> ReleaseLeaderAsync(string name, long leaseId, CancellationToken ct)
     {
         ct.ThrowIfCancellationRequested();
         var key = Prefix + ClusterKeys.Leader;
         return Task.FromResult(_server.Execute(this, "release leader", tx =>
-            tx.Get(key) is { } e && Encoding.UTF8.GetString(e.Value) == name && tx.Delete(key)));
+            tx.Get(key) is { } e && Encoding.UTF8.GetString(e.Value) == name && e.Lease == leaseId && tx.Delete(key)));
     }
 
     public Task PutMemberAsync(string name, MemberData data, CancellationToken ct)

@@ -48,8 +48,12 @@ public interface IClusterStore : IAsyncDisposable
     /// </summary>
     Task<bool> HoldsLeaderAsync(string name, CancellationToken ct);
 
-    /// <summary>Deletes <c>leader</c> if its value is <paramref name="name"/>. False if it held another value or was absent.</summary>
-    Task<bool> ReleaseLeaderAsync(string name, CancellationToken ct);
+    /// <summary>
+    /// Deletes <c>leader</c> if its value is <paramref name="name"/> and it is bound to <paramref name="leaseId"/> (the
+    /// session the caller knows as its own, current or previous). False if it held another value, another lease (e.g.
+    /// another agent running with the same name), or was absent.
+    /// </summary>
+    Task<bool> ReleaseLeaderAsync(string name, long leaseId, CancellationToken ct);
 
     /// <summary>Puts <c>members/&lt;name&gt;</c> bound to the session lease (the lease must exist: call KeepAliveAsync first).</summary>
     Task PutMemberAsync(string name, MemberData data, CancellationToken ct);

@@ -1,3 +1,4 @@
+using System.Globalization;
 using Steward.Core.Cluster;
 using Steward.Core.Configuration;
 using Steward.Core.Postgres;
@@ -65,6 +66,11 @@ public static class HaDecision
         var iHoldLock = cluster.Leader is { } l && l.Name == me && l.LeaseId == input.MyLeaseId;
         if (cluster.Leader is { } stale && stale.Name == me && !iHoldLock)
         {
+            if (!IsMySession(input, stale))
+            {
+                return HaPlan.NoAction(NotMySession(input, stale));
+            }
+
             // My previous session (this agent restarted) still holds the key. If PostgreSQL runs as a primary, releasing
             // the key would open an election while it takes writes: let the old lease expire instead (the others keep
             // following me meanwhile, and then see a running primary that takes the key back).
@@ -159,6 +165,11 @@ public static class HaDecision
             return HaPlan.NoAction("waiting for leader to bootstrap");
         }
 
+        if (cluster.Leader is { } named && !IsMySession(input, named))
+        {
+            return HaPlan.NoAction(NotMySession(input, named));
+        }
+
         return input.Pg.DataDir switch
         {
             DataDirStatus.Empty when cluster.Leader is not null => new HaPlan("releasing the leader key: my data directory is empty", [new ReleaseLeader()]),
@@ -176,6 +187,11 @@ public static class HaDecision
         if (cluster.Leader is null || cluster.Initialize!.Length == 0)
         {
             return HaPlan.NoAction(cluster.Initialize!.Length == 0 ? "waiting for leader to bootstrap" : "waiting for a leader to clone from");
+        }
+
+        if (cluster.Leader.Name == input.Me && !IsMySession(input, cluster.Leader))
+        {
+            return HaPlan.NoAction(NotMySession(input, cluster.Leader));
         }
 
         if (cluster.Leader.Name == input.Me)
@@ -581,6 +597,15 @@ public static class HaDecision
     /// may have acknowledged the last commits. With no standby on record the leader ran asynchronously: anyone may (the
     /// healthiest wins), unless synchronous_mode_strict promised that no commit is acknowledged by the primary alone.
     /// </summary>
+    /// <summary>The key is on this agent's lease, or on one its earlier runs held.</summary>
+    private static bool IsMySession(HaInput input, LeaderKey key) =>
+        (key.LeaseId == input.MyLeaseId && input.MyLeaseId != 0) || input.PastLeaseIds.Contains(key.LeaseId);
+
+    private static string NotMySession(HaInput input, LeaderKey key) =>
+        string.Create(CultureInfo.InvariantCulture,
+            $"no action. I am ({input.Me}); the leader key names me but is held by session {key.LeaseId:x}, which is not one of mine: " +
+            $"another agent may be running with the name '{input.Me}'. Not touching it (it expires unless that agent renews it)");
+
     internal static string? SyncBlocks(HaInput input, ClusterView cluster, string member) =>
         SyncReplication.PromotionBlocked(input.Settings, cluster.Sync, member);
 

@@ -27,6 +27,13 @@ public sealed record HaInput
     public long MyLeaseId { get; init; }
 
     /// <summary>
+    /// Session leases this member's agents held before (recorded beside the data directory, so they survive a restart).
+    /// A leader key with this member's name on any other lease belongs to someone else — another agent started with the
+    /// same name — and is never released or acted on.
+    /// </summary>
+    public IReadOnlyCollection<long> PastLeaseIds { get; init; } = [];
+
+    /// <summary>
     /// When this agent's lease may expire on the etcd side, minus a safety margin: the last renewal's send time + ttl −
     /// margin. A leader that cannot renew must stop accepting writes before this instant.
     /// </summary>

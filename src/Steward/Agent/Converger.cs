@@ -139,7 +139,8 @@ internal sealed class Converger
                 return false;
 
             case ReleaseLeader:
-                await _store.ReleaseLeaderAsync(_config.Name, ct).ConfigureAwait(false);
+                // The session the decision saw on the key (mine, or my previous one): never another agent's.
+                await _store.ReleaseLeaderAsync(_config.Name, input.Cluster?.Leader?.LeaseId ?? _leaseId(), ct).ConfigureAwait(false);
                 _status.SetHolds(0);
                 return true;
 
@@ -254,7 +255,7 @@ internal sealed class Converger
         {
             Log.StepFailed(_log, "bootstrap", e.Message);
             await _pg.StopAsync(StopMode.Fast, ct).ConfigureAwait(false);
-            await BestEffortAsync(() => _store.ReleaseLeaderAsync(_config.Name, ct)).ConfigureAwait(false);
+            await BestEffortAsync(() => _store.ReleaseLeaderAsync(_config.Name, _leaseId(), ct)).ConfigureAwait(false);
 
             // The data directory was empty before this initdb: what is there now holds no data of anyone's. Remove it,
             // as Patroni does, so the next attempt (ours or another member's) starts clean instead of claiming it.

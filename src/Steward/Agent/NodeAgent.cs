@@ -30,6 +30,7 @@ internal sealed class NodeAgent : IAsyncDisposable
     private readonly AgentStatus _status;
     private readonly Converger _converger;
     private readonly SemaphoreSlim _cycleGate = new(1, 1);
+    private readonly SessionLedger _sessions;
 
     private DateTimeOffset? _pgDownSince;
     private DateTimeOffset? _pgUnresponsiveSince;
@@ -43,10 +44,12 @@ internal sealed class NodeAgent : IAsyncDisposable
     private long _configCheckedRevision;
     private bool _failsafeConfirmed;
 
-    public NodeAgent(StewardConfig config, IClusterStore store, IPostgresControl pg, IPeerClient peers, IPrimaryFence fence, TimeProvider time, ILoggerFactory loggers)
+    public NodeAgent(StewardConfig config, IClusterStore store, IPostgresControl pg, IPeerClient peers, IPrimaryFence fence, TimeProvider time, ILoggerFactory loggers,
+        SessionLedger? sessions = null)
     {
         ArgumentNullException.ThrowIfNull(loggers);
         _config = config;
+        _sessions = sessions ?? new SessionLedger(null);
         _store = store;
         _pg = pg;
         _peers = peers;
@@ -203,6 +206,7 @@ internal sealed class NodeAgent : IAsyncDisposable
 
         TrackTimers(pg, cluster, now);
         var leaseId = _lease.Current?.LeaseId ?? 0;
+        _sessions.Record(leaseId); // before any step can take the leader key on it
         // Without etcd we cannot see the key: we still hold it for as long as our lease certainly lives.
         var holds = cluster is null
             ? Snapshot.HoldsLeader
@@ -218,6 +222,7 @@ internal sealed class NodeAgent : IAsyncDisposable
             Tags = _config.Tags,
             Now = now,
             MyLeaseId = leaseId,
+            PastLeaseIds = _sessions.Leases,
             LeaseDeadline = _lease.Deadline,
             PgDownSince = _pgDownSince,
             PgUnresponsiveSince = _pgUnresponsiveSince,
@@ -468,6 +473,7 @@ internal sealed class NodeAgent : IAsyncDisposable
         try
         {
             var holds = Snapshot.HoldsLeader;
+            var lease = Snapshot.LeaseId;
             Log.ShuttingDown(_log, holds ? "stopping PostgreSQL, then releasing the leader key" : "stopping PostgreSQL");
             _status.SetDemoting();
             try
@@ -495,7 +501,7 @@ internal sealed class NodeAgent : IAsyncDisposable
             {
                 if (holds)
                 {
-                    await _store.ReleaseLeaderAsync(_config.Name, ct).ConfigureAwait(false);
+                    await _store.ReleaseLeaderAsync(_config.Name, lease, ct).ConfigureAwait(false);
                 }
 
                 await _store.RevokeLeaseAsync(ct).ConfigureAwait(false);

@@ -25,6 +25,34 @@ internal static class NodeHost
     public const int ExitConfig = 2;
     public const int ExitEnvironment = 3;
 
+    /// <summary>
+    /// The REST address of a live agent that already runs under <paramref name="name"/>: its member key is in etcd and its
+    /// API answers (any HTTP status). Null when there is none, or when the member key is a previous run's (its API is silent).
+    /// </summary>
+    internal static async Task<string?> AlreadyRunningAsync(ClusterView view, string name, HttpClient http, CancellationToken ct)
+    {
+        if (view.GetMember(name)?.Data.ApiUrl is not { } api || !Uri.TryCreate(api, UriKind.Absolute, out var uri))
+        {
+            return null;
+        }
+
+        for (var attempt = 0; attempt < 2; attempt++)
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            timeout.CancelAfter(TimeSpan.FromSeconds(2));
+            try
+            {
+                using var response = await http.GetAsync(new Uri(uri, "/liveness"), timeout.Token).ConfigureAwait(false);
+                return api;
+            }
+            catch (Exception e) when (e is HttpRequestException || (e is OperationCanceledException && !ct.IsCancellationRequested))
+            {
+            }
+        }
+
+        return null;
+    }
+
     /// <summary>How long start-up keeps trying to reach etcd before it gives up with an error.</summary>
     private static readonly TimeSpan StartupEtcdWait = TimeSpan.FromSeconds(10);
 
@@ -62,11 +90,12 @@ internal static class NodeHost
         // A busy etcd may be slow to answer the first call: try for a while before giving up (nothing is touched meanwhile).
         var giveUpAt = time.GetUtcNow() + StartupEtcdWait;
         var said = false;
+        ClusterView view;
         while (true)
         {
             try
             {
-                await store.LoadAsync(outer).ConfigureAwait(false);
+                view = await store.LoadAsync(outer).ConfigureAwait(false);
                 break;
             }
             catch (StoreUnavailableException e) when (time.GetUtcNow() < giveUpAt)
@@ -89,11 +118,22 @@ internal static class NodeHost
         }
 
         using var http = new HttpClient();
+        if (await AlreadyRunningAsync(view, config.Name, http, outer).ConfigureAwait(false) is { } api)
+        {
+            // Patroni's "Can't start; there is already a node named '...' running": two agents with one name would each take
+            // the other's leader key for their own.
+            await Console.Error.WriteLineAsync(
+                $"steward: a member named '{config.Name}' is already running: its member key is in etcd and its REST API at {api} answers. " +
+                "Refusing to start a second agent with the same name (set a unique `name:` in the configuration). Nothing was changed.").ConfigureAwait(false);
+            return ExitEnvironment;
+        }
+
         // The fence's supervisor runs from here on: it outlives this process if it is killed, and kills a primary whose
         // lease lapsed. Disposed last (after the graceful shutdown stopped PostgreSQL), which lets it exit.
         using var fence = new SupervisedFence(config.Postgresql.DataDir, time, loggers.CreateLogger("steward.fence"));
         fence.Start();
-        await using var agent = new NodeAgent(config, store, pg, new PeerClient(http, config.RestApi.Authentication), fence, time, loggers);
+        await using var agent = new NodeAgent(config, store, pg, new PeerClient(http, config.RestApi.Authentication), fence, time, loggers,
+            SessionLedger.Beside(config.Postgresql.DataDir));
         await using var web = BuildWebApp(config, agent, loggers);
         try
         {

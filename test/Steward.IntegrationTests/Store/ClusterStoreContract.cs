@@ -110,15 +110,21 @@ public abstract class ClusterStoreContract : IAsyncLifetime
     public async Task Release_by_a_non_holder_fails_and_by_the_holder_succeeds()
     {
         var a = Connect();
-        await a.KeepAliveAsync(10, Ct);
+        var lease = (await a.KeepAliveAsync(10, Ct)).LeaseId;
         Assert.True(await a.TryAcquireLeaderAsync("a", Ct));
 
-        Assert.False(await Connect().ReleaseLeaderAsync("b", Ct));
+        Assert.False(await Connect().ReleaseLeaderAsync("b", lease, Ct));
         Assert.Equal("a", (await a.LoadAsync(Ct)).Leader?.Name);
 
-        Assert.True(await a.ReleaseLeaderAsync("a", Ct));
+        // Same name, another session (a second agent started with the same name): refused.
+        var other = Connect();
+        var otherLease = (await other.KeepAliveAsync(10, Ct)).LeaseId;
+        Assert.False(await other.ReleaseLeaderAsync("a", otherLease, Ct));
+        Assert.Equal("a", (await a.LoadAsync(Ct)).Leader?.Name);
+
+        Assert.True(await a.ReleaseLeaderAsync("a", lease, Ct));
         Assert.Null((await a.LoadAsync(Ct)).Leader);
-        Assert.False(await a.ReleaseLeaderAsync("a", Ct));
+        Assert.False(await a.ReleaseLeaderAsync("a", lease, Ct));
     }
 
     [Fact]
@@ -417,7 +423,7 @@ public abstract class ClusterStoreContract : IAsyncLifetime
     {
         var a = Connect();
         var b = Connect();
-        await a.KeepAliveAsync(ShortTtl * 5, Ct);
+        var aLease = (await a.KeepAliveAsync(ShortTtl * 5, Ct)).LeaseId;
         await b.KeepAliveAsync(ShortTtl * 5, Ct);
         IReadOnlyList<HistoryEntry> first = [new HistoryEntry(1, 100, "promoted", DateTimeOffset.UnixEpoch, "node1") { NewTimeline = 2 }];
 
@@ -437,7 +443,7 @@ public abstract class ClusterStoreContract : IAsyncLifetime
         Assert.False(await a.SetHistoryAsync(first, view.HistoryModRevision, "node1", Ct)); // a second writer from the same read loses
         Assert.Equal(second, (await b.LoadAsync(Ct)).History);
 
-        Assert.True(await a.ReleaseLeaderAsync("node1", Ct));
+        Assert.True(await a.ReleaseLeaderAsync("node1", aLease, Ct));
         var after = await a.LoadAsync(Ct);
         Assert.False(await a.SetHistoryAsync(first, after.HistoryModRevision, "node1", Ct)); // released: no longer the leader
         Assert.Equal(second, (await b.LoadAsync(Ct)).History);

@@ -255,9 +255,34 @@ public sealed class HaDecisionTests
     [InlineData(1234)]
     public void Empty_data_directory_never_clones_from_itself_when_the_leader_key_names_me(long lease)
     {
-        var plan = Of("node1").Leader("node1").LeaderKeyOnly("node1", lease).Decide();
+        var plan = Of("node1").Leader("node1").LeaderKeyOnly("node1", lease).PastLeases(1234).Decide();
 
         AssertPlan(plan, "releasing the leader key: my data directory is empty", new ReleaseLeader());
+    }
+
+    /// <summary>
+    /// Issue 16: a second agent started with an existing member's name saw that member's leader key as "my previous
+    /// session" and released it — opening an election under a running primary. A key with my name on a lease none of my
+    /// runs held is never released or acted on, whatever the local PostgreSQL looks like.
+    /// </summary>
+    [Fact]
+    public void A_leader_key_with_my_name_on_a_lease_none_of_my_runs_held_is_never_touched()
+    {
+        const string NotMine = "held by session 10e1, which is not one of mine: another agent may be running with the name 'node1'";
+        foreach (var (scenario, expected) in new[]
+                 {
+                     (PrimaryHoldingTheLock().WithPg(Pg.CrashedPrimary()), NotMine),
+                     (PrimaryHoldingTheLock(), NotMine),
+                     (PrimaryHoldingTheLock().WithPg(Pg.StoppedReplica()), NotMine),
+                     (Of("node1").Leader("node1"), NotMine),
+                     (Of("node1").Leader("node1").WithCluster(c => c with { Initialize = "" }), "waiting for leader to bootstrap"),
+                 })
+        {
+            var plan = scenario.LeaderKeyOnly("node1", 4321).PastLeases(1234).Decide();
+
+            Assert.DoesNotContain(plan.Steps, s => s is ReleaseLeader or AcquireLeader or Promote);
+            Assert.Contains(expected, plan.Message, StringComparison.Ordinal);
+        }
     }
 
     [Fact]
@@ -278,7 +303,7 @@ public sealed class HaDecisionTests
     [Fact]
     public void Stale_leader_key_of_my_previous_lease_is_released_when_PostgreSQL_is_not_a_running_primary()
     {
-        var plan = PrimaryHoldingTheLock().WithPg(Pg.CrashedPrimary()).LeaderKeyOnly("node1", 1234).Decide();
+        var plan = PrimaryHoldingTheLock().WithPg(Pg.CrashedPrimary()).LeaderKeyOnly("node1", 1234).PastLeases(1234).Decide();
 
         AssertPlan(plan, "removing the leader key of my previous session", new ReleaseLeader());
     }
@@ -287,7 +312,7 @@ public sealed class HaDecisionTests
     public void Stale_leader_key_of_my_previous_lease_is_left_to_expire_while_my_primary_runs()
     {
         // Releasing it would open an election while this primary still takes writes (review finding S5).
-        var plan = PrimaryHoldingTheLock().LeaderKeyOnly("node1", 1234).Decide();
+        var plan = PrimaryHoldingTheLock().LeaderKeyOnly("node1", 1234).PastLeases(1234).Decide();
 
         AssertPlan(plan, "waiting for the leader key of my previous session to expire");
     }

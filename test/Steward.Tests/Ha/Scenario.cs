@@ -19,6 +19,7 @@ internal sealed class Scenario
     private readonly string me;
     private readonly SortedDictionary<string, Member> members = new(StringComparer.Ordinal);
     private ClusterView? cluster = new() { Revision = 42, Initialize = SystemId };
+    private IReadOnlyCollection<long> pastLeases = [];
     private PgState pg = Pg.Empty;
     private DynamicConfig settings = new();
     private TagsConfig tags = new();
@@ -90,6 +91,13 @@ internal sealed class Scenario
     public Scenario LeaderKeyOnly(string name, long lease)
     {
         cluster = cluster! with { Leader = new LeaderKey(name, 40, lease) };
+        return this;
+    }
+
+    /// <summary>Leases this member's earlier agent runs held (the session ledger beside the data directory).</summary>
+    public Scenario PastLeases(params long[] leases)
+    {
+        pastLeases = leases;
         return this;
     }
 
@@ -229,6 +237,7 @@ internal sealed class Scenario
         Tags = tags,
         Now = Now,
         MyLeaseId = MyLease,
+        PastLeaseIds = pastLeases,
         LeaseDeadline = leaseDeadline,
         PgDownSince = pgDownSince,
         NotStreamingSince = notStreamingSince,

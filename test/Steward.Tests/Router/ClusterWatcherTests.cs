@@ -285,7 +285,7 @@ public sealed class ClusterWatcherTests(ITestOutputHelper output) : IAsyncLifeti
         public Task RevokeLeaseAsync(CancellationToken ct) => throw new NotSupportedException();
         public Task<bool> TryAcquireLeaderAsync(string name, CancellationToken ct) => throw new NotSupportedException();
         public Task<bool> HoldsLeaderAsync(string name, CancellationToken ct) => throw new NotSupportedException();
-        public Task<bool> ReleaseLeaderAsync(string name, CancellationToken ct) => throw new NotSupportedException();
+        public Task<bool> ReleaseLeaderAsync(string name, long leaseId, CancellationToken ct) => throw new NotSupportedException();
         public Task PutMemberAsync(string name, MemberData data, CancellationToken ct) => throw new NotSupportedException();
         public Task DeleteMemberAsync(string name, CancellationToken ct) => throw new NotSupportedException();
         public Task<bool> TryCreateInitializeAsync(string value, CancellationToken ct) => throw new NotSupportedException();
