@@ -706,6 +706,26 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
                 case var _ when YamlSection.IsNull(value):
                     all[key.Text] = null;
                     break;
+                case YamlScalarNode { Value: { } text } scalar when key.Text is "failover_priority" or "sync_priority":
+                    if (long.TryParse(text, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var priority) && priority >= 0)
+                    {
+                        all[key.Text] = priority;
+                    }
+                    else
+                    {
+                        diagnostics.Error(Origin.Of(scalar), path, $"expected a whole number >= 0 (0: never {(key.Text == "sync_priority" ? "a synchronous standby" : "takes over")}), got '{text}'");
+                    }
+
+                    break;
+                case YamlScalarNode { Value: { } text } scalar when key.Text == "nostream":
+                    if (section.ParseBool(new Located(text, Origin.Of(scalar)), path) == true)
+                    {
+                        diagnostics.Error(Origin.Of(scalar), path,
+                            "not supported: Steward replicas always stream from their upstream (archive-only replicas are not implemented); remove the tag");
+                    }
+
+                    all[key.Text] = false;
+                    break;
                 case YamlScalarNode { Value: { } text } scalar when key.Text is "nofailover" or "noloadbalance" or "clonefrom" or "nosync":
                     if (section.ParseBool(new Located(text, Origin.Of(scalar)), path) is { } flag)
                     {
@@ -724,6 +744,11 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
         }
 
         section.Finish();
+        if (flags.GetValueOrDefault("nofailover") && all.GetValueOrDefault("failover_priority") is long p && p > 0)
+        {
+            diagnostics.Warning($"{section.Child("failover_priority")}: {p} conflicts with nofailover: true; nofailover wins (this member never takes over)");
+        }
+
         return new TagsConfig
         {
             NoFailover = flags.GetValueOrDefault("nofailover"),

@@ -173,7 +173,7 @@ public static class HaDecision
         return input.Pg.DataDir switch
         {
             DataDirStatus.Empty when cluster.Leader is not null => new HaPlan("releasing the leader key: my data directory is empty", [new ReleaseLeader()]),
-            DataDirStatus.Empty when input.Tags.NoFailover => HaPlan.NoAction("waiting for leader to bootstrap"),
+            DataDirStatus.Empty when input.Tags.NoFailover || NeverPromotes(input.Tags.All) => HaPlan.NoAction("waiting for leader to bootstrap"),
             DataDirStatus.Empty => new HaPlan("trying to bootstrap a new cluster", [new BootstrapCluster()]),
             _ when input.Pg.SystemId is { } id => new HaPlan(
                 $"initialize key is missing: claiming the cluster with the existing data directory (system {id})",
@@ -326,7 +326,7 @@ public static class HaDecision
     {
         var candidates = cluster.Members
             .Where(m => m.Name != input.Me && (request.Candidate is null || m.Name == request.Candidate))
-            .Where(m => m.Data.Role == "replica" && m.Data.State == "running" && !TagIsTrue(m.Data.Tags, "nofailover"))
+            .Where(m => m.Data.Role == "replica" && m.Data.State == "running" && !NeverPromotes(m.Data.Tags))
             .Where(m => SyncBlocks(input, cluster, m.Name) is null)
             .ToList();
         if (candidates.Count == 0)
@@ -444,9 +444,9 @@ public static class HaDecision
             return new HaPlan("acquired session lock as a leader: I am the running primary", [new AcquireLeader(), new LeaderHousekeeping()]);
         }
 
-        if (input.Tags.NoFailover)
+        if (input.Tags.NoFailover || NeverPromotes(input.Tags.All))
         {
-            return HaPlan.NoAction($"no action. I am ({me}), a secondary with nofailover set; waiting for a leader");
+            return HaPlan.NoAction($"no action. I am ({me}), a secondary with nofailover set{(input.Tags.NoFailover ? "" : " (failover_priority 0)")}; waiting for a leader");
         }
 
         if (input.Settings.FailsafeMode && input.FailsafeLeader is { } failsafe && failsafe != me)
@@ -497,6 +497,7 @@ public static class HaDecision
 
         if (!namedForMe)
         {
+            var myPriority = FailoverPriority(input.Tags.All);
             var seenWithin = TimeSpan.FromSeconds(input.Settings.Ttl);
             foreach (var peer in input.Peers.Values.OrderBy(p => p.Name, StringComparer.Ordinal))
             {
@@ -516,7 +517,7 @@ public static class HaDecision
                     return HaPlan.NoAction($"no action. I am ({me}), a secondary; the former primary '{peer.Name}' is still running and may take the key back");
                 }
 
-                if (peer.NoFailover || peer.Lsn is not { } theirs || SyncBlocks(input, cluster, peer.Name) is not null)
+                if (peer.NoFailover || peer.FailoverPriority <= 0 || peer.Lsn is not { } theirs || SyncBlocks(input, cluster, peer.Name) is not null)
                 {
                     continue; // it will not take over (in synchronous mode: it is not on record in the sync key)
                 }
@@ -531,6 +532,14 @@ public static class HaDecision
                 {
                     return HaPlan.NoAction($"no action. I am ({me}), a secondary; '{peer.Name}' is ahead (timeline {theirTimeline} at {Lsn.Format(theirs)}, " +
                                            $"I am on timeline {myTimeline} at {Lsn.Format(myLsn)}) and should take over");
+                }
+
+                // Patroni 4's failover_priority: at the same position the higher priority takes over.
+                var theirPriority = peer.FailoverPriority ?? FailoverPriority(cluster.GetMember(peer.Name)?.Data.Tags);
+                if (theirTimeline == myTimeline && theirs == myLsn && theirPriority > myPriority)
+                {
+                    return HaPlan.NoAction($"no action. I am ({me}), a secondary; '{peer.Name}' is as far as I am (timeline {theirTimeline} at {Lsn.Format(theirs)}) " +
+                                           $"and its failover_priority {theirPriority} is higher than mine ({myPriority}): it should take over");
                 }
             }
         }
@@ -578,9 +587,9 @@ public static class HaDecision
             return $"is {member.Data.State ?? "in an unknown state"}";
         }
 
-        if (TagIsTrue(member.Data.Tags, "nofailover") || input.Peers?.GetValueOrDefault(candidate) is { NoFailover: true })
+        if (NeverPromotes(member.Data.Tags) || input.Peers?.GetValueOrDefault(candidate) is { NoFailover: true })
         {
-            return "is tagged nofailover";
+            return "is tagged nofailover (or failover_priority 0)";
         }
 
         if (SyncBlocks(input, cluster, candidate) is { } notSync)
@@ -672,6 +681,26 @@ public static class HaDecision
 
     private static bool IsSwitchoverFromMe(FailoverRequest request, string me) =>
         request.Leader == me || (request.Leader is null && request.Candidate is not null && request.Candidate != me);
+
+    /// <summary>
+    /// A tag's integer value (<c>failover_priority</c>, <c>sync_priority</c>), or null when absent or not an integer.
+    /// </summary>
+    public static long? TagInt(IReadOnlyDictionary<string, object?>? tags, string name) =>
+        tags is not null && tags.TryGetValue(name, out var v) ? v switch
+        {
+            long l => l,
+            int i => i,
+            string s when long.TryParse(s, System.Globalization.NumberStyles.Integer, CultureInfo.InvariantCulture, out var parsed) => parsed,
+            System.Text.Json.JsonElement { ValueKind: System.Text.Json.JsonValueKind.Number } e when e.TryGetInt64(out var n) => n,
+            _ => null,
+        } : null;
+
+    /// <summary>Patroni 4's <c>failover_priority</c> (default 1); <c>nofailover</c> means 0.</summary>
+    public static long FailoverPriority(IReadOnlyDictionary<string, object?>? tags) =>
+        TagIsTrue(tags, "nofailover") ? 0 : TagInt(tags, "failover_priority") ?? 1;
+
+    /// <summary>A member that never takes over: <c>nofailover</c>, or <c>failover_priority: 0</c>.</summary>
+    public static bool NeverPromotes(IReadOnlyDictionary<string, object?>? tags) => FailoverPriority(tags) <= 0;
 
     public static bool TagIsTrue(IReadOnlyDictionary<string, object?>? tags, string name) =>
         tags is not null && tags.TryGetValue(name, out var v) && v switch

@@ -87,6 +87,8 @@ public sealed record PeerStatus
     /// <summary>Write LSN on a primary, max(received, replayed) on a replica.</summary>
     public long? Lsn { get; init; }
     public bool NoFailover { get; init; }
+    /// <summary>Its <c>failover_priority</c> tag as its REST API reports it (null: not reported; the member key's tags are used).</summary>
+    public long? FailoverPriority { get; init; }
     /// <summary>When that member last reached etcd; a member that has not seen etcd within ttl cannot take over.</summary>
     public DateTimeOffset? DcsLastSeen { get; init; }
 }

@@ -55,7 +55,8 @@ public static class SyncReplication
 
     /// <summary>
     /// The standbys that should be synchronous, best first: streaming replicas of this leader with a member key, not tagged
-    /// nosync or nofailover (one that cannot take over protects nothing on failover), within maximum_lag_on_syncnode; the
+    /// nosync, nostream, <c>sync_priority: 0</c> or nofailover (one that cannot take over protects nothing on failover),
+    /// within maximum_lag_on_syncnode; the highest <c>sync_priority</c> first (Patroni 4, default 1), then among equals the
     /// current synchronous ones keep their place while healthy (no churn), then the least lagging.
     /// </summary>
     public static IReadOnlyList<string> Choose(string me, ClusterView cluster, PgState pg, DynamicConfig settings, IReadOnlyCollection<string> current)
@@ -65,12 +66,13 @@ public static class SyncReplication
         ArgumentNullException.ThrowIfNull(settings);
         ArgumentNullException.ThrowIfNull(current);
         var leaderLsn = pg.WriteLsn ?? 0;
-        var candidates = new List<(string Name, bool Current, long Lag)>();
+        var candidates = new List<(string Name, long Priority, bool Current, long Lag)>();
         foreach (var connection in pg.Replication)
         {
             if (connection.State != "streaming" || connection.ApplicationName == me
                 || cluster.GetMember(connection.ApplicationName) is not { } member
-                || HaDecision.TagIsTrue(member.Data.Tags, "nosync") || HaDecision.TagIsTrue(member.Data.Tags, "nofailover"))
+                || HaDecision.TagIsTrue(member.Data.Tags, "nosync") || HaDecision.TagIsTrue(member.Data.Tags, "nostream")
+                || HaDecision.NeverPromotes(member.Data.Tags) || (HaDecision.TagInt(member.Data.Tags, "sync_priority") ?? 1) <= 0)
             {
                 continue;
             }
@@ -81,12 +83,13 @@ public static class SyncReplication
                 continue;
             }
 
-            candidates.Add((connection.ApplicationName, current.Contains(connection.ApplicationName), lag));
+            candidates.Add((connection.ApplicationName, HaDecision.TagInt(member.Data.Tags, "sync_priority") ?? 1, current.Contains(connection.ApplicationName), lag));
         }
 
         return [.. candidates
             .DistinctBy(c => c.Name)
-            .OrderByDescending(c => c.Current)
+            .OrderByDescending(c => c.Priority)
+            .ThenByDescending(c => c.Current)
             .ThenBy(c => c.Lag)
             .ThenBy(c => c.Name, StringComparer.Ordinal)
             .Take(Math.Max(1, settings.SynchronousNodeCount))

@@ -119,6 +119,7 @@ internal sealed class PeerClient(HttpClient http, Steward.Core.Configuration.Cre
             Timeline = Long(doc, "timeline"),
             Lsn = lsn,
             NoFailover = HaDecision.TagIsTrue(tags, "nofailover"),
+            FailoverPriority = tags is null ? null : HaDecision.FailoverPriority(tags),
             DcsLastSeen = seen,
         };
     }

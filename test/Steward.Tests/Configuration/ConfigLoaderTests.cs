@@ -158,6 +158,9 @@ public sealed class ConfigLoaderTests
     [InlineData("bootstrap:\n  dcs:\n    pause: maybe", "bootstrap.dcs.pause: expected true or false, got 'maybe'")]
     [InlineData("bootstrap:\n  dcs: [1, 2]", "bootstrap.dcs: expected a mapping, got a list")]
     [InlineData("tags:\n  nofailover: [true]", "tags.nofailover: expected a single value, got a list")]
+    [InlineData("tags:\n  failover_priority: -1", "tags.failover_priority: expected a whole number >= 0 (0: never takes over), got '-1'")]
+    [InlineData("tags:\n  sync_priority: high", "tags.sync_priority: expected a whole number >= 0 (0: never a synchronous standby), got 'high'")]
+    [InlineData("tags:\n  nostream: true", "tags.nostream: not supported: Steward replicas always stream from their upstream (archive-only replicas are not implemented); remove the tag")]
     [InlineData("log:\n  level: verbose", "log.level: expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got 'verbose'")]
     [InlineData("bootstrap:\n  dcs:\n    synchronous_mode: quorum", "bootstrap.dcs.synchronous_mode: quorum commit is not supported")]
     public void Value_of_the_wrong_type_is_rejected_with_what_was_expected(string text, string expected)
@@ -166,6 +169,19 @@ public sealed class ConfigLoaderTests
 
         Assert.Single(error.Errors);
         Assert.EndsWith(expected, error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Priority_tags_are_read_as_numbers_and_nofailover_wins_over_a_failover_priority_with_a_warning()
+    {
+        var config = Parse(With("tags:\n  failover_priority: 3\n  sync_priority: 0\n  nostream: false"));
+        Assert.Equal(3L, config.Tags.All["failover_priority"]);
+        Assert.Equal(0L, config.Tags.All["sync_priority"]);
+        Assert.Empty(config.Warnings);
+
+        var both = Parse(With("tags:\n  nofailover: true\n  failover_priority: 3"));
+        Assert.True(both.Tags.NoFailover);
+        Assert.Contains(both.Warnings, w => w.Contains("tags.failover_priority: 3 conflicts with nofailover: true; nofailover wins", StringComparison.Ordinal));
     }
 
     [Theory]

@@ -286,6 +286,31 @@ public sealed class HaDecisionTests
     }
 
     [Fact]
+    public void Failover_priority_breaks_a_tie_in_position_and_priority_0_never_takes_over()
+    {
+        static Scenario Election(long myPriority, long theirPriority, long theirLsn) =>
+            ReplicaStreamingFrom("node1").NoLeaderKey()
+                .Tag("failover_priority", myPriority)
+                .Peers(new PeerStatus { Name = "node3", Reachable = true, Role = "replica", State = "running", Timeline = 1, Lsn = theirLsn, FailoverPriority = theirPriority });
+
+        var lsn = Election(1, 1, 0).Build().Pg.Lsn!.Value;
+
+        // Same position: the higher priority takes over; the lower one waits and says why.
+        AssertPlan(Election(1, 2, lsn).Decide(), "its failover_priority 2 is higher than mine (1): it should take over");
+        Assert.Contains(Election(2, 1, lsn).Decide().Steps, s => s is AcquireLeader);
+        Assert.Contains(Election(1, 1, lsn).Decide().Steps, s => s is AcquireLeader);
+
+        // Further ahead wins whatever the priorities (Patroni 4): a higher priority does not let a member lose commits.
+        Assert.Contains(Election(1, 5, lsn - 1).Decide().Steps, s => s is AcquireLeader);
+        Assert.Contains("is ahead", Election(5, 1, lsn + 1).Decide().Message, StringComparison.Ordinal);
+
+        // Priority 0 never takes over, and is not waited for.
+        Assert.Contains("failover_priority 0", Election(0, 1, 0).Decide().Message, StringComparison.Ordinal);
+        Assert.DoesNotContain(Election(0, 1, 0).Decide().Steps, s => s is AcquireLeader);
+        Assert.Contains(Election(1, 0, lsn + 100).Decide().Steps, s => s is AcquireLeader);
+    }
+
+    [Fact]
     public void System_id_mismatch_is_fatal()
     {
         var plan = ReplicaStreamingFrom("node1").WithPg(p => p with { SystemId = "7000000000000000000" }).Decide();

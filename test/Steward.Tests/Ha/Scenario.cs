@@ -150,6 +150,13 @@ internal sealed class Scenario
 
     public Scenario UsePgRewind(bool on) => WithSettings(s => s with { Postgresql = s.Postgresql with { UsePgRewind = on } });
 
+    /// <summary>Sets one of my tags (as the YAML's <c>tags:</c> section would).</summary>
+    public Scenario Tag(string name, object? value)
+    {
+        tags = new TagsConfig { NoFailover = tags.NoFailover, All = new Dictionary<string, object?>(tags.All) { [name] = value } };
+        return this;
+    }
+
     public Scenario NoFailover()
     {
         tags = new TagsConfig { NoFailover = true, All = new Dictionary<string, object?> { ["nofailover"] = true } };

@@ -124,6 +124,28 @@ public sealed class SyncReplicationTests
         Assert.Equal(["node3"], SyncReplication.Choose("node1", cluster, pg, Sync with { MaximumLagOnSyncnode = 50 }, ["node2"]));
     }
 
+    private static ClusterView Tagged(params (string Name, Dictionary<string, object?> Tags)[] members) => new()
+    {
+        Members = [.. members.Select(m => new Member(m.Name, new MemberData { State = "running", Role = "replica", Tags = m.Tags }, 1, 1))],
+    };
+
+    [Fact]
+    public void Choose_prefers_the_higher_sync_priority_and_never_takes_priority_0_nostream_or_failover_priority_0()
+    {
+        var pg = Primary(1000, ("node2", "streaming", 900), ("node3", "streaming", 990), ("node4", "streaming", 1000), ("node5", "streaming", 1000), ("node6", "streaming", 1000));
+        var cluster = Tagged(
+            ("node2", new() { ["sync_priority"] = 5L }),
+            ("node3", new()),
+            ("node4", new() { ["sync_priority"] = 0L }),
+            ("node5", new() { ["nostream"] = true }),
+            ("node6", new() { ["failover_priority"] = 0L }));
+
+        // node2 lags most but has the highest priority; it even displaces the current one.
+        Assert.Equal(["node2"], SyncReplication.Choose("node1", cluster, pg, Sync, []));
+        Assert.Equal(["node2"], SyncReplication.Choose("node1", cluster, pg, Sync, ["node3"]));
+        Assert.Equal(["node2", "node3"], SyncReplication.Choose("node1", cluster, pg, Sync with { SynchronousNodeCount = 5 }, []));
+    }
+
     // ---- the order of changes ----
 
     private static StandbyNames Names(bool managed, params string[] names) => new(names, Any: false, Placeholder: false, managed);
