@@ -199,6 +199,11 @@ internal sealed class NodeAgent : IAsyncDisposable
             {
                 Log.ConfigNotActedOn(_log, string.Join(", ", ignored));
             }
+
+            if (DynamicConfigJson.TimingWarning(config.Value) is { } timing)
+            {
+                Log.ConfigTiming(_log, timing);
+            }
         }
 
         TrackTimers(pg, cluster, now);

@@ -108,6 +108,11 @@ internal static class ConfigCommands
                     await cli.Out.FlushAsync(ct).ConfigureAwait(false);
                 }
 
+                if (DynamicConfigJson.TimingWarning(changed) is { } timing)
+                {
+                    await cli.Err.WriteLineAsync($"Warning: {timing}").ConfigureAwait(false);
+                }
+
                 cli.Prompter.Confirm($"Apply these changes to cluster {cli.Scope}?", pr.GetValue(force));
                 if (!await cli.Store.SetConfigAsync(changed, view.Config?.ModRevision ?? 0, ct).ConfigureAwait(false))
                 {

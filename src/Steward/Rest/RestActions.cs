@@ -345,6 +345,12 @@ internal static class RestActions
             return Text(409, "the configuration was changed concurrently; read it again and retry");
         }
 
+        if (DynamicConfigJson.TimingWarning(config) is { } timing)
+        {
+            // Accepted, as Patroni accepts it; the caller is told what it risks (RFC 7234's 299 "miscellaneous persistent warning").
+            ctx.Response.Headers.Append("Warning", $"299 steward \"{timing}\"");
+        }
+
         return Results.Text(DynamicConfigJson.Serialize(config), "application/json", statusCode: 200);
     }
 

@@ -80,6 +80,12 @@ public sealed class CliReadAndConfigTests(ITestOutputHelper output)
         var (again, unchanged) = await CliRun.RunAsync(cluster, output, "edit-config", "--pg", "work_mem=8MB", "--force");
         Assert.Equal(0, again);
         Assert.Contains("Not changed", unchanged, StringComparison.Ordinal);
+
+        // Patroni's rule loop_wait + 2*retry_timeout <= ttl broken (issue 14): written, with a warning that says what it risks.
+        var (timing, warned) = await CliRun.RunAsync(cluster, output, "edit-config", "--set", "retry_timeout=3", "--force");
+        Assert.Equal(0, timing);
+        Assert.Contains("Warning: loop_wait (1) + 2*retry_timeout (3) = 7 is more than ttl (6)", warned, StringComparison.Ordinal);
+        Assert.Contains("Configuration changed", warned, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -102,7 +108,7 @@ public sealed class CliReadAndConfigTests(ITestOutputHelper output)
             ("restart", ["node9", "--force"], "no member named node9"),
             ("restart", ["--scheduled", "25:00", "--force"], "--scheduled: '25:00' is not a time"),
             ("reinit", [leader.Name, "--force"], $"{leader.Name} is the leader of cluster {cluster.Scope}; only a replica can be reinitialized"),
-            ("edit-config", ["--set", "loop_wait=10", "--force"], "loop_wait (10) + 2 × retry_timeout (2) = 14 is more than ttl (6)"),
+            ("edit-config", ["--set", "loop_wait=0", "--force"], "loop_wait must be a positive number of seconds, got 0"),
             ("edit-config", ["--set", "ttl=zero", "--force"], "ttl: expected an integer"),
             ("edit-config", ["--set", "no_such_key=1", "--force"], "unknown setting no_such_key"),
             ("edit-config", ["--pg", "work_mem=8MB"], "standard input is closed"),
