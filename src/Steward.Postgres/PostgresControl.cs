@@ -273,6 +273,35 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
 
     private int? PidFilePid() => PidIn(InData("postmaster.pid"));
 
+    public PostmasterNow CheckPostmaster(int pid)
+    {
+        string[] lines;
+        try
+        {
+            lines = File.ReadAllLines(InData("postmaster.pid"));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return PostmasterNow.Gone; // removed by the postmaster on its way out (pg_ctl stop, even -m immediate)
+        }
+        if (lines.Length == 0 || lines[0].Trim() != pid.ToString(CultureInfo.InvariantCulture))
+        {
+            return PostmasterNow.Gone;
+        }
+        if (ProcessState(pid) is '?' or 'Z' or 'X' or 'x' or 'T' or 't')
+        {
+            return PostmasterNow.Gone; // killed (kill -9 leaves postmaster.pid behind), not reaped yet, or stopped
+        }
+        // Line 8 (PostgreSQL 10+): the postmaster's status, rewritten as it moves through starting, standby (recovery, not
+        // open), ready (open for connections, primary or hot standby) and stopping.
+        return (lines.Length >= 8 ? lines[7].Trim() : "") switch
+        {
+            "ready" => PostmasterNow.Ready,
+            "" => PostmasterNow.Unknown,
+            _ => PostmasterNow.NotReady,
+        };
+    }
+
     private static int? PidIn(string lockFile)
     {
         string? firstLine;

@@ -78,6 +78,29 @@ internal sealed class NodeAgent : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// <see cref="Snapshot"/> checked against PostgreSQL now, for the health endpoints (DESIGN safety rule 8; Patroni
+    /// queries PostgreSQL on each health request): if the postmaster the last cycle saw has gone, or is not accepting
+    /// connections, since (<c>pg_ctl stop -m immediate</c>, kill -9, a crash restart, SIGSTOP), the answer says so at
+    /// once — state <c>unknown</c>, as Patroni reports a server it cannot query — instead of after the next cycle,
+    /// which in pause mode or during a long action may be a while. Costs a file read and a /proc read, no connection.
+    /// </summary>
+    public AgentSnapshot HealthSnapshot()
+    {
+        var s = Snapshot;
+        if (!s.Pg.Running || s.Pg.PostmasterPid is not { } pid)
+        {
+            return s;
+        }
+
+        return _pg.CheckPostmaster(pid) switch
+        {
+            PostmasterNow.Gone => s with { Pg = s.Pg with { Running = false, Accepting = false, Streaming = false, PostmasterPid = null }, State = "unknown" },
+            PostmasterNow.NotReady => s with { Pg = s.Pg with { Accepting = false, Streaming = false }, State = "unknown" },
+            _ => s,
+        };
+    }
+
     public StewardConfig Config => _config;
 
     /// <summary>Effective dynamic settings: the <c>config</c> key when present, else bootstrap.dcs.</summary>

@@ -95,6 +95,33 @@ public sealed class PostgresControlTests
         Assert.DoesNotContain(warnings, w => w.Contains("zero_damaged_pages", StringComparison.Ordinal) || w.Contains("myext", StringComparison.Ordinal));
     }
 
+    /// <summary>The per-request check behind the health endpoints (issue 14, item 4): postmaster.pid and /proc, no connection.</summary>
+    [Fact]
+    public async Task Check_postmaster_sees_a_stopped_killed_or_frozen_postmaster_at_once()
+    {
+        await using var cluster = new PgTestCluster("check");
+        var node = cluster.Node("node1");
+        await node.BootstrapAsync();
+        var pid = (await node.InspectAsync()).PostmasterPid!.Value;
+
+        Assert.Equal(PostmasterNow.Ready, node.Control.CheckPostmaster(pid));
+        Assert.Equal(PostmasterNow.Gone, node.Control.CheckPostmaster(pid + 100_000)); // postmaster.pid names another process
+
+        Assert.True(Steward.IntegrationTests.Infrastructure.Signals.Send(pid, Steward.IntegrationTests.Infrastructure.Signals.SIGSTOP));
+        try
+        {
+            await Eventually.TrueAsync(() => Task.FromResult(node.Control.CheckPostmaster(pid) == PostmasterNow.Gone), "a stopped postmaster takes no connection");
+        }
+        finally
+        {
+            Steward.IntegrationTests.Infrastructure.Signals.Send(pid, Steward.IntegrationTests.Infrastructure.Signals.SIGCONT);
+        }
+
+        await Eventually.TrueAsync(() => Task.FromResult(node.Control.CheckPostmaster(pid) == PostmasterNow.Ready), "resumed");
+        await node.Control.StopAsync(StopMode.Immediate, None);
+        Assert.Equal(PostmasterNow.Gone, node.Control.CheckPostmaster(pid));
+    }
+
     [Fact]
     public async Task Cloned_replica_streams_through_its_slot_and_reads_the_primary_rows()
     {
