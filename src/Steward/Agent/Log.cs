@@ -88,4 +88,7 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 1100, Level = LogLevel.Warning, Message = "the config key: {Warning}")]
     public static partial void ConfigTiming(ILogger logger, string warning);
+
+    [LoggerMessage(EventId = 1101, Level = LogLevel.Information, Message = "not proceeding with the scheduled restart: {Reason}")]
+    public static partial void ScheduledRestartSkipped(ILogger logger, string reason);
 }

@@ -8,7 +8,6 @@ using Steward.Core.Postgres;
 namespace Steward.Agent;
 
 /// <summary>A restart scheduled through the REST API.</summary>
-internal sealed record ScheduledRestart(DateTimeOffset At, bool PendingOnly, string? Role);
 
 /// <summary>
 /// The agent's HA loop: observes etcd and the local PostgreSQL, asks <see cref="HaDecision"/> (pure) what to do, and hands
@@ -380,17 +379,28 @@ internal sealed class NodeAgent : IAsyncDisposable
         Log.Decision(_log, plan.Message);
     }
 
+    /// <summary>
+    /// Runs the scheduled restart once it is due, Patroni's way: not while paused (it waits), cancelled if the server was
+    /// restarted since it was scheduled, and skipped — with the reason logged — when its conditions (role, version,
+    /// pending restart) do not hold now.
+    /// </summary>
     private async Task RunScheduledRestartAsync(PgState pg, DateTimeOffset now, CancellationToken ct)
     {
-        if (_scheduledRestart is not { } scheduled || scheduled.At > now)
+        if (_scheduledRestart is not { } scheduled || scheduled.At > now || Settings.Pause)
         {
             return;
         }
 
         _scheduledRestart = null;
-        if (scheduled.PendingOnly && !pg.PendingRestart)
+        if (scheduled.PostmasterStartTime is { } then && pg.PostmasterStartTime is { } started && started != then)
         {
-            Log.StepFailed(_log, "scheduled restart", "no parameter needs a restart");
+            Log.ScheduledRestartSkipped(_log, $"postgres restart has already happened at {started:O}");
+            return;
+        }
+
+        if (scheduled.Conditions.Unmet(AgentSnapshot.RoleOf(pg), pg.ServerVersion, pg.PendingRestart) is { } why)
+        {
+            Log.ScheduledRestartSkipped(_log, why);
             return;
         }
 

@@ -116,7 +116,7 @@ internal static class ConfigCommands
                 cli.Prompter.Confirm($"Apply these changes to cluster {cli.Scope}?", pr.GetValue(force));
                 if (!await cli.Store.SetConfigAsync(changed, view.Config?.ModRevision ?? 0, ct).ConfigureAwait(false))
                 {
-                    throw new CliException($"the config key of cluster {cli.Scope} was changed by someone else since it was read "
+                    throw new CliException($"Config modification aborted due to concurrent changes: the config key of cluster {cli.Scope} was changed by someone else since it was read "
                                            + $"(at revision {view.Config?.ModRevision ?? 0}); nothing was written. Run edit-config again to start from the current version");
                 }
 

@@ -32,6 +32,26 @@ public sealed class PatroniCompatibilityTests(ITestOutputHelper output)
         await Poll.UntilAsync(async () => (await replica.PatroniAsync())?.TryGetProperty("pause", out var p) == true && p.GetBoolean(),
             TimeSpan.FromSeconds(30), "the replica sees pause");
 
+        // Paused: what Patroni refuses, in its words (api.py, ctl.py).
+        var inAnHour = DateTimeOffset.UtcNow.AddHours(1);
+        Assert.Equal((400, "Can't schedule switchover in the paused state"),
+            await PostAsync(leader, "/switchover", $$"""{"leader": "{{leader.Name}}", "candidate": "{{replica.Name}}", "scheduled_at": "{{inAnHour:O}}"}"""));
+        Assert.Equal((400, "Switchover is possible only to a specific candidate in a paused state"),
+            await PostAsync(leader, "/switchover", $$"""{"leader": "{{leader.Name}}"}"""));
+        Assert.Equal((500, "Can't schedule restart in the paused state"), await PostAsync(replica, "/restart", $$"""{"schedule": "{{inAnHour:O}}"}"""));
+        var at = inAnHour.ToString("yyyy-MM-dd'T'HH:mm:sszzz", System.Globalization.CultureInfo.InvariantCulture);
+        foreach (var (verb, args, message) in new (string, string[], string)[]
+                 {
+                     ("switchover", ["--candidate", replica.Name, "--scheduled", at, "--force"], "Can't schedule switchover in the paused state"),
+                     ("restart", [replica.Name, "--scheduled", at, "--force"], "Can't schedule restart in the paused state"),
+                     ("pause", [], "Cluster is already paused"),
+                 })
+        {
+            var (exit, said) = await CliRun.RunAsync(cluster, output, verb, args);
+            Assert.Equal(1, exit);
+            Assert.Contains(message, said, StringComparison.Ordinal);
+        }
+
         await PgCtlStopImmediateAsync(replica.DataDir);
         var clock = Stopwatch.StartNew();
         foreach (var path in ReplicaChecks)
@@ -50,6 +70,15 @@ public sealed class PatroniCompatibilityTests(ITestOutputHelper output)
         await Task.Delay(TimeSpan.FromSeconds(2));
         Assert.Null(replica.PostmasterPid());
         Assert.Equal(503, await replica.RestStatusAsync("/replica"));
+    }
+
+    private static readonly HttpClient Http = new() { Timeout = TimeSpan.FromSeconds(60) };
+
+    private static async Task<(int Status, string Text)> PostAsync(TestNode node, string path, string body)
+    {
+        using var content = new StringContent(body, System.Text.Encoding.UTF8, "application/json");
+        using var response = await Http.PostAsync(new Uri($"http://127.0.0.1:{node.RestPort}{path}"), content);
+        return ((int)response.StatusCode, await response.Content.ReadAsStringAsync());
     }
 
     /// <summary>pg_ctl stop -m immediate as the postgres OS user, as an operator would run it.</summary>
