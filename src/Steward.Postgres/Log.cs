@@ -94,4 +94,7 @@ internal static partial class Log
 
     [LoggerMessage(3061, LogLevel.Information, "cleared {Path}: this data directory was checked against the leader's history")]
     public static partial void PrimaryMarkCleared(ILogger logger, string path);
+
+    [LoggerMessage(3080, LogLevel.Warning, "postgresql parameters: {Warning}")]
+    public static partial void ParameterAdapted(ILogger logger, string warning);
 }

@@ -23,8 +23,15 @@ internal static class PgConfigFiles
 
     private static readonly string[] Pinned = ["listen_addresses", "port"];
 
-    /// <summary>Our defaults, overridden by the dynamic parameters, overridden by the local ones; listen_addresses and port always follow postgresql.listen.</summary>
-    public static SortedDictionary<string, string> Parameters(StewardConfig config, DynamicConfig dynamic, string socketDirectory)
+    /// <summary>
+    /// Our defaults, overridden by the dynamic parameters, overridden by the local ones; listen_addresses and port always
+    /// follow postgresql.listen. With <paramref name="known"/> (does this server have the parameter?) they are adapted to
+    /// the server as Patroni adapts them: <c>wal_keep_segments</c> ↔ <c>wal_keep_size</c> (16MB segments), and a
+    /// parameter the server does not know is left out, with a sentence in <paramref name="warnings"/> (PostgreSQL would
+    /// refuse to start over it). Dotted names (an extension's parameters, <c>myext.x</c>) are always kept.
+    /// </summary>
+    public static SortedDictionary<string, string> Parameters(
+        StewardConfig config, DynamicConfig dynamic, string socketDirectory, Func<string, bool>? known = null, ICollection<string>? warnings = null)
     {
         var result = new SortedDictionary<string, string>(StringComparer.Ordinal)
         {
@@ -37,20 +44,101 @@ internal static class PgConfigFiles
             ["wal_retrieve_retry_interval"] = "1s", // a replica re-pointed at a new leader reconnects within a second (default 5 s)
             ["unix_socket_directories"] = socketDirectory,
         };
+        var written = new HashSet<string>(StringComparer.Ordinal);
         foreach (var source in new[] { dynamic.Postgresql.Parameters, config.Postgresql.Parameters })
         {
             foreach (var (name, value) in source)
             {
                 result[name.ToLowerInvariant()] = value;
+                written.Add(name.ToLowerInvariant());
             }
         }
         foreach (var name in Pinned.Concat(ReplicaParameters))
         {
             result.Remove(name);
         }
+        if (known is not null)
+        {
+            AdaptToServer(result, written, known, warnings ?? []);
+        }
         result["listen_addresses"] = config.Postgresql.Listen.Host;
         result["port"] = config.Postgresql.Listen.Port.ToString(CultureInfo.InvariantCulture);
         return result;
+    }
+
+    private const string WalKeepSegments = "wal_keep_segments";
+    private const string WalKeepSize = "wal_keep_size";
+
+    private static void AdaptToServer(SortedDictionary<string, string> parameters, HashSet<string> written, Func<string, bool> known, ICollection<string> warnings)
+    {
+        // PostgreSQL 13 renamed wal_keep_segments to wal_keep_size. Patroni converts with 16MB segments (the usual size;
+        // the point is that a config written for one version starts on the other) and, when both are written, keeps the
+        // one the server has.
+        if (known(WalKeepSize) && !known(WalKeepSegments) && parameters.Remove(WalKeepSegments, out var segments))
+        {
+            if (written.Contains(WalKeepSize))
+            {
+                warnings.Add($"{WalKeepSegments} = {segments} left out: this server has {WalKeepSize} instead, which is set ({parameters[WalKeepSize]})");
+            }
+            else if (long.TryParse(segments.Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var count))
+            {
+                parameters[WalKeepSize] = FormattableString.Invariant($"{count * 16}MB");
+                warnings.Add($"{WalKeepSegments} = {segments} written as {WalKeepSize} = {parameters[WalKeepSize]}: this server has {WalKeepSize} instead (16MB segments, as Patroni converts it)");
+            }
+            else
+            {
+                warnings.Add($"{WalKeepSegments} = '{segments}' left out: not a number of segments, and this server has {WalKeepSize} instead");
+            }
+        }
+        else if (known(WalKeepSegments) && !known(WalKeepSize) && parameters.Remove(WalKeepSize, out var size))
+        {
+            if (written.Contains(WalKeepSegments))
+            {
+                // the server's own name was written too: it wins
+            }
+            else if (Megabytes(size) is { } mb)
+            {
+                parameters[WalKeepSegments] = ((mb + 8) / 16).ToString(CultureInfo.InvariantCulture);
+                if (written.Contains(WalKeepSize))
+                {
+                    warnings.Add($"{WalKeepSize} = {size} written as {WalKeepSegments} = {parameters[WalKeepSegments]}: this server has {WalKeepSegments} instead (16MB segments, as Patroni converts it)");
+                }
+            }
+            else
+            {
+                warnings.Add($"{WalKeepSize} = '{size}' left out: not a size, and this server has {WalKeepSegments} instead");
+            }
+        }
+
+        foreach (var name in parameters.Keys.Where(n => !known(n)).ToList())
+        {
+            warnings.Add($"parameter {name} = {parameters[name]} left out of postgresql.conf: this PostgreSQL server does not know it "
+                         + "(postgres --describe-config), and would refuse to start over it");
+            parameters.Remove(name);
+        }
+    }
+
+    /// <summary>A memory size in PostgreSQL's notation as megabytes (wal_keep_size's unit, also when none is written); null when it is not one.</summary>
+    internal static long? Megabytes(string value)
+    {
+        var text = value.Trim();
+        var digits = 0;
+        while (digits < text.Length && char.IsAsciiDigit(text[digits]))
+        {
+            digits++;
+        }
+        if (digits == 0 || !long.TryParse(text[..digits], NumberStyles.None, CultureInfo.InvariantCulture, out var number))
+        {
+            return null;
+        }
+        return text[digits..].Trim() switch
+        {
+            "" or "MB" => number,
+            "kB" => number / 1024,
+            "GB" => number * 1024,
+            "TB" => number * 1024 * 1024,
+            _ => null,
+        };
     }
 
     /// <summary>primary_conninfo, primary_slot_name and recovery_target_timeline for a replica of <paramref name="upstream"/> (none: only the timeline).</summary>

@@ -39,6 +39,7 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
     private readonly Lock _controlGate = new();
     private (DateTime Mtime, long Size, PgControlData Data)? _control;
     private string? _replayTimelineProblem;
+    private readonly HashSet<string> _parameterWarnings = new(StringComparer.Ordinal);
 
     public PostgresControl(StewardConfig config, ILoggerFactory loggers, TimeProvider time)
     {
@@ -271,6 +272,35 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
     }
 
     private int? PidFilePid() => PidIn(InData("postmaster.pid"));
+
+    public PostmasterNow CheckPostmaster(int pid)
+    {
+        string[] lines;
+        try
+        {
+            lines = File.ReadAllLines(InData("postmaster.pid"));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return PostmasterNow.Gone; // removed by the postmaster on its way out (pg_ctl stop, even -m immediate)
+        }
+        if (lines.Length == 0 || lines[0].Trim() != pid.ToString(CultureInfo.InvariantCulture))
+        {
+            return PostmasterNow.Gone;
+        }
+        if (ProcessState(pid) is '?' or 'Z' or 'X' or 'x' or 'T' or 't')
+        {
+            return PostmasterNow.Gone; // killed (kill -9 leaves postmaster.pid behind), not reaped yet, or stopped
+        }
+        // Line 8 (PostgreSQL 10+): the postmaster's status, rewritten as it moves through starting, standby (recovery, not
+        // open), ready (open for connections, primary or hot standby) and stopping.
+        return (lines.Length >= 8 ? lines[7].Trim() : "") switch
+        {
+            "ready" => PostmasterNow.Ready,
+            "" => PostmasterNow.Unknown,
+            _ => PostmasterNow.NotReady,
+        };
+    }
 
     private static int? PidIn(string lockFile)
     {
@@ -524,7 +554,7 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
         {
             throw new PostgresException($"cannot start PostgreSQL in {DataDir}: it is already running (postmaster pid {running})");
         }
-        WriteConfigFiles(role, upstream, dynamic);
+        WriteConfigFiles(role, upstream, await ServerParametersAsync(dynamic, ct).ConfigureAwait(false));
         RemoveLockFilesOfZombie();
 
         var logDir = InData("log");
@@ -681,7 +711,7 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
 
         var existing = await File.ReadAllTextAsync(confPath, ct).ConfigureAwait(false);
         var replicaLines = existing.Split('\n').Where(l => l.Length > 0 && PgConfigFiles.IsReplicaParameter(l)).Select(l => l + "\n");
-        var parameters = PgConfigFiles.Parameters(_config, dynamic, SocketDirectory());
+        var parameters = await ServerParametersAsync(dynamic, ct).ConfigureAwait(false);
         User.WriteFile(confPath, PgConfigFiles.RenderPostgresqlConf(parameters, []) + string.Concat(replicaLines));
         if (LivePostmasterPid() is not null)
         {
@@ -1022,7 +1052,33 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
         ["PGCONNECT_TIMEOUT"] = SourceConnectSeconds.ToString(CultureInfo.InvariantCulture),
     };
 
-    private void WriteConfigFiles(StartRole role, Upstream? upstream, DynamicConfig dynamic)
+    /// <summary>
+    /// The parameters for postgresql.conf, adapted to this server's binary (<see cref="PgParameterCatalog"/>): what was
+    /// converted or left out is logged as a warning, once per sentence.
+    /// </summary>
+    private async Task<SortedDictionary<string, string>> ServerParametersAsync(DynamicConfig dynamic, CancellationToken ct)
+    {
+        var socket = SocketDirectory();
+        var catalog = await PgParameterCatalog.ForAsync(Programs, ct).ConfigureAwait(false);
+        await catalog.ProbeAsync(Programs, User, PgConfigFiles.Parameters(_config, dynamic, socket).Keys, ct).ConfigureAwait(false);
+        var warnings = new List<string>();
+        var parameters = PgConfigFiles.Parameters(_config, dynamic, socket, name => catalog.Knows(name) ?? true, warnings);
+        foreach (var warning in warnings)
+        {
+            bool first;
+            lock (_parameterWarnings)
+            {
+                first = _parameterWarnings.Add(warning);
+            }
+            if (first)
+            {
+                Log.ParameterAdapted(_logger, warning);
+            }
+        }
+        return parameters;
+    }
+
+    private void WriteConfigFiles(StartRole role, Upstream? upstream, SortedDictionary<string, string> parameters)
     {
         var conf = InData("postgresql.conf");
         var baseConf = InData(PgConfigFiles.BaseConf);
@@ -1038,7 +1094,6 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
                 User.WriteFile(baseConf, "");
             }
         }
-        var parameters = PgConfigFiles.Parameters(_config, dynamic, SocketDirectory());
         var replica = role == StartRole.Replica ? PgConfigFiles.ReplicaSettings(_config, upstream) : [];
         User.WriteFile(conf, PgConfigFiles.RenderPostgresqlConf(parameters, replica));
         User.WriteFile(InData("pg_hba.conf"), PgConfigFiles.RenderPgHba(_config));

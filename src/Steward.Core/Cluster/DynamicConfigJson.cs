@@ -114,15 +114,15 @@ public static class DynamicConfigJson
 
     /// <summary>
     /// The first setting that cannot work, as a sentence naming the key, or null when every one can. Checked before the
-    /// <c>config</c> key is written over the REST API: a negative maximum_lag_on_failover makes every replica ineligible,
-    /// and timings that let the lease expire while the leader retries make a healthy leader demote.
+    /// <c>config</c> key is written over the REST API: a negative maximum_lag_on_failover makes every replica ineligible.
+    /// Timings that break Patroni's rule are not a problem but a <see cref="TimingWarning"/>.
     /// </summary>
     public static string? Problem(DynamicConfig config)
     {
         ArgumentNullException.ThrowIfNull(config);
-        if (config.Ttl <= 0 || config.LoopWait <= 0 || config.RetryTimeout <= 0 || config.LoopWait + (2 * config.RetryTimeout) > config.Ttl)
+        if (config.Ttl <= 0 || config.LoopWait <= 0 || config.RetryTimeout <= 0)
         {
-            return "invalid timing: need loop_wait + 2 × retry_timeout ≤ ttl, all positive " +
+            return "invalid timing: ttl, loop_wait and retry_timeout must all be positive " +
                    $"(ttl {config.Ttl}, loop_wait {config.LoopWait}, retry_timeout {config.RetryTimeout})";
         }
 
@@ -142,6 +142,27 @@ public static class DynamicConfigJson
         }
 
         return config.PrimaryStartTimeout < 0 ? $"primary_start_timeout must be 0 or more seconds, got {config.PrimaryStartTimeout}" : null;
+    }
+
+    /// <summary>
+    /// Patroni's rule <c>loop_wait + 2*retry_timeout &lt;= ttl</c>, broken: a sentence saying what it risks, or null.
+    /// Accepted (Patroni accepts such values too, and lowers loop_wait/retry_timeout silently; Steward keeps what was
+    /// written and says so). Safety does not rest on the rule: the leader stops PostgreSQL at its lease deadline (last
+    /// renewal sent + ttl − margin) whether or not a renewal is still retrying. What it risks is availability: etcd
+    /// requests are given up after retry_timeout, so a few slow ones in a row can outlast ttl and make a healthy leader
+    /// step down (and the cluster fail over) during an etcd hiccup it would otherwise have ridden out.
+    /// ASCII only: it also travels in an HTTP header.
+    /// </summary>
+    public static string? TimingWarning(DynamicConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        var needed = (long)config.LoopWait + (2L * config.RetryTimeout);
+        return needed <= config.Ttl
+            ? null
+            : $"loop_wait ({config.LoopWait}) + 2*retry_timeout ({config.RetryTimeout}) = {needed} is more than ttl ({config.Ttl}), "
+              + "breaking Patroni's rule loop_wait + 2*retry_timeout <= ttl: accepted, and the leader stays safe (it stops PostgreSQL "
+              + "at its lease deadline whatever its etcd retries are doing), but etcd requests that hang for retry_timeout can "
+              + "outlast the lease, so a short etcd slowdown can make a healthy leader step down and the cluster fail over";
     }
 
     private static DynamicConfig Read(JsonElement root)

@@ -146,6 +146,11 @@ public static partial class PatroniCodec
                     {
                         var name = kv.Key[ClusterKeys.MembersDir.Length..];
                         var data = TryRead(kv, logger, v => JsonSerializer.Deserialize(v, CoreJson.Default.MemberData));
+                        if (data is { Role: "master" })
+                        {
+                            data = data with { Role = "primary" }; // Patroni 3's name for it (Patroni 4 and Steward say primary)
+                        }
+
                         if (data is not null)
                         {
                             members.Add(new Member(name, data, kv.ModRevision, kv.LeaseId));

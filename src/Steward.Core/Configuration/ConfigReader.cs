@@ -394,10 +394,9 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
         var ttl = section.Int("ttl", 1) ?? defaults.Ttl;
         var loopWait = section.Int("loop_wait", 1) ?? defaults.LoopWait;
         var retryTimeout = section.Int("retry_timeout", 1) ?? defaults.RetryTimeout;
-        if ((long)loopWait + 2L * retryTimeout > ttl)
+        if (DynamicConfigJson.TimingWarning(new DynamicConfig { Ttl = ttl, LoopWait = loopWait, RetryTimeout = retryTimeout }) is { } timing)
         {
-            diagnostics.Error(section.Origin, section.Path,
-                $"loop_wait ({loopWait}) + 2 * retry_timeout ({retryTimeout}) must not exceed ttl ({ttl}), or the leader lease can expire while the leader is still retrying");
+            diagnostics.Warning($"{section.Path}: {timing}");
         }
 
         var primary = section.Int("primary_start_timeout", 0);

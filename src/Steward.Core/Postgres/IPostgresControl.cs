@@ -90,9 +90,32 @@ public interface IPostgresControl
     /// Returns once the server reports the new value.
     /// </summary>
     Task SetSynchronousStandbyNamesAsync(string? value, CancellationToken ct);
+
+    /// <summary>
+    /// What the postmaster <paramref name="pid"/> is doing right now, from postmaster.pid and /proc alone (microseconds,
+    /// no connection): what the health endpoints check on every request, so they answer from PostgreSQL's state now
+    /// rather than the last cycle's (DESIGN safety rule 8). Default <see cref="PostmasterNow.Unknown"/>: no information.
+    /// </summary>
+    PostmasterNow CheckPostmaster(int pid) => PostmasterNow.Unknown;
 }
 
 public enum StartRole { Primary, Replica }
+
+/// <summary>See <see cref="IPostgresControl.CheckPostmaster"/>.</summary>
+public enum PostmasterNow
+{
+    /// <summary>Cannot tell: trust the last inspection.</summary>
+    Unknown,
+    /// <summary>Not running: postmaster.pid is gone or names another process, or the process is dead, a zombie or stopped (SIGSTOP).</summary>
+    Gone,
+    /// <summary>
+    /// Running but not accepting connections (postmaster.pid's status line): <c>starting</c> (also crash recovery after
+    /// a backend died), <c>standby</c> (in recovery, not yet or never open for queries) or <c>stopping</c>.
+    /// </summary>
+    NotReady,
+    /// <summary>Accepting connections, as a primary or a hot standby (status <c>ready</c>).</summary>
+    Ready,
+}
 
 public enum StopMode { Fast, Immediate }
 

@@ -30,5 +30,8 @@ internal sealed record AgentSnapshot
 
     public bool IsPrimaryAcceptingWrites => Pg.Running && Pg.Accepting && Pg.InRecovery == false && !Demoting;
     public bool IsReplicaRunning => Pg.Running && Pg.Accepting && Pg.InRecovery == true;
-    public string Role => Pg.InRecovery == false && Pg.Running ? "primary" : Pg.DataDir == DataDirStatus.Initialized ? "replica" : "uninitialized";
+    public string Role => RoleOf(Pg);
+
+    /// <summary>primary, replica or uninitialized, as Patroni's REST API names a member's PostgreSQL role.</summary>
+    public static string RoleOf(PgState pg) => pg.InRecovery == false && pg.Running ? "primary" : pg.DataDir == DataDirStatus.Initialized ? "replica" : "uninitialized";
 }

@@ -85,4 +85,10 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 1032, Level = LogLevel.Warning, Message = "the config key holds settings Steward does not act on (kept as they are, not applied): {Keys}")]
     public static partial void ConfigNotActedOn(ILogger logger, string keys);
+
+    [LoggerMessage(EventId = 1100, Level = LogLevel.Warning, Message = "the config key: {Warning}")]
+    public static partial void ConfigTiming(ILogger logger, string warning);
+
+    [LoggerMessage(EventId = 1101, Level = LogLevel.Information, Message = "not proceeding with the scheduled restart: {Reason}")]
+    public static partial void ScheduledRestartSkipped(ILogger logger, string reason);
 }

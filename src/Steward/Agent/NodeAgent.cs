@@ -8,7 +8,6 @@ using Steward.Core.Postgres;
 namespace Steward.Agent;
 
 /// <summary>A restart scheduled through the REST API.</summary>
-internal sealed record ScheduledRestart(DateTimeOffset At, bool PendingOnly, string? Role);
 
 /// <summary>
 /// The agent's HA loop: observes etcd and the local PostgreSQL, asks <see cref="HaDecision"/> (pure) what to do, and hands
@@ -79,6 +78,29 @@ internal sealed class NodeAgent : IAsyncDisposable
             var s = _status.Snapshot;
             return s.HoldsLeader && !(_lease.IsValid && _lease.Current?.LeaseId == s.LeaseId) ? s with { HoldsLeader = false } : s;
         }
+    }
+
+    /// <summary>
+    /// <see cref="Snapshot"/> checked against PostgreSQL now, for the health endpoints (DESIGN safety rule 8; Patroni
+    /// queries PostgreSQL on each health request): if the postmaster the last cycle saw has gone, or is not accepting
+    /// connections, since (<c>pg_ctl stop -m immediate</c>, kill -9, a crash restart, SIGSTOP), the answer says so at
+    /// once — state <c>unknown</c>, as Patroni reports a server it cannot query — instead of after the next cycle,
+    /// which in pause mode or during a long action may be a while. Costs a file read and a /proc read, no connection.
+    /// </summary>
+    public AgentSnapshot HealthSnapshot()
+    {
+        var s = Snapshot;
+        if (!s.Pg.Running || s.Pg.PostmasterPid is not { } pid)
+        {
+            return s;
+        }
+
+        return _pg.CheckPostmaster(pid) switch
+        {
+            PostmasterNow.Gone => s with { Pg = s.Pg with { Running = false, Accepting = false, Streaming = false, PostmasterPid = null }, State = "unknown" },
+            PostmasterNow.NotReady => s with { Pg = s.Pg with { Accepting = false, Streaming = false }, State = "unknown" },
+            _ => s,
+        };
     }
 
     public StewardConfig Config => _config;
@@ -201,6 +223,11 @@ internal sealed class NodeAgent : IAsyncDisposable
             if (DynamicConfigJson.NotActedOn(config.Value) is { Count: > 0 } ignored)
             {
                 Log.ConfigNotActedOn(_log, string.Join(", ", ignored));
+            }
+
+            if (DynamicConfigJson.TimingWarning(config.Value) is { } timing)
+            {
+                Log.ConfigTiming(_log, timing);
             }
         }
 
@@ -357,17 +384,28 @@ internal sealed class NodeAgent : IAsyncDisposable
         Log.Decision(_log, plan.Message);
     }
 
+    /// <summary>
+    /// Runs the scheduled restart once it is due, Patroni's way: not while paused (it waits), cancelled if the server was
+    /// restarted since it was scheduled, and skipped — with the reason logged — when its conditions (role, version,
+    /// pending restart) do not hold now.
+    /// </summary>
     private async Task RunScheduledRestartAsync(PgState pg, DateTimeOffset now, CancellationToken ct)
     {
-        if (_scheduledRestart is not { } scheduled || scheduled.At > now)
+        if (_scheduledRestart is not { } scheduled || scheduled.At > now || Settings.Pause)
         {
             return;
         }
 
         _scheduledRestart = null;
-        if (scheduled.PendingOnly && !pg.PendingRestart)
+        if (scheduled.PostmasterStartTime is { } then && pg.PostmasterStartTime is { } started && started != then)
         {
-            Log.StepFailed(_log, "scheduled restart", "no parameter needs a restart");
+            Log.ScheduledRestartSkipped(_log, $"postgres restart has already happened at {started:O}");
+            return;
+        }
+
+        if (scheduled.Conditions.Unmet(AgentSnapshot.RoleOf(pg), pg.ServerVersion, pg.PendingRestart) is { } why)
+        {
+            Log.ScheduledRestartSkipped(_log, why);
             return;
         }
 

@@ -26,7 +26,8 @@ internal static class CliTime
             return time;
         }
 
-        throw new CliException($"{option}: '{text}' is not a time; give ISO 8601 (e.g. 2026-11-26T12:00:00+00:00, or without offset for local time) or 'now'");
+        throw new CliException($"Unable to parse scheduled timestamp ({text}). It should be in an unambiguous format (e.g. ISO 8601): "
+                               + $"{option}: '{text}' is not a time; give e.g. 2026-11-26T12:00:00+00:00 (without offset: local time) or 'now'");
     }
 
     /// <summary>Parses <paramref name="text"/> (when given) and refuses a time already past.</summary>

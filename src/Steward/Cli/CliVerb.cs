@@ -53,8 +53,8 @@ internal sealed class CliContext(string verb, ResolvedTarget target, IClusterSto
     /// <summary>The member named <paramref name="name"/>, or a refusal that lists the members there are.</summary>
     public static Member RequireMember(ClusterView view, string scope, string name) =>
         view.GetMember(name) ?? throw new CliException(view.Members.Count == 0
-            ? $"no member named {name}: cluster {scope} has no members in etcd (is it running? is the scope right?)"
-            : $"no member named {name} in cluster {scope} (members: {string.Join(", ", view.Members.Select(m => m.Name))})");
+            ? $"{name} is not a member of cluster {scope}: it has no members in etcd (is it running? is the scope right?)"
+            : $"{name} is not a member of cluster {scope} (members: {string.Join(", ", view.Members.Select(m => m.Name))})");
 
     public async Task PrintListAsync(CancellationToken ct)
     {

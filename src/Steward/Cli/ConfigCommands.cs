@@ -108,10 +108,15 @@ internal static class ConfigCommands
                     await cli.Out.FlushAsync(ct).ConfigureAwait(false);
                 }
 
+                if (DynamicConfigJson.TimingWarning(changed) is { } timing)
+                {
+                    await cli.Err.WriteLineAsync($"Warning: {timing}").ConfigureAwait(false);
+                }
+
                 cli.Prompter.Confirm($"Apply these changes to cluster {cli.Scope}?", pr.GetValue(force));
                 if (!await cli.Store.SetConfigAsync(changed, view.Config?.ModRevision ?? 0, ct).ConfigureAwait(false))
                 {
-                    throw new CliException($"the config key of cluster {cli.Scope} was changed by someone else since it was read "
+                    throw new CliException($"Config modification aborted due to concurrent changes: the config key of cluster {cli.Scope} was changed by someone else since it was read "
                                            + $"(at revision {view.Config?.ModRevision ?? 0}); nothing was written. Run edit-config again to start from the current version");
                 }
 

@@ -75,12 +75,6 @@ internal static partial class ConfigEdit
             }
         }
 
-        if (config.LoopWait + (2 * config.RetryTimeout) > config.Ttl)
-        {
-            throw new CliException($"loop_wait ({config.LoopWait}) + 2 × retry_timeout ({config.RetryTimeout}) = {config.LoopWait + (2 * config.RetryTimeout)} "
-                                   + $"is more than ttl ({config.Ttl}): a leader could lose its lease between two cycles");
-        }
-
         return DynamicConfigJson.Problem(config) is { } problem ? throw new CliException(problem) : config;
     }
 

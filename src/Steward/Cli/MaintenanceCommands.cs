@@ -26,7 +26,7 @@ internal static class MaintenanceCommands
                 var view = await cli.LoadAsync(ct).ConfigureAwait(false);
                 if (view.Config?.Value.Pause == pause)
                 {
-                    throw new CliException(pause ? $"cluster {cli.Scope} is already paused" : $"cluster {cli.Scope} is not paused");
+                    throw new CliException(pause ? $"Cluster is already paused (cluster {cli.Scope})" : $"Cluster is not paused (cluster {cli.Scope})");
                 }
 
                 await SetPauseAsync(cli, view, pause, ct).ConfigureAwait(false);

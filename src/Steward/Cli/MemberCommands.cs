@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Steward.Agent;
 using Steward.Core.Cluster;
 
 namespace Steward.Cli;
@@ -16,15 +17,31 @@ internal static class MemberCommands
         var members = MembersArgument("members to restart (default: every member)");
         var scheduledOption = new Option<string?>("--scheduled") { Description = "when: ISO 8601 time (local unless an offset is given) or 'now' (default)" };
         var pending = new Option<bool>("--pending") { Description = "only members whose PostgreSQL has a pending restart (a changed parameter that needs one)" };
-        var role = new Option<string>("--role") { Description = "only members with this role: primary, replica or any", DefaultValueFactory = _ => "any" };
-        role.AcceptOnlyFromAmong("primary", "replica", "any", "leader", "master");
+        var role = new Option<string>("--role", "-r") { Description = "only members with this role: primary (also leader, master), replica (also standby) or any", DefaultValueFactory = _ => "any" };
+        role.AcceptOnlyFromAmong("primary", "replica", "any", "leader", "master", "standby", "standby-leader");
+        var version = new Option<string?>("--pg-version") { Description = "only members whose PostgreSQL is older than this version (e.g. 15.2), checked by each member when it restarts" };
         var force = CliVerb.Force();
         return CliVerb.Create("restart", "Restart PostgreSQL on members (same role, no failover), now or at a scheduled time.",
             async (cli, pr, ct) =>
             {
                 var scheduled = CliTime.ParseFuture(pr.GetValue(scheduledOption), "--scheduled", cli.Time.GetUtcNow());
+                if (pr.GetValue(version) is { } v && RestartConditions.VersionNumber(v, out var versionError) is null)
+                {
+                    throw new CliException(versionError!);
+                }
+
                 var view = await cli.LoadAsync(ct).ConfigureAwait(false);
-                var roleFilter = pr.GetValue(role) is "leader" or "master" ? "primary" : pr.GetValue(role)!;
+                if (scheduled is not null && view.Config?.Value.Pause == true)
+                {
+                    throw new CliException("Can't schedule restart in the paused state");
+                }
+
+                var roleFilter = pr.GetValue(role) switch
+                {
+                    "leader" or "master" => "primary",
+                    "standby" => "replica",
+                    var r => r!,
+                };
                 var chosen = Select(view, cli.Scope, pr.GetValue(members))
                     .Where(m => roleFilter == "any" || RoleOf(view, m) == roleFilter)
                     .Where(m => !pr.GetValue(pending) || m.Data.PendingRestart == true)
@@ -51,25 +68,45 @@ internal static class MemberCommands
                     body["restart_pending"] = true;
                 }
 
-                if (roleFilter != "any")
+                if (roleFilter is not ("any" or "standby-leader"))
                 {
                     body["role"] = roleFilter;
+                }
+
+                if (pr.GetValue(version) is { } pgVersion)
+                {
+                    body["postgres_version"] = pgVersion;
                 }
 
                 var failed = 0;
                 var restarted = new List<string>();
                 foreach (var m in chosen)
                 {
-                    var (ok, text) = await ActAsync(cli, m, HttpMethod.Post, "/restart", body.DeepClone(), ct).ConfigureAwait(false);
-                    if (ok && scheduled is null)
+                    // patronictl's lines, which scripts match on.
+                    string line;
+                    try
                     {
-                        restarted.Add(m.Name);
+                        var response = await cli.Rest.SendAsync(m, HttpMethod.Post, "/restart", body.DeepClone(), RestClient.ActionTimeout, ct).ConfigureAwait(false);
+                        line = response.Status switch
+                        {
+                            200 => $"Success: restart on member {m.Name}",
+                            202 => $"Success: restart scheduled on member {m.Name}",
+                            409 => $"Failed: another restart is already scheduled on member {m.Name}",
+                            _ => $"Failed: restart for member {m.Name}, status code={response.Status}, ({response.Body.Trim()})",
+                        };
+                        if (response.Status == 200)
+                        {
+                            restarted.Add(m.Name);
+                        }
+                    }
+                    catch (RestUnreachableException e)
+                    {
+                        line = $"Failed: restart for member {m.Name}: {e.Message}";
                     }
 
+                    var ok = line.StartsWith("Success", StringComparison.Ordinal);
                     failed += ok ? 0 : 1;
-                    await (ok ? cli.Out : cli.Err).WriteLineAsync(ok
-                        ? $"Success: {(scheduled is null ? "restart" : "restart scheduled")} on member {m.Name}"
-                        : $"Failed: restart of member {m.Name}: {text}").ConfigureAwait(false);
+                    await (ok ? cli.Out : cli.Err).WriteLineAsync(line).ConfigureAwait(false);
                 }
 
                 if (restarted.Count > 0)
@@ -81,7 +118,7 @@ internal static class MemberCommands
                 }
 
                 return failed == 0 ? ExitCodes.Ok : ExitCodes.Failed;
-            }, rest: true, members, scheduledOption, pending, role, force);
+            }, rest: true, members, scheduledOption, pending, role, version, force);
     }
 
     public static Command CreateReload()

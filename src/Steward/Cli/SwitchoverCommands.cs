@@ -13,7 +13,7 @@ internal static class SwitchoverCommands
 
     public static Command CreateSwitchover()
     {
-        var leaderOption = new Option<string?>("--leader", "--primary") { Description = "the current leader (checked: refused if it is not)" };
+        var leaderOption = new Option<string?>("--leader", "--primary", "--master") { Description = "the current leader (checked: refused if it is not)" };
         var candidateOption = new Option<string?>("--candidate") { Description = "the member to promote (default: the healthiest replica, chosen by the agents)" };
         var scheduledOption = new Option<string?>("--scheduled") { Description = "when: ISO 8601 time (local unless an offset is given) or 'now' (default)" };
         var force = CliVerb.Force();
@@ -24,23 +24,30 @@ internal static class SwitchoverCommands
                 var scheduled = CliTime.ParseFuture(pr.GetValue(scheduledOption), "--scheduled", cli.Time.GetUtcNow());
                 var view = await cli.LoadAsync(ct).ConfigureAwait(false);
                 var leader = view.LeaderMember
-                             ?? throw new CliException($"cluster {cli.Scope} has no leader: a switchover needs one; use steward failover --candidate NAME");
+                             ?? throw new CliException($"This cluster has no leader (cluster {cli.Scope}): a switchover needs one; use steward failover --candidate NAME");
                 if (pr.GetValue(leaderOption) is { } named && named != leader.Name)
                 {
-                    CliContext.RequireMember(view, cli.Scope, named);
-                    throw new CliException($"{named} is not the leader of cluster {cli.Scope} (the leader is {leader.Name}); nothing was changed");
+                    throw new CliException($"Member {named} is not the leader of cluster {cli.Scope} (the leader is {leader.Name}); nothing was changed");
                 }
 
                 var candidate = pr.GetValue(candidateOption);
                 if (candidate is not null)
                 {
-                    CheckCandidate(view, cli.Scope, CliContext.RequireMember(view, cli.Scope, candidate), leader, requireStreaming: true);
+                    CheckCandidate(view, cli.Scope, candidate, leader, requireStreaming: true);
+                }
+                else if (!view.Members.Any(m => m.Name != leader.Name && !IsTrue(m.Data.Tags, "nofailover")))
+                {
+                    throw new CliException($"No candidates found to switchover to (cluster {cli.Scope}: no member other than {leader.Name} without the nofailover tag)");
                 }
                 else if (!view.Members.Any(m => m.Name != leader.Name && Refusal(view, m, leader, requireStreaming: true) is null))
                 {
-                    throw new CliException($"no member of cluster {cli.Scope} can take over from {leader.Name}: "
-                                           + string.Join("; ", view.Members.Where(m => m.Name != leader.Name).Select(m => Refusal(view, m, leader, true)))
-                                           + (view.Members.Count == 1 ? "(it is the only member)" : ""));
+                    throw new CliException($"No candidates found to switchover to: no member of cluster {cli.Scope} can take over from {leader.Name}: "
+                                           + string.Join("; ", view.Members.Where(m => m.Name != leader.Name).Select(m => Refusal(view, m, leader, true))));
+                }
+
+                if (scheduled is not null && view.Config?.Value.Pause == true)
+                {
+                    throw new CliException("Can't schedule switchover in the paused state");
                 }
 
                 cli.Prompter.Confirm(scheduled is { } at
@@ -63,7 +70,7 @@ internal static class SwitchoverCommands
                 {
                     if (response.Status != 202)
                     {
-                        throw new CliException($"switchover not scheduled: {response.Describe("POST")}");
+                        throw new CliException(Failed("Switchover", response));
                     }
 
                     await cli.Out.WriteLineAsync($"Switchover scheduled at {CliTime.Format(scheduled.Value)}").ConfigureAwait(false);
@@ -72,7 +79,7 @@ internal static class SwitchoverCommands
 
                 if (response.Status != 200)
                 {
-                    throw new CliException($"switchover failed: {response.Describe("POST")}");
+                    throw new CliException(Failed("Switchover", response));
                 }
 
                 await cli.Out.WriteLineAsync(response.Body.Trim()).ConfigureAwait(false);
@@ -112,16 +119,21 @@ internal static class SwitchoverCommands
 
     public static Command CreateFailover()
     {
-        var candidateOption = new Option<string>("--candidate") { Description = "the member to promote", Required = true };
+        var candidateOption = new Option<string?>("--candidate") { Description = "the member to promote (required)" };
         var force = CliVerb.Force();
         return CliVerb.Create("failover",
             "Make a named member the leader, also when the cluster has no leader (unplanned: use switchover when the leader is healthy).",
             async (cli, pr, ct) =>
             {
                 var view = await cli.LoadAsync(ct).ConfigureAwait(false);
-                var candidate = CliContext.RequireMember(view, cli.Scope, pr.GetValue(candidateOption)!);
                 var leader = view.LeaderMember;
-                CheckCandidate(view, cli.Scope, candidate, leader, requireStreaming: false);
+                if (!view.Members.Any(m => m.Name != leader?.Name && !IsTrue(m.Data.Tags, "nofailover")))
+                {
+                    throw new CliException($"No candidates found to failover to (cluster {cli.Scope}: no member{(leader is null ? "" : $" other than {leader.Name}")} without the nofailover tag)");
+                }
+
+                var candidate = CheckCandidate(view, cli.Scope, pr.GetValue(candidateOption)
+                    ?? throw new CliException("Failover could be performed only to a specific candidate: give --candidate NAME"), leader, requireStreaming: false);
                 cli.Prompter.Confirm(leader is null
                     ? $"Are you sure you want to failover cluster {cli.Scope} to {candidate.Name}? It has no leader."
                     : $"Are you sure you want to failover cluster {cli.Scope} to {candidate.Name}, demoting current leader {leader.Name}?", pr.GetValue(force));
@@ -156,7 +168,7 @@ internal static class SwitchoverCommands
 
                 if (response.Status != 200)
                 {
-                    throw new CliException($"failover failed: {response.Describe("POST")}");
+                    throw new CliException(Failed("Failover", response));
                 }
 
                 await cli.Out.WriteLineAsync(response.Body.Trim()).ConfigureAwait(false);
@@ -171,12 +183,30 @@ internal static class SwitchoverCommands
             (v, _) => Task.FromResult(v.Leader is { } l && (candidate is null ? l.Name != oldLeader : l.Name == candidate)),
             Progress.DescribeLeader, NewLeaderTimeout, ct);
 
-    private static void CheckCandidate(ClusterView view, string scope, Member candidate, Member? leader, bool requireStreaming)
+    /// <summary>patronictl's "Switchover failed, details: 503, …" (scripts match on it), with the member and URL.</summary>
+    private static string Failed(string action, RestResponse response) =>
+        $"{action} failed, details: {response.Status}, {response.Body.Trim()} ({response.Describe("POST")})";
+
+    /// <summary>The candidate, or patronictl's refusal (its words first, then Steward's reason).</summary>
+    private static Member CheckCandidate(ClusterView view, string scope, string name, Member? leader, bool requireStreaming)
     {
+        if (name == leader?.Name)
+        {
+            throw new CliException($"Member {name} is already the leader of cluster {scope}; nothing was changed");
+        }
+
+        if (view.GetMember(name) is not { } candidate || IsTrue(candidate.Data.Tags, "nofailover"))
+        {
+            throw new CliException($"Member {name} does not exist in cluster {scope} or is tagged as nofailover "
+                                   + (view.GetMember(name) is null ? $"(members: {string.Join(", ", view.Members.Select(m => m.Name))})" : "(it has the nofailover tag)"));
+        }
+
         if (Refusal(view, candidate, leader, requireStreaming) is { } why)
         {
             throw new CliException($"{why}; cluster {scope} was not changed");
         }
+
+        return candidate;
     }
 
     /// <summary>Why <paramref name="m"/> cannot become the leader, or null when it can.</summary>

@@ -98,44 +98,62 @@ internal static class RestActions
         }
     }
 
+    /// <summary>
+    /// <c>POST /switchover</c> and <c>/failover</c>, checked in Patroni's order and answered in its words (scripts match on
+    /// them; docs/cli.md has the table), with Steward's reason appended where Patroni gives none. Steward is stricter in
+    /// two places: a candidate is checked when a switchover is scheduled too, and in synchronous mode only a synchronous
+    /// standby may take over by failover as well (safety rule 2).
+    /// </summary>
     private static async Task<IResult> SwitchoverAsync(HttpContext ctx, NodeAgent agent, bool failover)
     {
-        var body = await ReadObjectAsync(ctx).ConfigureAwait(false);
-        var leaderName = OptionalString(body, "leader");
+        var body = await ReadObjectAsync(ctx).ConfigureAwait(false) ?? throw new BadRequest("the body must be a JSON object");
+        var leaderName = OptionalString(body, "leader") ?? OptionalString(body, "master"); // Patroni before 3.0 sent master
         var candidateName = OptionalString(body, "candidate") ?? OptionalString(body, "member");
-        var scheduledText = OptionalString(body, "scheduled_at");
-        DateTimeOffset? scheduledAt = null;
-        if (scheduledText is not null)
+        var ct = ctx.RequestAborted;
+        var view = await agent.Store.LoadAsync(ct).ConfigureAwait(false);
+        var settings = view.Config?.Value ?? agent.Config.Bootstrap.Dcs;
+        if (failover && candidateName is null)
         {
-            if (!DateTimeOffset.TryParse(scheduledText, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var at))
+            return Text(400, "Failover could be performed only to a specific candidate");
+        }
+
+        if (!failover && leaderName is null)
+        {
+            return Text(400, "Switchover could be performed only from a specific leader");
+        }
+
+        DateTimeOffset? scheduledAt = null;
+        if (body.ContainsKey("scheduled_at") && body["scheduled_at"] is not null)
+        {
+            if (failover)
             {
-                return Text(400, $"scheduled_at: cannot parse '{scheduledText}' as a date and time (ISO 8601, e.g. 2026-11-26T12:00:00+00:00)");
+                return Text(400, "Failover can't be scheduled");
             }
 
-            if (at <= DateTimeOffset.UtcNow)
+            if (settings.Pause)
             {
-                return Text(400, $"scheduled_at {at:O} is in the past");
+                return Text(400, "Can't schedule switchover in the paused state");
+            }
+
+            var (code, error, at) = ParseSchedule(body["scheduled_at"], "switchover");
+            if (error is not null)
+            {
+                return Text(code, error);
             }
 
             scheduledAt = at;
         }
 
-        if (failover && candidateName is null)
+        if (settings.Pause && candidateName is null)
         {
-            return Text(400, "failover needs a candidate");
+            return Text(400, "Switchover is possible only to a specific candidate in a paused state");
         }
 
-        if (!failover && leaderName is null)
+        // Patroni: a failover that names the leader is a switchover.
+        var action = failover && leaderName is null ? "failover" : "switchover";
+        if (leaderName is not null && leaderName == candidateName)
         {
-            return Text(400, "switchover needs the current leader's name (\"leader\")");
-        }
-
-        var ct = ctx.RequestAborted;
-        var view = await agent.Store.LoadAsync(ct).ConfigureAwait(false);
-        var settings = view.Config?.Value ?? agent.Config.Bootstrap.Dcs;
-        if (settings.Pause && (candidateName is null || scheduledAt is not null))
-        {
-            return Text(409, "the cluster is paused (maintenance mode): only an immediate switchover or failover to a named candidate is possible; or resume it first");
+            return Text(400, "Switchover target and source are the same");
         }
 
         if (view.Failover is not null)
@@ -143,42 +161,44 @@ internal static class RestActions
             return Text(409, "a switchover or failover is already pending");
         }
 
-        if (!failover && view.Leader is null)
-        {
-            return Text(412, "there is no leader to switch over from; use failover");
-        }
-
         if (leaderName is not null && view.Leader?.Name != leaderName)
         {
-            return Text(412, $"leader name does not match: the leader is {view.Leader?.Name ?? "(none)"}, not {leaderName}");
+            return Text(412, $"leader name does not match: the leader is {view.Leader?.Name ?? "(none; use failover)"}, not {leaderName}");
         }
 
+        var noGood = $"{action} is not possible: no good candidates have been found";
         if (candidateName is not null)
         {
-            if (candidateName == view.Leader?.Name)
-            {
-                return Text(412, $"candidate {candidateName} is already the leader");
-            }
-
             if (view.GetMember(candidateName) is not { } candidate)
             {
-                return Text(412, $"candidate {candidateName} does not exist");
-            }
-
-            if (Ineligible(candidate, view, settings.MaximumLagOnFailover, requireStreaming: view.Leader is not null) is { } why)
-            {
-                return Text(412, $"candidate {candidateName} {why}");
+                return Text(412, $"candidate does not exists: no member named {candidateName}");
             }
 
             if (SyncReplication.PromotionBlocked(settings, view.Sync, candidateName) is { } notSync)
             {
-                return Text(412, $"candidate {candidateName} may not take over in synchronous mode: {notSync}");
+                return Text(412, $"candidate name does not match with sync_standby: {notSync}");
             }
+
+            if (candidateName == view.Leader?.Name)
+            {
+                return Text(412, $"{noGood} ({candidateName} is already the leader)");
+            }
+
+            if (Ineligible(candidate, view, settings.MaximumLagOnFailover, requireStreaming: view.Leader is not null) is { } why)
+            {
+                return Text(412, $"{noGood} (candidate {candidateName} {why})");
+            }
+        }
+        else if (!view.Members.Any(m => m.Name != view.Leader?.Name))
+        {
+            return Text(412, $"{action} is not possible: cluster does not have members except leader");
         }
         else if (!view.Members.Any(m => m.Name != view.Leader?.Name && Ineligible(m, view, settings.MaximumLagOnFailover, true) is null
                                         && SyncReplication.PromotionBlocked(settings, view.Sync, m.Name) is null))
         {
-            return Text(412, "no eligible candidate: no healthy streaming replica without nofailover within maximum_lag_on_failover");
+            return Text(412, settings.SynchronousMode && view.Sync?.Standbys is not { Count: > 0 }
+                ? $"{action} is not possible: can not find sync_standby"
+                : $"{noGood} (no healthy streaming replica without nofailover within maximum_lag_on_failover{(settings.SynchronousMode ? " in the sync key" : "")})");
         }
 
         var request = new FailoverRequest { Leader = failover ? leaderName : leaderName ?? view.Leader?.Name, Candidate = candidateName, ScheduledAt = scheduledAt };
@@ -189,7 +209,7 @@ internal static class RestActions
 
         if (scheduledAt is not null)
         {
-            return Text(202, $"Switchover scheduled at {scheduledAt:O}");
+            return Text(202, $"Switchover scheduled (at {scheduledAt:O})");
         }
 
         var oldLeader = view.Leader?.Name;
@@ -210,7 +230,7 @@ internal static class RestActions
             await agent.Store.DeleteFailoverAsync(pending.ModRevision, CancellationToken.None).ConfigureAwait(false);
         }
 
-        return Text(503, $"{(failover ? "Failover" : "Switchover")} failed: no new leader within {ActionTimeout.TotalSeconds:0} s");
+        return Text(503, $"{(failover ? "Failover" : "Switchover")} failed (no new leader within {ActionTimeout.TotalSeconds:0} s)");
     }
 
     /// <summary>Why a member cannot take over (null: it can).</summary>
@@ -253,42 +273,102 @@ internal static class RestActions
             : Text(409, "the scheduled switchover changed meanwhile; look again");
     }
 
+    /// <summary>
+    /// <c>POST /restart</c> with Patroni's body and answers: <c>schedule</c>, <c>role</c>, <c>postgres_version</c>,
+    /// <c>restart_pending</c>. A scheduled restart answers 202 at once and checks its conditions when due; an immediate
+    /// one checks them now (503 "restart conditions are not satisfied").
+    /// </summary>
     private static async Task<IResult> RestartAsync(HttpContext ctx, NodeAgent agent)
     {
-        var body = await ReadObjectAsync(ctx, allowEmpty: true).ConfigureAwait(false);
-        var snapshot = agent.Snapshot;
-        var role = OptionalString(body, "role");
-        if (role is not null and not ("primary" or "master" or "replica" or "any"))
+        var body = await ReadObjectAsync(ctx, allowEmpty: true).ConfigureAwait(false) ?? [];
+        if (agent.Settings.Pause && body.ContainsKey("schedule"))
         {
-            return Text(400, $"role must be primary, replica or any, got '{role}'");
+            return Text(500, "Can't schedule restart in the paused state");
         }
 
-        if (role is "primary" or "master" && snapshot.Role != "primary" || role == "replica" && snapshot.Role != "replica")
+        DateTimeOffset? at = null;
+        string? role = null, version = null;
+        var pendingOnly = false;
+        foreach (var (key, value) in body)
         {
-            return Text(412, $"restart conditions are not satisfied: this member is {snapshot.Role}, not {role}");
-        }
-
-        var pendingOnly = body?["restart_pending"] is JsonValue p && p.TryGetValue<bool>(out var pending) && pending;
-        if (OptionalString(body, "schedule") is { } scheduleText)
-        {
-            if (!DateTimeOffset.TryParse(scheduleText, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var at))
+            switch (key)
             {
-                return Text(400, $"schedule: cannot parse '{scheduleText}' as a date and time (ISO 8601)");
-            }
+                case "schedule":
+                    var (code, error, parsed) = ParseSchedule(value, "restart");
+                    if (error is not null)
+                    {
+                        return Text(code, error);
+                    }
 
-            return agent.ScheduleRestart(new ScheduledRestart(at, pendingOnly, role))
-                ? Text(202, $"restart scheduled at {at:O}")
-                : Text(409, "another restart is already scheduled");
+                    at = parsed;
+                    break;
+                case "role":
+                    role = OptionalString(body, key) switch
+                    {
+                        "master" or "primary" => "primary", // Patroni 3 sends master
+                        "replica" => "replica",
+                        "standby_leader" => "standby_leader",
+                        null or "any" => null,
+                        _ => throw new BadRequest("PostgreSQL role should be either primary, standby_leader, or replica"),
+                    };
+                    break;
+                case "postgres_version":
+                    version = OptionalString(body, key) ?? throw new BadRequest("Invalid PostgreSQL version: (empty)");
+                    if (RestartConditions.VersionNumber(version, out var versionError) is null)
+                    {
+                        return Text(400, versionError!);
+                    }
+
+                    break;
+                case "restart_pending":
+                    // Patroni restarts only if pending whenever the key is present (patronictl sends true).
+                    pendingOnly = value is not JsonValue flag || !flag.TryGetValue<bool>(out var pending) || pending;
+                    break;
+                case "timeout":
+                    return Text(400, "Timeout is not supported by Steward: a restart waits postgresql.pg_ctl_timeout for PostgreSQL to start and does not fail over; leave timeout out");
+                default:
+                    return Text(400, $"Unknown filter for the scheduled restart: {key}");
+            }
         }
 
-        if (pendingOnly && !snapshot.Pg.PendingRestart)
+        var conditions = new RestartConditions(role, version, pendingOnly);
+        var snapshot = agent.Snapshot;
+        if (at is { } when)
         {
-            return Text(412, "restart conditions are not satisfied: no parameter needs a restart");
+            return agent.ScheduleRestart(new ScheduledRestart(when, conditions, snapshot.Pg.PostmasterStartTime))
+                ? Text(202, "Restart scheduled")
+                : Text(409, "Another restart is already scheduled");
+        }
+
+        if (conditions.Unmet(snapshot.Role, snapshot.Pg.ServerVersion, snapshot.Pg.PendingRestart) is { } why)
+        {
+            return Text(503, $"restart conditions are not satisfied: {why}");
         }
 
         return await agent.RestartAsync(ctx.RequestAborted).ConfigureAwait(false)
             ? Text(200, "restarted successfully")
             : Text(503, "restart failed");
+    }
+
+    /// <summary>
+    /// Patroni's <c>parse_schedule</c>: the time, or (status, message) in its words — 400 without a time zone, 422 when it
+    /// cannot be parsed or is in the past.
+    /// </summary>
+    internal static (int Status, string? Error, DateTimeOffset? At) ParseSchedule(JsonNode? value, string action)
+    {
+        var text = value is JsonValue v && v.TryGetValue<string>(out var s) ? s.Trim() : null;
+        if (text is null || !DateTime.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind, out var parsed))
+        {
+            return (422, "Unable to parse scheduled timestamp. It should be in an unambiguous format, e.g. ISO 8601", null);
+        }
+
+        if (parsed.Kind == DateTimeKind.Unspecified)
+        {
+            return (400, $"Timezone information is mandatory for the scheduled {action}", null);
+        }
+
+        var at = DateTimeOffset.Parse(text, CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind);
+        return at < DateTimeOffset.UtcNow ? (422, $"Cannot schedule {action} in the past", null) : (0, null, at);
     }
 
     private static async Task<IResult> ReinitializeAsync(HttpContext ctx, NodeAgent agent)
@@ -343,6 +423,12 @@ internal static class RestActions
         if (!await agent.Store.SetConfigAsync(config, view.Config?.ModRevision ?? 0, ct).ConfigureAwait(false))
         {
             return Text(409, "the configuration was changed concurrently; read it again and retry");
+        }
+
+        if (DynamicConfigJson.TimingWarning(config) is { } timing)
+        {
+            // Accepted, as Patroni accepts it; the caller is told what it risks (RFC 7234's 299 "miscellaneous persistent warning").
+            ctx.Response.Headers.Append("Warning", $"299 steward \"{timing}\"");
         }
 
         return Results.Text(DynamicConfigJson.Serialize(config), "application/json", statusCode: 200);

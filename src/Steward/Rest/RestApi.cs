@@ -38,7 +38,7 @@ internal static class RestApi
         MapHealth(app, agent, ["/liveness"], (s, _) => Live(agent, s));
         MapHealth(app, agent, ["/readiness"], (s, _) => (s.HoldsLeader && s.IsPrimaryAcceptingWrites) || (s.IsReplicaRunning && s.Pg.Streaming));
 
-        app.MapMethods("/patroni", Methods, (HttpContext ctx) => Write(ctx, 200, Status(agent, agent.Snapshot)));
+        app.MapMethods("/patroni", Methods, (HttpContext ctx) => Write(ctx, 200, Status(agent, agent.HealthSnapshot())));
         app.MapMethods("/cluster", Methods, (HttpContext ctx) => Write(ctx, 200, ClusterJson(agent)));
         app.MapMethods("/history", Methods, (HttpContext ctx) => Write(ctx, 200, HistoryJson(agent.Snapshot.Cluster?.History ?? [])));
         app.MapMethods("/config", Methods, (HttpContext ctx) =>
@@ -62,7 +62,7 @@ internal static class RestApi
         {
             app.MapMethods(path, Methods, (HttpContext ctx) =>
             {
-                var snap = agent.Snapshot;
+                var snap = agent.HealthSnapshot();
                 return Write(ctx, healthy(snap, ctx.Request.Query) ? 200 : 503, Status(agent, snap));
             });
         }

@@ -80,6 +80,12 @@ public sealed class CliReadAndConfigTests(ITestOutputHelper output)
         var (again, unchanged) = await CliRun.RunAsync(cluster, output, "edit-config", "--pg", "work_mem=8MB", "--force");
         Assert.Equal(0, again);
         Assert.Contains("Not changed", unchanged, StringComparison.Ordinal);
+
+        // Patroni's rule loop_wait + 2*retry_timeout <= ttl broken (issue 14): written, with a warning that says what it risks.
+        var (timing, warned) = await CliRun.RunAsync(cluster, output, "edit-config", "--set", "retry_timeout=3", "--force");
+        Assert.Equal(0, timing);
+        Assert.Contains("Warning: loop_wait (1) + 2*retry_timeout (3) = 7 is more than ttl (6)", warned, StringComparison.Ordinal);
+        Assert.Contains("Configuration changed", warned, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -92,17 +98,19 @@ public sealed class CliReadAndConfigTests(ITestOutputHelper output)
 
         var cases = new (string Verb, string[] Args, string Message)[]
         {
-            ("switchover", ["--candidate", "node9", "--force"], "no member named node9 in cluster"),
-            ("switchover", ["--candidate", leader.Name, "--force"], $"{leader.Name} is already the leader"),
-            ("switchover", ["--leader", replica.Name, "--force"], $"{replica.Name} is not the leader of cluster {cluster.Scope} (the leader is {leader.Name})"),
-            ("switchover", ["--candidate", replica.Name, "--scheduled", "next tuesday", "--force"], "--scheduled: 'next tuesday' is not a time"),
+            ("switchover", ["--candidate", "node9", "--force"], $"Member node9 does not exist in cluster {cluster.Scope} or is tagged as nofailover"),
+            ("switchover", ["--candidate", leader.Name, "--force"], $"Member {leader.Name} is already the leader of cluster {cluster.Scope}"),
+            ("switchover", ["--leader", replica.Name, "--force"], $"Member {replica.Name} is not the leader of cluster {cluster.Scope} (the leader is {leader.Name})"),
+            ("switchover", ["--candidate", replica.Name, "--scheduled", "next tuesday", "--force"], "Unable to parse scheduled timestamp (next tuesday). It should be in an unambiguous format (e.g. ISO 8601)"),
             ("switchover", ["--candidate", replica.Name, "--scheduled", "2001-01-01T00:00:00+00:00", "--force"], "is in the past"),
             ("switchover", ["--candidate", replica.Name], "standard input is closed"),
-            ("failover", ["--candidate", "node9", "--force"], "no member named node9"),
-            ("restart", ["node9", "--force"], "no member named node9"),
-            ("restart", ["--scheduled", "25:00", "--force"], "--scheduled: '25:00' is not a time"),
+            ("failover", ["--candidate", "node9", "--force"], $"Member node9 does not exist in cluster {cluster.Scope} or is tagged as nofailover"),
+            ("failover", ["--force"], "Failover could be performed only to a specific candidate"),
+            ("restart", ["node9", "--force"], $"node9 is not a member of cluster {cluster.Scope}"),
+            ("restart", ["--pg-version", "9.6", "--force"], "Invalid PostgreSQL version format: X.Y or X.Y.Z is accepted: 9.6"),
+            ("restart", ["--scheduled", "25:00", "--force"], "Unable to parse scheduled timestamp (25:00)"),
             ("reinit", [leader.Name, "--force"], $"{leader.Name} is the leader of cluster {cluster.Scope}; only a replica can be reinitialized"),
-            ("edit-config", ["--set", "loop_wait=10", "--force"], "loop_wait (10) + 2 × retry_timeout (2) = 14 is more than ttl (6)"),
+            ("edit-config", ["--set", "loop_wait=0", "--force"], "loop_wait must be a positive number of seconds, got 0"),
             ("edit-config", ["--set", "ttl=zero", "--force"], "ttl: expected an integer"),
             ("edit-config", ["--set", "no_such_key=1", "--force"], "unknown setting no_such_key"),
             ("edit-config", ["--pg", "work_mem=8MB"], "standard input is closed"),

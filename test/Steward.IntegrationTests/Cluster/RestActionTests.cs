@@ -70,29 +70,57 @@ public sealed class RestActionTests(ITestOutputHelper output)
         await using var cluster = await Started(2);
         var leader = await cluster.WaitForLeaderAsync(Bootstrap);
         var replica = cluster.Nodes.Single(n => n != leader);
-        var cases = new (string Path, string Body, int Code)[]
+        // Patroni's status codes and texts (api.py), which scripts match on; Steward may add its reason after them.
+        var inAnHour = DateTimeOffset.UtcNow.AddHours(1).ToString("O");
+        var cases = new (string Path, string Body, int Code, string Text)[]
         {
-            ("/switchover", "this is not json", 400),
-            ("/switchover", "[1, 2]", 400),
-            ("/switchover", $$"""{"leader": "{{leader.Name}}", "candidate": "nosuchnode"}""", 412),
-            ("/switchover", $$"""{"leader": "{{leader.Name}}", "candidate": "{{leader.Name}}"}""", 412),
-            ("/switchover", $$"""{"leader": "{{replica.Name}}", "candidate": "{{leader.Name}}"}""", 412),
-            ("/switchover", $$"""{"leader": "{{leader.Name}}", "candidate": "{{replica.Name}}", "scheduled_at": "tomorrow-ish"}""", 400),
-            ("/switchover", """{"candidate": "x"}""", 400),
-            ("/failover", "{}", 400),
-            ("/restart", """{"role": "primary"}""", 412),
-            ("/failsafe", "", 400),
-            ("/failsafe", "{}", 400),
-            ("/failsafe", """{"name": 7}""", 400),
-            ("/failsafe", $$"""{"name": "{{leader.Name}}"}""", 409), // failsafe_mode is off in this cluster
+            ("/switchover", "this is not json", 400, "the body is not valid JSON"),
+            ("/switchover", "[1, 2]", 400, "the body must be a JSON object"),
+            ("/switchover", $$"""{"leader": "{{leader.Name}}", "candidate": "nosuchnode"}""", 412, "candidate does not exists"),
+            ("/switchover", $$"""{"leader": "{{leader.Name}}", "candidate": "{{leader.Name}}"}""", 400, "Switchover target and source are the same"),
+            ("/switchover", $$"""{"leader": "{{replica.Name}}", "candidate": "{{leader.Name}}"}""", 412, "leader name does not match"),
+            ("/switchover", $$"""{"leader": "{{leader.Name}}", "candidate": "{{replica.Name}}", "scheduled_at": "tomorrow-ish"}""", 422,
+                "Unable to parse scheduled timestamp. It should be in an unambiguous format, e.g. ISO 8601"),
+            ("/switchover", $$"""{"leader": "{{leader.Name}}", "scheduled_at": "2001-01-01T00:00:00+00:00"}""", 422, "Cannot schedule switchover in the past"),
+            ("/switchover", $$"""{"leader": "{{leader.Name}}", "scheduled_at": "2099-01-01T00:00:00"}""", 400, "Timezone information is mandatory for the scheduled switchover"),
+            ("/switchover", """{"candidate": "x"}""", 400, "Switchover could be performed only from a specific leader"),
+            ("/failover", "{}", 400, "Failover could be performed only to a specific candidate"),
+            ("/failover", $$"""{"candidate": "{{replica.Name}}", "scheduled_at": "{{inAnHour}}"}""", 400, "Failover can't be scheduled"),
+            ("/restart", """{"role": "primary"}""", 503, "restart conditions are not satisfied: host role mismatch"),
+            ("/restart", """{"postgres_version": "15.0"}""", 503, "restart conditions are not satisfied: postgres version mismatch"),
+            ("/restart", """{"restart_pending": true}""", 503, "restart conditions are not satisfied: pending restart flag is not set"),
+            ("/restart", """{"role": "leader"}""", 400, "PostgreSQL role should be either primary, standby_leader, or replica"),
+            ("/restart", """{"postgres_version": "9.6"}""", 400, "Invalid PostgreSQL version format: X.Y or X.Y.Z is accepted: 9.6"),
+            ("/restart", """{"frequency": "weekly"}""", 400, "Unknown filter for the scheduled restart: frequency"),
+            ("/restart", """{"schedule": "2001-01-01T00:00:00Z"}""", 422, "Cannot schedule restart in the past"),
+            ("/failsafe", "", 400, ""),
+            ("/failsafe", "{}", 400, ""),
+            ("/failsafe", """{"name": 7}""", 400, ""),
+            ("/failsafe", $$"""{"name": "{{leader.Name}}"}""", 409, ""), // failsafe_mode is off in this cluster
         };
-        foreach (var (path, body, code) in cases)
+        foreach (var (path, body, code, message) in cases)
         {
             var target = path == "/restart" ? replica : leader;
             var (status, text) = await Post(target, path, body);
             output.WriteLine($"{path} {body} -> {status} {text}");
             Assert.True(status == code, $"{path} {body}: got {status} ({text}), expected {code}");
+            Assert.StartsWith(message, text, StringComparison.Ordinal);
         }
+
+        // Story (issue 14, item 5): a scheduled restart's conditions were checked when it was scheduled (412). As in Patroni
+        // it is accepted (202) and its conditions are checked when it is due: a role mismatch is skipped then, with the
+        // reason logged; one whose conditions hold (a replica older than 99.0) restarts the server.
+        var pid = replica.PostmasterPid();
+        var (scheduled, why) = await Post(replica, "/restart", $$"""{"schedule": "{{DateTimeOffset.UtcNow.AddSeconds(2):O}}", "role": "master"}""");
+        Assert.Equal((202, "Restart scheduled"), (scheduled, why));
+        Assert.Equal((409, "Another restart is already scheduled"), await Post(replica, "/restart", $$"""{"schedule": "{{inAnHour}}"}"""));
+        await Poll.UntilAsync(() => Task.FromResult(replica.Log().Contains("not proceeding with the scheduled restart: host role mismatch", StringComparison.Ordinal)),
+            TimeSpan.FromSeconds(30), "the scheduled restart is skipped when due");
+        Assert.Equal(pid, replica.PostmasterPid());
+        Assert.False((await replica.PatroniAsync())!.Value.TryGetProperty("scheduled_restart", out _));
+        Assert.Equal(202, (await Post(replica, "/restart", $$"""{"schedule": "{{DateTimeOffset.UtcNow.AddSeconds(2):O}}", "role": "replica", "postgres_version": "99.0"}""")).Status);
+        await Poll.UntilAsync(() => Task.FromResult(replica.PostmasterPid() is { } now && now != pid), TimeSpan.FromSeconds(30), "the replica restarted when due");
+        await cluster.WaitForStreamingAsync(replica, TimeSpan.FromSeconds(60));
 
         Assert.Equal(leader.Name, (await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(5))).Name);
         Assert.Equal(1, (await leader.PatroniAsync())!.Value.GetProperty("timeline").GetInt64());
@@ -135,9 +163,9 @@ public sealed class RestActionTests(ITestOutputHelper output)
             Assert.Equal(pids[n.Name], n.PostmasterPid());
         }
 
-        Assert.Equal(400, (await Send(leader, HttpMethod.Patch, "/config", """{"ttl": 2, "loop_wait": 1, "retry_timeout": 2}""")).Status);
         foreach (var bad in new[]
                  {
+                     """{"ttl": 0}""", """{"loop_wait": -1}""",
                      """{"member_slots_ttl": "soon"}""", """{"member_slots_ttl": -5}""", """{"synchronous_mode": "quorum"}""",
                      """{"synchronous_node_count": 0}""", """{"maximum_lag_on_syncnode": -7}""", """{"failsafe_mode": "maybe"}""",
                      """{"slots": {"s": {"type": "physical"}}}""", """{"no_such_setting": 1}""", """{"postgresql": {"pg_hba": []}}""",
@@ -157,6 +185,16 @@ public sealed class RestActionTests(ITestOutputHelper output)
                                           && (await leader.GetJsonAsync("/config"))!.Value.GetProperty("member_slots_ttl").GetInt64() == 600,
             TimeSpan.FromSeconds(30), "ignore_slots kept and member_slots_ttl applied in GET /config");
         Assert.Contains("settings Steward does not act on", leader.Log(), StringComparison.Ordinal);
+
+        // Patroni's rule loop_wait + 2*retry_timeout <= ttl broken (issue 14): accepted as Patroni accepts it, with a warning.
+        using var patch = new HttpRequestMessage(HttpMethod.Patch, $"http://127.0.0.1:{leader.RestPort}/config")
+        {
+            Content = new StringContent("""{"retry_timeout": 3}""", Encoding.UTF8, "application/json"),
+        };
+        using var warned = await Http.SendAsync(patch);
+        Assert.Equal(200, (int)warned.StatusCode);
+        Assert.Contains("2*retry_timeout (3) = 7 is more than ttl (6)", string.Join(" ", warned.Headers.GetValues("Warning")), StringComparison.Ordinal);
+        await Poll.UntilAsync(() => Task.FromResult(leader.Log().Contains("is more than ttl", StringComparison.Ordinal)), TimeSpan.FromSeconds(30), "the agent logs the timing warning");
     }
 
     private async Task<TestCluster> Started(int nodes) => (await TestCluster.StartHealthyAsync(output, nodes)).Cluster;

@@ -32,7 +32,9 @@ internal sealed class PgTestCluster : IAsyncDisposable
 
     public string Path => _dir.Path;
 
-    public PgTestNode Node(string name)
+    /// <param name="parameters">postgresql.parameters beyond the test's own (fsync off, shared_buffers 16MB).</param>
+    /// <param name="loggers">where PostgresControl logs (none by default).</param>
+    public PgTestNode Node(string name, IReadOnlyDictionary<string, string>? parameters = null, Microsoft.Extensions.Logging.ILoggerFactory? loggers = null)
     {
         var port = FreePorts.Next();
         var home = _dir.Sub(name);
@@ -56,10 +58,10 @@ internal sealed class PgTestCluster : IAsyncDisposable
                     Replication = new("replicator", "rep-pass"),
                     Rewind = new("rewind_user", "rewind-pass"),
                 },
-                Parameters = new Dictionary<string, string> { ["fsync"] = "off", ["shared_buffers"] = "16MB" },
+                Parameters = new Dictionary<string, string>(parameters ?? new Dictionary<string, string>()) { ["fsync"] = "off", ["shared_buffers"] = "16MB" },
             },
         };
-        var node = new PgTestNode(config);
+        var node = new PgTestNode(config, loggers);
         _nodes.Add(node);
         return node;
     }
@@ -78,10 +80,10 @@ internal sealed class PgTestNode : IAsyncDisposable
 {
     private readonly NpgsqlDataSource _sql;
 
-    public PgTestNode(StewardConfig config)
+    public PgTestNode(StewardConfig config, Microsoft.Extensions.Logging.ILoggerFactory? loggers = null)
     {
         Config = config;
-        Control = new PostgresControl(config, NullLoggerFactory.Instance, TimeProvider.System);
+        Control = new PostgresControl(config, loggers ?? NullLoggerFactory.Instance, TimeProvider.System);
         _sql = NpgsqlDataSource.Create(new NpgsqlConnectionStringBuilder
         {
             Host = Address.Host,

@@ -55,6 +55,73 @@ public sealed class PostgresControlTests
         await node.Control.StopAsync(StopMode.Fast, None);
     }
 
+    /// <summary>
+    /// Story (issue 14, item 2): a Patroni config written for PostgreSQL 12 (wal_keep_segments: 100) reached PostgreSQL
+    /// 15, which refused to start, and the agent looped through initdb. Now the parameters are adapted to what the
+    /// server's own binary knows: converted as Patroni converts them, unknown ones left out with a warning, an
+    /// extension's dotted parameter and a developer option that --describe-config hides (zero_damaged_pages) kept.
+    /// </summary>
+    [Fact]
+    public async Task Parameters_are_adapted_to_the_server_wal_keep_segments_becomes_wal_keep_size_and_unknown_ones_are_left_out()
+    {
+        var warnings = new List<string>();
+        var loggers = new Steward.Testing.CapturingLoggerFactory((level, _, text) =>
+        {
+            if (level >= Microsoft.Extensions.Logging.LogLevel.Warning)
+            {
+                lock (warnings)
+                {
+                    warnings.Add(text);
+                }
+            }
+        });
+        await using var cluster = new PgTestCluster("params");
+        var node = cluster.Node("node1", new Dictionary<string, string>
+        {
+            ["wal_keep_segments"] = "100", ["foo_bar"] = "1", ["myext.x"] = "kept", ["zero_damaged_pages"] = "off",
+        }, loggers);
+
+        await node.BootstrapAsync();
+
+        Assert.True((await node.InspectAsync()).Accepting);
+        Assert.Equal(["1600MB"], await node.ColumnAsync("SHOW wal_keep_size"));
+        Assert.Equal(["kept"], await node.ColumnAsync("SHOW myext.x"));
+        Assert.Equal(["off"], await node.ColumnAsync("SELECT setting FROM pg_settings WHERE name = 'zero_damaged_pages' AND source = 'configuration file'"));
+        var conf = await File.ReadAllTextAsync(Path.Combine(node.DataDir, "postgresql.conf"));
+        Assert.DoesNotContain("foo_bar", conf, StringComparison.Ordinal);
+        Assert.DoesNotContain("wal_keep_segments", conf, StringComparison.Ordinal);
+        Assert.Contains(warnings, w => w.Contains("wal_keep_segments = 100 written as wal_keep_size = 1600MB", StringComparison.Ordinal));
+        Assert.Contains(warnings, w => w.Contains("parameter foo_bar = 1 left out of postgresql.conf", StringComparison.Ordinal));
+        Assert.DoesNotContain(warnings, w => w.Contains("zero_damaged_pages", StringComparison.Ordinal) || w.Contains("myext", StringComparison.Ordinal));
+    }
+
+    /// <summary>The per-request check behind the health endpoints (issue 14, item 4): postmaster.pid and /proc, no connection.</summary>
+    [Fact]
+    public async Task Check_postmaster_sees_a_stopped_killed_or_frozen_postmaster_at_once()
+    {
+        await using var cluster = new PgTestCluster("check");
+        var node = cluster.Node("node1");
+        await node.BootstrapAsync();
+        var pid = (await node.InspectAsync()).PostmasterPid!.Value;
+
+        Assert.Equal(PostmasterNow.Ready, node.Control.CheckPostmaster(pid));
+        Assert.Equal(PostmasterNow.Gone, node.Control.CheckPostmaster(pid + 100_000)); // postmaster.pid names another process
+
+        Assert.True(Steward.IntegrationTests.Infrastructure.Signals.Send(pid, Steward.IntegrationTests.Infrastructure.Signals.SIGSTOP));
+        try
+        {
+            await Eventually.TrueAsync(() => Task.FromResult(node.Control.CheckPostmaster(pid) == PostmasterNow.Gone), "a stopped postmaster takes no connection");
+        }
+        finally
+        {
+            Steward.IntegrationTests.Infrastructure.Signals.Send(pid, Steward.IntegrationTests.Infrastructure.Signals.SIGCONT);
+        }
+
+        await Eventually.TrueAsync(() => Task.FromResult(node.Control.CheckPostmaster(pid) == PostmasterNow.Ready), "resumed");
+        await node.Control.StopAsync(StopMode.Immediate, None);
+        Assert.Equal(PostmasterNow.Gone, node.Control.CheckPostmaster(pid));
+    }
+
     [Fact]
     public async Task Cloned_replica_streams_through_its_slot_and_reads_the_primary_rows()
     {

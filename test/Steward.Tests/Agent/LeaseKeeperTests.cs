@@ -50,6 +50,65 @@ public sealed class LeaseKeeperTests
         Assert.True(at >= limit - TimeSpan.FromMilliseconds(100), $"fenced too early: {(at - renewed).TotalSeconds:0.00} s");
     }
 
+    /// <summary>
+    /// Story (issue 14, item 1): Patroni accepts ttl 20, loop_wait 2, retry_timeout 10 (it breaks the rule loop_wait +
+    /// 2*retry_timeout &lt;= ttl), and Steward now accepts it with a warning. That is safe only if the fence does not rest
+    /// on the rule: here every renewal hangs for retry_timeout (the store's request timeout) and then fails, so at
+    /// no point is a renewal "done" when the deadline passes. The fence must still fire at last successful renewal +
+    /// ttl − margin (15 s), not when the retries give up.
+    /// </summary>
+    [Fact]
+    public async Task Timings_that_break_patronis_rule_still_fence_at_the_lease_deadline_while_renewals_hang_for_retry_timeout()
+    {
+        const int ttl = 20, loopWait = 2, retryTimeout = 10;
+        Assert.NotNull(DynamicConfigJson.TimingWarning(new DynamicConfig { Ttl = ttl, LoopWait = loopWait, RetryTimeout = retryTimeout }));
+        var time = new FakeTimeProvider(new DateTimeOffset(2026, 11, 26, 12, 0, 0, TimeSpan.Zero));
+        var slow = false;
+        var attempts = 0;
+        var scripted = Scripted.Over(new InMemoryEtcd(time).Connect("/service/t/"), (_, ct) =>
+        {
+            if (!Volatile.Read(ref slow))
+            {
+                return null;
+            }
+
+            Interlocked.Increment(ref attempts);
+            return HangThenFail(ct);
+        });
+        async Task<LeaseState> HangThenFail(CancellationToken ct)
+        {
+            await Task.Delay(TimeSpan.FromSeconds(retryTimeout), time, ct);
+            throw new StoreUnavailableException($"etcd did not answer within retry_timeout ({retryTimeout} s)");
+        }
+
+        var fenced = new TaskCompletionSource<DateTimeOffset>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var keeper = new LeaseKeeper(scripted, time, NullLogger.Instance, () => ttl, () => loopWait, _ =>
+        {
+            fenced.TrySetResult(time.GetUtcNow());
+            return Task.CompletedTask;
+        });
+        using var cts = new CancellationTokenSource();
+        await keeper.RenewAsync(cts.Token);
+        var renewed = time.GetUtcNow();
+        Volatile.Write(ref slow, true);
+        keeper.Start(cts.Token);
+
+        var limit = renewed + TimeSpan.FromSeconds(ttl) - LeaseKeeper.Margin(ttl);
+        for (var i = 0; i < ttl * 20 * 2 && !fenced.Task.IsCompleted; i++)
+        {
+            time.Advance(TimeSpan.FromMilliseconds(50));
+            await Task.Delay(1);
+        }
+
+        await cts.CancelAsync();
+        await keeper.StopAsync();
+        Assert.True(fenced.Task.IsCompleted, "the fence never fired");
+        var at = await fenced.Task;
+        Assert.True(at <= limit + TimeSpan.FromMilliseconds(100), $"fenced {(at - renewed).TotalSeconds:0.00} s after the last renewal; the deadline was {(limit - renewed).TotalSeconds:0.00} s");
+        Assert.True(at >= limit - TimeSpan.FromMilliseconds(100), $"fenced too early: {(at - renewed).TotalSeconds:0.00} s");
+        Assert.True(Volatile.Read(ref attempts) >= 2, "renewals were being retried when the deadline passed");
+    }
+
     [Fact]
     public async Task A_live_lease_is_never_fenced()
     {

@@ -29,6 +29,7 @@ public sealed class CliTimeTests
     public void A_malformed_time_is_refused_naming_the_value_and_the_option(string text)
     {
         var e = Assert.Throws<CliException>(() => CliTime.Parse(text, "--scheduled"));
+        Assert.StartsWith($"Unable to parse scheduled timestamp ({text}). It should be in an unambiguous format (e.g. ISO 8601)", e.Message, StringComparison.Ordinal);
         Assert.Contains($"--scheduled: '{text}' is not a time", e.Message, StringComparison.Ordinal);
         Assert.Equal(ExitCodes.Failed, e.ExitCode);
     }
@@ -169,6 +170,6 @@ public sealed class SwitchoverChecksTests
     public void An_unknown_member_is_refused_listing_the_members()
     {
         var e = Assert.Throws<CliException>(() => CliContext.RequireMember(View, "demo", "node9"));
-        Assert.Equal("no member named node9 in cluster demo (members: node1, node2, node3, node4, node5, node6)", e.Message);
+        Assert.Equal("node9 is not a member of cluster demo (members: node1, node2, node3, node4, node5, node6)", e.Message);
     }
 }

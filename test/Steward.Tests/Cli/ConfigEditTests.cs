@@ -57,7 +57,7 @@ public sealed class ConfigEditTests
     }
 
     [Theory]
-    [InlineData("loop_wait=3", "loop_wait (3) + 2 × retry_timeout (2) = 7 is more than ttl (6)")]
+    [InlineData("loop_wait=0", "loop_wait must be a positive number of seconds, got 0")]
     [InlineData("ttl=0", "ttl must be a positive number of seconds, got 0")]
     [InlineData("retry_timeout=-1", "retry_timeout must be a positive number of seconds")]
     [InlineData("ttl=abc", "ttl: expected an integer, got \"abc\"")]
@@ -75,6 +75,15 @@ public sealed class ConfigEditTests
     {
         var e = Assert.Throws<CliException>(() => Apply([set], []));
         Assert.Contains(message, e.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>Story (issue 14, item 1): edit-config refused what Patroni accepts; it is now written, and the command warns (ConfigCommands).</summary>
+    [Fact]
+    public void Timings_that_break_patronis_rule_are_accepted()
+    {
+        var c = Apply(["ttl=20", "loop_wait=2", "retry_timeout=10"], []);
+        Assert.Equal((20, 2, 10), (c.Ttl, c.LoopWait, c.RetryTimeout));
+        Assert.NotNull(DynamicConfigJson.TimingWarning(c));
     }
 
     [Theory]

@@ -9,9 +9,8 @@ public sealed class DynamicConfigJsonTests
     [Theory]
     [InlineData("""{"maximum_lag_on_failover": -1}""", "maximum_lag_on_failover must be 0 or more bytes, got -1")]
     [InlineData("""{"primary_start_timeout": -5}""", "primary_start_timeout must be 0 or more seconds, got -5")]
-    [InlineData("""{"ttl": -6}""", "invalid timing: need loop_wait + 2 × retry_timeout ≤ ttl, all positive (ttl -6, loop_wait 1, retry_timeout 2)")]
-    [InlineData("""{"loop_wait": 0}""", "invalid timing: need loop_wait + 2 × retry_timeout ≤ ttl, all positive (ttl 6, loop_wait 0, retry_timeout 2)")]
-    [InlineData("""{"ttl": 30, "loop_wait": 10, "retry_timeout": 11}""", "invalid timing: need loop_wait + 2 × retry_timeout ≤ ttl, all positive (ttl 30, loop_wait 10, retry_timeout 11)")]
+    [InlineData("""{"ttl": -6}""", "invalid timing: ttl, loop_wait and retry_timeout must all be positive (ttl -6, loop_wait 1, retry_timeout 2)")]
+    [InlineData("""{"loop_wait": 0}""", "invalid timing: ttl, loop_wait and retry_timeout must all be positive (ttl 6, loop_wait 0, retry_timeout 2)")]
     public void Settings_that_cannot_work_are_named(string json, string problem)
     {
         var config = DynamicConfigJson.TryParse(json, out _)!;
@@ -22,8 +21,27 @@ public sealed class DynamicConfigJsonTests
     [Theory]
     [InlineData("{}")]
     [InlineData("""{"ttl": 30, "loop_wait": 10, "retry_timeout": 10, "maximum_lag_on_failover": 0, "primary_start_timeout": 0}""")]
+    [InlineData("""{"ttl": 20, "loop_wait": 2, "retry_timeout": 10}""")]
     public void Settings_that_can_work_have_no_problem(string json) =>
         Assert.Null(DynamicConfigJson.Problem(DynamicConfigJson.TryParse(json, out _)!));
+
+    /// <summary>Story (issue 14, item 1): Patroni accepts timings that break its own rule (it warns); Steward refused them, so a Patroni user's config did not start.</summary>
+    [Theory]
+    [InlineData(20, 2, 10, "loop_wait (2) + 2*retry_timeout (10) = 22 is more than ttl (20)")]
+    [InlineData(30, 10, 11, "loop_wait (10) + 2*retry_timeout (11) = 32 is more than ttl (30)")]
+    public void Timings_that_break_patronis_rule_are_a_warning_that_says_what_they_risk(int ttl, int loopWait, int retryTimeout, string start)
+    {
+        var config = new DynamicConfig { Ttl = ttl, LoopWait = loopWait, RetryTimeout = retryTimeout };
+        var warning = DynamicConfigJson.TimingWarning(config);
+
+        Assert.Null(DynamicConfigJson.Problem(config));
+        Assert.NotNull(warning);
+        Assert.StartsWith(start, warning, StringComparison.Ordinal);
+        Assert.Contains("the leader stays safe", warning, StringComparison.Ordinal);
+        Assert.Contains("fail over", warning, StringComparison.Ordinal);
+        Assert.True(warning.All(char.IsAscii), "the warning travels in an HTTP header");
+        Assert.Null(DynamicConfigJson.TimingWarning(config with { Ttl = loopWait + (2 * retryTimeout) }));
+    }
 
     [Fact]
     public void Config_survives_a_round_trip_in_patronis_key_names()

@@ -227,12 +227,15 @@ public sealed class ConfigLoaderTests
         Assert.Equal(new HostPort("10.0.0.1", 8008), accepted.RestApi.ConnectAddress);
     }
 
+    /// <summary>Story (issue 14, item 1): this was an error, so a Patroni user's file with ttl 20, loop_wait 2, retry_timeout 10 did not start.</summary>
     [Fact]
-    public void Lease_timing_must_follow_patronis_rule_and_the_error_names_the_three_values()
+    public void Lease_timing_that_breaks_patronis_rule_is_accepted_with_a_warning_naming_the_three_values()
     {
-        var error = Fails(With("bootstrap:\n  dcs:\n    ttl: 10\n    loop_wait: 5\n    retry_timeout: 3"));
+        var config = Parse(With("bootstrap:\n  dcs:\n    ttl: 20\n    loop_wait: 2\n    retry_timeout: 10"));
 
-        Assert.Contains("bootstrap.dcs: loop_wait (5) + 2 * retry_timeout (3) must not exceed ttl (10)", error.Message, StringComparison.Ordinal);
+        Assert.Equal((20, 2, 10), (config.Bootstrap.Dcs.Ttl, config.Bootstrap.Dcs.LoopWait, config.Bootstrap.Dcs.RetryTimeout));
+        var warning = Assert.Single(config.Warnings, w => w.Contains("retry_timeout", StringComparison.Ordinal));
+        Assert.Contains("bootstrap.dcs: loop_wait (2) + 2*retry_timeout (10) = 22 is more than ttl (20)", warning, StringComparison.Ordinal);
     }
 
     [Theory]

@@ -70,6 +70,104 @@ public sealed class PgConfigFilesTests
         Assert.False(parameters.ContainsKey("primary_conninfo"));
     }
 
+    /// <summary>A PostgreSQL 15 server's catalog (wal_keep_size, no wal_keep_segments) and a PostgreSQL 12 one's.</summary>
+    private static readonly string[] Pg15 = ["wal_level", "hot_standby", "max_wal_senders", "max_replication_slots", "wal_log_hints", "wal_keep_size",
+        "wal_retrieve_retry_interval", "unix_socket_directories", "listen_addresses", "port", "max_connections", "shared_buffers"];
+
+    private static readonly string[] Pg12 = [.. Pg15.Where(n => n != "wal_keep_size"), "wal_keep_segments"];
+
+    private static SortedDictionary<string, string> Adapted(string[] server, IReadOnlyDictionary<string, string> local, List<string> warnings, IReadOnlyDictionary<string, string>? dynamicParameters = null)
+    {
+        var catalog = new PgParameterCatalog("/usr/lib/postgresql/x/bin/postgres", server);
+        var dynamic = new DynamicConfig { Postgresql = new DynamicPostgresConfig { Parameters = dynamicParameters ?? new Dictionary<string, string>() } };
+        return PgConfigFiles.Parameters(Config(local), dynamic, "/tmp", name => catalog.Knows(name) ?? false, warnings);
+    }
+
+    /// <summary>Story (issue 14, item 2): wal_keep_segments: 100 from a Patroni config reached PostgreSQL 15, which refused to start.</summary>
+    [Fact]
+    public void Wal_keep_segments_becomes_wal_keep_size_in_16MB_segments_on_a_server_that_only_has_wal_keep_size()
+    {
+        var warnings = new List<string>();
+        var parameters = Adapted(Pg15, new Dictionary<string, string>(), warnings, new Dictionary<string, string> { ["wal_keep_segments"] = "100" });
+
+        Assert.Equal("1600MB", parameters["wal_keep_size"]);
+        Assert.False(parameters.ContainsKey("wal_keep_segments"));
+        Assert.Contains("wal_keep_segments = 100 written as wal_keep_size = 1600MB", Assert.Single(warnings), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void When_both_are_written_the_name_the_server_has_wins()
+    {
+        var warnings = new List<string>();
+        var on15 = Adapted(Pg15, new Dictionary<string, string> { ["wal_keep_segments"] = "100", ["wal_keep_size"] = "1GB" }, warnings);
+        Assert.Equal("1GB", on15["wal_keep_size"]);
+        Assert.False(on15.ContainsKey("wal_keep_segments"));
+
+        var on12 = Adapted(Pg12, new Dictionary<string, string> { ["wal_keep_segments"] = "100", ["wal_keep_size"] = "1GB" }, warnings);
+        Assert.Equal("100", on12["wal_keep_segments"]);
+        Assert.False(on12.ContainsKey("wal_keep_size"));
+    }
+
+    [Theory]
+    [InlineData(null, "8")] // our default 128MB, converted as Patroni converts its own: (128 + 8) / 16
+    [InlineData("1GB", "64")]
+    [InlineData("512", "32")]
+    public void Wal_keep_size_becomes_wal_keep_segments_on_a_server_before_13(string? size, string segments)
+    {
+        var local = size is null ? new Dictionary<string, string>() : new Dictionary<string, string> { ["wal_keep_size"] = size };
+        var parameters = Adapted(Pg12, local, []);
+
+        Assert.Equal(segments, parameters["wal_keep_segments"]);
+        Assert.False(parameters.ContainsKey("wal_keep_size"));
+    }
+
+    [Fact]
+    public void A_parameter_the_server_does_not_know_is_left_out_with_a_warning_and_an_extension_parameter_is_kept()
+    {
+        var warnings = new List<string>();
+        var parameters = Adapted(Pg15, new Dictionary<string, string> { ["foo_bar"] = "1", ["myext.x"] = "on", ["max_connections"] = "50" }, warnings);
+
+        Assert.False(parameters.ContainsKey("foo_bar"));
+        Assert.Equal("on", parameters["myext.x"]);
+        Assert.Equal("50", parameters["max_connections"]);
+        Assert.Equal("5433", parameters["port"]);
+        Assert.Contains("parameter foo_bar = 1 left out of postgresql.conf: this PostgreSQL server does not know it", Assert.Single(warnings), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Without_a_catalog_nothing_is_adapted()
+    {
+        var parameters = PgConfigFiles.Parameters(Config(new Dictionary<string, string> { ["wal_keep_segments"] = "100", ["foo_bar"] = "1" }), new DynamicConfig(), "/tmp");
+
+        Assert.Equal("100", parameters["wal_keep_segments"]);
+        Assert.Equal("1", parameters["foo_bar"]);
+    }
+
+    [Theory]
+    [InlineData("128MB", 128L)]
+    [InlineData("2GB", 2048L)]
+    [InlineData("2048kB", 2L)]
+    [InlineData("1TB", 1048576L)]
+    [InlineData(" 64 ", 64L)]
+    [InlineData("1.5GB", null)]
+    [InlineData("lots", null)]
+    [InlineData("64mb", null)] // PostgreSQL's units are case-sensitive
+    public void Sizes_are_read_in_megabytes(string text, long? megabytes) => Assert.Equal(megabytes, PgConfigFiles.Megabytes(text));
+
+    [Fact]
+    public void The_catalog_reads_the_first_column_of_describe_config_and_keeps_dotted_names()
+    {
+        const string output = "archive_mode\tpostmaster\tWrite-Ahead Log / Archiving\tENUM\toff\t\t\tAllows archiving.\t\n"
+                              + "Wal_Keep_Size\tsighup\tReplication / Sending Servers\tINTEGER\t0\t0\t2147483647\tSets the size.\t\n";
+        var catalog = new PgParameterCatalog("/bin/postgres", PgParameterCatalog.ParseDescribeConfig(output));
+
+        Assert.Equal(2, catalog.Count);
+        Assert.True(catalog.Knows("wal_keep_size"));
+        Assert.True(catalog.Knows("ARCHIVE_MODE"));
+        Assert.True(catalog.Knows("pg_stat_statements.max"));
+        Assert.Null(catalog.Knows("zero_damaged_pages")); // not listed: only postgres -C can tell
+    }
+
     [Fact]
     public void Postgresql_conf_includes_the_base_and_quotes_every_value()
     {

@@ -1,0 +1,99 @@
+using System.Diagnostics;
+using Steward.IntegrationTests.Infrastructure;
+using Steward.IntegrationTests.Cli;
+using Xunit.Abstractions;
+
+namespace Steward.IntegrationTests.Cluster;
+
+/// <summary>Issue 14: what a Patroni user's scripts, load balancers and configs rely on, on a real cluster.</summary>
+[Collection(ClusterCollection.Name)]
+public sealed class PatroniCompatibilityTests(ITestOutputHelper output)
+{
+    private static readonly string[] ReplicaChecks = ["/replica", "/health", "/read-only", "/readiness", "/async", "/replica?lag=1MB"];
+
+    /// <summary>
+    /// Story (issue 14, item 4): right after <c>pg_ctl stop -m immediate</c> on a replica in pause mode, <c>/replica</c>
+    /// still answered 200 <c>running/streaming</c> from the last cycle's snapshot, so a load balancer kept sending reads
+    /// to a server that was gone. Health answers must reflect PostgreSQL now (DESIGN safety rule 8), as Patroni's do.
+    /// </summary>
+    [Fact]
+    public async Task Health_endpoints_answer_503_at_once_when_a_paused_replicas_postgres_is_stopped()
+    {
+        var (cluster, leader) = await TestCluster.StartHealthyAsync(output, nodes: 2);
+        await using var _ = cluster;
+        var replica = cluster.Nodes.Single(n => n != leader);
+        foreach (var path in ReplicaChecks)
+        {
+            Assert.Equal(200, await replica.RestStatusAsync(path));
+        }
+
+        var (code, text) = await CliRun.RunAsync(cluster, output, "pause", "--wait");
+        Assert.True(code == 0, text);
+        await Poll.UntilAsync(async () => (await replica.PatroniAsync())?.TryGetProperty("pause", out var p) == true && p.GetBoolean(),
+            TimeSpan.FromSeconds(30), "the replica sees pause");
+
+        // Paused: what Patroni refuses, in its words (api.py, ctl.py).
+        var inAnHour = DateTimeOffset.UtcNow.AddHours(1);
+        Assert.Equal((400, "Can't schedule switchover in the paused state"),
+            await PostAsync(leader, "/switchover", $$"""{"leader": "{{leader.Name}}", "candidate": "{{replica.Name}}", "scheduled_at": "{{inAnHour:O}}"}"""));
+        Assert.Equal((400, "Switchover is possible only to a specific candidate in a paused state"),
+            await PostAsync(leader, "/switchover", $$"""{"leader": "{{leader.Name}}"}"""));
+        Assert.Equal((500, "Can't schedule restart in the paused state"), await PostAsync(replica, "/restart", $$"""{"schedule": "{{inAnHour:O}}"}"""));
+        var at = inAnHour.ToString("yyyy-MM-dd'T'HH:mm:sszzz", System.Globalization.CultureInfo.InvariantCulture);
+        foreach (var (verb, args, message) in new (string, string[], string)[]
+                 {
+                     ("switchover", ["--candidate", replica.Name, "--scheduled", at, "--force"], "Can't schedule switchover in the paused state"),
+                     ("restart", [replica.Name, "--scheduled", at, "--force"], "Can't schedule restart in the paused state"),
+                     ("pause", [], "Cluster is already paused"),
+                 })
+        {
+            var (exit, said) = await CliRun.RunAsync(cluster, output, verb, args);
+            Assert.Equal(1, exit);
+            Assert.Contains(message, said, StringComparison.Ordinal);
+        }
+
+        await PgCtlStopImmediateAsync(replica.DataDir);
+        var clock = Stopwatch.StartNew();
+        foreach (var path in ReplicaChecks)
+        {
+            Assert.Equal(503, await replica.RestStatusAsync(path));
+        }
+
+        var elapsed = clock.Elapsed;
+        var status = (await replica.PatroniAsync())!.Value;
+        Assert.NotEqual("running", status.GetProperty("state").GetString());
+        Assert.False(status.TryGetProperty("replication_state", out var _), "no longer streaming");
+        output.WriteLine($"{ReplicaChecks.Length} health checks answered 503 within {elapsed.TotalMilliseconds:0} ms of pg_ctl stop; /patroni state {status.GetProperty("state")}");
+        Assert.Equal(200, await leader.RestStatusAsync("/leader"));
+
+        // Paused: the agent does not start it again, and the answers stay 503 after its next cycles too.
+        await Task.Delay(TimeSpan.FromSeconds(2));
+        Assert.Null(replica.PostmasterPid());
+        Assert.Equal(503, await replica.RestStatusAsync("/replica"));
+    }
+
+    private static readonly HttpClient Http = new() { Timeout = TimeSpan.FromSeconds(60) };
+
+    private static async Task<(int Status, string Text)> PostAsync(TestNode node, string path, string body)
+    {
+        using var content = new StringContent(body, System.Text.Encoding.UTF8, "application/json");
+        using var response = await Http.PostAsync(new Uri($"http://127.0.0.1:{node.RestPort}{path}"), content);
+        return ((int)response.StatusCode, await response.Content.ReadAsStringAsync());
+    }
+
+    /// <summary>pg_ctl stop -m immediate as the postgres OS user, as an operator would run it.</summary>
+    private static async Task PgCtlStopImmediateAsync(string dataDir)
+    {
+        var psi = new ProcessStartInfo("setpriv") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new[] { "--reuid=postgres", "--regid=postgres", "--init-groups", "--", "/usr/lib/postgresql/15/bin/pg_ctl", "stop", "-m", "immediate", "-D", dataDir })
+        {
+            psi.ArgumentList.Add(a);
+        }
+
+        using var p = Process.Start(psi)!;
+        var err = p.StandardError.ReadToEndAsync();
+        await p.StandardOutput.ReadToEndAsync();
+        await p.WaitForExitAsync();
+        Assert.True(p.ExitCode == 0, $"pg_ctl stop -m immediate failed: {await err}");
+    }
+}
