@@ -4,6 +4,7 @@
 #
 #   needs: .NET 10 SDK (checked only, never installed)
 #          PostgreSQL 15 server (postgresql-15), etcd (etcd-server, etcd-client), haproxy,
+#          pgbouncer (the router's PgBouncer tests run the real one),
 #          chromium (the dashboard's browser test drives it headless)
 #          clang, zlib1g-dev (the native AOT build: scripts/package.sh, bench/footprint),
 #          systemd (systemd-analyze verifies the package's units in the tests), dpkg-deb, man-db (man page test)
@@ -54,6 +55,7 @@ missing=()
 have etcd    || missing+=(etcd-server)
 have etcdctl || missing+=(etcd-client)
 have haproxy || missing+=(haproxy)
+[[ -x /usr/sbin/pgbouncer ]] || missing+=(pgbouncer)
 have chromium || missing+=(chromium)
 have clang || missing+=(clang)
 [[ -e /usr/include/zlib.h ]] || missing+=(zlib1g-dev)
@@ -65,7 +67,7 @@ if ! [[ -x $PG_BIN/postgres && -x $PG_BIN/initdb && -x $PG_BIN/pg_ctl ]]; then
 fi
 
 if ((${#missing[@]} == 0)); then
-    say "etcd, etcdctl, haproxy, chromium, PostgreSQL 15, clang, zlib1g-dev and systemd-analyze already installed; nothing to do"
+    say "etcd, etcdctl, haproxy, pgbouncer, chromium, PostgreSQL 15, clang, zlib1g-dev and systemd-analyze already installed; nothing to do"
 else
     say "missing packages: ${missing[*]}"
     ((EUID == 0)) || die "installing packages needs root; run as root: apt-get install -y ${missing[*]}"
@@ -104,6 +106,19 @@ else
         say "cluster 15/main: $(pg_lsclusters 15 main 2>/dev/null | awk 'NR > 1 { print $4 }'), start.conf: $(grep -v '^#' "$start_conf" | grep . | head -1)"
     fi
 
+    # pgbouncer: the package's service starts one on 6432 (the demo's PgBouncer port); tests and the demo run their own.
+    if [[ " ${missing[*]} " == *" pgbouncer "* ]]; then
+        if ((systemd)); then
+            if systemctl is-active --quiet pgbouncer.service 2>/dev/null; then
+                say "the install started pgbouncer.service; stopping and disabling it"
+                systemctl stop pgbouncer.service || true
+            fi
+            systemctl disable pgbouncer.service 2>/dev/null || true
+        elif [[ -x /etc/init.d/pgbouncer ]]; then
+            /etc/init.d/pgbouncer stop >/dev/null 2>&1 || true
+        fi
+    fi
+
     # etcd: the package's service may have started an etcd on 2379.
     if [[ " ${missing[*]} " == *" etcd-server "* && -z $etcd_pid_before ]]; then
         etcd_pid=""
@@ -139,6 +154,7 @@ fail=0
 for t in etcd etcdctl haproxy chromium clang systemd-analyze dpkg-deb man; do
     have "$t" || { echo "install-deps: ERROR: $t not found after install" >&2; fail=1; }
 done
+[[ -x /usr/sbin/pgbouncer ]] || { echo "install-deps: ERROR: /usr/sbin/pgbouncer not found after install (package pgbouncer)" >&2; fail=1; }
 for t in postgres initdb pg_ctl pg_basebackup pg_rewind; do
     [[ -x $PG_BIN/$t ]] || { echo "install-deps: ERROR: $PG_BIN/$t not found after install (package postgresql-15)" >&2; fail=1; }
 done

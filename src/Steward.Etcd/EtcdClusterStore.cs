@@ -27,7 +27,7 @@ namespace Steward.Etcd;
 /// <item><see cref="DisposeAsync"/> stops the watch and closes the channels; it does not revoke the lease.</item>
 /// </list>
 /// </summary>
-public sealed partial class EtcdClusterStore : IClusterStore
+public sealed partial class EtcdClusterStore : IClusterStore, IRouterKeys
 {
     private static readonly TimeSpan MaxWatchBackoff = TimeSpan.FromSeconds(2);
 
@@ -218,15 +218,26 @@ public sealed partial class EtcdClusterStore : IClusterStore
         return TxnAsync("release leader", txn, ct);
     }
 
-    public async Task PutMemberAsync(string name, MemberData data, CancellationToken ct)
+    public Task PutMemberAsync(string name, MemberData data, CancellationToken ct) =>
+        PutWithLeaseAsync("put member", ClusterKeys.MembersDir + name, PatroniCodec.Serialize(data), ct);
+
+    public Task PutRouterAsync(string name, RouterRegistration registration, CancellationToken ct) =>
+        PutWithLeaseAsync("put router", ClusterKeys.RoutersDir + name, PatroniCodec.Serialize(registration), ct);
+
+    public Task PutPauseAsync(string name, PauseConfirmation confirmation, CancellationToken ct) =>
+        PutWithLeaseAsync("put pause", ClusterKeys.PauseDir + name, PatroniCodec.Serialize(confirmation), ct);
+
+    public Task DeletePauseAsync(string name, CancellationToken ct) => DeleteAsync("delete pause", ClusterKeys.PauseDir + name, ct);
+
+    private async Task PutWithLeaseAsync(string operation, string relativeKey, byte[] value, CancellationToken ct)
     {
         var lease = LeaseId;
         if (lease == 0)
         {
-            throw new StoreUnavailableException($"put member {name}: no session lease; KeepAliveAsync grants one");
+            throw new StoreUnavailableException($"{operation} {relativeKey}: no session lease; KeepAliveAsync grants one");
         }
-        var put = new PutRequest { Key = Key(ClusterKeys.MembersDir + name), Value = ByteString.CopyFrom(PatroniCodec.Serialize(data)), Lease = lease };
-        var written = await CallAsync("put member", async (ep, o) =>
+        var put = new PutRequest { Key = Key(relativeKey), Value = ByteString.CopyFrom(value), Lease = lease };
+        var written = await CallAsync(operation, async (ep, o) =>
         {
             try
             {
@@ -240,9 +251,9 @@ public sealed partial class EtcdClusterStore : IClusterStore
         }, ct).ConfigureAwait(false);
         if (!written)
         {
-            LogLeaseLostOnWrite(_logger, lease, ClusterKeys.MembersDir + name);
+            LogLeaseLostOnWrite(_logger, lease, relativeKey);
             DropLease(lease);
-            throw new StoreUnavailableException($"put member {name}: session lease {lease} has expired; KeepAliveAsync grants a new one");
+            throw new StoreUnavailableException($"{operation} {relativeKey}: session lease {lease} has expired; KeepAliveAsync grants a new one");
         }
     }
 

@@ -324,7 +324,7 @@ public sealed class InMemoryEtcd
 /// <see cref="WaitForChangeAsync"/> completes at once when the server changed since this client's last
 /// <see cref="LoadAsync"/>, so no change between a read and the wait is lost.
 /// </summary>
-public sealed class InMemoryClusterStore : IClusterStore
+public sealed class InMemoryClusterStore : IClusterStore, IRouterKeys
 {
     private readonly InMemoryEtcd _server;
     private readonly ILogger _logger;
@@ -480,17 +480,27 @@ public sealed class InMemoryClusterStore : IClusterStore
             tx.Get(key) is { } e && Encoding.UTF8.GetString(e.Value) == name && e.Lease == leaseId && tx.Delete(key)));
     }
 
-    public Task PutMemberAsync(string name, MemberData data, CancellationToken ct)
+    public Task PutMemberAsync(string name, MemberData data, CancellationToken ct) =>
+        PutWithLease("put member", ClusterKeys.MembersDir + name, PatroniCodec.Serialize(data), ct);
+
+    public Task PutRouterAsync(string name, RouterRegistration registration, CancellationToken ct) =>
+        PutWithLease("put router", ClusterKeys.RoutersDir + name, PatroniCodec.Serialize(registration), ct);
+
+    public Task PutPauseAsync(string name, PauseConfirmation confirmation, CancellationToken ct) =>
+        PutWithLease("put pause", ClusterKeys.PauseDir + name, PatroniCodec.Serialize(confirmation), ct);
+
+    public Task DeletePauseAsync(string name, CancellationToken ct) => Delete(ClusterKeys.PauseDir + name, "delete pause", ct);
+
+    private Task PutWithLease(string operation, string relativeKey, byte[] value, CancellationToken ct)
     {
         ct.ThrowIfCancellationRequested();
         var lease = LeaseId;
         if (lease == 0)
         {
-            throw new StoreUnavailableException($"put member {name}: no session lease; KeepAliveAsync grants one");
+            throw new StoreUnavailableException($"{operation} {relativeKey}: no session lease; KeepAliveAsync grants one");
         }
-        var key = Prefix + ClusterKeys.MembersDir + name;
-        var value = PatroniCodec.Serialize(data);
-        var written = _server.Execute(this, "put member", tx =>
+        var key = Prefix + relativeKey;
+        var written = _server.Execute(this, operation, tx =>
         {
             if (!tx.LeaseExists(lease))
             {
@@ -502,7 +512,7 @@ public sealed class InMemoryClusterStore : IClusterStore
         if (!written)
         {
             DropLease(lease);
-            throw new StoreUnavailableException($"put member {name}: session lease {lease} has expired; KeepAliveAsync grants a new one");
+            throw new StoreUnavailableException($"{operation} {relativeKey}: session lease {lease} has expired; KeepAliveAsync grants a new one");
         }
         return Task.CompletedTask;
     }

@@ -38,6 +38,15 @@ public sealed record ClusterView
     /// <summary>The <c>sync</c> key: the synchronous standbys on record (synchronous mode), null when absent.</summary>
     public SyncState? Sync { get; init; }
 
+    /// <summary>
+    /// Every <c>routers/&lt;name&gt;</c> key: routers that pause PgBouncers around a planned switchover and that the leader
+    /// waits for before it demotes (docs/pgbouncer.md). Sorted by name.
+    /// </summary>
+    public IReadOnlyList<RouterEntry> Routers { get; init; } = [];
+
+    /// <summary>Every <c>pause/&lt;name&gt;</c> key: a router's answer to a switchover request. Sorted by name.</summary>
+    public IReadOnlyList<PauseEntry> Pauses { get; init; } = [];
+
     public Member? GetMember(string name) => Members.FirstOrDefault(m => m.Name == name);
 
     public Member? LeaderMember => Leader is null ? null : GetMember(Leader.Name);
@@ -83,6 +92,48 @@ public sealed record FailoverRequest
     [JsonPropertyName("scheduled_at")] public DateTimeOffset? ScheduledAt { get; init; }
     [JsonIgnore] public long ModRevision { get; init; }
 }
+
+/// <summary>
+/// The value of <c>routers/&lt;name&gt;</c>, written by a router that drives PgBouncers (bound to its lease, so it goes
+/// when the router does): the leader waits up to <see cref="PauseTimeout"/> (plus a margin) for its answer before it
+/// demotes for a switchover.
+/// </summary>
+public sealed record RouterRegistration
+{
+    /// <summary>The admin consoles it drives (host:port), for people reading etcd.</summary>
+    [JsonPropertyName("pgbouncers")] public IReadOnlyList<string> PgBouncers { get; init; } = [];
+
+    /// <summary>Seconds its PAUSE may take (the largest of its PgBouncers' <c>pause_timeout</c>).</summary>
+    [JsonPropertyName("pause_timeout")] public double PauseTimeout { get; init; }
+}
+
+/// <summary>A <c>routers/&lt;name&gt;</c> key.</summary>
+public sealed record RouterEntry(string Name, RouterRegistration Data, long LeaseId);
+
+/// <summary>
+/// The value of <c>pause/&lt;name&gt;</c>: a router's answer to the switchover request whose <c>failover</c> key has
+/// mod_revision <see cref="FailoverRevision"/> — it has done what it could to pause its PgBouncers (each one's outcome in
+/// <see cref="PgBouncers"/>), and the leader may demote as far as this router goes. Deleted after RESUME.
+/// </summary>
+public sealed record PauseConfirmation
+{
+    [JsonPropertyName("failover_revision")] public long FailoverRevision { get; init; }
+
+    [JsonPropertyName("pgbouncers")] public IReadOnlyList<PgBouncerOutcome> PgBouncers { get; init; } = [];
+}
+
+/// <summary>What a PAUSE did on one PgBouncer: <c>paused</c>, <c>timeout</c> (transactions still running: they will be cut) or <c>unreachable</c>.</summary>
+public sealed record PgBouncerOutcome
+{
+    [JsonPropertyName("address")] public string Address { get; init; } = "";
+
+    [JsonPropertyName("state")] public string State { get; init; } = "";
+
+    [JsonPropertyName("detail")] public string? Detail { get; init; }
+}
+
+/// <summary>A <c>pause/&lt;name&gt;</c> key.</summary>
+public sealed record PauseEntry(string Name, PauseConfirmation Data, long ModRevision);
 
 /// <summary>The <c>status</c> key (Patroni's shape: optime = last known leader LSN).</summary>
 public sealed record ClusterStatus

@@ -19,6 +19,8 @@ namespace Steward.Core.Cluster;
 [JsonSerializable(typeof(ClusterStatus))]
 [JsonSerializable(typeof(FailoverRequest))]
 [JsonSerializable(typeof(SyncState))]
+[JsonSerializable(typeof(RouterRegistration))]
+[JsonSerializable(typeof(PauseConfirmation))]
 // Tag values are typed object: these are the types they hold (from YAML: bool, long, string; from etcd: JsonElement).
 [JsonSerializable(typeof(bool))]
 [JsonSerializable(typeof(long))]

@@ -122,3 +122,21 @@ public sealed class StoreUnavailableException : Exception
     public StoreUnavailableException() { }
     public StoreUnavailableException(string message) : base(message) { }
 }
+
+/// <summary>
+/// The keys a router that drives PgBouncers writes (docs/pgbouncer.md), bound to its own session lease
+/// (<see cref="IClusterStore.KeepAliveAsync"/> grants it), so they go when the router does. Same contract as
+/// <see cref="IClusterStore"/>: <see cref="StoreUnavailableException"/> when the store cannot be reached or the lease
+/// has expired (the caller keeps the lease alive and puts again).
+/// </summary>
+public interface IRouterKeys
+{
+    /// <summary>Puts <c>routers/&lt;name&gt;</c> bound to the session lease.</summary>
+    Task PutRouterAsync(string name, RouterRegistration registration, CancellationToken ct);
+
+    /// <summary>Puts <c>pause/&lt;name&gt;</c> (the router's answer to a switchover request) bound to the session lease.</summary>
+    Task PutPauseAsync(string name, PauseConfirmation confirmation, CancellationToken ct);
+
+    /// <summary>Deletes <c>pause/&lt;name&gt;</c>.</summary>
+    Task DeletePauseAsync(string name, CancellationToken ct);
+}

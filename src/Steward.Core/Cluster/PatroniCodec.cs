@@ -17,6 +17,12 @@ public static class ClusterKeys
     public const string History = "history";
     public const string Failover = "failover";
     public const string Sync = "sync";
+
+    /// <summary><c>routers/&lt;name&gt;</c>: a router that pauses PgBouncers (docs/pgbouncer.md). Not a Patroni key.</summary>
+    public const string RoutersDir = "routers/";
+
+    /// <summary><c>pause/&lt;name&gt;</c>: a router's answer to a switchover request. Not a Patroni key.</summary>
+    public const string PauseDir = "pause/";
 }
 
 /// <summary>One key as a store read it: <see cref="Key"/> is relative to the prefix.</summary>
@@ -40,6 +46,10 @@ public static partial class PatroniCodec
     public static byte[] Serialize(ClusterStatus status) => JsonSerializer.SerializeToUtf8Bytes(status, CoreJson.Default.ClusterStatus);
 
     public static byte[] Serialize(FailoverRequest request) => JsonSerializer.SerializeToUtf8Bytes(request, CoreJson.Default.FailoverRequest);
+
+    public static byte[] Serialize(RouterRegistration registration) => JsonSerializer.SerializeToUtf8Bytes(registration, CoreJson.Default.RouterRegistration);
+
+    public static byte[] Serialize(PauseConfirmation confirmation) => JsonSerializer.SerializeToUtf8Bytes(confirmation, CoreJson.Default.PauseConfirmation);
 
     /// <summary>Patroni writes <c>sync_standby</c> as null when there is none; so do we (not omitted).</summary>
     public static byte[] Serialize(SyncState state)
@@ -110,6 +120,8 @@ public static partial class PatroniCodec
         IReadOnlyList<HistoryEntry> history = [];
         long historyModRevision = 0;
         SyncState? sync = null;
+        var routers = new List<RouterEntry>();
+        var pauses = new List<PauseEntry>();
 
         foreach (var kv in keys)
         {
@@ -141,6 +153,18 @@ public static partial class PatroniCodec
                         ? st with { ModRevision = kv.ModRevision }
                         : null);
                     break;
+                case var key when key.StartsWith(ClusterKeys.RoutersDir, StringComparison.Ordinal) && key.Length > ClusterKeys.RoutersDir.Length:
+                    if (TryRead(kv, logger, v => JsonSerializer.Deserialize(v, CoreJson.Default.RouterRegistration)) is { } registration)
+                    {
+                        routers.Add(new RouterEntry(key[ClusterKeys.RoutersDir.Length..], registration, kv.LeaseId));
+                    }
+                    break;
+                case var key when key.StartsWith(ClusterKeys.PauseDir, StringComparison.Ordinal) && key.Length > ClusterKeys.PauseDir.Length:
+                    if (TryRead(kv, logger, v => JsonSerializer.Deserialize(v, CoreJson.Default.PauseConfirmation)) is { } confirmation)
+                    {
+                        pauses.Add(new PauseEntry(key[ClusterKeys.PauseDir.Length..], confirmation, kv.ModRevision));
+                    }
+                    break;
                 default:
                     if (kv.Key.StartsWith(ClusterKeys.MembersDir, StringComparison.Ordinal) && kv.Key.Length > ClusterKeys.MembersDir.Length)
                     {
@@ -161,6 +185,8 @@ public static partial class PatroniCodec
         }
 
         members.Sort((a, b) => string.CompareOrdinal(a.Name, b.Name));
+        routers.Sort((a, b) => string.CompareOrdinal(a.Name, b.Name));
+        pauses.Sort((a, b) => string.CompareOrdinal(a.Name, b.Name));
         return new ClusterView
         {
             Revision = revision,
@@ -173,6 +199,8 @@ public static partial class PatroniCodec
             History = history,
             HistoryModRevision = historyModRevision,
             Sync = sync,
+            Routers = routers,
+            Pauses = pauses,
         };
     }
 

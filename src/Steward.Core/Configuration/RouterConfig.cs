@@ -27,7 +27,51 @@ public sealed class RouterConfig
     /// <summary><c>restapi: {username, password}</c>: the agents' REST credentials, sent with the dashboard's actions.</summary>
     public Credentials? RestApi { get; init; }
 
+    /// <summary>
+    /// This router's name in etcd (<c>routers/&lt;name&gt;</c>, <c>pause/&lt;name&gt;</c>), used only when it drives
+    /// PgBouncers. Default: the host name and the write port, e.g. <c>app1-5500</c>.
+    /// </summary>
+    public string Name { get; init; } = "router";
+
+    /// <summary>
+    /// <c>pgbouncer:</c> the PgBouncers in front of the write port that this router pauses around a planned switchover
+    /// (docs/pgbouncer.md). Empty: the router behaves as without PgBouncer and registers nothing in etcd.
+    /// </summary>
+    public IReadOnlyList<PgBouncerConfig> PgBouncers { get; init; } = [];
+
     public string KeyPrefix => Namespace + Scope + "/";
+}
+
+/// <summary>One PgBouncer's admin console, as the router reaches it (an entry of <c>pgbouncer:</c> in router.yml).</summary>
+public sealed class PgBouncerConfig
+{
+    /// <summary>Its <c>listen_addr</c> as the router reaches it.</summary>
+    public required string Host { get; init; }
+
+    /// <summary>Its <c>listen_port</c>. Default 6432.</summary>
+    public int Port { get; init; } = 6432;
+
+    /// <summary>A user in its <c>admin_users</c>. Default <c>pgbouncer</c>.</summary>
+    public string User { get; init; } = "pgbouncer";
+
+    /// <summary>The admin user's password (or <see cref="Passfile"/>; neither: PgBouncer trusts the router).</summary>
+    public string? Password { get; init; }
+
+    /// <summary>A file in .pgpass format holding the password (host:port:pgbouncer:user:password).</summary>
+    public string? Passfile { get; init; }
+
+    /// <summary>PAUSE / RECONNECT / RESUME only these databases. Empty (default): the whole PgBouncer.</summary>
+    public IReadOnlyList<string> Databases { get; init; } = [];
+
+    /// <summary>
+    /// Seconds PAUSE may take (the transactions in flight finishing) before the switchover goes on and cuts the ones
+    /// still running. Default 5.
+    /// </summary>
+    public double PauseTimeout { get; init; } = 5;
+
+    public HostPort Address => new(Host, Port);
+
+    public override string ToString() => Address.ToString();
 }
 
 public sealed class WriteListenerConfig

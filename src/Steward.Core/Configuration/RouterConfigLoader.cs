@@ -91,6 +91,20 @@ public static class RouterConfigLoader
             diagnostics.Error(root.Origin, "dashboard", "needs stats.listen (the dashboard is served on the stats port)");
         }
 
+        var name = Environment.MachineName + "-" + write.Listen.Port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        if (root.String("name") is { } given)
+        {
+            if (given.Text.Trim().Length == 0 || given.Text.Contains('/', StringComparison.Ordinal))
+            {
+                diagnostics.Error(given.Origin, "name", $"expected a name without '/' (it names this router's keys in etcd), got '{given.Text}'");
+            }
+
+            name = given.Text.Trim();
+        }
+
+        var baseDirectory = Path.GetDirectoryName(Path.GetFullPath(sourceName)) ?? Directory.GetCurrentDirectory();
+        var pgBouncers = ReadPgBouncers(diagnostics, root, baseDirectory);
+
         var config = new RouterConfig
         {
             Scope = scope,
@@ -103,6 +117,8 @@ public static class RouterConfigLoader
             EtcdUnreachableGrace = Seconds(diagnostics, root, "etcd_unreachable_grace", 30, 0, 86400),
             Dashboard = dashboard,
             RestApi = restApi,
+            Name = name,
+            PgBouncers = pgBouncers,
         };
         root.Finish();
 
@@ -114,6 +130,81 @@ public static class RouterConfigLoader
         }
 
         return diagnostics.HasErrors ? throw diagnostics.ToException() : config;
+    }
+
+    /// <summary>
+    /// <c>pgbouncer:</c>, a list of admin consoles: <c>host</c> (required), <c>port</c> (6432), <c>user</c> (pgbouncer),
+    /// <c>password</c> or <c>passfile</c> (not both), <c>databases</c> (a list; default every database) and
+    /// <c>pause_timeout</c> (seconds, default 5).
+    /// </summary>
+    private static List<PgBouncerConfig> ReadPgBouncers(ConfigDiagnostics diagnostics, YamlSection root, string baseDirectory)
+    {
+        var result = new List<PgBouncerConfig>();
+        foreach (var section in root.SectionList("pgbouncer") ?? [])
+        {
+            var host = section.String("host");
+            if (host is null || host.Value.Text.Trim().Length == 0)
+            {
+                diagnostics.Error(host?.Origin ?? section.Origin, section.Child("host"), "required (the address of PgBouncer's admin console: its listen_addr)");
+            }
+
+            var port = section.Long("port", 1, 65535) ?? 6432;
+            var user = section.String("user");
+            if (user is { } u && u.Text.Trim().Length == 0)
+            {
+                diagnostics.Error(u.Origin, section.Child("user"), "must not be empty (a user in PgBouncer's admin_users)");
+            }
+
+            var password = section.String("password");
+            var passfile = section.String("passfile");
+            string? passfilePath = null;
+            if (password is not null && passfile is not null)
+            {
+                diagnostics.Error(passfile.Value.Origin, section.Child("passfile"), "set either password or passfile, not both");
+            }
+            else if (passfile is { } pf)
+            {
+                passfilePath = Path.IsPathRooted(pf.Text) ? pf.Text : Path.GetFullPath(Path.Combine(baseDirectory, pf.Text));
+                if (!File.Exists(passfilePath))
+                {
+                    diagnostics.Error(pf.Origin, section.Child("passfile"), $"no such file: {passfilePath}");
+                }
+            }
+
+            var databases = new List<string>();
+            foreach (var db in section.List("databases", commaSeparated: true) ?? [])
+            {
+                // The names go into admin commands (PAUSE <db>): only plain identifiers.
+                if (db.Text.Length == 0 || !db.Text.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-' or '.'))
+                {
+                    diagnostics.Error(db.Origin, section.Child("databases"), $"expected database names made of letters, digits, '_', '-' and '.', got '{db.Text}'");
+                }
+                else
+                {
+                    databases.Add(db.Text);
+                }
+            }
+
+            var entry = new PgBouncerConfig
+            {
+                Host = host?.Text.Trim() ?? "",
+                Port = (int)port,
+                User = user?.Text.Trim() is { Length: > 0 } name ? name : "pgbouncer",
+                Password = password?.Text,
+                Passfile = passfilePath,
+                Databases = databases,
+                PauseTimeout = Seconds(diagnostics, section, "pause_timeout", 5, 0.1, 600),
+            };
+            section.Finish();
+            if (result.Any(r => r.Address == entry.Address))
+            {
+                diagnostics.Error(section.Origin, section.Path, $"{entry.Address} is listed twice");
+            }
+
+            result.Add(entry);
+        }
+
+        return result;
     }
 
     private static HostPort? Address(ConfigDiagnostics diagnostics, YamlSection? section, string key, YamlSection root, string sectionName)

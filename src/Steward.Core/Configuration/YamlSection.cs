@@ -62,6 +62,37 @@ internal sealed class YamlSection
         }
     }
 
+    /// <summary>A list of mappings (e.g. router.yml's <c>pgbouncer:</c>), each one a section named <c>key[i]</c>; null when absent.</summary>
+    public IReadOnlyList<YamlSection>? SectionList(string key)
+    {
+        var value = Take(key);
+        switch (value)
+        {
+            case null:
+                return null;
+            case YamlSequenceNode sequence:
+                var items = new List<YamlSection>();
+                var index = 0;
+                foreach (var item in sequence)
+                {
+                    var path = $"{Child(key)}[{index++}]";
+                    if (item is YamlMappingNode mapping)
+                    {
+                        items.Add(new YamlSection(diagnostics, mapping, path));
+                    }
+                    else
+                    {
+                        diagnostics.Error(Origin.Of(item), path, $"expected a mapping, got {Describe(item)}");
+                    }
+                }
+
+                return items;
+            default:
+                diagnostics.Error(Origin.Of(value), Child(key), $"expected a list, got {Describe(value)}");
+                return null;
+        }
+    }
+
     public Located? String(string key)
     {
         var value = Take(key);

@@ -349,8 +349,19 @@ public static class HaDecision
                 [new DeleteFailoverKey(), new LeaderHousekeeping()]);
         }
 
+        // PgBouncers in front of the routers are paused first (their transactions finish, new ones wait), so that no client
+        // sees the demotion; the wait is bounded, and checked every cycle rather than slept through.
+        var gate = SwitchoverPause.Check(cluster, request, input.SwitchoverWaited ?? TimeSpan.Zero);
+        if (!gate.Proceed)
+        {
+            return new HaPlan(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                    $"switchover: waiting up to {gate.Bound.TotalSeconds:0.#} s for router(s) {string.Join(", ", gate.Waiting)} to pause their PgBouncers"),
+                [new LeaderHousekeeping()]) { RecheckAfter = gate.Remaining };
+        }
+
         // Stop first (the shutdown checkpoint reaches the replicas), then hand over the key: the candidate promotes.
-        return new HaPlan($"switchover: demoting self so that {(request.Candidate ?? "the healthiest replica")} can take over",
+        var note = gate.Note is null ? "" : $" ({gate.Note})";
+        return new HaPlan($"switchover: demoting self so that {(request.Candidate ?? "the healthiest replica")} can take over{note}",
         [
             new Checkpoint(),
             new StopPostgres(StopMode.Fast),

@@ -62,6 +62,12 @@ public sealed record HaInput
     public DateTimeOffset? LeaderMissingSince { get; init; }
 
     /// <summary>
+    /// How long ago (monotonic clock) this agent first saw the current <c>failover</c> request due (null: none is due). The
+    /// leader waits for the routers' PgBouncer pause at most a bound counted from then (<see cref="SwitchoverPause"/>).
+    /// </summary>
+    public TimeSpan? SwitchoverWaited { get; init; }
+
+    /// <summary>
     /// failsafe_mode: the leader that confirmed itself to this member through <c>POST /failsafe</c> within the last ttl
     /// (it could not reach etcd, and every member vouched for it). No election while it is set.
     /// </summary>

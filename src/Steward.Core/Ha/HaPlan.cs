@@ -11,6 +11,9 @@ namespace Steward.Core.Ha;
 /// </summary>
 public sealed record HaPlan(string Message, IReadOnlyList<HaStep> Steps)
 {
+    /// <summary>Decide again after this long at the latest (sooner than loop_wait), e.g. when a bounded wait ends; null: loop_wait.</summary>
+    public TimeSpan? RecheckAfter { get; init; }
+
     public static HaPlan NoAction(string message) => new(message, []);
 
     public bool Has<T>() where T : HaStep => Steps.Any(s => s is T);

@@ -72,6 +72,18 @@ public sealed partial class ClusterWatcher : IRoutingSource, IAsyncDisposable
     /// <summary>The last view read from etcd (null before the first read); kept while etcd is unreachable.</summary>
     public ClusterView? View => Volatile.Read(ref _view);
 
+    /// <summary>The last view and the table published from it (or from the stale guard), read together.</summary>
+    public (ClusterView? View, RoutingTable Table) Current
+    {
+        get
+        {
+            lock (_publishGate)
+            {
+                return (_view, _table);
+            }
+        }
+    }
+
     /// <summary>True while the last confirmed read is older than <see cref="StaleAfter"/> (writes fail closed).</summary>
     public bool IsStale
     {

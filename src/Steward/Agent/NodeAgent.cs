@@ -35,6 +35,9 @@ internal sealed class NodeAgent : IAsyncDisposable
     private DateTimeOffset? _pgUnresponsiveSince;
     private DateTimeOffset? _leaderMissingSince;
     private DateTimeOffset? _notStreamingSince;
+    private readonly SwitchoverTimer _switchover;
+    private TimeSpan? _switchoverWaited;
+    private TimeSpan? _recheckAfter;
     private string? _lastDecision;
     private string? _lastMemberJson;
     private long _lastMemberLease;
@@ -56,6 +59,7 @@ internal sealed class NodeAgent : IAsyncDisposable
         _time = time;
         _log = loggers.CreateLogger("steward.ha");
         _status = new AgentStatus(time);
+        _switchover = new SwitchoverTimer(time);
         _lease = new LeaseKeeper(store, time, loggers.CreateLogger("steward.lease"), () => Settings.Ttl, () => Settings.LoopWait, OnLeaseDeadlineAsync, fence)
         {
             LeaderName = config.Name,
@@ -136,7 +140,9 @@ internal sealed class NodeAgent : IAsyncDisposable
     private async Task WaitForNextCycleAsync(CancellationToken ct)
     {
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        var tick = Task.Delay(TimeSpan.FromSeconds(Math.Max(1, Settings.LoopWait)), _time, linked.Token);
+        var loopWait = TimeSpan.FromSeconds(Math.Max(1, Settings.LoopWait));
+        var wait = _recheckAfter is { } recheck && recheck < loopWait ? TimeSpan.FromTicks(Math.Max(recheck.Ticks, TimeSpan.TicksPerMillisecond * 50)) : loopWait;
+        var tick = Task.Delay(wait, _time, linked.Token);
         var change = _store.WaitForChangeAsync(linked.Token);
         var lease = _lease.WaitForLeaseEventAsync(linked.Token);
         try
@@ -256,6 +262,7 @@ internal sealed class NodeAgent : IAsyncDisposable
             LeaderMissingSince = _leaderMissingSince,
             FailsafeLeader = FailsafeLeader,
             NotStreamingSince = _notStreamingSince,
+            SwitchoverWaited = _switchoverWaited,
             CurrentUpstream = _converger.CurrentUpstream,
         };
         var plan = HaDecision.Decide(input);
@@ -267,6 +274,7 @@ internal sealed class NodeAgent : IAsyncDisposable
 
         // The sentence is logged before the steps run (a step may take minutes or throw), except when it depends on
         // winning the leader race: that one is told once the race is decided.
+        _recheckAfter = plan.RecheckAfter;
         var racing = plan.Has<AcquireLeader>();
         if (!racing)
         {
@@ -368,6 +376,9 @@ internal sealed class NodeAgent : IAsyncDisposable
         {
             _leaderMissingSince = cluster.Leader is null ? _leaderMissingSince ?? now : null;
         }
+
+        // The leader's wait for the routers' PgBouncer pause is bounded from the moment it first saw the request due.
+        _switchoverWaited = _switchover.Observe(cluster, now);
 
         _notStreamingSince = pg.Running && pg.InRecovery == true && !pg.Streaming ? _notStreamingSince ?? now : null;
     }

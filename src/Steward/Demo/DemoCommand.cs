@@ -19,10 +19,14 @@ internal static class DemoCommand
         };
         var etcdBin = new Option<string?>("--etcd-bin") { Description = "the etcd program (env STEWARD_ETCD_BIN; default: etcd on PATH)" };
         var pgBin = new Option<string>("--pg-bin") { Description = "PostgreSQL 15's programs", DefaultValueFactory = _ => "/usr/lib/postgresql/15/bin" };
+        var pgBouncer = new Option<bool>("--pgbouncer")
+        {
+            Description = "also start Debian's pgbouncer (transaction pooling) on 6432 in front of the write port; the router pauses it around a switchover",
+        };
         var cmd = new Command("demo", "Run the whole stack on loopback: etcd, N agents with PostgreSQL 15 and the router (write 5500, read "
                                       + "5501, dashboard on 7500), the seed's ports or free ones when taken. Ctrl-C stops everything.")
         {
-            nodes, dir, detach, down, basePort, etcdBin, pgBin,
+            nodes, dir, detach, down, basePort, etcdBin, pgBin, pgBouncer,
         };
         cmd.SetAction(async (pr, ct) =>
         {
@@ -40,6 +44,7 @@ internal static class DemoCommand
                 BasePort = pr.GetValue(basePort),
                 EtcdBin = pr.GetValue(etcdBin) ?? (Environment.GetEnvironmentVariable("STEWARD_ETCD_BIN") is { Length: > 0 } e ? e : null),
                 PgBin = pr.GetValue(pgBin)!,
+                PgBouncer = pr.GetValue(pgBouncer),
             };
             var stack = new DemoStack(options, Console.Out, Console.Error);
             if (pr.GetValue(down))

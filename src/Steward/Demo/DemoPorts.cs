@@ -12,15 +12,18 @@ internal sealed record DemoPorts
     [JsonPropertyName("write")] public required int Write { get; init; }
     [JsonPropertyName("read")] public required int Read { get; init; }
     [JsonPropertyName("stats")] public required int Stats { get; init; }
+    /// <summary>PgBouncer's port with <c>--pgbouncer</c> (null without).</summary>
+    [JsonPropertyName("pgbouncer")] public int? PgBouncer { get; init; }
     [JsonPropertyName("postgres")] public required IReadOnlyList<int> Postgres { get; init; }
     [JsonPropertyName("rest")] public required IReadOnlyList<int> Rest { get; init; }
 
     /// <summary>
     /// The preferred ports: the seed's (PostgreSQL 5432…, REST 8008…, router 5500/5501, stats 7500, etcd 2379/2380), or
-    /// with <paramref name="basePort"/> a block from there (etcd +0/+1, router +2/+3, stats +4, PostgreSQL +10…, REST +40…).
-    /// Each one taken is replaced by a free one, and <paramref name="say"/> is told which.
+    /// with <paramref name="basePort"/> a block from there (etcd +0/+1, router +2/+3, stats +4, PgBouncer +5, PostgreSQL
+    /// +10…, REST +40…); PgBouncer's (6432) only with <paramref name="pgBouncer"/>. Each one taken is replaced by a free
+    /// one, and <paramref name="say"/> is told which.
     /// </summary>
-    public static DemoPorts Choose(int nodes, int? basePort, Action<string> say)
+    public static DemoPorts Choose(int nodes, int? basePort, Action<string> say, bool pgBouncer = false)
     {
         var picker = new Picker(say);
         int Seed(int seed, int offset) => basePort is { } b ? b + offset : seed;
@@ -31,6 +34,7 @@ internal sealed record DemoPorts
             Write = picker.Pick(Seed(5500, 2)),
             Read = picker.Pick(Seed(5501, 3)),
             Stats = picker.Pick(Seed(7500, 4)),
+            PgBouncer = pgBouncer ? picker.Pick(Seed(6432, 5)) : null,
             Postgres = Enumerable.Range(0, nodes).Select(i => picker.Pick(Seed(5432, 10) + i)).ToArray(),
             Rest = Enumerable.Range(0, nodes).Select(i => picker.Pick(Seed(8008, 40) + i)).ToArray(),
         };

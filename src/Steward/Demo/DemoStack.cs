@@ -27,12 +27,16 @@ internal sealed record DemoOptions
     public int? BasePort { get; init; }
     public string? EtcdBin { get; init; }
     public string PgBin { get; init; } = "/usr/lib/postgresql/15/bin";
+    /// <summary><c>--pgbouncer</c>: PgBouncer (transaction pooling) in front of the write port, driven by the router.</summary>
+    public bool PgBouncer { get; init; }
+    public string PgBouncerBin { get; init; } = "/usr/sbin/pgbouncer";
     public TimeSpan StartTimeout { get; init; } = TimeSpan.FromSeconds(180);
 }
 
 /// <summary>
-/// <c>steward demo</c>: etcd, N agents with PostgreSQL and the router on loopback, as child processes of this program,
-/// all data and logs under one directory. Stopped in order: agents, router, etcd — each by its recorded PID.
+/// <c>steward demo</c>: etcd, N agents with PostgreSQL and the router (and with <c>--pgbouncer</c> PgBouncer) on
+/// loopback, as child processes of this program, all data and logs under one directory. Stopped in order: agents,
+/// router, PgBouncer, etcd — each by its recorded PID.
 /// </summary>
 internal sealed class DemoStack
 {
@@ -40,6 +44,7 @@ internal sealed class DemoStack
     public const string Superuser = "postgres";
     public const string SuperPassword = "postgres";
     public const string DashboardUser = "admin";
+    public const string PgBouncerAdmin = "pgbouncer";
     private const string StateFile = "demo.json";
 
     private readonly DemoOptions _options;
@@ -56,6 +61,7 @@ internal sealed class DemoStack
 
     private string Dir => _options.Dir;
     private string NodeDir(int n) => Path.Combine(Dir, $"node{n}");
+    private string PgBouncerDir => Path.Combine(Dir, "pgbouncer");
 
     /// <summary>What is missing to run the demo, with how to install it; null when everything is there.</summary>
     public string? CheckPrerequisites(out string etcd)
@@ -83,6 +89,11 @@ internal sealed class DemoStack
         if (!IsExecutable(postgres))
         {
             return $"PostgreSQL 15 not found ({postgres} is missing): install it with `apt-get install postgresql-15` (or run scripts/install-deps.sh)";
+        }
+
+        if (_options.PgBouncer && !IsExecutable(_options.PgBouncerBin))
+        {
+            return $"PgBouncer not found ({_options.PgBouncerBin} is missing): install it with `apt-get install pgbouncer` (or run scripts/install-deps.sh), or leave out --pgbouncer";
         }
 
         if (Environment.UserName == "root" && !PostgresUserExists())
@@ -136,10 +147,11 @@ internal sealed class DemoStack
             _err.WriteLine($"steward demo: starting from the data kept in {Dir} (remove it to start from scratch)");
         }
 
-        var ports = DemoPorts.Choose(_options.Nodes, _options.BasePort, m => _err.WriteLine($"steward demo: {m}"));
+        var ports = DemoPorts.Choose(_options.Nodes, _options.BasePort, m => _err.WriteLine($"steward demo: {m}"), _options.PgBouncer);
         var names = Enumerable.Range(1, _options.Nodes).Select(n => $"node{n}").ToArray();
         var state = new DemoState { Scope = Scope, Ports = ports, Nodes = names };
         var password = Convert.ToBase64String(RandomNumberGenerator.GetBytes(12)).Replace('/', 'x').Replace('+', 'y');
+        var adminPassword = Convert.ToBase64String(RandomNumberGenerator.GetBytes(12)).Replace('/', 'x').Replace('+', 'y');
         try
         {
             var etcdDir = Path.Combine(Dir, "etcd");
@@ -187,8 +199,16 @@ internal sealed class DemoStack
                 return (Fail($"the cluster did not come up in {_options.StartTimeout.TotalSeconds:0} s; see {Dir}/node*/agent.log"), state);
             }
 
+            if (ports.PgBouncer is { } bouncerPort)
+            {
+                if (!await StartPgBouncerAsync(state, bouncerPort, adminPassword, ct).ConfigureAwait(false))
+                {
+                    return (Fail($"PgBouncer did not come up in 30 s; see {Path.Combine(Dir, "pgbouncer.log")}"), state);
+                }
+            }
+
             var routerConfig = Path.Combine(Dir, "router.yml");
-            await File.WriteAllTextAsync(routerConfig, RouterYaml(ports, password), ct).ConfigureAwait(false);
+            await File.WriteAllTextAsync(routerConfig, RouterYaml(ports, password, adminPassword), ct).ConfigureAwait(false);
             File.SetUnixFileMode(routerConfig, UnixFileMode.UserRead | UnixFileMode.UserWrite);
             state.Processes.Add(DemoProcess.Start("router", [.. Self(), "router", "-c", routerConfig], Path.Combine(Dir, "router.log"), routerConfig));
             Save(state);
@@ -268,10 +288,68 @@ internal sealed class DemoStack
         return false;
     }
 
+    /// <summary>
+    /// PgBouncer in front of the write port, transaction pooling, its ini and user list in <c>pgbouncer/</c>; run as the
+    /// <c>postgres</c> user when the demo runs as root (PgBouncer refuses root), through setpriv, which execs: the
+    /// recorded PID is PgBouncer's. Up when its port accepts connections.
+    /// </summary>
+    private async Task<bool> StartPgBouncerAsync(DemoState state, int port, string adminPassword, CancellationToken ct)
+    {
+        var dir = PgBouncerDir;
+        Directory.CreateDirectory(dir);
+        File.SetUnixFileMode(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        var ini = Path.Combine(dir, "pgbouncer.ini");
+        await File.WriteAllTextAsync(Path.Combine(dir, "userlist.txt"),
+            $"\"{Superuser}\" \"{SuperPassword}\"\n\"{PgBouncerAdmin}\" \"{adminPassword}\"\n", ct).ConfigureAwait(false);
+        await File.WriteAllTextAsync(ini, $"""
+            ; steward demo --pgbouncer: clients -> this PgBouncer -> the router's write port -> the leader
+            [databases]
+            * = host=127.0.0.1 port={state.Ports.Write}
+
+            [pgbouncer]
+            listen_addr = 127.0.0.1
+            listen_port = {port}
+            unix_socket_dir =
+            auth_type = scram-sha-256
+            auth_file = {dir}/userlist.txt
+            admin_users = {PgBouncerAdmin}
+            pool_mode = transaction
+            ignore_startup_parameters = extra_float_digits
+            server_login_retry = 2
+
+            """, ct).ConfigureAwait(false);
+        string[] program = [_options.PgBouncerBin, ini];
+        if (Environment.UserName == "root")
+        {
+            await ChownAsync(dir, ct, recursive: true).ConfigureAwait(false);
+            program = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--", .. program];
+        }
+
+        _err.WriteLine($"steward demo: starting PgBouncer on 127.0.0.1:{port} in front of the write port");
+        state.Processes.Add(DemoProcess.Start("pgbouncer", program, Path.Combine(Dir, "pgbouncer.log"), ini));
+        Save(state);
+        return await WaitAsync(() => Task.FromResult(Accepts(port)), state, TimeSpan.FromSeconds(30), () => "waiting for PgBouncer", ct).ConfigureAwait(false);
+    }
+
+    private static bool Accepts(int port)
+    {
+        try
+        {
+            using var client = new System.Net.Sockets.TcpClient();
+            client.Connect(System.Net.IPAddress.Loopback, port);
+            return true;
+        }
+        catch (System.Net.Sockets.SocketException)
+        {
+            return false;
+        }
+    }
+
     private string LogOf(DemoProcess p) => p.Name switch
     {
         "etcd" => Path.Combine(Dir, "etcd.log"),
         "router" => Path.Combine(Dir, "router.log"),
+        "pgbouncer" => Path.Combine(Dir, "pgbouncer.log"),
         _ => Path.Combine(Dir, p.Name, "agent.log"),
     };
 
@@ -307,7 +385,7 @@ internal sealed class DemoStack
         _out.WriteLine($"""
             Connect (password: {SuperPassword}):
               psql -h 127.0.0.1 -p {p.Write} -U {Superuser}      # writes: always the leader
-              psql -h 127.0.0.1 -p {p.Read} -U {Superuser}      # reads: the replicas
+              psql -h 127.0.0.1 -p {p.Read} -U {Superuser}      # reads: the replicas{(p.PgBouncer is { } b ? $"\n  psql -h 127.0.0.1 -p {b} -U {Superuser}      # writes through PgBouncer (transaction pooling): a switchover is a pause, not an error" : "")}
             Dashboard: http://127.0.0.1:{p.Stats}/dashboard   (switchover: user {DashboardUser}, password {password})
             Router stats: http://127.0.0.1:{p.Stats}/stats
             REST: curl http://127.0.0.1:{p.Rest[0]}/patroni
@@ -332,8 +410,8 @@ internal sealed class DemoStack
     public async Task StopAsync(DemoState state, CancellationToken ct)
     {
         _err.WriteLine($"steward demo: stopping the demo in {Dir}");
-        var agents = state.Processes.Where(p => p.Name != "etcd" && p.Name != "router").ToList();
-        foreach (var group in new[] { agents, state.Processes.Where(p => p.Name == "router").ToList(), state.Processes.Where(p => p.Name == "etcd").ToList() })
+        var agents = state.Processes.Where(p => p.Name is not ("etcd" or "router" or "pgbouncer")).ToList();
+        foreach (var group in new[] { agents, Named(state, "router"), Named(state, "pgbouncer"), Named(state, "etcd") })
         {
             foreach (var p in group)
             {
@@ -358,6 +436,8 @@ internal sealed class DemoStack
         Save(state);
         _err.WriteLine($"steward demo: stopped; data kept in {Dir} (remove it to start from scratch)");
     }
+
+    private static List<DemoProcess> Named(DemoState state, string name) => [.. state.Processes.Where(p => p.Name == name)];
 
     /// <summary>A PostgreSQL left behind by an agent that was killed: its postmaster.pid names it; stopped only if its command line is in our directory.</summary>
     private async Task StopLeftoverPostmastersAsync(DemoState state, CancellationToken ct)
@@ -386,9 +466,10 @@ internal sealed class DemoStack
         return Path.GetFileNameWithoutExtension(process) == "dotnet" ? [process, Path.Combine(AppContext.BaseDirectory, "steward.dll")] : [process];
     }
 
-    private static async Task ChownAsync(string path, CancellationToken ct)
+    private static async Task ChownAsync(string path, CancellationToken ct, bool recursive = false)
     {
-        using var p = Process.Start("chown", ["postgres:postgres", path]) ?? throw new InvalidOperationException("could not run chown");
+        using var p = Process.Start("chown", recursive ? ["-R", "postgres:postgres", path] : ["postgres:postgres", path])
+                      ?? throw new InvalidOperationException("could not run chown");
         await p.WaitForExitAsync(ct).ConfigureAwait(false);
     }
 
@@ -438,7 +519,7 @@ internal sealed class DemoStack
 
         """;
 
-    private static string RouterYaml(DemoPorts p, string password) => $"""
+    private static string RouterYaml(DemoPorts p, string password, string adminPassword) => $"""
         scope: {Scope}
         namespace: /service/
         etcd3:
@@ -454,6 +535,6 @@ internal sealed class DemoStack
         dashboard:
           username: {DashboardUser}
           password: {password}
-
+        {(p.PgBouncer is { } b ? $"pgbouncer:\n  - host: 127.0.0.1\n    port: {b}\n    user: {PgBouncerAdmin}\n    password: {adminPassword}\n" : "")}
         """;
 }

@@ -15,6 +15,7 @@ using Steward.Core.Configuration;
 using Steward.Etcd;
 using Steward.Router.Dashboard;
 using Steward.Router.DataPath;
+using Steward.Router.PgBouncer;
 using Steward.Router.Routing;
 
 namespace Steward.Router;
@@ -102,11 +103,30 @@ internal static partial class RouterHost
             return NodeHost.ExitEnvironment;
         }
 
+        PgBouncerCoordinator? pgBouncers = null;
+        if (config.PgBouncers.Count > 0)
+        {
+            pgBouncers = new PgBouncerCoordinator(config, store, store, watcher, TimeProvider.System, loggers.CreateLogger("steward.pgbouncer"))
+            {
+                PauseDelay = TestDelay("STEWARD_TEST_PAUSE_DELAY_MS"),
+            };
+            try
+            {
+                await pgBouncers.StartAsync(outer).ConfigureAwait(false);
+            }
+            catch (StoreUnavailableException e)
+            {
+                await Console.Error.WriteLineAsync($"steward router: cannot register in etcd for the PgBouncer pause: {e.Message}").ConfigureAwait(false);
+                await pgBouncers.DisposeAsync().ConfigureAwait(false);
+                return NodeHost.ExitEnvironment;
+            }
+        }
+
         WebApplication? web = null;
-        await using var dashboard = new DashboardState(config, watcher, listeners, http, TimeProvider.System);
+        await using var dashboard = new DashboardState(config, watcher, listeners, http, TimeProvider.System, pgBouncers);
         if (config.Stats is { } statsAddress)
         {
-            web = BuildStats(statsAddress, config, watcher, listeners);
+            web = BuildStats(statsAddress, config, watcher, listeners, pgBouncers);
             dashboard.Start();
             DashboardEndpoints.Map(web, dashboard, config, watcher, http, log);
             try
@@ -132,6 +152,11 @@ internal static partial class RouterHost
         {
         }
 
+        if (pgBouncers is not null)
+        {
+            await pgBouncers.DisposeAsync().ConfigureAwait(false); // RESUMEs whatever is still paused
+        }
+
         foreach (var l in listeners)
         {
             await l.DisposeAsync().ConfigureAwait(false);
@@ -153,9 +178,10 @@ internal static partial class RouterHost
     /// </summary>
     private static void InjectHandoverDelay(List<Listener> listeners)
     {
-        if (Environment.GetEnvironmentVariable("STEWARD_TEST_HANDOVER_DELAY_MS") is { } text
-            && int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var ms) && ms > 0)
+        var delay = TestDelay("STEWARD_TEST_HANDOVER_DELAY_MS");
+        if (delay > TimeSpan.Zero)
         {
+            var ms = (int)delay.TotalMilliseconds;
             foreach (var l in listeners)
             {
                 l.OnStep = (step, _) =>
@@ -169,7 +195,13 @@ internal static partial class RouterHost
         }
     }
 
-    private static WebApplication BuildStats(HostPort address, RouterConfig config, ClusterWatcher watcher, List<Listener> listeners)
+    /// <summary>A fault-injection delay for tests, in milliseconds from the environment (zero when unset).</summary>
+    private static TimeSpan TestDelay(string variable) =>
+        Environment.GetEnvironmentVariable(variable) is { } text && int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var ms) && ms > 0
+            ? TimeSpan.FromMilliseconds(ms)
+            : TimeSpan.Zero;
+
+    private static WebApplication BuildStats(HostPort address, RouterConfig config, ClusterWatcher watcher, List<Listener> listeners, PgBouncerCoordinator? pgBouncers)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
@@ -194,8 +226,12 @@ internal static partial class RouterHost
         var errors = factory.CreateGauge("steward_router_errors_total", "Connection errors (no backend within hold_timeout, connect failures).", "listener");
         var holding = factory.CreateGauge("steward_router_holding", "Clients waiting for a backend (e.g. during a failover).", "listener");
         var writer = factory.CreateGauge("steward_router_writer_available", "1 when the write port has a leader to send connections to.");
+        var bouncerState = factory.CreateGauge("steward_router_pgbouncer_state",
+            "1 for each PgBouncer's current state (resumed, pausing, paused, unreachable), 0 for the others.", "pgbouncer", "state");
+        var bouncerPause = factory.CreateGauge("steward_router_pgbouncer_last_pause_seconds",
+            "How long each PgBouncer's last switchover pause lasted (PAUSE sent to RESUME answered).", "pgbouncer");
 
-        app.MapGet("/stats.json", () => Results.Text(StatsJson(config, watcher, listeners).ToJsonString(), "application/json"));
+        app.MapGet("/stats.json", () => Results.Text(StatsJson(config, watcher, listeners, pgBouncers).ToJsonString(), "application/json"));
         app.MapGet("/metrics", async (HttpContext ctx) =>
         {
             foreach (var l in listeners)
@@ -212,14 +248,29 @@ internal static partial class RouterHost
             }
 
             writer.Set(watcher.Table.Writer is null ? 0 : 1);
+            foreach (var b in pgBouncers?.Status ?? [])
+            {
+                foreach (var state in PgBouncerStates)
+                {
+                    bouncerState.WithLabels(b.Address, state).Set(b.State == state ? 1 : 0);
+                }
+
+                if (b.LastPause is { } pause)
+                {
+                    bouncerPause.WithLabels(b.Address).Set(pause.TotalSeconds);
+                }
+            }
+
             ctx.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
             await registry.CollectAndExportAsTextAsync(ctx.Response.Body, ctx.RequestAborted).ConfigureAwait(false);
         });
-        app.MapGet("/stats", () => Results.Content(StatsHtml(config, watcher, listeners), "text/html; charset=utf-8"));
+        app.MapGet("/stats", () => Results.Content(StatsHtml(config, watcher, listeners, pgBouncers), "text/html; charset=utf-8"));
         return app;
     }
 
-    internal static JsonObject StatsJson(RouterConfig config, ClusterWatcher watcher, IEnumerable<Listener> listeners)
+    private static readonly string[] PgBouncerStates = ["resumed", "pausing", "paused", "unreachable"];
+
+    internal static JsonObject StatsJson(RouterConfig config, ClusterWatcher watcher, IEnumerable<Listener> listeners, PgBouncerCoordinator? pgBouncers)
     {
         var table = watcher.Table;
         var result = new JsonObject
@@ -263,18 +314,32 @@ internal static partial class RouterHost
         }
 
         result["listeners"] = array;
+        result["pgbouncers"] = PgBouncersJson(pgBouncers);
+        result["pgbouncer_last_pause_ms"] = pgBouncers?.LastPause is { } last ? Math.Round(last.TotalMilliseconds) : null;
         return result;
     }
 
-    private static string StatsHtml(RouterConfig config, ClusterWatcher watcher, IEnumerable<Listener> listeners)
+    /// <summary>Each PgBouncer this router drives: address, state (resumed, pausing, paused, unreachable), detail, last pause.</summary>
+    internal static JsonArray PgBouncersJson(PgBouncerCoordinator? pgBouncers) =>
+        new((pgBouncers?.Status ?? []).Select(b => (JsonNode)new JsonObject
+        {
+            ["address"] = b.Address,
+            ["state"] = b.State,
+            ["detail"] = b.Detail,
+            ["last_pause_ms"] = b.LastPause is { } p ? Math.Round(p.TotalMilliseconds) : null,
+            ["last_pause_at"] = b.LastPauseAt?.ToString("O", CultureInfo.InvariantCulture),
+            ["pauses"] = b.Pauses,
+        }).ToArray());
+
+    private static string StatsHtml(RouterConfig config, ClusterWatcher watcher, IEnumerable<Listener> listeners, PgBouncerCoordinator? pgBouncers)
     {
-        var json = StatsJson(config, watcher, listeners);
+        var json = StatsJson(config, watcher, listeners, pgBouncers);
         var sb = new StringBuilder();
         sb.Append("<!doctype html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"2\"><title>Steward router — ")
           .Append(WebUtility.HtmlEncode(config.Scope))
           .Append("</title><style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;margin-bottom:1.5em}"
                   + "td,th{border:1px solid #999;padding:.3em .6em;text-align:right}th{background:#ddd}td:first-child{text-align:left}"
-                  + ".UP{background:#c0f0c0}.DOWN{background:#f0c0c0}.OPEN{background:#c0f0c0}</style></head><body>");
+                  + ".UP{background:#c0f0c0}.DOWN{background:#f0c0c0}.OPEN{background:#c0f0c0}.PAUSED{background:#f0e0a0}</style></head><body>");
         sb.Append("<h1>Steward router: ").Append(WebUtility.HtmlEncode(config.Scope)).Append("</h1><p><a href=\"/dashboard\">dashboard</a></p><p>writes → <b>")
           .Append(WebUtility.HtmlEncode(json["writer"]?.ToString() ?? "(none)")).Append("</b>");
         if (json["reason"] is { } reason)
@@ -291,6 +356,19 @@ internal static partial class RouterHost
             foreach (var b in l["backends"]!.AsArray())
             {
                 sb.Append(CultureInfo.InvariantCulture, $"<tr><td>{WebUtility.HtmlEncode(b!["name"]!.ToString())}</td><td class=\"{b["state"]}\">{b["state"]}</td><td>{b["current_sessions"]}</td><td>{b["total_sessions"]}</td><td>{b["bytes_in"]}</td><td>{b["bytes_out"]}</td><td>{b["connect_errors"]}</td><td>{b["last_change"]}</td></tr>");
+            }
+
+            sb.Append("</table>");
+        }
+
+        if (json["pgbouncers"]!.AsArray().Count > 0)
+        {
+            sb.Append("<h2>PgBouncers (paused around a planned switchover)</h2><table><tr><th>admin console</th><th>state</th><th>detail</th><th>last pause ms</th><th>last pause at</th><th>pauses</th></tr>");
+            foreach (var b in json["pgbouncers"]!.AsArray())
+            {
+                var state = b!["state"]!.ToString();
+                var css = state switch { "resumed" => "UP", "unreachable" => "DOWN", _ => "PAUSED" };
+                sb.Append(CultureInfo.InvariantCulture, $"<tr><td>{WebUtility.HtmlEncode(b["address"]!.ToString())}</td><td class=\"{css}\">{state}</td><td>{WebUtility.HtmlEncode(b["detail"]?.ToString() ?? "")}</td><td>{b["last_pause_ms"]}</td><td>{b["last_pause_at"]}</td><td>{b["pauses"]}</td></tr>");
             }
 
             sb.Append("</table>");

@@ -22,7 +22,7 @@ public sealed class DemoCommandTests(ITestOutputHelper output)
         using var squatter = new TcpListener(IPAddress.Loopback, basePort + 2);
         squatter.Start();
 
-        var (exit, text) = await StewardProcess.RunAsync(["demo", "--detach", "--dir", demoDir, "--base-port", basePort.ToString()], TimeSpan.FromMinutes(4));
+        var (exit, text) = await StewardProcess.RunAsync(["demo", "--detach", "--pgbouncer", "--dir", demoDir, "--base-port", basePort.ToString()], TimeSpan.FromMinutes(4));
         output.WriteLine(text);
         var pids = new List<int>();
         try
@@ -30,9 +30,11 @@ public sealed class DemoCommandTests(ITestOutputHelper output)
             Assert.Equal(0, exit);
             var state = JsonNode.Parse(await File.ReadAllTextAsync(Path.Combine(demoDir, "demo.json")))!;
             pids.AddRange(state["processes"]!.AsArray().Select(p => p!["pid"]!.GetValue<int>()));
-            Assert.Equal(5, pids.Count); // etcd, three agents, the router
+            Assert.Equal(6, pids.Count); // etcd, three agents, PgBouncer, the router
             var write = state["ports"]!["write"]!.GetValue<int>();
             var read = state["ports"]!["read"]!.GetValue<int>();
+            var bouncer = state["ports"]!["pgbouncer"]!.GetValue<int>();
+            Assert.Contains($"psql -h 127.0.0.1 -p {bouncer} -U postgres", text, StringComparison.Ordinal);
             Assert.Contains($"port {basePort + 2} is taken; using {write} instead", text, StringComparison.Ordinal);
             Assert.Contains($"psql -h 127.0.0.1 -p {write} -U postgres", text, StringComparison.Ordinal);
             Assert.Contains($"psql -h 127.0.0.1 -p {read} -U postgres", text, StringComparison.Ordinal);
@@ -49,6 +51,13 @@ public sealed class DemoCommandTests(ITestOutputHelper output)
                 await r.ReadAsync();
                 return r.GetBoolean(0) && !r.IsDBNull(1) && r.GetString(1) == "through 5500";
             }, TimeSpan.FromSeconds(30), "the row written through the write port, read from a replica through the read port");
+
+            // --pgbouncer: PgBouncer in front of the write port, and the router drives it.
+            await ExecuteAsync(bouncer, "INSERT INTO demo_check VALUES (2, 'through pgbouncer')");
+            using var http = new HttpClient();
+            await Poll.UntilAsync(async () => (await http.GetStringAsync($"http://127.0.0.1:{state["ports"]!["stats"]}/stats.json"))
+                .Contains($"\"address\":\"127.0.0.1:{bouncer}\",\"state\":\"resumed\"", StringComparison.Ordinal),
+                TimeSpan.FromSeconds(30), "the router reaching the demo's PgBouncer");
 
             foreach (var n in new[] { 1, 2, 3 })
             {

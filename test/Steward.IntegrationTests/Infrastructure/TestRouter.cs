@@ -26,6 +26,21 @@ internal sealed class TestRouter : IAsyncDisposable
     public int StatsPort { get; }
     public bool IsRunning => !_process.HasExited;
 
+    /// <summary>The router's log so far.</summary>
+    public string Log()
+    {
+        using var fs = new FileStream(_log, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        using var reader = new StreamReader(fs);
+        return reader.ReadToEnd();
+    }
+
+    /// <summary>GET /stats.json, parsed.</summary>
+    public async Task<System.Text.Json.JsonElement> StatsAsync()
+    {
+        using var http = new HttpClient();
+        return System.Text.Json.JsonDocument.Parse(await http.GetStringAsync($"http://127.0.0.1:{StatsPort}/stats.json")).RootElement.Clone();
+    }
+
     /// <summary>Starts the router; with <paramref name="dashboard"/>, its dashboard accepts those credentials for actions.</summary>
     public static Task<TestRouter> StartAsync(TestCluster cluster, ITestOutputHelper output, int holdSeconds = 5,
         (string Username, string Password)? dashboard = null, string? syncStandbys = null) =>
@@ -34,10 +49,15 @@ internal sealed class TestRouter : IAsyncDisposable
     /// <summary>Starts a router on <paramref name="scope"/> of the etcd at <paramref name="etcdEndpoint"/>; its config and log go to <paramref name="dir"/>.</summary>
     public static async Task<TestRouter> StartAsync(string etcdEndpoint, string scope, TempDir dir, ITestOutputHelper output, int holdSeconds = 5,
         (string Username, string Password)? dashboard = null, bool closeSessionsOnLeaderChange = true, IReadOnlyDictionary<string, string>? environment = null,
-        string? syncStandbys = null)
+        string? syncStandbys = null, string extraYaml = "", string file = "router")
     {
         int write = FreePorts.Next(), read = FreePorts.Next(), stats = FreePorts.Next();
-        var path = dir.Sub(syncStandbys is null ? "router.yml" : $"router-{syncStandbys}.yml");
+        if (syncStandbys is not null && file == "router")
+        {
+            file = $"router-{syncStandbys}";
+        }
+
+        var path = dir.Sub(file + ".yml");
         var dashboardYaml = dashboard is { } d ? $"dashboard:\n  username: {d.Username}\n  password: {d.Password}\n" : "";
         await File.WriteAllTextAsync(path, $$"""
             scope: {{scope}}
@@ -55,8 +75,8 @@ internal sealed class TestRouter : IAsyncDisposable
             stats:
               listen: 127.0.0.1:{{stats}}
 
-            """ + dashboardYaml);
-        var log = dir.Sub(syncStandbys is null ? "router.log" : $"router-{syncStandbys}.log");
+            """ + dashboardYaml + extraYaml);
+        var log = dir.Sub(file + ".log");
         var process = StewardProcess.Start(["router", "-c", path], log, environment);
         var router = new TestRouter(process, log, write, read, stats, output);
         using var http = new HttpClient();

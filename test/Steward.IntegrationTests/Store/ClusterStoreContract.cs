@@ -199,6 +199,36 @@ public abstract class ClusterStoreContract : IAsyncLifetime
         await a.RevokeLeaseAsync(Ct);
     }
 
+    /// <summary>A router's <c>routers/&lt;name&gt;</c> and <c>pause/&lt;name&gt;</c> (docs/pgbouncer.md): on its lease, read back in every view.</summary>
+    [Fact]
+    public async Task Router_registration_and_pause_answer_round_trip_and_go_with_the_routers_lease()
+    {
+        var router = Connect();
+        var keys = (IRouterKeys)router;
+        var agent = Connect();
+        await Assert.ThrowsAsync<StoreUnavailableException>(() => keys.PutRouterAsync("r1", new RouterRegistration(), Ct)); // no lease yet
+        var lease = await router.KeepAliveAsync(ShortTtl, Ct);
+        await keys.PutRouterAsync("r1", new RouterRegistration { PgBouncers = ["10.0.0.5:6432"], PauseTimeout = 2.5 }, Ct);
+        await keys.PutPauseAsync("r1", new PauseConfirmation
+        {
+            FailoverRevision = 77,
+            PgBouncers = [new PgBouncerOutcome { Address = "10.0.0.5:6432", State = "paused" }, new PgBouncerOutcome { Address = "x:1", State = "unreachable", Detail = "refused" }],
+        }, Ct);
+
+        var view = await agent.LoadAsync(Ct);
+        var registration = Assert.Single(view.Routers);
+        Assert.Equal(("r1", lease.LeaseId, 2.5), (registration.Name, registration.LeaseId, registration.Data.PauseTimeout));
+        Assert.Equal(["10.0.0.5:6432"], registration.Data.PgBouncers);
+        var answer = Assert.Single(view.Pauses);
+        Assert.Equal(("r1", 77L), (answer.Name, answer.Data.FailoverRevision));
+        Assert.Equal(["paused", "unreachable"], answer.Data.PgBouncers.Select(p => p.State));
+        Assert.Equal("refused", answer.Data.PgBouncers[1].Detail);
+
+        await keys.DeletePauseAsync("r1", Ct);
+        Assert.Empty((await agent.LoadAsync(Ct)).Pauses);
+        await EventuallyAsync(async () => (await agent.LoadAsync(Ct)).Routers.Count == 0, TimeSpan.FromSeconds(20), "the registration expires with the router's lease");
+    }
+
     [Fact]
     public async Task Member_keys_round_trip_Patroni_json()
     {

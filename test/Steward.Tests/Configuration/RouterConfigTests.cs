@@ -81,4 +81,75 @@ public sealed class RouterConfigTests
         Assert.Contains("read.sync_standbys", e.Message, StringComparison.Ordinal);
         Assert.Contains("sometimes", e.Message, StringComparison.Ordinal);
     }
+
+    // ---- pgbouncer: ----
+
+    [Fact]
+    public void Without_pgbouncer_the_router_drives_none()
+    {
+        var config = RouterConfigLoader.Parse(Minimal, "router.yml", NoEnvironment);
+        Assert.Empty(config.PgBouncers);
+        Assert.Equal(Environment.MachineName + "-5500", config.Name);
+    }
+
+    [Fact]
+    public void Pgbouncer_entries_are_read_with_their_defaults()
+    {
+        var config = RouterConfigLoader.Parse(Minimal + """
+            name: app1
+            pgbouncer:
+              - host: 10.0.0.5
+                password: s3cret
+              - host: 127.0.0.1
+                port: 6433
+                user: admin
+                databases: [app, reports]
+                pause_timeout: 2.5
+
+            """, "router.yml", NoEnvironment);
+        Assert.Equal("app1", config.Name);
+        Assert.Equal(2, config.PgBouncers.Count);
+        var first = config.PgBouncers[0];
+        Assert.Equal(("10.0.0.5", 6432, "pgbouncer", "s3cret", 5.0), (first.Host, first.Port, first.User, first.Password, first.PauseTimeout));
+        Assert.Empty(first.Databases);
+        var second = config.PgBouncers[1];
+        Assert.Equal(("127.0.0.1", 6433, "admin", (string?)null, 2.5), (second.Host, second.Port, second.User, second.Password, second.PauseTimeout));
+        Assert.Equal(["app", "reports"], second.Databases);
+    }
+
+    [Fact]
+    public void A_passfile_is_resolved_beside_the_config_file()
+    {
+        var dir = Directory.CreateTempSubdirectory("steward-router-config");
+        try
+        {
+            File.WriteAllText(Path.Combine(dir.FullName, "pgb.pgpass"), "*:*:pgbouncer:pgbouncer:x\n");
+            var config = RouterConfigLoader.Parse(Minimal + "pgbouncer:\n  - host: 127.0.0.1\n    passfile: pgb.pgpass\n",
+                Path.Combine(dir.FullName, "router.yml"), NoEnvironment);
+            Assert.Equal(Path.Combine(dir.FullName, "pgb.pgpass"), config.PgBouncers[0].Passfile);
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+        }
+    }
+
+    [Theory]
+    [InlineData("pgbouncer:\n  - port: 6432\n", "pgbouncer[0].host: required")]
+    [InlineData("pgbouncer:\n  - host: a\n    port: 70000\n", "pgbouncer[0].port: must be between 1 and 65535, got 70000")]
+    [InlineData("pgbouncer:\n  - host: a\n    password: x\n    passfile: /etc/hosts\n", "pgbouncer[0].passfile: set either password or passfile, not both")]
+    [InlineData("pgbouncer:\n  - host: a\n    passfile: /nonexistent/pgpass\n", "pgbouncer[0].passfile: no such file: /nonexistent/pgpass")]
+    [InlineData("pgbouncer:\n  - host: a\n    pause_timeout: 0\n", "pgbouncer[0].pause_timeout: expected seconds between 0.1 and 600, got '0'")]
+    [InlineData("pgbouncer:\n  - host: a\n    pause_timeout: soon\n", "pgbouncer[0].pause_timeout: expected seconds")]
+    [InlineData("pgbouncer:\n  - host: a\n    databases: ['app; SHUTDOWN']\n", "pgbouncer[0].databases: expected database names")]
+    [InlineData("pgbouncer:\n  - host: a\n    pause_timout: 3\n", "pgbouncer[0].pause_timout: unknown key (did you mean 'pause_timeout'?)")]
+    [InlineData("pgbouncer:\n  - host: a\n  - host: a\n", "pgbouncer[1]: a:6432 is listed twice")]
+    [InlineData("pgbouncer:\n  host: a\n", "pgbouncer: expected a list, got a mapping")]
+    [InlineData("pgbouncer:\n  - 127.0.0.1:6432\n", "pgbouncer[0]: expected a mapping, got '127.0.0.1:6432'")]
+    [InlineData("name: a/b\n", "name: expected a name without '/'")]
+    public void Bad_pgbouncer_entries_are_refused_naming_the_key(string section, string expected)
+    {
+        var e = Assert.Throws<ConfigException>(() => RouterConfigLoader.Parse(Minimal + section, "router.yml", NoEnvironment));
+        Assert.Contains(expected, e.Message, StringComparison.Ordinal);
+    }
 }

@@ -30,6 +30,7 @@ internal sealed class Scenario
     private DateTimeOffset? leaderMissingSince;
     private string? currentUpstream;
     private Dictionary<string, PeerStatus>? peers;
+    private TimeSpan? switchoverWaited;
 
     private Scenario(string me) => this.me = me;
 
@@ -203,6 +204,30 @@ internal sealed class Scenario
         return this;
     }
 
+    /// <summary>This agent first saw the switchover request due <paramref name="waited"/> ago (monotonic clock).</summary>
+    public Scenario SwitchoverDueFor(TimeSpan? waited)
+    {
+        switchoverWaited = waited;
+        return this;
+    }
+
+    /// <summary>Router <paramref name="name"/> drives PgBouncers (<c>routers/&lt;name&gt;</c>) with this pause_timeout.</summary>
+    public Scenario Router(string name, double pauseTimeout = 5, int pgBouncers = 1) => WithCluster(c => c with
+    {
+        Routers = [.. c.Routers.Where(r => r.Name != name), new RouterEntry(name,
+            new RouterRegistration { PgBouncers = [.. Enumerable.Range(0, pgBouncers).Select(i => $"10.0.0.{i + 1}:6432")], PauseTimeout = pauseTimeout }, 77)],
+    });
+
+    /// <summary>Router <paramref name="name"/> answered the switchover request at <paramref name="revision"/> (<c>pause/&lt;name&gt;</c>).</summary>
+    public Scenario RouterAnswered(string name, long revision = 41, params PgBouncerOutcome[] outcomes) => WithCluster(c => c with
+    {
+        Pauses = [.. c.Pauses.Where(p => p.Name != name), new PauseEntry(name, new PauseConfirmation
+        {
+            FailoverRevision = revision,
+            PgBouncers = outcomes.Length > 0 ? outcomes : [new PgBouncerOutcome { Address = "10.0.0.1:6432", State = "paused" }],
+        }, 50)],
+    });
+
     public Scenario Upstream(string? member)
     {
         currentUpstream = member is null ? null : Address(member).ToString();
@@ -252,6 +277,7 @@ internal sealed class Scenario
         LeaderMissingSince = leaderMissingSince,
         CurrentUpstream = currentUpstream,
         Peers = peers,
+        SwitchoverWaited = switchoverWaited,
     };
 
     public HaPlan Decide() => HaDecision.Decide(Build());

@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Steward.Core.Cluster;
 using Steward.Core.Configuration;
+using Steward.Router.PgBouncer;
 using Steward.Router.Routing;
 
 namespace Steward.Router.Dashboard;
@@ -25,6 +26,7 @@ internal sealed class DashboardState : IAsyncDisposable
     private readonly IReadOnlyList<Listener> _listeners;
     private readonly HttpClient _http;
     private readonly TimeProvider _time;
+    private readonly PgBouncerCoordinator? _pgBouncers;
     private readonly CancellationTokenSource _stop = new();
     private readonly Lock _gate = new();
     private readonly Queue<JsonObject> _samples = new();
@@ -32,8 +34,10 @@ internal sealed class DashboardState : IAsyncDisposable
     private IReadOnlyDictionary<string, JsonElement> _probes = new Dictionary<string, JsonElement>();
     private Task? _loop;
 
-    public DashboardState(RouterConfig config, ClusterWatcher watcher, IReadOnlyList<Listener> listeners, HttpClient http, TimeProvider time)
+    public DashboardState(RouterConfig config, ClusterWatcher watcher, IReadOnlyList<Listener> listeners, HttpClient http, TimeProvider time,
+        PgBouncerCoordinator? pgBouncers = null)
     {
+        _pgBouncers = pgBouncers;
         _config = config;
         _watcher = watcher;
         _listeners = listeners;
@@ -199,7 +203,8 @@ internal sealed class DashboardState : IAsyncDisposable
         }
 
         result["members"] = members;
-        result["listeners"] = RouterHost.StatsJson(_config, _watcher, _listeners)["listeners"]!.DeepClone();
+        result["listeners"] = RouterHost.StatsJson(_config, _watcher, _listeners, null)["listeners"]!.DeepClone();
+        result["pgbouncers"] = RouterHost.PgBouncersJson(_pgBouncers);
         result["history"] = new JsonArray((view?.History ?? []).Reverse().Take(10).Select(h => (JsonNode)new JsonObject
         {
             ["timeline"] = h.Timeline,

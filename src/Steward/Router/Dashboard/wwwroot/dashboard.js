@@ -79,6 +79,17 @@ function renderListeners(s) {
   document.querySelector("#listeners tbody").replaceChildren(...rows);
 }
 
+// PgBouncers this router pauses around a planned switchover (router.yml pgbouncer:); the card stays hidden without them.
+function renderPgBouncers(s) {
+  const list = s.pgbouncers || [];
+  document.getElementById("pgbouncers-card").hidden = list.length === 0;
+  const cls = state => state === "resumed" ? "ok" : state === "unreachable" ? "bad" : "warn";
+  document.querySelector("#pgbouncers tbody").replaceChildren(...list.map(b => el("tr", { "data-pgbouncer": b.address, "data-state": b.state },
+    el("td", {}, b.address), el("td", {}, badge(b.state, cls(b.state))), el("td", {}, b.detail || ""),
+    el("td", {}, b.last_pause_ms == null ? "" : b.last_pause_ms + " ms"),
+    el("td", {}, b.last_pause_at ? new Date(b.last_pause_at).toLocaleString() : ""), el("td", {}, b.pauses))));
+}
+
 function renderHistory(s) {
   const body = document.querySelector("#history tbody");
   if (s.history.length === 0) {
@@ -128,6 +139,7 @@ function render(s) {
   renderMembers(s);
   renderSwitchover(s);
   renderListeners(s);
+  renderPgBouncers(s);
   renderHistory(s);
   drawChart("lag-chart", "lag-legend", s.samples, p => p.lag, v => "lag " + bytes(v));
   drawChart("sessions-chart", "sessions-legend", s.samples, p => p.sessions, v => (v ?? 0) + " sessions");
