@@ -105,7 +105,8 @@ public sealed class ClusterWatcherTests(ITestOutputHelper output) : IAsyncLifeti
     {
         _agents.Answer("node1", "/leader", HttpStatusCode.OK);
         _agents.Answer("node2", "/replica", HttpStatusCode.OK);
-        await using var watcher = await StartAsync(grace: TimeSpan.FromSeconds(2));
+        // A grace of a few seconds: the stale-but-within-grace window must be long enough to be seen on a loaded machine.
+        await using var watcher = await StartAsync(grace: TimeSpan.FromSeconds(5));
         _store.Freeze();
         await Until(() => watcher.IsStale && watcher.Table.Writer is not null);
         await Until(() => watcher.Table.Writer is null && watcher.Table.Leader is null);
