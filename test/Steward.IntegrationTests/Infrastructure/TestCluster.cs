@@ -201,14 +201,33 @@ internal sealed class TestCluster : IAsyncDisposable
         return found!;
     }
 
-    /// <summary>Polls until <paramref name="node"/> is a replica that streams (REST /replica = 200 and replication_state streaming).</summary>
+    /// <summary>
+    /// Polls until <paramref name="node"/> is a replica that streams: REST /replica = 200, replication_state streaming, and its
+    /// member key in etcd says so too (what a switchover's candidate check reads; the REST API answers from PostgreSQL now,
+    /// the member key only after the agent's next cycle).
+    /// </summary>
     public Task WaitForStreamingAsync(TestNode node, TimeSpan timeout) =>
         Poll.UntilAsync(async () =>
         {
             var status = await node.PatroniAsync().ConfigureAwait(false);
             return status is { } s && s.TryGetProperty("replication_state", out var rs) && rs.GetString() == "streaming"
-                   && await node.RestStatusAsync("/replica").ConfigureAwait(false) == 200;
+                   && await node.RestStatusAsync("/replica").ConfigureAwait(false) == 200
+                   && await MemberKeySaysStreamingAsync(node.Name).ConfigureAwait(false);
         }, timeout, $"{node.Name} streaming as a replica", DescribeAsync);
+
+    private async Task<bool> MemberKeySaysStreamingAsync(string member)
+    {
+        _etcd ??= new EtcdClient(Etcd.Endpoint);
+        var range = await _etcd.GetAsync($"/service/{Scope}/members/{member}", deadline: DateTime.UtcNow.AddSeconds(2)).ConfigureAwait(false);
+        if (range.Kvs.Count == 0)
+        {
+            return false;
+        }
+
+        using var doc = System.Text.Json.JsonDocument.Parse(range.Kvs[0].Value.ToStringUtf8());
+        return doc.RootElement.TryGetProperty("role", out var role) && role.GetString() == "replica"
+               && doc.RootElement.TryGetProperty("replication_state", out var state) && state.GetString() == "streaming";
+    }
 
     /// <summary>
     /// Proof that every other running member replays what <paramref name="leader"/> writes now: a row inserted there shows
