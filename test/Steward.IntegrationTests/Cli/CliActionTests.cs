@@ -9,7 +9,7 @@ namespace Steward.IntegrationTests.Cli;
 /// Verbs that act through the agents' REST actions (docs/rest-actions.md): switchover, failover, restart, reinit,
 /// pause / resume. Each asserts the state the cluster ends in, read from the agents themselves.
 /// </summary>
-[Collection(ClusterCollection.Name)]
+[Collection(ClusterCollectionB.Name)]
 public sealed class CliActionTests(ITestOutputHelper output)
 {
     [Fact]

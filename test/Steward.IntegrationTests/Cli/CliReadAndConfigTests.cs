@@ -5,7 +5,7 @@ using Xunit.Abstractions;
 namespace Steward.IntegrationTests.Cli;
 
 /// <summary>The CLI's read verbs, edit-config and its refusals, against a real 3-node cluster (these need no REST actions).</summary>
-[Collection(ClusterCollection.Name)]
+[Collection(ClusterCollectionB.Name)]
 public sealed class CliReadAndConfigTests(ITestOutputHelper output)
 {
     [Fact]

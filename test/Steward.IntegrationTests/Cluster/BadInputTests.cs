@@ -7,7 +7,7 @@ namespace Steward.IntegrationTests.Cluster;
 /// <summary>
 /// `steward node` refuses bad input with a message that names the problem, and changes nothing on disk or in etcd.
 /// </summary>
-[Collection(ClusterCollection.Name)]
+[Collection(ClusterCollectionB.Name)]
 public sealed class BadInputTests(ITestOutputHelper output)
 {
     private static readonly TimeSpan Exit = TimeSpan.FromSeconds(60);

@@ -6,7 +6,7 @@ using Xunit.Abstractions;
 namespace Steward.IntegrationTests.Cluster;
 
 /// <summary>Issue 14: what a Patroni user's scripts, load balancers and configs rely on, on a real cluster.</summary>
-[Collection(ClusterCollection.Name)]
+[Collection(ClusterCollectionB.Name)]
 public sealed class PatroniCompatibilityTests(ITestOutputHelper output)
 {
     private static readonly string[] ReplicaChecks = ["/replica", "/health", "/read-only", "/readiness", "/async", "/replica?lag=1MB"];

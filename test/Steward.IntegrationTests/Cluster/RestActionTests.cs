@@ -7,7 +7,7 @@ using Xunit.Abstractions;
 namespace Steward.IntegrationTests.Cluster;
 
 /// <summary>The agents' unsafe REST endpoints (docs/rest-actions.md) on a real cluster.</summary>
-[Collection(ClusterCollection.Name)]
+[Collection(ClusterCollectionB.Name)]
 public sealed class RestActionTests(ITestOutputHelper output)
 {
     private static readonly TimeSpan Bootstrap = TimeSpan.FromSeconds(120);

@@ -11,7 +11,7 @@ using Xunit.Abstractions;
 namespace Steward.IntegrationTests.Dashboard;
 
 /// <summary>The router's dashboard in a real headless Chromium, in front of a real three-node cluster.</summary>
-[Collection(ClusterCollection.Name)]
+[Collection(ClusterCollectionB.Name)]
 public sealed class DashboardBrowserTests(ITestOutputHelper output)
 {
     private static readonly TimeSpan Bootstrap = TimeSpan.FromSeconds(120);

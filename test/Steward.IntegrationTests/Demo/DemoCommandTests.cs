@@ -9,7 +9,7 @@ using Xunit.Abstractions;
 namespace Steward.IntegrationTests.Demo;
 
 /// <summary>`steward demo`, the README's first command, run as a user runs it, so the README cannot rot.</summary>
-[Collection(ClusterCollection.Name)]
+[Collection(ClusterCollectionB.Name)]
 public sealed class DemoCommandTests(ITestOutputHelper output)
 {
     [Fact]

@@ -10,7 +10,7 @@ namespace Steward.IntegrationTests.Router;
 /// Users who keep HAProxy: a real HAProxy (Debian's) in front of the agents' REST API, with the configuration
 /// `steward haproxy-config` prints and with the seed's own `listen` blocks (ports changed), before and after a failover.
 /// </summary>
-[Collection(ClusterCollection.Name)]
+[Collection(ClusterCollectionB.Name)]
 public sealed class HaproxyTests(ITestOutputHelper output)
 {
     private static readonly TimeSpan Bootstrap = TimeSpan.FromSeconds(120);

@@ -19,7 +19,7 @@ namespace Steward.IntegrationTests.Router;
 /// member that loses the key keeps running and accepting writes, so a session left on it is visible (with real
 /// agents a demoted primary restarts or is fenced, which would hide a missed cut).
 /// </summary>
-[Collection(ClusterCollection.Name)]
+[Collection(ClusterCollectionB.Name)]
 public sealed class RouterSafetyTests(ITestOutputHelper output)
 {
     private const string Scope = "routersafety";

@@ -11,7 +11,7 @@ using Xunit.Abstractions;
 namespace Steward.IntegrationTests.Router;
 
 /// <summary>`steward router` in front of a real cluster: where connections land, and what clients see across a failover.</summary>
-[Collection(ClusterCollection.Name)]
+[Collection(ClusterCollectionB.Name)]
 public sealed class RouterTests(ITestOutputHelper output)
 {
     private static readonly TimeSpan Bootstrap = TimeSpan.FromSeconds(120);
