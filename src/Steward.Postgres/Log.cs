@@ -97,4 +97,13 @@ internal static partial class Log
 
     [LoggerMessage(3080, LogLevel.Warning, "postgresql parameters: {Warning}")]
     public static partial void ParameterAdapted(ILogger logger, string warning);
+
+    [LoggerMessage(3081, LogLevel.Information, "running custom bootstrap '{Method}': {CommandLine}")]
+    public static partial void CustomBootstrap(ILogger logger, string method, string commandLine);
+
+    [LoggerMessage(3082, LogLevel.Information, "custom bootstrap '{Method}' of {DataDir} done: PostgreSQL runs as the new cluster's primary")]
+    public static partial void CustomBootstrapDone(ILogger logger, string method, string dataDir);
+
+    [LoggerMessage(3083, LogLevel.Information, "waiting for the end of recovery after bootstrap in {DataDir} ({Seconds} s)")]
+    public static partial void WaitingForRecovery(ILogger logger, string dataDir, long seconds);
 }

@@ -373,14 +373,97 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
 
         var dcs = ReadDcs(section.Section("dcs"));
         var initdb = ReadInitdb(section);
+        CustomBootstrap? custom = null;
         if (section.String("method") is { } method && method.Text != "initdb")
         {
-            section.Unsupported("method", method.Text);
+            custom = ReadCustomBootstrap(section, method);
         }
 
         section.Unsupported("users", "post_bootstrap", "post_init", "pg_hba");
         section.Finish();
-        return new BootstrapConfig { Dcs = dcs, Initdb = initdb };
+        return new BootstrapConfig { Dcs = dcs, Initdb = initdb, Method = custom };
+    }
+
+    private static readonly string[] ReservedBootstrapArguments = ["scope", "datadir"];
+
+    /// <summary>
+    /// <c>bootstrap.method: name</c> and its <c>bootstrap.name</c> section. Patroni runs initdb when the section or its
+    /// command is missing; Steward refuses to start instead: a user who asked to restore a backup must never silently
+    /// get an empty cluster.
+    /// </summary>
+    private CustomBootstrap? ReadCustomBootstrap(YamlSection bootstrap, Located method)
+    {
+        var path = bootstrap.Child(method.Text);
+        if (method.Text is "dcs" or "users" or "pg_hba" or "post_bootstrap" or "post_init")
+        {
+            diagnostics.Error(method.Origin, bootstrap.Child("method"), $"'{method.Text}' is a key of bootstrap, not a bootstrap method");
+            return null;
+        }
+
+        if (bootstrap.Section(method.Text) is not { } section)
+        {
+            diagnostics.Error(method.Origin, bootstrap.Child("method"),
+                $"{method.Text}: no {path} section with its command; Steward does not fall back to initdb (set method: initdb, or add {path}.command)");
+            return null;
+        }
+
+        IReadOnlyList<string>? command = null;
+        if (section.String("command") is not { } text)
+        {
+            diagnostics.Error(section.Origin, section.Child("command"), "required: the command that fills the data directory (Steward does not fall back to initdb)");
+        }
+        else if (ShellWords.Split(text.Text, out var problem) is not { Count: > 0 } words)
+        {
+            diagnostics.Error(text.Origin, section.Child("command"), problem ?? "is empty");
+        }
+        else
+        {
+            command = words;
+        }
+
+        var noParams = section.Bool("no_params") ?? false;
+        var keep = section.Bool("keep_existing_recovery_conf") ?? false;
+        Dictionary<string, string>? recovery = null;
+        if (section.Section("recovery_conf") is { } recoverySection)
+        {
+            recovery = ReadParameters(recoverySection);
+        }
+
+        var extra = new List<string>();
+        foreach (var (key, value) in section.Entries().ToList())
+        {
+            if (key.Text is "command" or "no_params" or "keep_existing_recovery_conf" or "recovery_conf")
+            {
+                continue;
+            }
+
+            if (ReservedBootstrapArguments.Contains(key.Text, StringComparer.Ordinal))
+            {
+                continue; // Patroni drops them too: --scope and --datadir are its own
+            }
+
+            if (value is YamlScalarNode { Value: { } scalar } && !YamlSection.IsNull(value))
+            {
+                extra.Add($"--{key.Text}={scalar}");
+            }
+            else
+            {
+                diagnostics.Error(Origin.Of(value), section.Child(key.Text), $"expected a single value (passed as --{key.Text}=value), got {YamlSection.Describe(value)}");
+            }
+        }
+
+        section.Finish();
+        return command is null
+            ? null
+            : new CustomBootstrap
+            {
+                Name = method.Text,
+                Command = command,
+                NoParams = noParams,
+                KeepExistingRecoveryConf = keep,
+                RecoveryConf = recovery,
+                ExtraArguments = extra,
+            };
     }
 
     private DynamicConfig ReadDcs(YamlSection? section)

@@ -51,6 +51,34 @@ public sealed class BootstrapConfig
     public DynamicConfig Dcs { get; init; } = new();
     /// <summary>initdb arguments, normalized from Patroni's list (<c>- data-checksums</c>, <c>- encoding: UTF8</c>) to <c>--data-checksums</c>, <c>--encoding=UTF8</c>.</summary>
     public IReadOnlyList<string> Initdb { get; init; } = [];
+    /// <summary><c>bootstrap.method: &lt;name&gt;</c> other than initdb: Patroni's custom bootstrap; null runs initdb.</summary>
+    public CustomBootstrap? Method { get; init; }
+}
+
+/// <summary>
+/// Patroni's custom bootstrap (<c>bootstrap.method: name</c> with a <c>bootstrap.name</c> section): instead of initdb,
+/// <see cref="Command"/> fills the empty data directory (restores a backup, say), run as the PostgreSQL OS user with
+/// <c>--scope=…</c> and <c>--datadir=…</c> (unless <c>no_params</c>) and <c>--key=value</c> for every other key of the
+/// section. Then recovery settings are removed, kept (<see cref="KeepExistingRecoveryConf"/>, as written by pgBackRest or
+/// Barman) or written (<see cref="RecoveryConf"/>, with recovery.signal), PostgreSQL is started, and the new cluster's
+/// primary is the end of that recovery.
+/// </summary>
+public sealed class CustomBootstrap
+{
+    /// <summary>The method's name (the key of its section).</summary>
+    public required string Name { get; init; }
+    /// <summary>The command split into words (<see cref="ShellWords"/>): program first.</summary>
+    public required IReadOnlyList<string> Command { get; init; }
+    public bool NoParams { get; init; }
+    public bool KeepExistingRecoveryConf { get; init; }
+    /// <summary>Recovery parameters (restore_command, recovery_target_time, recovery_target_action…); null: none given.</summary>
+    public IReadOnlyDictionary<string, string>? RecoveryConf { get; init; }
+    /// <summary><c>--key=value</c> for every other key of the method's section, in file order.</summary>
+    public IReadOnlyList<string> ExtraArguments { get; init; } = [];
+
+    /// <summary>The whole command line, as Patroni builds it.</summary>
+    public IReadOnlyList<string> CommandLine(string scope, string dataDir) =>
+        [.. Command, .. NoParams ? [] : new[] { $"--scope={scope}", $"--datadir={dataDir}" }, .. ExtraArguments];
 }
 
 public sealed class PostgresqlConfig

@@ -230,7 +230,7 @@ internal sealed class Converger
             return false;
         }
 
-        _status.SetState("initializing new cluster");
+        _status.SetState(_config.Bootstrap.Method is null ? "initializing new cluster" : "running custom bootstrap script");
         try
         {
             await _pg.BootstrapAsync(_config.Bootstrap.Initdb, _config.Bootstrap.Dcs, ct).ConfigureAwait(false);

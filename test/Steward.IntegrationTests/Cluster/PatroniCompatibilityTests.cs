@@ -72,6 +72,75 @@ public sealed class PatroniCompatibilityTests(ITestOutputHelper output)
         Assert.Equal(503, await replica.RestStatusAsync("/replica"));
     }
 
+    /// <summary>
+    /// Story (issue 14, item 6): <c>bootstrap.method</c> was ignored and initdb ran, so a user who asked to restore a backup
+    /// silently got an empty cluster. Now Patroni's custom bootstrap runs: the method's command (as postgres, with
+    /// <c>--scope</c>, <c>--datadir</c> and the section's other keys as <c>--key=value</c>) restores a pg_basebackup taken
+    /// from another cluster; recovery_conf makes it an archive recovery that ends in a promotion; the restored cluster
+    /// keeps its data and system identifier, gets this config's passwords and roles, and a second member clones from it.
+    /// </summary>
+    [Fact]
+    public async Task A_custom_bootstrap_restores_a_base_backup_of_another_cluster()
+    {
+        await using var source = new Steward.IntegrationTests.Postgres.PgTestCluster("custom-bootstrap-source");
+        var old = source.Node("old");
+        await old.BootstrapAsync();
+        await old.ExecuteAsync("CREATE TABLE restored(v text); INSERT INTO restored VALUES ('from the other cluster')");
+        var systemId = (await old.InspectAsync()).SystemId;
+        var backup = source.Node("backup"); // its data directory receives the pg_basebackup; it is never started
+        await backup.Control.CloneAsync(old.Address, CancellationToken.None);
+        await old.Control.StopAsync(Steward.Core.Postgres.StopMode.Fast, CancellationToken.None);
+
+        await using var cluster = await TestCluster.StartAsync(2, output, new ClusterOptions { StartAll = false });
+        var (first, second) = (cluster.Nodes[0], cluster.Nodes[1]);
+        var script = Path.Combine(first.Dir, "restore.sh");
+        await File.WriteAllTextAsync(script, """
+            #!/bin/sh
+            set -e
+            for a in "$@"; do
+              case "$a" in
+                --datadir=*) datadir="${a#--datadir=}" ;;
+                --backup=*) backup="${a#--backup=}" ;;
+              esac
+            done
+            echo "$@" > "$(dirname "$datadir")/restore-args"
+            cp -a "$backup/." "$datadir/"
+            """);
+        File.SetUnixFileMode(script, (UnixFileMode)0b111_101_101);
+        var yaml = await File.ReadAllTextAsync(first.ConfigPath);
+        const string initdb = "  initdb:\n    - encoding: UTF8\n    - locale: C\n";
+        Assert.Contains(initdb, yaml, StringComparison.Ordinal);
+        await File.WriteAllTextAsync(first.ConfigPath, yaml.Replace(initdb, $$"""
+              method: from_backup
+              from_backup:
+                command: {{script}}
+                backup: {{backup.DataDir}}
+                recovery_conf:
+                  restore_command: 'false'
+                  recovery_target_action: promote
+
+            """, StringComparison.Ordinal));
+
+        first.Start();
+        var leader = await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(120));
+        Assert.Equal(first.Name, leader.Name);
+        Assert.Equal("from the other cluster", await first.QueryAsync<string>("SELECT v FROM restored"));
+        var status = (await first.PatroniAsync())!.Value;
+        Assert.Equal(systemId, status.GetProperty("database_system_identifier").GetString());
+        Assert.Equal(2, status.GetProperty("timeline").GetInt64()); // the archive recovery ended in a promotion
+        Assert.Equal("on", await first.QueryAsync<string>("SHOW hot_standby"));
+        Assert.Equal($"--scope={cluster.Scope} --datadir={first.DataDir} --backup={backup.DataDir}",
+            (await File.ReadAllTextAsync(Path.Combine(first.Dir, "restore-args"))).Trim());
+        Assert.DoesNotContain("custom bootstrap in progress", await File.ReadAllTextAsync(Path.Combine(first.DataDir, "pg_hba.conf")), StringComparison.Ordinal);
+        Assert.False(File.Exists(Path.Combine(first.DataDir, "recovery.signal")));
+        Assert.Contains("running custom bootstrap 'from_backup'", first.Log(), StringComparison.Ordinal);
+
+        second.Start();
+        await cluster.WaitForStreamingAsync(second, TimeSpan.FromSeconds(120));
+        await Poll.UntilAsync(async () => await second.QueryAsync<string>("SELECT v FROM restored") == "from the other cluster",
+            TimeSpan.FromSeconds(30), "the restored row on the replica");
+    }
+
     private static readonly HttpClient Http = new() { Timeout = TimeSpan.FromSeconds(60) };
 
     private static async Task<(int Status, string Text)> PostAsync(TestNode node, string path, string body)

@@ -252,10 +252,50 @@ public sealed class ConfigSectionsTests
         Assert.Contains(e.Errors, x => x.Contains("watchdog.mode", StringComparison.Ordinal) && x.Contains(message, StringComparison.Ordinal));
     }
 
+    /// <summary>Story (issue 14, item 6): bootstrap.method was a warning and initdb ran: a user who asked to restore a backup got an empty cluster.</summary>
     [Fact]
-    public void Custom_bootstrap_method_and_its_section_are_warnings() =>
-        Assert.Equal(
-            ["bootstrap.method", "bootstrap.clone_with_wale"],
-            Parse(With("bootstrap:\n  method: clone_with_wale\n  clone_with_wale:\n    command: x"))
-                .Warnings.Select(w => w.Split(' ')[1]));
+    public void A_custom_bootstrap_method_is_read_as_Patroni_passes_it_to_its_command()
+    {
+        var config = Parse(With("""
+            bootstrap:
+              method: pitr
+              pitr:
+                command: /usr/local/bin/restore --from 'my backups' "s3://b/\"x\""
+                keep_existing_recovery_conf: false
+                recovery_conf:
+                  recovery_target_action: promote
+                  restore_command: cp /archive/%f %p
+                  recovery_target_inclusive: false
+                backup: latest
+                scope: ignored
+            """));
+
+        var method = config.Bootstrap.Method!;
+        Assert.Equal("pitr", method.Name);
+        Assert.Equal(["/usr/local/bin/restore", "--from", "my backups", "s3://b/\"x\""], method.Command);
+        Assert.Equal(new Dictionary<string, string> { ["recovery_target_action"] = "promote", ["restore_command"] = "cp /archive/%f %p", ["recovery_target_inclusive"] = "off" },
+            method.RecoveryConf);
+        Assert.Equal(["/usr/local/bin/restore", "--from", "my backups", "s3://b/\"x\"", "--scope=demo", "--datadir=/srv/data", "--backup=latest"],
+            method.CommandLine("demo", "/srv/data"));
+        Assert.DoesNotContain(config.Warnings, w => w.Contains("bootstrap", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void No_params_leaves_out_scope_and_datadir()
+    {
+        var method = Parse(With("bootstrap:\n  method: copy\n  copy:\n    command: cp -a /backup/. .\n    no_params: true")).Bootstrap.Method!;
+        Assert.Equal(["cp", "-a", "/backup/.", "."], method.CommandLine("demo", "/srv/data"));
+        Assert.Null(method.RecoveryConf);
+        Assert.Null(Parse(With("bootstrap:\n  method: initdb")).Bootstrap.Method);
+    }
+
+    /// <summary>Patroni runs initdb when the method's section or command is missing; Steward refuses to start.</summary>
+    [Theory]
+    [InlineData("bootstrap:\n  method: pitr", "bootstrap.method: pitr: no bootstrap.pitr section with its command; Steward does not fall back to initdb")]
+    [InlineData("bootstrap:\n  method: pitr\n  pitr:\n    keep_existing_recovery_conf: true", "bootstrap.pitr.command: required")]
+    [InlineData("bootstrap:\n  method: pitr\n  pitr:\n    command: \"restore 'unclosed\"", "bootstrap.pitr.command: no closing quotation")]
+    [InlineData("bootstrap:\n  method: pitr\n  pitr:\n    command: x\n    extra: [1, 2]", "bootstrap.pitr.extra: expected a single value")]
+    [InlineData("bootstrap:\n  method: dcs", "'dcs' is a key of bootstrap, not a bootstrap method")]
+    public void A_custom_bootstrap_that_cannot_run_stops_start_up_instead_of_running_initdb(string yaml, string message) =>
+        Assert.Contains(message, Fails(With(yaml)).Message, StringComparison.Ordinal);
 }
