@@ -106,4 +106,10 @@ internal static partial class Log
 
     [LoggerMessage(3083, LogLevel.Information, "waiting for the end of recovery after bootstrap in {DataDir} ({Seconds} s)")]
     public static partial void WaitingForRecovery(ILogger logger, string dataDir, long seconds);
+
+    [LoggerMessage(3084, LogLevel.Information, "creating the replica with create_replica_methods '{Method}': {CommandLine}")]
+    public static partial void ReplicaMethod(ILogger logger, string method, string commandLine);
+
+    [LoggerMessage(3085, LogLevel.Warning, "create_replica_methods '{Method}' failed, trying the next one if any: {Failure}")]
+    public static partial void ReplicaMethodFailed(ILogger logger, string method, string failure);
 }

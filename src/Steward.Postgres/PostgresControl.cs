@@ -607,6 +607,11 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
         Log.RoleCreated(_logger, credentials.Username);
     }
 
+    /// <summary>
+    /// Creates this replica's data directory from <paramref name="source"/> with <c>postgresql.create_replica_methods</c>
+    /// in order (Patroni's semantics): a command method, or the built-in pg_basebackup; a method that fails (or leaves no
+    /// data directory) is cleaned up after, unless keep_data, and the next is tried. Throws when every one failed.
+    /// </summary>
     public async Task CloneAsync(HostPort source, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(source);
@@ -618,13 +623,43 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
         WritePgpass();
         User.CreateDirectory(DataDir, DataDirMode);
         Log.Cloning(_logger, DataDir, source.ToString());
+        var methods = _config.Postgresql.CreateReplicaMethods is { Count: > 0 } configured ? configured : [null];
+        var failures = new List<string>();
+        foreach (var method in methods)
+        {
+            if (DataDirState(DataDir) != DataDirStatus.Empty && method?.KeepData != true)
+            {
+                RemovePartialClone();
+            }
+            var failure = method is null
+                ? await BasebackupAsync(source, ct).ConfigureAwait(false)
+                : await ReplicaMethodAsync(method, source, ct).ConfigureAwait(false);
+            if (failure is null)
+            {
+                Log.Cloned(_logger, DataDir, $"{source} ({method?.Name ?? "basebackup"})");
+                return;
+            }
+            failures.Add(failure);
+            Log.ReplicaMethodFailed(_logger, method?.Name ?? "basebackup", failure);
+            if (method?.KeepData != true)
+            {
+                RemovePartialClone();
+            }
+        }
+        throw new PostgresException(failures.Count == 1 ? failures[0] : "every create_replica_methods failed:\n" + string.Join('\n', failures));
+    }
+
+    /// <summary>pg_basebackup from <paramref name="source"/>, with postgresql.basebackup's options; the failure in words, or null.</summary>
+    private async Task<string?> BasebackupAsync(HostPort source, CancellationToken ct)
+    {
         PgProgramResult result;
         try
         {
             result = await Programs.RunAsync(
                 "pg_basebackup",
                 ["-D", DataDir, "-h", source.Host, "-p", source.Port.ToString(CultureInfo.InvariantCulture),
-                 "-U", _config.Postgresql.Authentication.Replication.Username, "-X", "stream", "-c", "fast", "--no-password"],
+                 "-U", _config.Postgresql.Authentication.Replication.Username, "-X", "stream", "-c", "fast", "--no-password",
+                 .. _config.Postgresql.BasebackupOptions],
                 timeout: null, ct, PassfileEnvironment).ConfigureAwait(false);
         }
         catch
@@ -632,12 +667,34 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
             RemovePartialClone();
             throw;
         }
-        if (!result.Succeeded)
+        return result.Succeeded ? null : result.Failure($"pg_basebackup from {source} into {DataDir}").Message;
+    }
+
+    /// <summary>A command from create_replica_methods; the failure in words, or null when it left a data directory.</summary>
+    private async Task<string?> ReplicaMethodAsync(ReplicaMethod method, HostPort source, CancellationToken ct)
+    {
+        var replication = _config.Postgresql.Authentication.Replication.Username;
+        var host = source.Host.Contains(':', StringComparison.Ordinal) ? $"[{source.Host}]" : source.Host;
+        var connstring = $"postgresql://{Uri.EscapeDataString(replication)}@{host}:{source.Port.ToString(CultureInfo.InvariantCulture)}/postgres";
+        var commandLine = method.CommandLine(_config.Scope, DataDir, connstring);
+        Log.ReplicaMethod(_logger, method.Name, string.Join(' ', commandLine));
+        PgProgramResult result;
+        try
+        {
+            result = await Programs.RunCommandAsync(commandLine, timeout: null, ct, PassfileEnvironment).ConfigureAwait(false);
+        }
+        catch when (!method.KeepData)
         {
             RemovePartialClone();
-            throw result.Failure($"pg_basebackup from {source} into {DataDir}");
+            throw;
         }
-        Log.Cloned(_logger, DataDir, source.ToString());
+        if (!result.Succeeded)
+        {
+            return result.Failure($"create_replica_methods {method.Name} (postgresql.{method.Name}.command)").Message;
+        }
+        return DataDirState(DataDir) == DataDirStatus.Initialized
+            ? null
+            : $"create_replica_methods {method.Name}: {commandLine[0]} exited 0 but data_dir {DataDir} is not a PostgreSQL data directory";
     }
 
     private void RemovePartialClone()

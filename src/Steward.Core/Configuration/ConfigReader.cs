@@ -18,7 +18,7 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
     private static readonly string[] ReservedInitdbOptions = ["pgdata", "nosync", "pwfile", "sync-only", "version"];
     private static readonly string[] UnsupportedPostgresqlKeys =
     [
-        "callbacks", "create_replica_methods", "basebackup", "recovery_conf", "remove_data_directory_on_rewind_failure",
+        "callbacks", "recovery_conf", "remove_data_directory_on_rewind_failure",
         "remove_data_directory_on_diverged_timelines", "use_unix_socket", "use_unix_socket_repl", "config_dir", "custom_conf",
         "proxy_address", "pre_promote", "before_stop", "use_pg_rewind", "use_slots", "pg_ident", "bin_name", "database",
     ];
@@ -554,16 +554,96 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
     }
 
     /// <summary>Patroni's initdb list: <c>- data-checksums</c> → <c>--data-checksums</c>, <c>- encoding: UTF8</c> → <c>--encoding=UTF8</c>.</summary>
-    private List<string> ReadInitdb(YamlSection bootstrap)
+    private List<string> ReadInitdb(YamlSection bootstrap) => ReadOptionList(bootstrap, "initdb", ReservedInitdbOptions, "is set by Steward and cannot be given here");
+
+    private static readonly string[] ReservedBasebackupOptions =
+        ["pgdata", "D", "format", "F", "wal-method", "X", "xlog-method", "gzip", "z", "version", "dbname", "d", "host", "h", "port", "p", "username", "U", "password", "W", "no-password", "w"];
+
+    /// <summary>
+    /// Patroni's <c>postgresql.create_replica_methods</c>: each name but <c>basebackup</c> needs a section with a command.
+    /// A name without one stops start-up (Patroni would run the name itself as the command; a typo there would fail each
+    /// clone at run time, a missing section here is said at once).
+    /// </summary>
+    private List<ReplicaMethod?> ReadReplicaMethods(YamlSection postgresql)
     {
-        var path = bootstrap.Child("initdb");
+        var methods = new List<ReplicaMethod?>();
+        foreach (var name in postgresql.List("create_replica_methods", commaSeparated: true) ?? [])
+        {
+            if (name.Text == "basebackup")
+            {
+                methods.Add(null);
+                continue;
+            }
+
+            var path = postgresql.Child(name.Text);
+            if (postgresql.Section(name.Text) is not { } section)
+            {
+                diagnostics.Error(name.Origin, postgresql.Child("create_replica_methods"), $"{name.Text}: no {path} section with its command");
+                continue;
+            }
+
+            IReadOnlyList<string>? command = null;
+            if (section.String("command") is not { } text)
+            {
+                diagnostics.Error(section.Origin, section.Child("command"), "required: the command that creates the replica's data directory");
+            }
+            else if (ShellWords.Split(text.Text, out var problem) is not { Count: > 0 } words)
+            {
+                diagnostics.Error(text.Origin, section.Child("command"), problem ?? "is empty");
+            }
+            else
+            {
+                command = words;
+            }
+
+            var noParams = section.Bool("no_params") ?? false;
+            var keepData = section.Bool("keep_data") ?? false;
+            if (section.KeyNode("no_leader") is not null)
+            {
+                // Patroni may then create a replica while no leader exists; Steward clones only from a running leader.
+                section.Unsupported("no_leader");
+                _ = section.String("no_leader");
+            }
+
+            var extra = new List<string>();
+            foreach (var (key, value) in section.Entries().ToList())
+            {
+                if (key.Text is "command" or "no_params" or "keep_data" or "no_leader")
+                {
+                    continue;
+                }
+
+                if (value is YamlScalarNode { Value: { } scalar } && !YamlSection.IsNull(value))
+                {
+                    extra.Add($"--{key.Text}={scalar}");
+                }
+                else
+                {
+                    diagnostics.Error(Origin.Of(value), section.Child(key.Text), $"expected a single value (passed as --{key.Text}=value), got {YamlSection.Describe(value)}");
+                }
+            }
+
+            section.Finish();
+            if (command is not null)
+            {
+                methods.Add(new ReplicaMethod { Name = name.Text, Command = command, NoParams = noParams, KeepData = keepData, ExtraArguments = extra });
+            }
+        }
+
+        return methods;
+    }
+
+    /// <summary>A list (or mapping) of program options in Patroni's shape: <c>- verbose</c>, <c>- max-rate: 100M</c>.</summary>
+    private List<string> ReadOptionList(YamlSection parent, string key, string[] reserved, string reservedMessage)
+    {
+        var path = parent.Child(key);
         var options = new List<string>();
         void Add(string name, string? value, Origin origin)
         {
             var option = name.TrimStart('-');
-            if (ReservedInitdbOptions.Contains(option, StringComparer.Ordinal))
+            if (reserved.Contains(option, StringComparer.Ordinal))
             {
-                diagnostics.Error(origin, path, $"--{option} is set by Steward and cannot be given here");
+                diagnostics.Error(origin, path, $"--{option} {reservedMessage}");
             }
 
             options.Add(value is null ? $"--{option}" : $"--{option}={value}");
@@ -584,7 +664,7 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
             }
         }
 
-        switch (bootstrap.Take("initdb"))
+        switch (parent.Take(key))
         {
             case null:
                 break;
@@ -705,11 +785,13 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
             diagnostics.Error(osUserValue.Origin, "postgresql.os_user", "must not be empty");
         }
 
+        IReadOnlyList<ReplicaMethod?> replicaMethods = [];
+        IReadOnlyList<string> basebackup = [];
         if (section is not null)
         {
-            // create_replica_methods names further sections (e.g. pgbackrest:), which are unsupported along with it.
-            var replicaMethods = section.List("create_replica_methods", commaSeparated: false)?.Select(method => method.Text) ?? [];
-            section.Unsupported(UnsupportedPostgresqlKeys.Union(replicaMethods, StringComparer.Ordinal).ToArray());
+            replicaMethods = ReadReplicaMethods(section);
+            basebackup = ReadOptionList(section, "basebackup", ReservedBasebackupOptions, "is set by Steward and cannot be given here");
+            section.Unsupported(UnsupportedPostgresqlKeys);
             section.Finish();
         }
 
@@ -723,6 +805,8 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
             Authentication = authentication,
             Parameters = parameters,
             PgHba = pgHba,
+            CreateReplicaMethods = replicaMethods,
+            BasebackupOptions = basebackup,
             PgCtlTimeout = pgCtlTimeout,
             OsUser = osUser?.Text ?? defaults.OsUser,
         };

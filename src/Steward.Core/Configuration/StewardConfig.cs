@@ -81,6 +81,25 @@ public sealed class CustomBootstrap
         [.. Command, .. NoParams ? [] : new[] { $"--scope={scope}", $"--datadir={dataDir}" }, .. ExtraArguments];
 }
 
+/// <summary>
+/// One of Patroni's <c>postgresql.create_replica_methods</c> other than <c>basebackup</c>: a command that fills the empty
+/// data directory of a new replica (pgBackRest or WAL-G restoring the latest backup, say), run as the PostgreSQL OS user
+/// with <c>--scope</c>, <c>--role=replica</c>, <c>--datadir</c> and <c>--connstring</c> (the source as a libpq URL, the
+/// password in the pgpass file named by PGPASSFILE) unless <c>no_params</c>, and <c>--key=value</c> for every other key.
+/// </summary>
+public sealed class ReplicaMethod
+{
+    public required string Name { get; init; }
+    public required IReadOnlyList<string> Command { get; init; }
+    public bool NoParams { get; init; }
+    /// <summary>Leave what a failed attempt wrote (Patroni's keep_data; pgBackRest --delta restores into it).</summary>
+    public bool KeepData { get; init; }
+    public IReadOnlyList<string> ExtraArguments { get; init; } = [];
+
+    public IReadOnlyList<string> CommandLine(string scope, string dataDir, string connstring) =>
+        [.. Command, .. NoParams ? [] : new[] { $"--scope={scope}", "--role=replica", $"--datadir={dataDir}", $"--connstring={connstring}" }, .. ExtraArguments];
+}
+
 public sealed class PostgresqlConfig
 {
     public required HostPort Listen { get; init; }
@@ -95,6 +114,13 @@ public sealed class PostgresqlConfig
     public IReadOnlyDictionary<string, string> Parameters { get; init; } = new Dictionary<string, string>();
     /// <summary>pg_hba.conf lines; when empty a safe default is written.</summary>
     public IReadOnlyList<string> PgHba { get; init; } = [];
+    /// <summary>
+    /// How a new replica gets its data, tried in order until one succeeds: a <see cref="ReplicaMethod"/>, or null for the
+    /// built-in pg_basebackup. Empty: pg_basebackup only.
+    /// </summary>
+    public IReadOnlyList<ReplicaMethod?> CreateReplicaMethods { get; init; } = [];
+    /// <summary>Extra pg_basebackup options from Patroni's <c>postgresql.basebackup</c> (<c>--max-rate=100M</c>, <c>--verbose</c>).</summary>
+    public IReadOnlyList<string> BasebackupOptions { get; init; } = [];
     /// <summary>Seconds pg_ctl waits for start / stop. Default 60.</summary>
     public int PgCtlTimeout { get; init; } = 60;
     /// <summary>

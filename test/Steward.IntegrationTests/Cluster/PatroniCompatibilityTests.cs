@@ -91,8 +91,8 @@ public sealed class PatroniCompatibilityTests(ITestOutputHelper output)
         await backup.Control.CloneAsync(old.Address, CancellationToken.None);
         await old.Control.StopAsync(Steward.Core.Postgres.StopMode.Fast, CancellationToken.None);
 
-        await using var cluster = await TestCluster.StartAsync(2, output, new ClusterOptions { StartAll = false });
-        var (first, second) = (cluster.Nodes[0], cluster.Nodes[1]);
+        await using var cluster = await TestCluster.StartAsync(3, output, new ClusterOptions { StartAll = false });
+        var (first, second, third) = (cluster.Nodes[0], cluster.Nodes[1], cluster.Nodes[2]);
         var script = Path.Combine(first.Dir, "restore.sh");
         await File.WriteAllTextAsync(script, """
             #!/bin/sh
@@ -135,10 +135,61 @@ public sealed class PatroniCompatibilityTests(ITestOutputHelper output)
         Assert.False(File.Exists(Path.Combine(first.DataDir, "recovery.signal")));
         Assert.Contains("running custom bootstrap 'from_backup'", first.Log(), StringComparison.Ordinal);
 
+        // create_replica_methods (issue 14, item 6), tried in order as Patroni tries them: a method that fails is
+        // followed by the next; node2's own script clones with the --connstring it is given, node3 falls back to the
+        // built-in pg_basebackup with postgresql.basebackup's options.
+        var clone = Path.Combine(second.Dir, "clone.sh");
+        await File.WriteAllTextAsync(clone, """
+            #!/bin/sh
+            set -e
+            for a in "$@"; do
+              case "$a" in
+                --datadir=*) datadir="${a#--datadir=}" ;;
+                --connstring=*) connstring="${a#--connstring=}" ;;
+              esac
+            done
+            echo "$@" > "$(dirname "$datadir")/clone-args"
+            exec /usr/lib/postgresql/15/bin/pg_basebackup -D "$datadir" -d "$connstring" -X stream -c fast --no-password
+            """);
+        File.SetUnixFileMode(clone, (UnixFileMode)0b111_101_101);
+        await AddToPostgresqlSectionAsync(second, $"""
+              create_replica_methods: [broken, script, basebackup]
+              broken:
+                command: /bin/false
+              script:
+                command: {clone}
+                label: nightly
+            """);
+        await AddToPostgresqlSectionAsync(third, """
+              create_replica_methods: [broken, basebackup]
+              broken:
+                command: /bin/false
+              basebackup:
+                - max-rate: 100M
+            """);
         second.Start();
-        await cluster.WaitForStreamingAsync(second, TimeSpan.FromSeconds(120));
-        await Poll.UntilAsync(async () => await second.QueryAsync<string>("SELECT v FROM restored") == "from the other cluster",
-            TimeSpan.FromSeconds(30), "the restored row on the replica");
+        third.Start();
+        foreach (var replica in new[] { second, third })
+        {
+            await cluster.WaitForStreamingAsync(replica, TimeSpan.FromSeconds(120));
+            await Poll.UntilAsync(async () => await replica.QueryAsync<string>("SELECT v FROM restored") == "from the other cluster",
+                TimeSpan.FromSeconds(30), $"the restored row on {replica.Name}");
+            Assert.Contains("create_replica_methods 'broken' failed, trying the next one", replica.Log(), StringComparison.Ordinal);
+        }
+
+        Assert.Equal($"--scope={cluster.Scope} --role=replica --datadir={second.DataDir} --connstring=postgresql://replicator@127.0.0.1:{first.PgPort}/postgres --label=nightly",
+            (await File.ReadAllTextAsync(Path.Combine(second.Dir, "clone-args"))).Trim());
+        Assert.Contains($"from 127.0.0.1:{first.PgPort} (script)", second.Log(), StringComparison.Ordinal);
+        Assert.Contains($"from 127.0.0.1:{first.PgPort} (basebackup)", third.Log(), StringComparison.Ordinal);
+    }
+
+    /// <summary>Appends <paramref name="yaml"/> (two-space indented) to the postgresql section of the node's file, before its authentication.</summary>
+    private static async Task AddToPostgresqlSectionAsync(TestNode node, string yaml)
+    {
+        var text = await File.ReadAllTextAsync(node.ConfigPath);
+        const string marker = "  authentication:\n";
+        Assert.Contains(marker, text, StringComparison.Ordinal);
+        await File.WriteAllTextAsync(node.ConfigPath, text.Replace(marker, yaml.TrimEnd('\n') + "\n" + marker, StringComparison.Ordinal));
     }
 
     private static readonly HttpClient Http = new() { Timeout = TimeSpan.FromSeconds(60) };

@@ -226,10 +226,7 @@ public sealed class ConfigSectionsTests
                 Warning("pg_hba: [local", "bootstrap.dcs.postgresql.pg_hba"),
                 Warning("post_bootstrap:", "bootstrap.post_bootstrap"),
                 Warning("callbacks:", "postgresql.callbacks"),
-                Warning("create_replica_methods:", "postgresql.create_replica_methods"),
-                Warning("basebackup:\n", "postgresql.basebackup"),
                 Warning("use_slots: true", "postgresql.use_slots"),
-                Warning("pgbackrest:\n", "postgresql.pgbackrest"),
                 Warning("  dir: /var/log", "log.dir"),
                 Warning("ctl:", "ctl"),
             }.Order(StringComparer.Ordinal),
@@ -297,5 +294,38 @@ public sealed class ConfigSectionsTests
     [InlineData("bootstrap:\n  method: pitr\n  pitr:\n    command: x\n    extra: [1, 2]", "bootstrap.pitr.extra: expected a single value")]
     [InlineData("bootstrap:\n  method: dcs", "'dcs' is a key of bootstrap, not a bootstrap method")]
     public void A_custom_bootstrap_that_cannot_run_stops_start_up_instead_of_running_initdb(string yaml, string message) =>
+        Assert.Contains(message, Fails(With(yaml)).Message, StringComparison.Ordinal);
+
+    [Fact]
+    public void Create_replica_methods_are_read_as_Patroni_passes_them_with_basebackup_options()
+    {
+        var config = Parse(With("""
+              create_replica_methods: [pgbackrest, basebackup]
+              pgbackrest:
+                command: /usr/bin/pgbackrest --stanza=main --delta restore
+                keep_data: true
+                no_params: true
+              basebackup:
+                - verbose
+                - max-rate: 100M
+            """));
+
+        var methods = config.Postgresql.CreateReplicaMethods;
+        Assert.Equal(2, methods.Count);
+        Assert.Equal(["/usr/bin/pgbackrest", "--stanza=main", "--delta", "restore"], methods[0]!.CommandLine("demo", "/d", "postgresql://r@h:5432/postgres"));
+        Assert.True(methods[0]!.KeepData);
+        Assert.Null(methods[1]); // the built-in pg_basebackup
+        Assert.Equal(["--verbose", "--max-rate=100M"], config.Postgresql.BasebackupOptions);
+
+        var script = Parse(With("  create_replica_methods: [script]\n  script:\n    command: /bin/restore\n    from: s3")).Postgresql.CreateReplicaMethods.Single()!;
+        Assert.Equal(["/bin/restore", "--scope=demo", "--role=replica", "--datadir=/d", "--connstring=postgresql://r@h:5432/postgres", "--from=s3"],
+            script.CommandLine("demo", "/d", "postgresql://r@h:5432/postgres"));
+    }
+
+    [Theory]
+    [InlineData("  create_replica_methods: [pgbackrest]", "postgresql.create_replica_methods: pgbackrest: no postgresql.pgbackrest section with its command")]
+    [InlineData("  create_replica_methods: [x]\n  x:\n    keep_data: true", "postgresql.x.command: required")]
+    [InlineData("  basebackup:\n    - pgdata: /elsewhere", "--pgdata is set by Steward and cannot be given here")]
+    public void A_replica_method_that_cannot_run_stops_start_up(string yaml, string message) =>
         Assert.Contains(message, Fails(With(yaml)).Message, StringComparison.Ordinal);
 }
