@@ -112,4 +112,16 @@ internal static partial class Log
 
     [LoggerMessage(3085, LogLevel.Warning, "create_replica_methods '{Method}' failed, trying the next one if any: {Failure}")]
     public static partial void ReplicaMethodFailed(ILogger logger, string method, string failure);
+
+    [LoggerMessage(3090, LogLevel.Information, "callback: {CommandLine}")]
+    public static partial void Callback(ILogger logger, string commandLine);
+
+    [LoggerMessage(3091, LogLevel.Warning, "callback {CommandLine}: {Problem}")]
+    public static partial void CallbackFailed(ILogger logger, string commandLine, string problem);
+
+    [LoggerMessage(3092, LogLevel.Information, "running pre_promote script {CommandLine}")]
+    public static partial void PrePromote(ILogger logger, string commandLine);
+
+    [LoggerMessage(3093, LogLevel.Information, "pre_promote script {CommandLine} exited with {ExitCode}: {Output}")]
+    public static partial void PrePromoteExited(ILogger logger, string commandLine, int exitCode, string output);
 }

@@ -18,9 +18,9 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
     private static readonly string[] ReservedInitdbOptions = ["pgdata", "nosync", "pwfile", "sync-only", "version"];
     private static readonly string[] UnsupportedPostgresqlKeys =
     [
-        "callbacks", "recovery_conf", "remove_data_directory_on_rewind_failure",
+        "recovery_conf", "remove_data_directory_on_rewind_failure",
         "remove_data_directory_on_diverged_timelines", "use_unix_socket", "use_unix_socket_repl", "config_dir", "custom_conf",
-        "proxy_address", "pre_promote", "before_stop", "use_pg_rewind", "use_slots", "pg_ident", "bin_name", "database",
+        "proxy_address", "before_stop", "use_pg_rewind", "use_slots", "pg_ident", "bin_name", "database",
     ];
 
     private static readonly string[] UnsupportedCredentialKeys =
@@ -556,6 +556,25 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
     /// <summary>Patroni's initdb list: <c>- data-checksums</c> → <c>--data-checksums</c>, <c>- encoding: UTF8</c> → <c>--encoding=UTF8</c>.</summary>
     private List<string> ReadInitdb(YamlSection bootstrap) => ReadOptionList(bootstrap, "initdb", ReservedInitdbOptions, "is set by Steward and cannot be given here");
 
+    private static readonly string[] CallbackActions = ["on_start", "on_stop", "on_restart", "on_reload", "on_role_change"];
+
+    /// <summary>A command setting split like a shell would (<see cref="ShellWords"/>); null when absent or unusable (reported).</summary>
+    private IReadOnlyList<string>? Command(YamlSection section, string key)
+    {
+        if (section.String(key) is not { } text)
+        {
+            return null;
+        }
+
+        if (ShellWords.Split(text.Text, out var problem) is { Count: > 0 } words)
+        {
+            return words;
+        }
+
+        diagnostics.Error(text.Origin, section.Child(key), problem ?? "is empty");
+        return null;
+    }
+
     private static readonly string[] ReservedBasebackupOptions =
         ["pgdata", "D", "format", "F", "wal-method", "X", "xlog-method", "gzip", "z", "version", "dbname", "d", "host", "h", "port", "p", "username", "U", "password", "W", "no-password", "w"];
 
@@ -787,8 +806,24 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
 
         IReadOnlyList<ReplicaMethod?> replicaMethods = [];
         IReadOnlyList<string> basebackup = [];
+        var callbacks = new Dictionary<string, IReadOnlyList<string>>(StringComparer.Ordinal);
+        IReadOnlyList<string>? prePromote = null;
         if (section is not null)
         {
+            if (section.Section("callbacks") is { } callbackSection)
+            {
+                foreach (var action in CallbackActions)
+                {
+                    if (Command(callbackSection, action) is { } words)
+                    {
+                        callbacks[action] = words;
+                    }
+                }
+
+                callbackSection.Finish();
+            }
+
+            prePromote = Command(section, "pre_promote");
             replicaMethods = ReadReplicaMethods(section);
             basebackup = ReadOptionList(section, "basebackup", ReservedBasebackupOptions, "is set by Steward and cannot be given here");
             section.Unsupported(UnsupportedPostgresqlKeys);
@@ -807,6 +842,8 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
             PgHba = pgHba,
             CreateReplicaMethods = replicaMethods,
             BasebackupOptions = basebackup,
+            Callbacks = callbacks,
+            PrePromote = prePromote,
             PgCtlTimeout = pgCtlTimeout,
             OsUser = osUser?.Text ?? defaults.OsUser,
         };

@@ -121,6 +121,13 @@ public sealed class PostgresqlConfig
     public IReadOnlyList<ReplicaMethod?> CreateReplicaMethods { get; init; } = [];
     /// <summary>Extra pg_basebackup options from Patroni's <c>postgresql.basebackup</c> (<c>--max-rate=100M</c>, <c>--verbose</c>).</summary>
     public IReadOnlyList<string> BasebackupOptions { get; init; } = [];
+    /// <summary>
+    /// Patroni's <c>postgresql.callbacks</c>: action (on_start, on_stop, on_restart, on_reload, on_role_change) → command
+    /// words; run as <c>command action role scope</c>, asynchronously.
+    /// </summary>
+    public IReadOnlyDictionary<string, IReadOnlyList<string>> Callbacks { get; init; } = new Dictionary<string, IReadOnlyList<string>>();
+    /// <summary>Patroni's <c>postgresql.pre_promote</c>: run before a promotion; a non-zero exit aborts it. Null: none.</summary>
+    public IReadOnlyList<string>? PrePromote { get; init; }
     /// <summary>Seconds pg_ctl waits for start / stop. Default 60.</summary>
     public int PgCtlTimeout { get; init; } = 60;
     /// <summary>

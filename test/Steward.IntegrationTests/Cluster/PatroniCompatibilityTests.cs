@@ -183,6 +183,70 @@ public sealed class PatroniCompatibilityTests(ITestOutputHelper output)
         Assert.Contains($"from 127.0.0.1:{first.PgPort} (basebackup)", third.Log(), StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// Issue 14, item 7: Patroni's callbacks run as <c>command action role scope</c> (on_start, on_stop, on_role_change on
+    /// promote and demote), and a pre_promote script that exits 1 prevents the promotion: the member gives the leader
+    /// key back and stays a replica, until the script lets it promote.
+    /// </summary>
+    [Fact]
+    public async Task Callbacks_follow_promote_and_demote_and_a_failing_pre_promote_prevents_the_promotion()
+    {
+        await using var cluster = await TestCluster.StartAsync(2, output, new ClusterOptions { StartAll = false });
+        var (first, second) = (cluster.Nodes[0], cluster.Nodes[1]);
+        var forbid = Path.Combine(second.Dir, "forbid-promote");
+        foreach (var node in cluster.Nodes)
+        {
+            var callback = Path.Combine(node.Dir, "callback.sh");
+            await File.WriteAllTextAsync(callback, $"#!/bin/sh\necho \"$@\" >> {node.Dir}/callbacks.log\n");
+            File.SetUnixFileMode(callback, (UnixFileMode)0b111_101_101);
+            var prePromote = Path.Combine(node.Dir, "pre-promote.sh");
+            await File.WriteAllTextAsync(prePromote, $"#!/bin/sh\nif [ -e {forbid} ]; then echo 'fencing failed'; exit 1; fi\n");
+            File.SetUnixFileMode(prePromote, (UnixFileMode)0b111_101_101);
+            await AddToPostgresqlSectionAsync(node, $"""
+                  callbacks:
+                    on_start: {callback}
+                    on_stop: {callback}
+                    on_restart: {callback}
+                    on_role_change: {callback}
+                  pre_promote: {prePromote}
+                """);
+        }
+
+        string Callbacks(TestNode node) => File.Exists(Path.Combine(node.Dir, "callbacks.log")) ? File.ReadAllText(Path.Combine(node.Dir, "callbacks.log")) : "";
+        Task Called(TestNode node, string line) => Poll.UntilAsync(() => Task.FromResult(Callbacks(node).Contains(line + "\n", StringComparison.Ordinal)),
+            TimeSpan.FromSeconds(30), $"{node.Name}'s callback: {line} (so far: {Callbacks(node).Replace("\n", "; ", StringComparison.Ordinal)})");
+
+        first.Start();
+        await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(120));
+        second.Start();
+        await cluster.WaitForStreamingAsync(second, TimeSpan.FromSeconds(120));
+        await Called(first, $"on_start primary {cluster.Scope}");
+        await Called(second, $"on_start replica {cluster.Scope}");
+
+        // pre_promote exits 1: the leader's crash is not followed by a promotion while it does.
+        await File.WriteAllTextAsync(forbid, "");
+        await first.CrashAsync();
+        await Poll.UntilAsync(() => Task.FromResult(second.Log().Split("the pre_promote script failed; the leader key is released").Length > 2),
+            TimeSpan.FromSeconds(60), "two promotions aborted by pre_promote");
+        Assert.Contains("exited with 1: fencing failed", second.Log(), StringComparison.Ordinal);
+        Assert.True(await second.QueryAsync<bool>("SELECT pg_is_in_recovery()"), "promoted although pre_promote exited 1");
+        Assert.NotEqual(200, await second.RestStatusAsync("/leader"));
+        Assert.DoesNotContain("on_role_change", Callbacks(second), StringComparison.Ordinal);
+
+        File.Delete(forbid);
+        await Poll.UntilAsync(async () => await second.RestStatusAsync("/leader") == 200, TimeSpan.FromSeconds(30), "node2 promotes once pre_promote lets it");
+        await Called(second, $"on_role_change primary {cluster.Scope}");
+
+        // The old leader rejoins; a switchover back demotes node2 (on_role_change replica) and promotes node1.
+        first.Start();
+        await cluster.WaitForStreamingAsync(first, TimeSpan.FromSeconds(120));
+        var (status, text) = await PostAsync(second, "/switchover", $$"""{"leader": "{{second.Name}}", "candidate": "{{first.Name}}"}""");
+        Assert.True(status == 200, text);
+        await Called(first, $"on_role_change primary {cluster.Scope}");
+        await Called(second, $"on_role_change replica {cluster.Scope}");
+        output.WriteLine($"node1: {Callbacks(first)}\nnode2: {Callbacks(second)}");
+    }
+
     /// <summary>Appends <paramref name="yaml"/> (two-space indented) to the postgresql section of the node's file, before its authentication.</summary>
     private static async Task AddToPostgresqlSectionAsync(TestNode node, string yaml)
     {

@@ -225,7 +225,6 @@ public sealed class ConfigSectionsTests
                 Warning("cacert:", "etcd3.cacert"),
                 Warning("pg_hba: [local", "bootstrap.dcs.postgresql.pg_hba"),
                 Warning("post_bootstrap:", "bootstrap.post_bootstrap"),
-                Warning("callbacks:", "postgresql.callbacks"),
                 Warning("use_slots: true", "postgresql.use_slots"),
                 Warning("  dir: /var/log", "log.dir"),
                 Warning("ctl:", "ctl"),
@@ -328,4 +327,18 @@ public sealed class ConfigSectionsTests
     [InlineData("  basebackup:\n    - pgdata: /elsewhere", "--pgdata is set by Steward and cannot be given here")]
     public void A_replica_method_that_cannot_run_stops_start_up(string yaml, string message) =>
         Assert.Contains(message, Fails(With(yaml)).Message, StringComparison.Ordinal);
+
+    [Fact]
+    public void Callbacks_and_pre_promote_are_read_as_commands()
+    {
+        var postgresql = Parse(With("  callbacks:\n    on_role_change: /usr/local/bin/cb.sh --verbose\n    on_start: \"'my script'\"\n  pre_promote: /usr/local/bin/fence.sh 'old primary'")).Postgresql;
+
+        Assert.Equal(["/usr/local/bin/cb.sh", "--verbose"], postgresql.Callbacks["on_role_change"]);
+        Assert.Equal(["my script"], postgresql.Callbacks["on_start"]);
+        Assert.Equal(["/usr/local/bin/fence.sh", "old primary"], postgresql.PrePromote);
+    }
+
+    [Fact]
+    public void An_unknown_callback_is_refused_by_name() =>
+        Assert.Contains("postgresql.callbacks.on_promote: unknown key", Fails(With("  callbacks:\n    on_promote: /bin/true")).Message, StringComparison.Ordinal);
 }
