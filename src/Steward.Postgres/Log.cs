@@ -97,4 +97,31 @@ internal static partial class Log
 
     [LoggerMessage(3080, LogLevel.Warning, "postgresql parameters: {Warning}")]
     public static partial void ParameterAdapted(ILogger logger, string warning);
+
+    [LoggerMessage(3081, LogLevel.Information, "running custom bootstrap '{Method}': {CommandLine}")]
+    public static partial void CustomBootstrap(ILogger logger, string method, string commandLine);
+
+    [LoggerMessage(3082, LogLevel.Information, "custom bootstrap '{Method}' of {DataDir} done: PostgreSQL runs as the new cluster's primary")]
+    public static partial void CustomBootstrapDone(ILogger logger, string method, string dataDir);
+
+    [LoggerMessage(3083, LogLevel.Information, "waiting for the end of recovery after bootstrap in {DataDir} ({Seconds} s)")]
+    public static partial void WaitingForRecovery(ILogger logger, string dataDir, long seconds);
+
+    [LoggerMessage(3084, LogLevel.Information, "creating the replica with create_replica_methods '{Method}': {CommandLine}")]
+    public static partial void ReplicaMethod(ILogger logger, string method, string commandLine);
+
+    [LoggerMessage(3085, LogLevel.Warning, "create_replica_methods '{Method}' failed, trying the next one if any: {Failure}")]
+    public static partial void ReplicaMethodFailed(ILogger logger, string method, string failure);
+
+    [LoggerMessage(3090, LogLevel.Information, "callback: {CommandLine}")]
+    public static partial void Callback(ILogger logger, string commandLine);
+
+    [LoggerMessage(3091, LogLevel.Warning, "callback {CommandLine}: {Problem}")]
+    public static partial void CallbackFailed(ILogger logger, string commandLine, string problem);
+
+    [LoggerMessage(3092, LogLevel.Information, "running pre_promote script {CommandLine}")]
+    public static partial void PrePromote(ILogger logger, string commandLine);
+
+    [LoggerMessage(3093, LogLevel.Information, "pre_promote script {CommandLine} exited with {ExitCode}: {Output}")]
+    public static partial void PrePromoteExited(ILogger logger, string commandLine, int exitCode, string output);
 }

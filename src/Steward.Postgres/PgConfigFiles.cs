@@ -231,6 +231,18 @@ internal static class PgConfigFiles
         return "# Written by steward from postgresql.pg_hba (or its safe default); edits are overwritten.\n" + string.Join('\n', lines) + "\n";
     }
 
+    /// <summary>
+    /// pg_hba.conf while a custom bootstrap brings up a restored cluster: its superuser's password is the old cluster's,
+    /// so the superuser may connect without one from this host only (as Patroni opens it) until Steward has set the
+    /// configured password; then the normal file replaces this one.
+    /// </summary>
+    public static string RenderCustomBootstrapPgHba(StewardConfig config)
+    {
+        var superuser = HbaQuote(config.Postgresql.Authentication.Superuser.Username);
+        return "# Written by steward for a custom bootstrap in progress: the superuser may connect from this host without a password.\n"
+               + $"local all {superuser} trust\nhost all {superuser} samehost trust\n";
+    }
+
     /// <summary>One <c>*:*:*:user:password</c> line per distinct user with a password.</summary>
     public static string RenderPgpass(StewardConfig config)
     {

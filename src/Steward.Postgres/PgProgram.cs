@@ -59,7 +59,28 @@ internal sealed class PgProgram
         {
             throw new PostgresException($"{program} not found at {path} (postgresql.bin_dir = {_binDir}); PostgreSQL 15 not found: apt-get install postgresql-15");
         }
-        var args = arguments.ToList();
+        return await RunPathAsync(program, path, arguments.ToList(), timeout, ct, environment, newSession).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Runs a configured command (a custom bootstrap's, say) as the OS user, the same way: <paramref name="commandLine"/>
+    /// is the program (looked up in PATH unless it has a '/') and its arguments.
+    /// </summary>
+    public Task<PgProgramResult> RunCommandAsync(IReadOnlyList<string> commandLine, TimeSpan? timeout, CancellationToken ct, IReadOnlyDictionary<string, string>? environment = null)
+    {
+        ArgumentNullException.ThrowIfNull(commandLine);
+        return RunPathAsync(Path.GetFileName(commandLine[0]), commandLine[0], commandLine.Skip(1).ToList(), timeout, ct, environment, newSession: false);
+    }
+
+    private async Task<PgProgramResult> RunPathAsync(
+        string program,
+        string path,
+        List<string> args,
+        TimeSpan? timeout,
+        CancellationToken ct,
+        IReadOnlyDictionary<string, string>? environment,
+        bool newSession)
+    {
         var info = BuildStartInfo(path, args, environment, newSession);
 
         Log.Running(_logger, program, string.Join(' ', args));

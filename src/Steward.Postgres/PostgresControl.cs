@@ -416,6 +416,11 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
             throw new PostgresException($"cannot bootstrap: data_dir {DataDir} is not empty");
         }
         User.CreateDirectory(DataDir, DataDirMode);
+        if (_config.Bootstrap.Method is { } custom)
+        {
+            await CustomBootstrapAsync(custom, dynamic, ct).ConfigureAwait(false);
+            return;
+        }
 
         var superuser = _config.Postgresql.Authentication.Superuser;
         string? pwfile = null;
@@ -446,6 +451,123 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
 
         await StartAsync(StartRole.Primary, upstream: null, dynamic, ct).ConfigureAwait(false);
         await CreateRolesAsync(ct).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Patroni's custom bootstrap (<see cref="CustomBootstrap"/>): the command fills the empty data directory; recovery
+    /// settings are removed, kept or written; PostgreSQL starts with the superuser allowed in from this host without a
+    /// password (the restored cluster's password is not ours); Steward waits for the end of recovery (a restore with
+    /// recovery_conf replays WAL and promotes), sets the configured passwords and roles, and restarts PostgreSQL with
+    /// the normal pg_hba.conf and parameters. A failure throws; the caller removes what the command left.
+    /// </summary>
+    private async Task CustomBootstrapAsync(CustomBootstrap custom, DynamicConfig dynamic, CancellationToken ct)
+    {
+        var what = $"custom bootstrap '{custom.Name}' (bootstrap.{custom.Name}.command)";
+        var commandLine = custom.CommandLine(_config.Scope, DataDir);
+        WritePgpass();
+        Log.CustomBootstrap(_logger, custom.Name, string.Join(' ', commandLine));
+        var result = await Programs.RunCommandAsync(commandLine, timeout: null, ct, PassfileEnvironment).ConfigureAwait(false);
+        if (!result.Succeeded)
+        {
+            throw result.Failure(what);
+        }
+        if (DataDirState(DataDir) != DataDirStatus.Initialized)
+        {
+            throw new PostgresException($"{what}: {commandLine[0]} exited 0 but data_dir {DataDir} is not a PostgreSQL data directory (no PG_VERSION or global/pg_control)");
+        }
+
+        // What belongs to the cluster (and the Steward) the backup came from.
+        foreach (var leftover in new[] { PgConfigFiles.SyncConf, "postmaster.pid", "postmaster.opts" })
+        {
+            File.Delete(InData(leftover));
+        }
+        var parameters = await ServerParametersAsync(dynamic, ct).ConfigureAwait(false);
+        if (custom.RecoveryConf is { } recovery)
+        {
+            File.Delete(InData(StandbySignal));
+            File.Delete(InData("recovery.conf"));
+            User.WriteFile(InData("recovery.signal"), "");
+            foreach (var (name, value) in recovery)
+            {
+                parameters[name.ToLowerInvariant()] = value;
+            }
+        }
+        else if (!custom.KeepExistingRecoveryConf)
+        {
+            foreach (var signal in new[] { StandbySignal, "recovery.signal", "recovery.conf" })
+            {
+                File.Delete(InData(signal));
+            }
+        }
+        // As Patroni: replaying a backup with larger max_connections & co. than the source had fails in hot standby, and
+        // nobody needs to read from it before the end of recovery.
+        if (custom.KeepExistingRecoveryConf || custom.RecoveryConf?.GetValueOrDefault("recovery_target_action") == "promote")
+        {
+            parameters["hot_standby"] = "off";
+        }
+
+        if (LivePostmasterPid() is { } running)
+        {
+            throw new PostgresException($"{what}: a postmaster (pid {running}) already runs in {DataDir}");
+        }
+        WriteConfigFiles(StartRole.Primary, null, parameters, PgConfigFiles.RenderCustomBootstrapPgHba(_config), keepSignals: true);
+        await PgCtlStartAsync("custom bootstrap", ct).ConfigureAwait(false);
+        await WaitForEndOfRecoveryAsync(what, ct).ConfigureAwait(false);
+
+        var superuser = _config.Postgresql.Authentication.Superuser;
+        await using (var connection = await _dataSource.Value.OpenConnectionAsync(ct).ConfigureAwait(false))
+        {
+            await EnsureRoleAsync(connection, superuser, "SUPERUSER LOGIN", ct).ConfigureAwait(false);
+        }
+        await CreateRolesAsync(ct).ConfigureAwait(false);
+        await StopAsync(StopMode.Fast, ct).ConfigureAwait(false);
+        await StartAsync(StartRole.Primary, upstream: null, dynamic, ct).ConfigureAwait(false);
+        Log.CustomBootstrapDone(_logger, custom.Name, DataDir);
+    }
+
+    /// <summary>
+    /// Waits until the server started by a custom bootstrap has left recovery (no time limit: a restore may replay for
+    /// hours; cancellation stops it). Refuses a recovery that paused at its target, which would never end by itself.
+    /// </summary>
+    private async Task WaitForEndOfRecoveryAsync(string what, CancellationToken ct)
+    {
+        var logFile = InData(Path.Combine("log", "postgresql.log"));
+        var waiting = _time.GetTimestamp();
+        var logged = TimeSpan.Zero;
+        while (true)
+        {
+            if (LivePostmasterPid() is null)
+            {
+                throw new PostgresException($"{what}: PostgreSQL stopped before the end of recovery; last lines of {logFile}:\n{TailOf(logFile, 20)}");
+            }
+            try
+            {
+                await using var connection = await _dataSource.Value.OpenConnectionAsync(ct).ConfigureAwait(false);
+                await using var command = new NpgsqlCommand(
+                    "SELECT pg_is_in_recovery(), pg_is_in_recovery() AND pg_get_wal_replay_pause_state() <> 'not paused'", connection);
+                await using var reader = await command.ExecuteReaderAsync(ct).ConfigureAwait(false);
+                await reader.ReadAsync(ct).ConfigureAwait(false);
+                if (!reader.GetBoolean(0))
+                {
+                    return;
+                }
+                if (reader.GetBoolean(1))
+                {
+                    throw new PostgresException($"{what}: recovery paused at its target and will not end by itself: "
+                                                + "set recovery_target_action: promote in the method's recovery_conf");
+                }
+            }
+            catch (NpgsqlException) when (!ct.IsCancellationRequested)
+            {
+                _dataSource.Value.Clear(); // not accepting connections yet (hot_standby off during recovery)
+            }
+            if (_time.GetElapsedTime(waiting) - logged >= TimeSpan.FromSeconds(10))
+            {
+                logged = _time.GetElapsedTime(waiting);
+                Log.WaitingForRecovery(_logger, DataDir, (long)logged.TotalSeconds);
+            }
+            await Task.Delay(TimeSpan.FromSeconds(1), _time, ct).ConfigureAwait(false);
+        }
     }
 
     private async Task CreateRolesAsync(CancellationToken ct)
@@ -485,6 +607,11 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
         Log.RoleCreated(_logger, credentials.Username);
     }
 
+    /// <summary>
+    /// Creates this replica's data directory from <paramref name="source"/> with <c>postgresql.create_replica_methods</c>
+    /// in order (Patroni's semantics): a command method, or the built-in pg_basebackup; a method that fails (or leaves no
+    /// data directory) is cleaned up after, unless keep_data, and the next is tried. Throws when every one failed.
+    /// </summary>
     public async Task CloneAsync(HostPort source, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(source);
@@ -496,13 +623,43 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
         WritePgpass();
         User.CreateDirectory(DataDir, DataDirMode);
         Log.Cloning(_logger, DataDir, source.ToString());
+        var methods = _config.Postgresql.CreateReplicaMethods is { Count: > 0 } configured ? configured : [null];
+        var failures = new List<string>();
+        foreach (var method in methods)
+        {
+            if (DataDirState(DataDir) != DataDirStatus.Empty && method?.KeepData != true)
+            {
+                RemovePartialClone();
+            }
+            var failure = method is null
+                ? await BasebackupAsync(source, ct).ConfigureAwait(false)
+                : await ReplicaMethodAsync(method, source, ct).ConfigureAwait(false);
+            if (failure is null)
+            {
+                Log.Cloned(_logger, DataDir, $"{source} ({method?.Name ?? "basebackup"})");
+                return;
+            }
+            failures.Add(failure);
+            Log.ReplicaMethodFailed(_logger, method?.Name ?? "basebackup", failure);
+            if (method?.KeepData != true)
+            {
+                RemovePartialClone();
+            }
+        }
+        throw new PostgresException(failures.Count == 1 ? failures[0] : "every create_replica_methods failed:\n" + string.Join('\n', failures));
+    }
+
+    /// <summary>pg_basebackup from <paramref name="source"/>, with postgresql.basebackup's options; the failure in words, or null.</summary>
+    private async Task<string?> BasebackupAsync(HostPort source, CancellationToken ct)
+    {
         PgProgramResult result;
         try
         {
             result = await Programs.RunAsync(
                 "pg_basebackup",
                 ["-D", DataDir, "-h", source.Host, "-p", source.Port.ToString(CultureInfo.InvariantCulture),
-                 "-U", _config.Postgresql.Authentication.Replication.Username, "-X", "stream", "-c", "fast", "--no-password"],
+                 "-U", _config.Postgresql.Authentication.Replication.Username, "-X", "stream", "-c", "fast", "--no-password",
+                 .. _config.Postgresql.BasebackupOptions],
                 timeout: null, ct, PassfileEnvironment).ConfigureAwait(false);
         }
         catch
@@ -510,12 +667,34 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
             RemovePartialClone();
             throw;
         }
-        if (!result.Succeeded)
+        return result.Succeeded ? null : result.Failure($"pg_basebackup from {source} into {DataDir}").Message;
+    }
+
+    /// <summary>A command from create_replica_methods; the failure in words, or null when it left a data directory.</summary>
+    private async Task<string?> ReplicaMethodAsync(ReplicaMethod method, HostPort source, CancellationToken ct)
+    {
+        var replication = _config.Postgresql.Authentication.Replication.Username;
+        var host = source.Host.Contains(':', StringComparison.Ordinal) ? $"[{source.Host}]" : source.Host;
+        var connstring = $"postgresql://{Uri.EscapeDataString(replication)}@{host}:{source.Port.ToString(CultureInfo.InvariantCulture)}/postgres";
+        var commandLine = method.CommandLine(_config.Scope, DataDir, connstring);
+        Log.ReplicaMethod(_logger, method.Name, string.Join(' ', commandLine));
+        PgProgramResult result;
+        try
+        {
+            result = await Programs.RunCommandAsync(commandLine, timeout: null, ct, PassfileEnvironment).ConfigureAwait(false);
+        }
+        catch when (!method.KeepData)
         {
             RemovePartialClone();
-            throw result.Failure($"pg_basebackup from {source} into {DataDir}");
+            throw;
         }
-        Log.Cloned(_logger, DataDir, source.ToString());
+        if (!result.Succeeded)
+        {
+            return result.Failure($"create_replica_methods {method.Name} (postgresql.{method.Name}.command)").Message;
+        }
+        return DataDirState(DataDir) == DataDirStatus.Initialized
+            ? null
+            : $"create_replica_methods {method.Name}: {commandLine[0]} exited 0 but data_dir {DataDir} is not a PostgreSQL data directory";
     }
 
     private void RemovePartialClone()
@@ -555,12 +734,18 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
             throw new PostgresException($"cannot start PostgreSQL in {DataDir}: it is already running (postmaster pid {running})");
         }
         WriteConfigFiles(role, upstream, await ServerParametersAsync(dynamic, ct).ConfigureAwait(false));
+        await PgCtlStartAsync(role.ToString(), ct).ConfigureAwait(false);
+    }
+
+    /// <summary>pg_ctl start -w with the files as they are written; <paramref name="how"/> names the start in the log.</summary>
+    private async Task PgCtlStartAsync(string how, CancellationToken ct)
+    {
         RemoveLockFilesOfZombie();
 
         var logDir = InData("log");
         User.CreateDirectory(logDir, DataDirMode);
         var logFile = Path.Combine(logDir, "postgresql.log");
-        Log.Starting(_logger, DataDir, role.ToString());
+        Log.Starting(_logger, DataDir, how);
         var result = await Programs.RunAsync(
             "pg_ctl",
             ["start", "-w", "-t", _config.Postgresql.PgCtlTimeout.ToString(CultureInfo.InvariantCulture), "-D", DataDir, "-l", logFile],
@@ -1078,7 +1263,9 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
         return parameters;
     }
 
-    private void WriteConfigFiles(StartRole role, Upstream? upstream, SortedDictionary<string, string> parameters)
+    /// <param name="pgHba">pg_hba.conf's text; null: the configured one (<see cref="PgConfigFiles.RenderPgHba"/>).</param>
+    /// <param name="keepSignals">leave standby.signal as it is (a custom bootstrap's recovery decides).</param>
+    private void WriteConfigFiles(StartRole role, Upstream? upstream, SortedDictionary<string, string> parameters, string? pgHba = null, bool keepSignals = false)
     {
         var conf = InData("postgresql.conf");
         var baseConf = InData(PgConfigFiles.BaseConf);
@@ -1096,8 +1283,12 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
         }
         var replica = role == StartRole.Replica ? PgConfigFiles.ReplicaSettings(_config, upstream) : [];
         User.WriteFile(conf, PgConfigFiles.RenderPostgresqlConf(parameters, replica));
-        User.WriteFile(InData("pg_hba.conf"), PgConfigFiles.RenderPgHba(_config));
+        User.WriteFile(InData("pg_hba.conf"), pgHba ?? PgConfigFiles.RenderPgHba(_config));
         WritePgpass();
+        if (keepSignals)
+        {
+            return;
+        }
         if (role == StartRole.Replica)
         {
             EnsureStandbySignal();

@@ -18,9 +18,9 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
     private static readonly string[] ReservedInitdbOptions = ["pgdata", "nosync", "pwfile", "sync-only", "version"];
     private static readonly string[] UnsupportedPostgresqlKeys =
     [
-        "callbacks", "create_replica_methods", "basebackup", "recovery_conf", "remove_data_directory_on_rewind_failure",
+        "recovery_conf", "remove_data_directory_on_rewind_failure",
         "remove_data_directory_on_diverged_timelines", "use_unix_socket", "use_unix_socket_repl", "config_dir", "custom_conf",
-        "proxy_address", "pre_promote", "before_stop", "use_pg_rewind", "use_slots", "pg_ident", "bin_name", "database",
+        "proxy_address", "before_stop", "use_pg_rewind", "use_slots", "pg_ident", "bin_name", "database",
     ];
 
     private static readonly string[] UnsupportedCredentialKeys =
@@ -373,14 +373,97 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
 
         var dcs = ReadDcs(section.Section("dcs"));
         var initdb = ReadInitdb(section);
+        CustomBootstrap? custom = null;
         if (section.String("method") is { } method && method.Text != "initdb")
         {
-            section.Unsupported("method", method.Text);
+            custom = ReadCustomBootstrap(section, method);
         }
 
         section.Unsupported("users", "post_bootstrap", "post_init", "pg_hba");
         section.Finish();
-        return new BootstrapConfig { Dcs = dcs, Initdb = initdb };
+        return new BootstrapConfig { Dcs = dcs, Initdb = initdb, Method = custom };
+    }
+
+    private static readonly string[] ReservedBootstrapArguments = ["scope", "datadir"];
+
+    /// <summary>
+    /// <c>bootstrap.method: name</c> and its <c>bootstrap.name</c> section. Patroni runs initdb when the section or its
+    /// command is missing; Steward refuses to start instead: a user who asked to restore a backup must never silently
+    /// get an empty cluster.
+    /// </summary>
+    private CustomBootstrap? ReadCustomBootstrap(YamlSection bootstrap, Located method)
+    {
+        var path = bootstrap.Child(method.Text);
+        if (method.Text is "dcs" or "users" or "pg_hba" or "post_bootstrap" or "post_init")
+        {
+            diagnostics.Error(method.Origin, bootstrap.Child("method"), $"'{method.Text}' is a key of bootstrap, not a bootstrap method");
+            return null;
+        }
+
+        if (bootstrap.Section(method.Text) is not { } section)
+        {
+            diagnostics.Error(method.Origin, bootstrap.Child("method"),
+                $"{method.Text}: no {path} section with its command; Steward does not fall back to initdb (set method: initdb, or add {path}.command)");
+            return null;
+        }
+
+        IReadOnlyList<string>? command = null;
+        if (section.String("command") is not { } text)
+        {
+            diagnostics.Error(section.Origin, section.Child("command"), "required: the command that fills the data directory (Steward does not fall back to initdb)");
+        }
+        else if (ShellWords.Split(text.Text, out var problem) is not { Count: > 0 } words)
+        {
+            diagnostics.Error(text.Origin, section.Child("command"), problem ?? "is empty");
+        }
+        else
+        {
+            command = words;
+        }
+
+        var noParams = section.Bool("no_params") ?? false;
+        var keep = section.Bool("keep_existing_recovery_conf") ?? false;
+        Dictionary<string, string>? recovery = null;
+        if (section.Section("recovery_conf") is { } recoverySection)
+        {
+            recovery = ReadParameters(recoverySection);
+        }
+
+        var extra = new List<string>();
+        foreach (var (key, value) in section.Entries().ToList())
+        {
+            if (key.Text is "command" or "no_params" or "keep_existing_recovery_conf" or "recovery_conf")
+            {
+                continue;
+            }
+
+            if (ReservedBootstrapArguments.Contains(key.Text, StringComparer.Ordinal))
+            {
+                continue; // Patroni drops them too: --scope and --datadir are its own
+            }
+
+            if (value is YamlScalarNode { Value: { } scalar } && !YamlSection.IsNull(value))
+            {
+                extra.Add($"--{key.Text}={scalar}");
+            }
+            else
+            {
+                diagnostics.Error(Origin.Of(value), section.Child(key.Text), $"expected a single value (passed as --{key.Text}=value), got {YamlSection.Describe(value)}");
+            }
+        }
+
+        section.Finish();
+        return command is null
+            ? null
+            : new CustomBootstrap
+            {
+                Name = method.Text,
+                Command = command,
+                NoParams = noParams,
+                KeepExistingRecoveryConf = keep,
+                RecoveryConf = recovery,
+                ExtraArguments = extra,
+            };
     }
 
     private DynamicConfig ReadDcs(YamlSection? section)
@@ -471,16 +554,115 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
     }
 
     /// <summary>Patroni's initdb list: <c>- data-checksums</c> → <c>--data-checksums</c>, <c>- encoding: UTF8</c> → <c>--encoding=UTF8</c>.</summary>
-    private List<string> ReadInitdb(YamlSection bootstrap)
+    private List<string> ReadInitdb(YamlSection bootstrap) => ReadOptionList(bootstrap, "initdb", ReservedInitdbOptions, "is set by Steward and cannot be given here");
+
+    private static readonly string[] CallbackActions = ["on_start", "on_stop", "on_restart", "on_reload", "on_role_change"];
+
+    /// <summary>A command setting split like a shell would (<see cref="ShellWords"/>); null when absent or unusable (reported).</summary>
+    private IReadOnlyList<string>? Command(YamlSection section, string key)
     {
-        var path = bootstrap.Child("initdb");
+        if (section.String(key) is not { } text)
+        {
+            return null;
+        }
+
+        if (ShellWords.Split(text.Text, out var problem) is { Count: > 0 } words)
+        {
+            return words;
+        }
+
+        diagnostics.Error(text.Origin, section.Child(key), problem ?? "is empty");
+        return null;
+    }
+
+    private static readonly string[] ReservedBasebackupOptions =
+        ["pgdata", "D", "format", "F", "wal-method", "X", "xlog-method", "gzip", "z", "version", "dbname", "d", "host", "h", "port", "p", "username", "U", "password", "W", "no-password", "w"];
+
+    /// <summary>
+    /// Patroni's <c>postgresql.create_replica_methods</c>: each name but <c>basebackup</c> needs a section with a command.
+    /// A name without one stops start-up (Patroni would run the name itself as the command; a typo there would fail each
+    /// clone at run time, a missing section here is said at once).
+    /// </summary>
+    private List<ReplicaMethod?> ReadReplicaMethods(YamlSection postgresql)
+    {
+        var methods = new List<ReplicaMethod?>();
+        foreach (var name in postgresql.List("create_replica_methods", commaSeparated: true) ?? [])
+        {
+            if (name.Text == "basebackup")
+            {
+                methods.Add(null);
+                continue;
+            }
+
+            var path = postgresql.Child(name.Text);
+            if (postgresql.Section(name.Text) is not { } section)
+            {
+                diagnostics.Error(name.Origin, postgresql.Child("create_replica_methods"), $"{name.Text}: no {path} section with its command");
+                continue;
+            }
+
+            IReadOnlyList<string>? command = null;
+            if (section.String("command") is not { } text)
+            {
+                diagnostics.Error(section.Origin, section.Child("command"), "required: the command that creates the replica's data directory");
+            }
+            else if (ShellWords.Split(text.Text, out var problem) is not { Count: > 0 } words)
+            {
+                diagnostics.Error(text.Origin, section.Child("command"), problem ?? "is empty");
+            }
+            else
+            {
+                command = words;
+            }
+
+            var noParams = section.Bool("no_params") ?? false;
+            var keepData = section.Bool("keep_data") ?? false;
+            if (section.KeyNode("no_leader") is not null)
+            {
+                // Patroni may then create a replica while no leader exists; Steward clones only from a running leader.
+                section.Unsupported("no_leader");
+                _ = section.String("no_leader");
+            }
+
+            var extra = new List<string>();
+            foreach (var (key, value) in section.Entries().ToList())
+            {
+                if (key.Text is "command" or "no_params" or "keep_data" or "no_leader")
+                {
+                    continue;
+                }
+
+                if (value is YamlScalarNode { Value: { } scalar } && !YamlSection.IsNull(value))
+                {
+                    extra.Add($"--{key.Text}={scalar}");
+                }
+                else
+                {
+                    diagnostics.Error(Origin.Of(value), section.Child(key.Text), $"expected a single value (passed as --{key.Text}=value), got {YamlSection.Describe(value)}");
+                }
+            }
+
+            section.Finish();
+            if (command is not null)
+            {
+                methods.Add(new ReplicaMethod { Name = name.Text, Command = command, NoParams = noParams, KeepData = keepData, ExtraArguments = extra });
+            }
+        }
+
+        return methods;
+    }
+
+    /// <summary>A list (or mapping) of program options in Patroni's shape: <c>- verbose</c>, <c>- max-rate: 100M</c>.</summary>
+    private List<string> ReadOptionList(YamlSection parent, string key, string[] reserved, string reservedMessage)
+    {
+        var path = parent.Child(key);
         var options = new List<string>();
         void Add(string name, string? value, Origin origin)
         {
             var option = name.TrimStart('-');
-            if (ReservedInitdbOptions.Contains(option, StringComparer.Ordinal))
+            if (reserved.Contains(option, StringComparer.Ordinal))
             {
-                diagnostics.Error(origin, path, $"--{option} is set by Steward and cannot be given here");
+                diagnostics.Error(origin, path, $"--{option} {reservedMessage}");
             }
 
             options.Add(value is null ? $"--{option}" : $"--{option}={value}");
@@ -501,7 +683,7 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
             }
         }
 
-        switch (bootstrap.Take("initdb"))
+        switch (parent.Take(key))
         {
             case null:
                 break;
@@ -622,11 +804,29 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
             diagnostics.Error(osUserValue.Origin, "postgresql.os_user", "must not be empty");
         }
 
+        IReadOnlyList<ReplicaMethod?> replicaMethods = [];
+        IReadOnlyList<string> basebackup = [];
+        var callbacks = new Dictionary<string, IReadOnlyList<string>>(StringComparer.Ordinal);
+        IReadOnlyList<string>? prePromote = null;
         if (section is not null)
         {
-            // create_replica_methods names further sections (e.g. pgbackrest:), which are unsupported along with it.
-            var replicaMethods = section.List("create_replica_methods", commaSeparated: false)?.Select(method => method.Text) ?? [];
-            section.Unsupported(UnsupportedPostgresqlKeys.Union(replicaMethods, StringComparer.Ordinal).ToArray());
+            if (section.Section("callbacks") is { } callbackSection)
+            {
+                foreach (var action in CallbackActions)
+                {
+                    if (Command(callbackSection, action) is { } words)
+                    {
+                        callbacks[action] = words;
+                    }
+                }
+
+                callbackSection.Finish();
+            }
+
+            prePromote = Command(section, "pre_promote");
+            replicaMethods = ReadReplicaMethods(section);
+            basebackup = ReadOptionList(section, "basebackup", ReservedBasebackupOptions, "is set by Steward and cannot be given here");
+            section.Unsupported(UnsupportedPostgresqlKeys);
             section.Finish();
         }
 
@@ -640,6 +840,10 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
             Authentication = authentication,
             Parameters = parameters,
             PgHba = pgHba,
+            CreateReplicaMethods = replicaMethods,
+            BasebackupOptions = basebackup,
+            Callbacks = callbacks,
+            PrePromote = prePromote,
             PgCtlTimeout = pgCtlTimeout,
             OsUser = osUser?.Text ?? defaults.OsUser,
         };

@@ -51,6 +51,53 @@ public sealed class BootstrapConfig
     public DynamicConfig Dcs { get; init; } = new();
     /// <summary>initdb arguments, normalized from Patroni's list (<c>- data-checksums</c>, <c>- encoding: UTF8</c>) to <c>--data-checksums</c>, <c>--encoding=UTF8</c>.</summary>
     public IReadOnlyList<string> Initdb { get; init; } = [];
+    /// <summary><c>bootstrap.method: &lt;name&gt;</c> other than initdb: Patroni's custom bootstrap; null runs initdb.</summary>
+    public CustomBootstrap? Method { get; init; }
+}
+
+/// <summary>
+/// Patroni's custom bootstrap (<c>bootstrap.method: name</c> with a <c>bootstrap.name</c> section): instead of initdb,
+/// <see cref="Command"/> fills the empty data directory (restores a backup, say), run as the PostgreSQL OS user with
+/// <c>--scope=…</c> and <c>--datadir=…</c> (unless <c>no_params</c>) and <c>--key=value</c> for every other key of the
+/// section. Then recovery settings are removed, kept (<see cref="KeepExistingRecoveryConf"/>, as written by pgBackRest or
+/// Barman) or written (<see cref="RecoveryConf"/>, with recovery.signal), PostgreSQL is started, and the new cluster's
+/// primary is the end of that recovery.
+/// </summary>
+public sealed class CustomBootstrap
+{
+    /// <summary>The method's name (the key of its section).</summary>
+    public required string Name { get; init; }
+    /// <summary>The command split into words (<see cref="ShellWords"/>): program first.</summary>
+    public required IReadOnlyList<string> Command { get; init; }
+    public bool NoParams { get; init; }
+    public bool KeepExistingRecoveryConf { get; init; }
+    /// <summary>Recovery parameters (restore_command, recovery_target_time, recovery_target_action…); null: none given.</summary>
+    public IReadOnlyDictionary<string, string>? RecoveryConf { get; init; }
+    /// <summary><c>--key=value</c> for every other key of the method's section, in file order.</summary>
+    public IReadOnlyList<string> ExtraArguments { get; init; } = [];
+
+    /// <summary>The whole command line, as Patroni builds it.</summary>
+    public IReadOnlyList<string> CommandLine(string scope, string dataDir) =>
+        [.. Command, .. NoParams ? [] : new[] { $"--scope={scope}", $"--datadir={dataDir}" }, .. ExtraArguments];
+}
+
+/// <summary>
+/// One of Patroni's <c>postgresql.create_replica_methods</c> other than <c>basebackup</c>: a command that fills the empty
+/// data directory of a new replica (pgBackRest or WAL-G restoring the latest backup, say), run as the PostgreSQL OS user
+/// with <c>--scope</c>, <c>--role=replica</c>, <c>--datadir</c> and <c>--connstring</c> (the source as a libpq URL, the
+/// password in the pgpass file named by PGPASSFILE) unless <c>no_params</c>, and <c>--key=value</c> for every other key.
+/// </summary>
+public sealed class ReplicaMethod
+{
+    public required string Name { get; init; }
+    public required IReadOnlyList<string> Command { get; init; }
+    public bool NoParams { get; init; }
+    /// <summary>Leave what a failed attempt wrote (Patroni's keep_data; pgBackRest --delta restores into it).</summary>
+    public bool KeepData { get; init; }
+    public IReadOnlyList<string> ExtraArguments { get; init; } = [];
+
+    public IReadOnlyList<string> CommandLine(string scope, string dataDir, string connstring) =>
+        [.. Command, .. NoParams ? [] : new[] { $"--scope={scope}", "--role=replica", $"--datadir={dataDir}", $"--connstring={connstring}" }, .. ExtraArguments];
 }
 
 public sealed class PostgresqlConfig
@@ -67,6 +114,20 @@ public sealed class PostgresqlConfig
     public IReadOnlyDictionary<string, string> Parameters { get; init; } = new Dictionary<string, string>();
     /// <summary>pg_hba.conf lines; when empty a safe default is written.</summary>
     public IReadOnlyList<string> PgHba { get; init; } = [];
+    /// <summary>
+    /// How a new replica gets its data, tried in order until one succeeds: a <see cref="ReplicaMethod"/>, or null for the
+    /// built-in pg_basebackup. Empty: pg_basebackup only.
+    /// </summary>
+    public IReadOnlyList<ReplicaMethod?> CreateReplicaMethods { get; init; } = [];
+    /// <summary>Extra pg_basebackup options from Patroni's <c>postgresql.basebackup</c> (<c>--max-rate=100M</c>, <c>--verbose</c>).</summary>
+    public IReadOnlyList<string> BasebackupOptions { get; init; } = [];
+    /// <summary>
+    /// Patroni's <c>postgresql.callbacks</c>: action (on_start, on_stop, on_restart, on_reload, on_role_change) → command
+    /// words; run as <c>command action role scope</c>, asynchronously.
+    /// </summary>
+    public IReadOnlyDictionary<string, IReadOnlyList<string>> Callbacks { get; init; } = new Dictionary<string, IReadOnlyList<string>>();
+    /// <summary>Patroni's <c>postgresql.pre_promote</c>: run before a promotion; a non-zero exit aborts it. Null: none.</summary>
+    public IReadOnlyList<string>? PrePromote { get; init; }
     /// <summary>Seconds pg_ctl waits for start / stop. Default 60.</summary>
     public int PgCtlTimeout { get; init; } = 60;
     /// <summary>

@@ -20,6 +20,9 @@ internal sealed class AgentStatus
 
     public AgentSnapshot Snapshot => Volatile.Read(ref _snapshot);
 
+    /// <summary>Told of every published inspection (the callbacks follow PostgreSQL's state through it); must not block.</summary>
+    public Action<PgState>? Observer { get; set; }
+
     public void Publish(PgState pg, ClusterView? cluster, long heldOnLease, DateTimeOffset? dcsSeen, string state, string? decision = null)
     {
         var previous = Snapshot;
@@ -35,6 +38,7 @@ internal sealed class AgentStatus
             LastCycleTimestamp = _time.GetTimestamp(),
             LastDecision = decision ?? previous.LastDecision,
         });
+        Observer?.Invoke(pg);
     }
 
     public void SetState(string state) => Volatile.Write(ref _snapshot, Snapshot with { State = state });

@@ -33,6 +33,12 @@ internal sealed class Converger
     private string? _appliedParameters;
     private volatile bool _reloadRequested;
 
+    /// <summary>Called after the agent reloaded PostgreSQL's configuration (the on_reload callback).</summary>
+    public Action? Reloaded { get; set; }
+
+    /// <summary>Patroni's pre_promote: true lets the promotion go on. Null: none configured.</summary>
+    public Func<TimeSpan, CancellationToken, Task<bool>>? PrePromote { get; set; }
+
     public Converger(StewardConfig config, IClusterStore store, IPostgresControl pg, IPrimaryFence fence, AgentStatus status, TimeProvider time, ILogger log,
         Func<long> leaseId, Func<long, bool>? leaseHeld = null)
     {
@@ -235,7 +241,7 @@ internal sealed class Converger
             return false;
         }
 
-        _status.SetState("initializing new cluster");
+        _status.SetState(_config.Bootstrap.Method is null ? "initializing new cluster" : "running custom bootstrap script");
         try
         {
             await _pg.BootstrapAsync(_config.Bootstrap.Initdb, _config.Bootstrap.Dcs, ct).ConfigureAwait(false);
@@ -313,6 +319,17 @@ internal sealed class Converger
         if (now.Leader is not { } key || key.Name != _config.Name || key.LeaseId != input.MyLeaseId)
         {
             Log.StepFailed(_log, "promote", "the leader key is no longer held on this agent's lease");
+            return false;
+        }
+
+        // Patroni's pre_promote (a fencing script): after the key is ours, before anything is reserved or promoted; a
+        // non-zero exit (or no exit within the bound) aborts this promotion and gives the key back.
+        if (PrePromote is { } prePromote && !await prePromote(TimeSpan.FromSeconds(Math.Max(input.Settings.Ttl, input.Settings.PrimaryStartTimeout)), ct).ConfigureAwait(false))
+        {
+            Log.StepFailed(_log, "promote", "the pre_promote script failed; the leader key is released");
+            await BestEffortAsync(() => _store.ReleaseLeaderAsync(_config.Name, ct)).ConfigureAwait(false);
+            _status.SetHolds(0);
+            _status.SetState("running");
             return false;
         }
 
@@ -576,6 +593,7 @@ internal sealed class Converger
             await _pg.ReloadAsync(settings, ct).ConfigureAwait(false);
             _appliedParameters = wanted;
             Log.ConfigApplied(_log);
+            Reloaded?.Invoke();
         }
     }
 

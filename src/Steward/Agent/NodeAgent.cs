@@ -4,6 +4,7 @@ using Steward.Core.Cluster;
 using Steward.Core.Configuration;
 using Steward.Core.Ha;
 using Steward.Core.Postgres;
+using Steward.Postgres;
 
 namespace Steward.Agent;
 
@@ -66,6 +67,22 @@ internal sealed class NodeAgent : IAsyncDisposable
         };
         _converger = new Converger(config, store, pg, fence, _status, time, _log, () => _lease.Current?.LeaseId ?? 0,
             id => _lease.IsValid && _lease.Current?.LeaseId == id);
+    }
+
+    /// <summary>Patroni's callbacks and pre_promote (<see cref="PostgresCallbacks"/>), when configured.</summary>
+    public PostgresCallbacks? Callbacks
+    {
+        init
+        {
+            if (value is null)
+            {
+                return;
+            }
+
+            _status.Observer = value.Observe;
+            _converger.Reloaded = value.Reloaded;
+            _converger.PrePromote = value.PrePromoteAsync;
+        }
     }
 
     /// <summary>Set when a step decided the agent cannot go on (e.g. system id mismatch).</summary>

@@ -132,8 +132,12 @@ internal static class NodeHost
         // lease lapsed. Disposed last (after the graceful shutdown stopped PostgreSQL), which lets it exit.
         using var fence = new SupervisedFence(config.Postgresql.DataDir, time, loggers.CreateLogger("steward.fence"));
         fence.Start();
+        var callbacks = new PostgresCallbacks(config, loggers, time);
         await using var agent = new NodeAgent(config, store, pg, new PeerClient(http, config.RestApi.Authentication), fence, time, loggers,
-            SessionLedger.Beside(config.Postgresql.DataDir));
+            SessionLedger.Beside(config.Postgresql.DataDir))
+        {
+            Callbacks = callbacks.Any ? callbacks : null,
+        };
         await using var web = BuildWebApp(config, agent, loggers);
         try
         {

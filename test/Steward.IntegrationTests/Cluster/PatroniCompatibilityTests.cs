@@ -72,6 +72,190 @@ public sealed class PatroniCompatibilityTests(ITestOutputHelper output)
         Assert.Equal(503, await replica.RestStatusAsync("/replica"));
     }
 
+    /// <summary>
+    /// Story (issue 14, item 6): <c>bootstrap.method</c> was ignored and initdb ran, so a user who asked to restore a backup
+    /// silently got an empty cluster. Now Patroni's custom bootstrap runs: the method's command (as postgres, with
+    /// <c>--scope</c>, <c>--datadir</c> and the section's other keys as <c>--key=value</c>) restores a pg_basebackup taken
+    /// from another cluster; recovery_conf makes it an archive recovery that ends in a promotion; the restored cluster
+    /// keeps its data and system identifier, gets this config's passwords and roles, and a second member clones from it.
+    /// </summary>
+    [Fact]
+    public async Task A_custom_bootstrap_restores_a_base_backup_of_another_cluster()
+    {
+        await using var source = new Steward.IntegrationTests.Postgres.PgTestCluster("custom-bootstrap-source");
+        var old = source.Node("old");
+        await old.BootstrapAsync();
+        await old.ExecuteAsync("CREATE TABLE restored(v text); INSERT INTO restored VALUES ('from the other cluster')");
+        var systemId = (await old.InspectAsync()).SystemId;
+        var backup = source.Node("backup"); // its data directory receives the pg_basebackup; it is never started
+        await backup.Control.CloneAsync(old.Address, CancellationToken.None);
+        await old.Control.StopAsync(Steward.Core.Postgres.StopMode.Fast, CancellationToken.None);
+
+        await using var cluster = await TestCluster.StartAsync(3, output, new ClusterOptions { StartAll = false });
+        var (first, second, third) = (cluster.Nodes[0], cluster.Nodes[1], cluster.Nodes[2]);
+        var script = Path.Combine(first.Dir, "restore.sh");
+        await File.WriteAllTextAsync(script, """
+            #!/bin/sh
+            set -e
+            for a in "$@"; do
+              case "$a" in
+                --datadir=*) datadir="${a#--datadir=}" ;;
+                --backup=*) backup="${a#--backup=}" ;;
+              esac
+            done
+            echo "$@" > "$(dirname "$datadir")/restore-args"
+            cp -a "$backup/." "$datadir/"
+            """);
+        File.SetUnixFileMode(script, (UnixFileMode)0b111_101_101);
+        var yaml = await File.ReadAllTextAsync(first.ConfigPath);
+        const string initdb = "  initdb:\n    - encoding: UTF8\n    - locale: C\n";
+        Assert.Contains(initdb, yaml, StringComparison.Ordinal);
+        await File.WriteAllTextAsync(first.ConfigPath, yaml.Replace(initdb, $$"""
+              method: from_backup
+              from_backup:
+                command: {{script}}
+                backup: {{backup.DataDir}}
+                recovery_conf:
+                  restore_command: 'false'
+                  recovery_target_action: promote
+
+            """, StringComparison.Ordinal));
+
+        first.Start();
+        var leader = await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(120));
+        Assert.Equal(first.Name, leader.Name);
+        Assert.Equal("from the other cluster", await first.QueryAsync<string>("SELECT v FROM restored"));
+        var status = (await first.PatroniAsync())!.Value;
+        Assert.Equal(systemId, status.GetProperty("database_system_identifier").GetString());
+        Assert.Equal(2, status.GetProperty("timeline").GetInt64()); // the archive recovery ended in a promotion
+        Assert.Equal("on", await first.QueryAsync<string>("SHOW hot_standby"));
+        Assert.Equal($"--scope={cluster.Scope} --datadir={first.DataDir} --backup={backup.DataDir}",
+            (await File.ReadAllTextAsync(Path.Combine(first.Dir, "restore-args"))).Trim());
+        Assert.DoesNotContain("custom bootstrap in progress", await File.ReadAllTextAsync(Path.Combine(first.DataDir, "pg_hba.conf")), StringComparison.Ordinal);
+        Assert.False(File.Exists(Path.Combine(first.DataDir, "recovery.signal")));
+        Assert.Contains("running custom bootstrap 'from_backup'", first.Log(), StringComparison.Ordinal);
+
+        // create_replica_methods (issue 14, item 6), tried in order as Patroni tries them: a method that fails is
+        // followed by the next; node2's own script clones with the --connstring it is given, node3 falls back to the
+        // built-in pg_basebackup with postgresql.basebackup's options.
+        var clone = Path.Combine(second.Dir, "clone.sh");
+        await File.WriteAllTextAsync(clone, """
+            #!/bin/sh
+            set -e
+            for a in "$@"; do
+              case "$a" in
+                --datadir=*) datadir="${a#--datadir=}" ;;
+                --connstring=*) connstring="${a#--connstring=}" ;;
+              esac
+            done
+            echo "$@" > "$(dirname "$datadir")/clone-args"
+            exec /usr/lib/postgresql/15/bin/pg_basebackup -D "$datadir" -d "$connstring" -X stream -c fast --no-password
+            """);
+        File.SetUnixFileMode(clone, (UnixFileMode)0b111_101_101);
+        await AddToPostgresqlSectionAsync(second, $"""
+              create_replica_methods: [broken, script, basebackup]
+              broken:
+                command: /bin/false
+              script:
+                command: {clone}
+                label: nightly
+            """);
+        await AddToPostgresqlSectionAsync(third, """
+              create_replica_methods: [broken, basebackup]
+              broken:
+                command: /bin/false
+              basebackup:
+                - max-rate: 100M
+            """);
+        second.Start();
+        third.Start();
+        foreach (var replica in new[] { second, third })
+        {
+            await cluster.WaitForStreamingAsync(replica, TimeSpan.FromSeconds(120));
+            await Poll.UntilAsync(async () => await replica.QueryAsync<string>("SELECT v FROM restored") == "from the other cluster",
+                TimeSpan.FromSeconds(30), $"the restored row on {replica.Name}");
+            Assert.Contains("create_replica_methods 'broken' failed, trying the next one", replica.Log(), StringComparison.Ordinal);
+        }
+
+        Assert.Equal($"--scope={cluster.Scope} --role=replica --datadir={second.DataDir} --connstring=postgresql://replicator@127.0.0.1:{first.PgPort}/postgres --label=nightly",
+            (await File.ReadAllTextAsync(Path.Combine(second.Dir, "clone-args"))).Trim());
+        Assert.Contains($"from 127.0.0.1:{first.PgPort} (script)", second.Log(), StringComparison.Ordinal);
+        Assert.Contains($"from 127.0.0.1:{first.PgPort} (basebackup)", third.Log(), StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// Issue 14, item 7: Patroni's callbacks run as <c>command action role scope</c> (on_start, on_stop, on_role_change on
+    /// promote and demote), and a pre_promote script that exits 1 prevents the promotion: the member gives the leader
+    /// key back and stays a replica, until the script lets it promote.
+    /// </summary>
+    [Fact]
+    public async Task Callbacks_follow_promote_and_demote_and_a_failing_pre_promote_prevents_the_promotion()
+    {
+        await using var cluster = await TestCluster.StartAsync(2, output, new ClusterOptions { StartAll = false });
+        var (first, second) = (cluster.Nodes[0], cluster.Nodes[1]);
+        var forbid = Path.Combine(second.Dir, "forbid-promote");
+        foreach (var node in cluster.Nodes)
+        {
+            var callback = Path.Combine(node.Dir, "callback.sh");
+            await File.WriteAllTextAsync(callback, $"#!/bin/sh\necho \"$@\" >> {node.Dir}/callbacks.log\n");
+            File.SetUnixFileMode(callback, (UnixFileMode)0b111_101_101);
+            var prePromote = Path.Combine(node.Dir, "pre-promote.sh");
+            await File.WriteAllTextAsync(prePromote, $"#!/bin/sh\nif [ -e {forbid} ]; then echo 'fencing failed'; exit 1; fi\n");
+            File.SetUnixFileMode(prePromote, (UnixFileMode)0b111_101_101);
+            await AddToPostgresqlSectionAsync(node, $"""
+                  callbacks:
+                    on_start: {callback}
+                    on_stop: {callback}
+                    on_restart: {callback}
+                    on_role_change: {callback}
+                  pre_promote: {prePromote}
+                """);
+        }
+
+        string Callbacks(TestNode node) => File.Exists(Path.Combine(node.Dir, "callbacks.log")) ? File.ReadAllText(Path.Combine(node.Dir, "callbacks.log")) : "";
+        Task Called(TestNode node, string line) => Poll.UntilAsync(() => Task.FromResult(Callbacks(node).Contains(line + "\n", StringComparison.Ordinal)),
+            TimeSpan.FromSeconds(30), $"{node.Name}'s callback: {line} (so far: {Callbacks(node).Replace("\n", "; ", StringComparison.Ordinal)})");
+
+        first.Start();
+        await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(120));
+        second.Start();
+        await cluster.WaitForStreamingAsync(second, TimeSpan.FromSeconds(120));
+        await Called(first, $"on_start primary {cluster.Scope}");
+        await Called(second, $"on_start replica {cluster.Scope}");
+
+        // pre_promote exits 1: the leader's crash is not followed by a promotion while it does.
+        await File.WriteAllTextAsync(forbid, "");
+        await first.CrashAsync();
+        await Poll.UntilAsync(() => Task.FromResult(second.Log().Split("the pre_promote script failed; the leader key is released").Length > 2),
+            TimeSpan.FromSeconds(60), "two promotions aborted by pre_promote");
+        Assert.Contains("exited with 1: fencing failed", second.Log(), StringComparison.Ordinal);
+        Assert.True(await second.QueryAsync<bool>("SELECT pg_is_in_recovery()"), "promoted although pre_promote exited 1");
+        Assert.NotEqual(200, await second.RestStatusAsync("/leader"));
+        Assert.DoesNotContain("on_role_change", Callbacks(second), StringComparison.Ordinal);
+
+        File.Delete(forbid);
+        await Poll.UntilAsync(async () => await second.RestStatusAsync("/leader") == 200, TimeSpan.FromSeconds(30), "node2 promotes once pre_promote lets it");
+        await Called(second, $"on_role_change primary {cluster.Scope}");
+
+        // The old leader rejoins; a switchover back demotes node2 (on_role_change replica) and promotes node1.
+        first.Start();
+        await cluster.WaitForStreamingAsync(first, TimeSpan.FromSeconds(120));
+        var (status, text) = await PostAsync(second, "/switchover", $$"""{"leader": "{{second.Name}}", "candidate": "{{first.Name}}"}""");
+        Assert.True(status == 200, text);
+        await Called(first, $"on_role_change primary {cluster.Scope}");
+        await Called(second, $"on_role_change replica {cluster.Scope}");
+        output.WriteLine($"node1: {Callbacks(first)}\nnode2: {Callbacks(second)}");
+    }
+
+    /// <summary>Appends <paramref name="yaml"/> (two-space indented) to the postgresql section of the node's file, before its authentication.</summary>
+    private static async Task AddToPostgresqlSectionAsync(TestNode node, string yaml)
+    {
+        var text = await File.ReadAllTextAsync(node.ConfigPath);
+        const string marker = "  authentication:\n";
+        Assert.Contains(marker, text, StringComparison.Ordinal);
+        await File.WriteAllTextAsync(node.ConfigPath, text.Replace(marker, yaml.TrimEnd('\n') + "\n" + marker, StringComparison.Ordinal));
+    }
+
     private static readonly HttpClient Http = new() { Timeout = TimeSpan.FromSeconds(60) };
 
     private static async Task<(int Status, string Text)> PostAsync(TestNode node, string path, string body)

@@ -225,11 +225,7 @@ public sealed class ConfigSectionsTests
                 Warning("cacert:", "etcd3.cacert"),
                 Warning("pg_hba: [local", "bootstrap.dcs.postgresql.pg_hba"),
                 Warning("post_bootstrap:", "bootstrap.post_bootstrap"),
-                Warning("callbacks:", "postgresql.callbacks"),
-                Warning("create_replica_methods:", "postgresql.create_replica_methods"),
-                Warning("basebackup:\n", "postgresql.basebackup"),
                 Warning("use_slots: true", "postgresql.use_slots"),
-                Warning("pgbackrest:\n", "postgresql.pgbackrest"),
                 Warning("  dir: /var/log", "log.dir"),
                 Warning("ctl:", "ctl"),
             }.Order(StringComparer.Ordinal),
@@ -252,10 +248,97 @@ public sealed class ConfigSectionsTests
         Assert.Contains(e.Errors, x => x.Contains("watchdog.mode", StringComparison.Ordinal) && x.Contains(message, StringComparison.Ordinal));
     }
 
+    /// <summary>Story (issue 14, item 6): bootstrap.method was a warning and initdb ran: a user who asked to restore a backup got an empty cluster.</summary>
     [Fact]
-    public void Custom_bootstrap_method_and_its_section_are_warnings() =>
-        Assert.Equal(
-            ["bootstrap.method", "bootstrap.clone_with_wale"],
-            Parse(With("bootstrap:\n  method: clone_with_wale\n  clone_with_wale:\n    command: x"))
-                .Warnings.Select(w => w.Split(' ')[1]));
+    public void A_custom_bootstrap_method_is_read_as_Patroni_passes_it_to_its_command()
+    {
+        var config = Parse(With("""
+            bootstrap:
+              method: pitr
+              pitr:
+                command: /usr/local/bin/restore --from 'my backups' "s3://b/\"x\""
+                keep_existing_recovery_conf: false
+                recovery_conf:
+                  recovery_target_action: promote
+                  restore_command: cp /archive/%f %p
+                  recovery_target_inclusive: false
+                backup: latest
+                scope: ignored
+            """));
+
+        var method = config.Bootstrap.Method!;
+        Assert.Equal("pitr", method.Name);
+        Assert.Equal(["/usr/local/bin/restore", "--from", "my backups", "s3://b/\"x\""], method.Command);
+        Assert.Equal(new Dictionary<string, string> { ["recovery_target_action"] = "promote", ["restore_command"] = "cp /archive/%f %p", ["recovery_target_inclusive"] = "off" },
+            method.RecoveryConf);
+        Assert.Equal(["/usr/local/bin/restore", "--from", "my backups", "s3://b/\"x\"", "--scope=demo", "--datadir=/srv/data", "--backup=latest"],
+            method.CommandLine("demo", "/srv/data"));
+        Assert.DoesNotContain(config.Warnings, w => w.Contains("bootstrap", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void No_params_leaves_out_scope_and_datadir()
+    {
+        var method = Parse(With("bootstrap:\n  method: copy\n  copy:\n    command: cp -a /backup/. .\n    no_params: true")).Bootstrap.Method!;
+        Assert.Equal(["cp", "-a", "/backup/.", "."], method.CommandLine("demo", "/srv/data"));
+        Assert.Null(method.RecoveryConf);
+        Assert.Null(Parse(With("bootstrap:\n  method: initdb")).Bootstrap.Method);
+    }
+
+    /// <summary>Patroni runs initdb when the method's section or command is missing; Steward refuses to start.</summary>
+    [Theory]
+    [InlineData("bootstrap:\n  method: pitr", "bootstrap.method: pitr: no bootstrap.pitr section with its command; Steward does not fall back to initdb")]
+    [InlineData("bootstrap:\n  method: pitr\n  pitr:\n    keep_existing_recovery_conf: true", "bootstrap.pitr.command: required")]
+    [InlineData("bootstrap:\n  method: pitr\n  pitr:\n    command: \"restore 'unclosed\"", "bootstrap.pitr.command: no closing quotation")]
+    [InlineData("bootstrap:\n  method: pitr\n  pitr:\n    command: x\n    extra: [1, 2]", "bootstrap.pitr.extra: expected a single value")]
+    [InlineData("bootstrap:\n  method: dcs", "'dcs' is a key of bootstrap, not a bootstrap method")]
+    public void A_custom_bootstrap_that_cannot_run_stops_start_up_instead_of_running_initdb(string yaml, string message) =>
+        Assert.Contains(message, Fails(With(yaml)).Message, StringComparison.Ordinal);
+
+    [Fact]
+    public void Create_replica_methods_are_read_as_Patroni_passes_them_with_basebackup_options()
+    {
+        var config = Parse(With("""
+              create_replica_methods: [pgbackrest, basebackup]
+              pgbackrest:
+                command: /usr/bin/pgbackrest --stanza=main --delta restore
+                keep_data: true
+                no_params: true
+              basebackup:
+                - verbose
+                - max-rate: 100M
+            """));
+
+        var methods = config.Postgresql.CreateReplicaMethods;
+        Assert.Equal(2, methods.Count);
+        Assert.Equal(["/usr/bin/pgbackrest", "--stanza=main", "--delta", "restore"], methods[0]!.CommandLine("demo", "/d", "postgresql://r@h:5432/postgres"));
+        Assert.True(methods[0]!.KeepData);
+        Assert.Null(methods[1]); // the built-in pg_basebackup
+        Assert.Equal(["--verbose", "--max-rate=100M"], config.Postgresql.BasebackupOptions);
+
+        var script = Parse(With("  create_replica_methods: [script]\n  script:\n    command: /bin/restore\n    from: s3")).Postgresql.CreateReplicaMethods.Single()!;
+        Assert.Equal(["/bin/restore", "--scope=demo", "--role=replica", "--datadir=/d", "--connstring=postgresql://r@h:5432/postgres", "--from=s3"],
+            script.CommandLine("demo", "/d", "postgresql://r@h:5432/postgres"));
+    }
+
+    [Theory]
+    [InlineData("  create_replica_methods: [pgbackrest]", "postgresql.create_replica_methods: pgbackrest: no postgresql.pgbackrest section with its command")]
+    [InlineData("  create_replica_methods: [x]\n  x:\n    keep_data: true", "postgresql.x.command: required")]
+    [InlineData("  basebackup:\n    - pgdata: /elsewhere", "--pgdata is set by Steward and cannot be given here")]
+    public void A_replica_method_that_cannot_run_stops_start_up(string yaml, string message) =>
+        Assert.Contains(message, Fails(With(yaml)).Message, StringComparison.Ordinal);
+
+    [Fact]
+    public void Callbacks_and_pre_promote_are_read_as_commands()
+    {
+        var postgresql = Parse(With("  callbacks:\n    on_role_change: /usr/local/bin/cb.sh --verbose\n    on_start: \"'my script'\"\n  pre_promote: /usr/local/bin/fence.sh 'old primary'")).Postgresql;
+
+        Assert.Equal(["/usr/local/bin/cb.sh", "--verbose"], postgresql.Callbacks["on_role_change"]);
+        Assert.Equal(["my script"], postgresql.Callbacks["on_start"]);
+        Assert.Equal(["/usr/local/bin/fence.sh", "old primary"], postgresql.PrePromote);
+    }
+
+    [Fact]
+    public void An_unknown_callback_is_refused_by_name() =>
+        Assert.Contains("postgresql.callbacks.on_promote: unknown key", Fails(With("  callbacks:\n    on_promote: /bin/true")).Message, StringComparison.Ordinal);
 }
