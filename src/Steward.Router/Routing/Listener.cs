@@ -43,6 +43,9 @@ public sealed partial class Listener : IAsyncDisposable
     private readonly HostPort _address;
     private readonly IRoutingSource _source;
     private readonly IProxyEngine _engine;
+    /// <summary>How soon a client whose backend refused is given another pick when the table has not changed.</summary>
+    private static readonly TimeSpan RetryConnect = TimeSpan.FromMilliseconds(250);
+
     private readonly TimeSpan _hold;
     private readonly TimeSpan _connectTimeout;
     private readonly bool _fallbackToLeader;
@@ -152,6 +155,7 @@ public sealed partial class Listener : IAsyncDisposable
         {
             client.NoDelay = true;
             var started = _time.GetTimestamp();
+            var refused = false;
             while (true)
             {
                 // Subscribed before the table is read: a change between the read and the hold below is not missed.
@@ -161,29 +165,34 @@ public sealed partial class Listener : IAsyncDisposable
                 {
                     var stats = _backends.GetOrAdd(backend.Name, name => new BackendStats(name, _time));
                     var server = await ConnectAsync(backend, ct).ConfigureAwait(false);
-                    if (server is null)
+                    if (server is not null)
                     {
-                        stats.ConnectFailed();
-                        Stats.Error();
+                        if (Handover(client, server, backend, stats))
+                        {
+                            return;
+                        }
+
+                        // The backend lost its role while we connected or registered: pick again from the new table.
+                        continue;
+                    }
+
+                    // It refused or did not answer: a leader that crashed still holds the key until its lease expires. The
+                    // client is held, as while there is no leader, and the pick repeated at the next table change or
+                    // after RetryConnect, within hold_timeout (PgBouncer in front then waits instead of failing its clients).
+                    stats.ConnectFailed();
+                    if (!refused)
+                    {
                         LogConnectFailed(_log, Stats.Name, backend.Name, backend.Address.ToString());
-                        client.Dispose();
-                        return;
                     }
 
-                    if (Handover(client, server, backend, stats))
-                    {
-                        return;
-                    }
-
-                    // The backend lost its role while we connected or registered: pick again from the new table.
-                    continue;
+                    refused = true;
                 }
 
                 var left = _hold - _time.GetElapsedTime(started);
                 if (left <= TimeSpan.Zero)
                 {
                     Stats.Error();
-                    LogNoBackend(_log, Stats.Name, _hold.TotalSeconds, _source.Table.Reason ?? "no backend");
+                    LogNoBackend(_log, Stats.Name, _hold.TotalSeconds, backend is null ? _source.Table.Reason ?? "no backend" : $"{backend.Name} does not accept connections");
                     client.Shutdown(SocketShutdown.Both);
                     client.Dispose();
                     return;
@@ -192,7 +201,7 @@ public sealed partial class Listener : IAsyncDisposable
                 Stats.Hold(+1);
                 try
                 {
-                    await change.WaitAsync(left, _time, ct).ConfigureAwait(false);
+                    await change.WaitAsync(backend is null || left < RetryConnect ? left : RetryConnect, _time, ct).ConfigureAwait(false);
                 }
                 catch (TimeoutException)
                 {
@@ -326,7 +335,7 @@ public sealed partial class Listener : IAsyncDisposable
         _stop.Dispose();
     }
 
-    [LoggerMessage(EventId = 4010, Level = LogLevel.Warning, Message = "{Listener}: could not connect to {Member} at {Address}; closing the client connection")]
+    [LoggerMessage(EventId = 4010, Level = LogLevel.Warning, Message = "{Listener}: could not connect to {Member} at {Address}; holding the client and trying again (at the next change, or every 250 ms) within hold_timeout")]
     private static partial void LogConnectFailed(ILogger logger, string listener, string member, string address);
 
     [LoggerMessage(EventId = 4011, Level = LogLevel.Warning, Message = "{Listener}: no backend after holding the client {Seconds} s ({Reason}); closing it")]

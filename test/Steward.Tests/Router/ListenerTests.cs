@@ -117,6 +117,30 @@ public sealed class ListenerTests : IAsyncLifetime
         await next.WaitAsync(Timeout);
     }
 
+    /// <summary>
+    /// A leader that crashed keeps its key until its lease expires, and its port refuses: a new write client is held
+    /// (as while there is no leader) and goes to the new leader once the table names it, instead of being closed at the
+    /// first refusal — PgBouncer in front would otherwise fail its waiting clients for server_login_retry.
+    /// </summary>
+    [Fact]
+    public async Task A_writer_that_refuses_connections_holds_the_client_until_the_table_names_another()
+    {
+        await using var write = Start(ListenerKind.Write);
+        var crashed = new FakeBackend("node3");
+        var dead = crashed.Backend;
+        crashed.Dispose(); // its port now refuses
+        _source.Set(new RoutingTable { Writer = dead, Leader = dead });
+
+        using var held = await ConnectAsync(write);
+        await Eventually(() => write.Backends.Any(b => b.Name == "node3" && b.ConnectErrors >= 2)); // tried again, not closed
+        Assert.Equal(0, write.Stats.Errors);
+        var next = _engine.NextStartTo(_y.Name);
+        Assert.False(next.IsCompleted);
+
+        _source.Set(Table(writer: _y, leader: _y));
+        await next.WaitAsync(Timeout);
+    }
+
     [Theory]
     [InlineData(nameof(ServeStep.Registered))]
     [InlineData(nameof(ServeStep.Checked))]
