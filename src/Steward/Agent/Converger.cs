@@ -327,7 +327,7 @@ internal sealed class Converger
         if (PrePromote is { } prePromote && !await prePromote(TimeSpan.FromSeconds(Math.Max(input.Settings.Ttl, input.Settings.PrimaryStartTimeout)), ct).ConfigureAwait(false))
         {
             Log.StepFailed(_log, "promote", "the pre_promote script failed; the leader key is released");
-            await BestEffortAsync(() => _store.ReleaseLeaderAsync(_config.Name, ct)).ConfigureAwait(false);
+            await BestEffortAsync(() => _store.ReleaseLeaderAsync(_config.Name, key.LeaseId, ct)).ConfigureAwait(false);
             _status.SetHolds(0);
             _status.SetState("running");
             return false;

@@ -20,7 +20,7 @@ namespace Steward.IntegrationTests.Router;
 /// that sees etcd late would, so the test shows the leader waiting for it (without the handshake the leader demotes
 /// before the pause and chain A fails like chain B).
 /// </summary>
-[Collection(ClusterCollection.Name)]
+[Collection(ClusterCollectionB.Name)]
 public sealed class PgBouncerSwitchoverTests(ITestOutputHelper output)
 {
     private const int Clients = 16;
