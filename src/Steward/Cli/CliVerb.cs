@@ -96,7 +96,7 @@ internal static class CliVerb
                 return ExitCodes.Usage;
             }
 
-            await using var store = new EtcdClusterStore(resolved.Endpoints, resolved.Prefix, TimeSpan.FromSeconds(3), TimeProvider.System,
+            await using var store = new EtcdClusterStore(resolved.Endpoints, resolved.Prefix, TimeSpan.FromSeconds(5), TimeProvider.System,
                 NullLogger<EtcdClusterStore>.Instance, resolved.EtcdUsername, resolved.EtcdPassword);
             using var context = new CliContext(name, resolved, store, restOptions?.Resolve(pr, resolved));
             try
