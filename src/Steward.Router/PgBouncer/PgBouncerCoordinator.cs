@@ -148,8 +148,9 @@ public sealed partial class PgBouncerCoordinator : IAsyncDisposable
             {
                 return;
             }
-            catch (Exception e) when (e is StoreUnavailableException or AdminConsoleException or IOException)
+            catch (Exception e) when (!ct.IsCancellationRequested)
             {
+                // The loop must survive anything a step throws: a PgBouncer left paused is resumed only from here.
                 LogStepFailed(_log, e.Message);
                 await Task.Delay(Tick, _time, CancellationToken.None).ConfigureAwait(false);
             }
@@ -531,7 +532,7 @@ public sealed partial class PgBouncerCoordinator : IAsyncDisposable
         if (_pgBouncers.Any(IsResumePending))
         {
             LogResuming(_log, "the router is stopping", "RESUME");
-            await RetryResumesAsync(reconnect: true, CancellationToken.None).ConfigureAwait(false);
+            await RetryResumesAsync(reconnect: false, CancellationToken.None).ConfigureAwait(false);
         }
 
         List<IAdminConsole> held;

@@ -26,6 +26,16 @@ internal sealed class TestRouter : IAsyncDisposable
     public int StatsPort { get; }
     public bool IsRunning => !_process.HasExited;
 
+    /// <summary>kill -9 of the router, waiting until it is gone (it gets no chance to clean up).</summary>
+    public async Task KillAsync()
+    {
+        if (!_process.HasExited)
+        {
+            Signals.Send(_process.Id, Signals.SIGKILL);
+            await _process.WaitForExitAsync();
+        }
+    }
+
     /// <summary>The router's log so far.</summary>
     public string Log()
     {
