@@ -223,8 +223,14 @@ public sealed class PatroniCompatibilityTests(ITestOutputHelper output)
         await Called(first, $"on_start primary {cluster.Scope}");
         await Called(second, $"on_start replica {cluster.Scope}");
 
-        // A switchover demotes node1 and promotes node2 (pre_promote exits 0).
-        var (status, text) = await PostAsync(first, "/switchover", $$"""{"leader": "{{first.Name}}", "candidate": "{{second.Name}}"}""");
+        // A switchover demotes node1 and promotes node2 (pre_promote exits 0). Its member key says "running" a moment after
+        // it streams: until then the switchover is refused (412) and asked again.
+        var (status, text) = (0, "");
+        await Poll.UntilAsync(async () =>
+        {
+            (status, text) = await PostAsync(first, "/switchover", $$"""{"leader": "{{first.Name}}", "candidate": "{{second.Name}}"}""");
+            return status != 412;
+        }, TimeSpan.FromSeconds(30), "the switchover is accepted");
         Assert.True(status == 200, text);
         await Called(first, $"on_role_change replica {cluster.Scope}");
         await Called(second, $"on_role_change primary {cluster.Scope}");
