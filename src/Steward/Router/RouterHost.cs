@@ -49,6 +49,21 @@ internal static partial class RouterHost
             TimeProvider.System, log, syncStandbys: config.Read?.SyncStandbys ?? SyncStandbyReads.Include);
         try
         {
+            // A busy etcd may be slow to answer the first call: try for a while (as the agent does) before giving up.
+            var giveUpAt = TimeProvider.System.GetTimestamp() + (long)(10 * (double)TimeProvider.System.TimestampFrequency);
+            while (true)
+            {
+                try
+                {
+                    await store.LoadAsync(outer).ConfigureAwait(false);
+                    break;
+                }
+                catch (StoreUnavailableException) when (TimeProvider.System.GetTimestamp() < giveUpAt)
+                {
+                    await Task.Delay(TimeSpan.FromSeconds(1), outer).ConfigureAwait(false);
+                }
+            }
+
             await watcher.StartAsync(outer).ConfigureAwait(false);
         }
         catch (StoreUnavailableException e)
