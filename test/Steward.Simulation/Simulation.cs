@@ -33,6 +33,12 @@ public sealed record SimOptions
     /// </summary>
     public bool? SynchronousMode { get; init; }
 
+    /// <summary>
+    /// Quorum commit (<c>synchronous_mode: quorum</c>) in synchronous runs: null (default) uses it for seeds 1 and 7 mod 8
+    /// (7: strict too), with synchronous_node_count 2 for half of them; true/false forces it.
+    /// </summary>
+    public bool? Quorum { get; init; }
+
     /// <summary>Planted bug: standbys look caught up, so they join the sync key as soon as PostgreSQL waits for them.</summary>
     public bool StandbysLookCaughtUp { get; init; }
 
@@ -115,6 +121,7 @@ public sealed class SimStats
     public long LostAcks { get; set; }
     public long SyncAcks { get; set; }
     public long SyncRuns { get; set; }
+    public long QuorumRuns { get; set; }
     public long SyncLostToTwoFaults { get; set; }
     public long SyncLostWhileAsynchronous { get; set; }
     public long Promotions { get; set; }
@@ -138,6 +145,7 @@ public sealed class SimStats
         LostAcks += other.LostAcks;
         SyncAcks += other.SyncAcks;
         SyncRuns += other.SyncRuns;
+        QuorumRuns += other.QuorumRuns;
         SyncLostToTwoFaults += other.SyncLostToTwoFaults;
         SyncLostWhileAsynchronous += other.SyncLostWhileAsynchronous;
         Promotions += other.Promotions;
@@ -153,7 +161,7 @@ public sealed class SimStats
         $"{Runs} runs, {Steps} steps, {SimTime.TotalMinutes:0.0} min simulated; {Faults} faults ({AgentKills} agent kills, {Freezes} freezes); " +
         $"{Promotions} promotions; fence kills: {FenceKills} in process, {SupervisorKills} by the supervisor; " +
         $"client writes: {Writes} sent, {Acks} acknowledged, {NoWriter} with no writer, {Refused} refused by the target; " +
-        $"{LostAcks} acknowledged writes not on the final primary (asynchronous replication); {SyncRuns} runs in synchronous mode, " +
+        $"{LostAcks} acknowledged writes not on the final primary (asynchronous replication); {SyncRuns} runs in synchronous mode ({QuorumRuns} quorum commit), " +
         $"{SyncAcks} commits acknowledged synchronously, {SyncLostToTwoFaults} of them lost to a promotion while every standby holding them was down or cut off, {SyncLostWhileAsynchronous} to one after the leader went asynchronous (not strict); {FatalExits} fatal exits");
 }
 
@@ -207,6 +215,7 @@ internal sealed class World
     private string? _lastSyncKey;
     private readonly bool _sync;
     private readonly bool _strict;
+    private readonly bool _quorum;
     private List<string>? _block;
     private RoutingTable _table = RoutingTable.Empty;
     private Violation? _violation;
@@ -229,6 +238,7 @@ internal sealed class World
         _net.Changed = Check;
         _sync = options.SynchronousMode ?? seed % 2 == 1;
         _strict = _sync && options.SynchronousMode is null && seed % 4 == 3;
+        _quorum = _sync && (options.Quorum ?? seed % 8 is 1 or 7);
         _net.BecameWritable = server =>
         {
             if (LeaderKeyHolder() is { } holder && holder != server.Name)
@@ -241,8 +251,10 @@ internal sealed class World
         };
         _net.TimelineReused = (promoted, timeline, owner) => Violate(Invariant.TimelineIdNotReused,
             $"{promoted.Name} promoted to timeline {timeline}, which {owner.Name} ({owner}) already has: a different history under the same id");
-        var dcs = new DynamicConfig { Ttl = 6, LoopWait = 1, RetryTimeout = 2, MaximumLagOnFailover = 20, SynchronousMode = _sync, SynchronousModeStrict = _strict };
+        var dcs = new DynamicConfig { Ttl = 6, LoopWait = 1, RetryTimeout = 2, MaximumLagOnFailover = 20, SynchronousMode = _sync, SynchronousModeStrict = _strict,
+            SynchronousModeQuorum = _quorum, SynchronousNodeCount = _quorum && seed % 16 >= 8 ? 2 : 1 };
         _stats.SyncRuns = _sync ? 1 : 0;
+        _stats.QuorumRuns = _quorum ? 1 : 0;
         for (var i = 1; i <= options.Nodes; i++)
         {
             var name = $"node{i}";
@@ -574,11 +586,11 @@ internal sealed class World
         _syncAcks.Add(new SyncAck(writeId, record, acknowledgers));
         var raw = _etcd.GetRaw(Prefix + ClusterKeys.Sync);
         var key = raw is null ? null : System.Text.Json.JsonSerializer.Deserialize<SyncState>(raw);
-        if (key?.Leader != target.Name || key.Standbys.Any(s => !acknowledgers.Contains(s)))
+        if (key?.Leader != target.Name || key.Standbys.Count(s => !acknowledgers.Contains(s)) > (key.Quorum ?? 0))
         {
             Violate(Invariant.SyncKeyStandbysHoldAcknowledgedCommits,
                 $"write {writeId} was acknowledged by {target.Name} after [{string.Join(", ", acknowledgers)}] had it, but the sync key is "
-                + (key is null ? "absent" : $"leader {key.Leader}, standbys [{string.Join(", ", key.Standbys)}]"));
+                + (key is null ? "absent" : $"leader {key.Leader}, {(key.Quorum is { } q ? $"quorum {q} of voters" : "standbys")} [{string.Join(", ", key.Standbys)}]"));
         }
     }
 
@@ -606,11 +618,12 @@ internal sealed class World
                 continue;
             }
 
-            var standbys = names.Select(n => _nodes.FirstOrDefault(x => x.Name == n)?.Pg).ToList();
-            if (names.Count > 0 && standbys.All(sb => sb is not null && sb.StreamingFrom == p.Server && FakePostgres.Holds(sb, p.Record)))
+            // FIRST n over n names: all of them; ANY k: any k of them (the acknowledgers are the ones that have it).
+            var have = names.Where(n => _nodes.FirstOrDefault(x => x.Name == n)?.Pg is { } sb && sb.StreamingFrom == p.Server && FakePostgres.Holds(sb, p.Record)).ToList();
+            if (names.Count > 0 && have.Count >= (p.Server.SyncStandbyQuorum ? p.Server.SyncStandbyCount : names.Count))
             {
                 _pending.RemoveAt(i);
-                Acknowledge(p.WriteId, p.Server, p.Record, p.Fresh, names);
+                Acknowledge(p.WriteId, p.Server, p.Record, p.Fresh, have);
             }
         }
     }
@@ -629,6 +642,24 @@ internal sealed class World
         var key = raw is null ? null : System.Text.Json.JsonSerializer.Deserialize<SyncState>(raw);
         if (key is null || _nodes.FirstOrDefault(n => n.Name == key.Leader) is not { } leader)
         {
+            return;
+        }
+
+        if (key.Quorum is { } quorum)
+        {
+            // Quorum commit: every acknowledged commit (that the leader holds) is missing from at most `quorum` voters.
+            foreach (var ack in _syncAcks.Where(a => FakePostgres.Holds(leader.Pg, a.Record)))
+            {
+                var lacking = key.Standbys.Where(s => _nodes.FirstOrDefault(n => n.Name == s) is not { } v || !FakePostgres.Holds(v.Pg, ack.Record)).ToList();
+                if (lacking.Count > quorum)
+                {
+                    Violate(Invariant.SyncKeyStandbysHoldAcknowledgedCommits,
+                        $"the sync key now says quorum {quorum} of voters [{string.Join(", ", key.Standbys)}] for leader {key.Leader} ({leader.Pg}), but "
+                        + $"[{string.Join(", ", lacking)}] lack write {ack.WriteId} (tl{ack.Record.Timeline} lsn{ack.Record.Lsn}), acknowledged synchronously by [{string.Join(", ", ack.Acknowledgers)}]");
+                    return;
+                }
+            }
+
             return;
         }
 

@@ -152,9 +152,16 @@ public sealed class SimulationTests(ITestOutputHelper output)
     public void Finds_standbys_joining_the_sync_key_before_they_caught_up() =>
         FindsPlantedBug(new SimOptions { StandbysLookCaughtUp = true, SynchronousMode = true }, Invariant.SyncKeyStandbysHoldAcknowledgedCommits);
 
-    private void FindsPlantedBug(SimOptions options, Invariant expected, int firstSeed = 0)
+    /// <summary>
+    /// Quorum commit: a leader that believes its standbys caught up lowers the quorum (or takes in voters) too early, so a
+    /// commit is missing from more voters than the key's quorum.
+    /// </summary>
+    [Fact]
+    public void Finds_the_quorum_lowered_before_the_voters_caught_up() =>
+        FindsPlantedBug(new SimOptions { StandbysLookCaughtUp = true, SynchronousMode = true, Quorum = true }, Invariant.SyncKeyStandbysHoldAcknowledgedCommits, batch: 100);
+
+    private void FindsPlantedBug(SimOptions options, Invariant expected, int firstSeed = 0, int batch = 500)
     {
-        const int batch = 500;
         const int maxSeeds = 20_000;
         var searched = 0;
         var sw = Stopwatch.StartNew();

@@ -354,7 +354,7 @@ public sealed class FakePostgres : IPostgresControl
             var replication = _net.Servers
                 .Where(s => s.StreamingFrom == this)
                 .OrderBy(s => s.Name, StringComparer.Ordinal)
-                .Select(s => new ReplicationConnection("replicator", s.Name, null, "streaming", names.Contains(s.Name) ? "sync" : "async", s.EndLsn) { FlushLsn = s.EndLsn })
+                .Select(s => new ReplicationConnection("replicator", s.Name, null, "streaming", names.Contains(s.Name) ? SyncStandbyQuorum ? "quorum" : "sync" : "async", s.EndLsn) { FlushLsn = s.EndLsn })
                 .ToList();
             return state with { Accepting = true, InRecovery = false, Timeline = LastTimeline, WriteLsn = EndLsn, ServerVersion = 150000, Replication = replication };
         }
@@ -651,6 +651,12 @@ public sealed class FakePostgres : IPostgresControl
 
     /// <summary>The standbys a commit on this primary waits for now (empty: none; see <see cref="CommitsWait"/>).</summary>
     public IReadOnlyList<string> SyncStandbyList => Steward.Core.Ha.SyncReplication.Parse(SyncStandbyNames, SyncStandbyNames is not null).Names;
+
+    /// <summary><c>ANY k (…)</c>: a commit waits for any <see cref="SyncStandbyCount"/> of <see cref="SyncStandbyList"/>.</summary>
+    public bool SyncStandbyQuorum => Steward.Core.Ha.SyncReplication.Parse(SyncStandbyNames, SyncStandbyNames is not null).Quorum;
+
+    /// <summary>How many of <see cref="SyncStandbyList"/> a commit waits for under <c>ANY k</c>.</summary>
+    public int SyncStandbyCount => Steward.Core.Ha.SyncReplication.Parse(SyncStandbyNames, SyncStandbyNames is not null).Num;
 
     /// <summary>A commit waits (for <see cref="SyncStandbyList"/>, or for nobody that can ever answer: the strict placeholder).</summary>
     public bool CommitsWait => SyncStandbyList.Count > 0 || SyncStandbyNames == Steward.Core.Ha.SyncReplication.NobodyPlaceholder;

@@ -90,6 +90,13 @@ public sealed record FailoverRequest
     [JsonPropertyName("leader")] public string? Leader { get; init; }
     [JsonPropertyName("member")] public string? Candidate { get; init; }
     [JsonPropertyName("scheduled_at")] public DateTimeOffset? ScheduledAt { get; init; }
+    /// <summary>
+    /// Quorum commit (Patroni 4's <c>quorum</c>): how many voters besides itself a member must see, none of them ahead of it,
+    /// before it may promote — any commit acknowledged so far is missing from at most this many of the voters. Absent
+    /// (null) in priority mode, where every standby named holds every acknowledged commit (a quorum of 0).
+    /// </summary>
+    [JsonPropertyName("quorum")] public int? Quorum { get; init; }
+
     [JsonIgnore] public long ModRevision { get; init; }
 }
 
@@ -154,6 +161,13 @@ public sealed record SyncState
     /// <summary>Comma-separated member names (Patroni writes null for none).</summary>
     [JsonPropertyName("sync_standby")] public string? SyncStandby { get; init; }
 
+    /// <summary>
+    /// Quorum commit (Patroni 4's <c>quorum</c>): how many voters besides itself a member must see, none of them ahead of it,
+    /// before it may promote — any commit acknowledged so far is missing from at most this many of the voters. Absent
+    /// (null) in priority mode, where every standby named holds every acknowledged commit (a quorum of 0).
+    /// </summary>
+    [JsonPropertyName("quorum")] public int? Quorum { get; init; }
+
     [JsonIgnore] public long ModRevision { get; init; }
 
     /// <summary>The standbys on record, in the order written.</summary>
@@ -165,10 +179,10 @@ public sealed record SyncState
     /// <summary>True when <paramref name="member"/> is a synchronous standby on record.</summary>
     public bool IsStandby(string member) => Standbys.Contains(member, StringComparer.Ordinal);
 
-    public static SyncState For(string leader, IEnumerable<string> standbys)
+    public static SyncState For(string leader, IEnumerable<string> standbys, int? quorum = null)
     {
         var names = standbys.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
-        return new SyncState { Leader = leader, SyncStandby = names.Count == 0 ? null : string.Join(',', names) };
+        return new SyncState { Leader = leader, SyncStandby = names.Count == 0 ? null : string.Join(',', names), Quorum = quorum };
     }
 }
 

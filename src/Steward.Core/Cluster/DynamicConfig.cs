@@ -31,7 +31,30 @@ public sealed record DynamicConfig
     /// Synchronous replication managed by the leader: it keeps <c>synchronous_standby_names</c> and the <c>sync</c> key in step
     /// (every standby the key names has every acknowledged commit) and only a standby on record may promote.
     /// </summary>
-    [JsonPropertyName("synchronous_mode")] public bool SynchronousMode { get; init; }
+    [JsonIgnore] public bool SynchronousMode { get; init; }
+
+    /// <summary>
+    /// Patroni 4's <c>synchronous_mode: quorum</c> (implies <see cref="SynchronousMode"/>): commits wait for any
+    /// <see cref="SynchronousNodeCount"/> of the listed standbys (<c>ANY n (…)</c>), the <c>sync</c> key names the voters and
+    /// the quorum, and a member promotes only when it sees enough voters to be sure it holds every acknowledged commit.
+    /// </summary>
+    [JsonIgnore] public bool SynchronousModeQuorum { get; init; }
+
+    /// <summary>
+    /// <c>synchronous_mode</c> as Patroni writes it: <c>true</c>, <c>false</c> or <c>"quorum"</c> (what the JSON carries;
+    /// code reads <see cref="SynchronousMode"/> and <see cref="SynchronousModeQuorum"/>).
+    /// </summary>
+    [JsonPropertyName("synchronous_mode")]
+    [JsonConverter(typeof(SynchronousModeJsonConverter))]
+    public string SynchronousModeText
+    {
+        get => SynchronousMode && SynchronousModeQuorum ? "quorum" : SynchronousMode ? "true" : "false";
+        init
+        {
+            SynchronousMode = value is "true" or "quorum";
+            SynchronousModeQuorum = value == "quorum";
+        }
+    }
 
     /// <summary>With no healthy synchronous standby, commits wait rather than the primary going asynchronous.</summary>
     [JsonPropertyName("synchronous_mode_strict")] public bool SynchronousModeStrict { get; init; }
@@ -69,4 +92,31 @@ public sealed record DynamicPostgresConfig
 
     /// <summary>Keys of the <c>postgresql</c> section Steward does not act on, kept verbatim.</summary>
     [JsonExtensionData] public Dictionary<string, JsonElement>? Other { get; set; }
+}
+
+/// <summary>Writes <c>synchronous_mode</c> as a JSON boolean, or the string <c>"quorum"</c>, as Patroni does.</summary>
+public sealed class SynchronousModeJsonConverter : JsonConverter<string>
+{
+    public override string Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) => reader.TokenType switch
+    {
+        JsonTokenType.True => "true",
+        JsonTokenType.False or JsonTokenType.Null => "false",
+        JsonTokenType.String when reader.GetString() is "quorum" => "quorum",
+        JsonTokenType.String when reader.GetString() is "true" or "on" => "true",
+        JsonTokenType.String when reader.GetString() is "false" or "off" => "false",
+        _ => throw new JsonException($"synchronous_mode: expected true, false or quorum"),
+    };
+
+    public override void Write(Utf8JsonWriter writer, string value, JsonSerializerOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(writer);
+        if (value == "quorum")
+        {
+            writer.WriteStringValue(value);
+        }
+        else
+        {
+            writer.WriteBooleanValue(value == "true");
+        }
+    }
 }

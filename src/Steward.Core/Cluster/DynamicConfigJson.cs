@@ -181,10 +181,7 @@ public static class DynamicConfigJson
         }
 
         var primaryStartTimeout = Int(root, "primary_start_timeout") ?? Int(root, "master_start_timeout");
-        if (Property(root, "synchronous_mode") is { ValueKind: JsonValueKind.String } mode && mode.GetString() == "quorum")
-        {
-            throw new FormatException("synchronous_mode: quorum commit is not supported; use true (priority-based synchronous replication) or false");
-        }
+        var quorum = Property(root, "synchronous_mode") is { ValueKind: JsonValueKind.String } mode && mode.GetString() == "quorum";
 
         return new DynamicConfig
         {
@@ -194,7 +191,8 @@ public static class DynamicConfigJson
             MaximumLagOnFailover = Long(root, "maximum_lag_on_failover") ?? defaults.MaximumLagOnFailover,
             PrimaryStartTimeout = primaryStartTimeout ?? defaults.PrimaryStartTimeout,
             Pause = Bool(root, "pause") ?? defaults.Pause,
-            SynchronousMode = Bool(root, "synchronous_mode") ?? defaults.SynchronousMode,
+            SynchronousMode = quorum || (Bool(root, "synchronous_mode") ?? defaults.SynchronousMode),
+            SynchronousModeQuorum = quorum,
             SynchronousModeStrict = Bool(root, "synchronous_mode_strict") ?? defaults.SynchronousModeStrict,
             SynchronousNodeCount = Int(root, "synchronous_node_count") ?? defaults.SynchronousNodeCount,
             MaximumLagOnSyncnode = Long(root, "maximum_lag_on_syncnode") ?? defaults.MaximumLagOnSyncnode,

@@ -68,6 +68,12 @@ public static partial class PatroniCodec
             {
                 w.WriteString("sync_standby", state.SyncStandby);
             }
+
+            if (state.Quorum is { } quorum)
+            {
+                w.WriteNumber("quorum", quorum);
+            }
+
             w.WriteEndObject();
         }
         return buffer.ToArray();

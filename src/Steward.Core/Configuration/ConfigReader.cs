@@ -489,10 +489,9 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
             diagnostics.Error(section.Origin, section.Path, "set primary_start_timeout or its old name master_start_timeout, not both");
         }
 
+        var quorum = section.String("synchronous_mode") is { Text: "quorum" };
         var synchronous = section.String("synchronous_mode") is { } mode
-            ? mode.Text == "quorum"
-                ? Fail(mode, section.Child("synchronous_mode"), "quorum commit is not supported")
-                : section.ParseBool(mode, section.Child("synchronous_mode"))
+            ? quorum ? true : section.ParseBool(mode, section.Child("synchronous_mode"))
             : null;
         var postgresql = section.Section("postgresql");
         var dynamicPostgres = new DynamicPostgresConfig();
@@ -516,6 +515,7 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
             MaximumLagOnFailover = section.Long("maximum_lag_on_failover", 0) ?? defaults.MaximumLagOnFailover,
             PrimaryStartTimeout = primary ?? master ?? defaults.PrimaryStartTimeout,
             SynchronousMode = synchronous ?? defaults.SynchronousMode,
+            SynchronousModeQuorum = quorum,
             SynchronousModeStrict = section.Bool("synchronous_mode_strict") ?? defaults.SynchronousModeStrict,
             SynchronousNodeCount = section.Int("synchronous_node_count", 1) ?? defaults.SynchronousNodeCount,
             MaximumLagOnSyncnode = section.Long("maximum_lag_on_syncnode", -1) ?? defaults.MaximumLagOnSyncnode,
@@ -544,12 +544,6 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
         }
 
         diagnostics.Error(value.Origin, section.Child(key), $"'{value.Text}' is not a duration (seconds, or e.g. 30min, 1h)");
-        return null;
-    }
-
-    private bool? Fail(Located value, string path, string message)
-    {
-        diagnostics.Error(value.Origin, path, message);
         return null;
     }
 

@@ -553,6 +553,34 @@ public static class HaDecision
                                            $"and its failover_priority {theirPriority} is higher than mine ({myPriority}): it should take over");
                 }
             }
+
+            if (SyncReplication.QuorumVotesNeeded(input.Settings, cluster.Sync, me) is { } needed && cluster.Sync is { } voters)
+            {
+                // Quorum commit: an acknowledged commit is missing from at most `quorum` voters, so among quorum + 1 voters
+                // none of which is ahead of me, one holds it — and so do I.
+                var votes = new List<string>();
+                if (voters.IsStandby(me))
+                {
+                    votes.Add(me);
+                }
+
+                foreach (var peer in input.Peers.Values)
+                {
+                    var theirTimeline = peer.Timeline ?? 0;
+                    if (peer.Name != me && voters.IsStandby(peer.Name) && peer.Reachable && peer.Lsn is { } theirs
+                        && (theirTimeline < myTimeline || (theirTimeline == myTimeline && theirs <= myLsn)))
+                    {
+                        votes.Add(peer.Name);
+                    }
+                }
+
+                if (votes.Count < needed)
+                {
+                    return HaPlan.NoAction($"no action. I am ({me}), a secondary; quorum commit: I see {votes.Count} of the {needed} voters needed " +
+                                           $"(quorum {voters.Quorum ?? 0} of voters {voters.SyncStandby}; seen not ahead of me: [{string.Join(", ", votes.Order(StringComparer.Ordinal))}]), " +
+                                           $"so I cannot be sure I hold every acknowledged commit");
+                }
+            }
         }
 
         var steps = new List<HaStep> { new AcquireLeader(), new Promote(namedForMe ? "manual failover" : "no leader") };

@@ -50,7 +50,25 @@ public static class SyncReplication
                 : null;
         }
 
+        if (settings.SynchronousModeQuorum)
+        {
+            return sync.IsStandby(member) ? null : $"'{member}' is not a quorum voter (sync key voters: {sync.SyncStandby}, quorum {sync.Quorum ?? 0})";
+        }
+
         return sync.IsStandby(member) ? null : $"'{member}' is not a synchronous standby (sync key: {sync.SyncStandby}; candidate name does not match with sync_standby)";
+    }
+
+    /// <summary>
+    /// Quorum commit: how many voters (the candidate itself included, when it is one) a candidate must see, none of them
+    /// ahead of it, before it promotes — the key's <c>quorum</c> + 1, since any commit acknowledged so far is missing
+    /// from at most <c>quorum</c> voters. Null when no count applies (not quorum mode, no voters, or the former leader).
+    /// </summary>
+    public static int? QuorumVotesNeeded(DynamicConfig settings, SyncState? sync, string member)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        return settings.SynchronousMode && settings.SynchronousModeQuorum && sync is { Standbys.Count: > 0 } && sync.Leader != member
+            ? (sync.Quorum ?? 0) + 1
+            : null;
     }
 
     /// <summary>
@@ -92,7 +110,7 @@ public static class SyncReplication
             .ThenByDescending(c => c.Current)
             .ThenBy(c => c.Lag)
             .ThenBy(c => c.Name, StringComparer.Ordinal)
-            .Take(Math.Max(1, settings.SynchronousNodeCount))
+            .Take(settings.SynchronousModeQuorum ? int.MaxValue : Math.Max(1, settings.SynchronousNodeCount))
             .Select(c => c.Name)];
     }
 
@@ -139,8 +157,9 @@ public static class SyncReplication
             return key is not null ? new WriteSyncKey(null) : null;
         }
 
-        // A new leader (or synchronous mode just turned on) starts with a key naming only itself: it holds every commit.
-        if (key is null || key.Leader != me)
+        // A new leader (or synchronous mode just turned on) starts with a key naming only itself: it holds every commit. So
+        // does a leader leaving quorum commit: a quorum key's voters need not each hold every commit.
+        if (key is null || key.Leader != me || key.Quorum is > 0)
         {
             return new WriteSyncKey(SyncState.For(me, []));
         }
@@ -159,7 +178,7 @@ public static class SyncReplication
         // PostgreSQL waits for every standby on record and every wanted one ('*' or a list of the operator's included:
         // whatever it held, it is replaced by exactly that).
         var target = onRecord.Union(wanted, StringComparer.Ordinal).ToList();
-        if (ssn.Any || !ssn.Managed || !SameNames(ssn.Names, target) || (target.Count == 0 && ssn.Placeholder != strict))
+        if (ssn.Any || ssn.Quorum || !ssn.Managed || !SameNames(ssn.Names, target) || (target.Count == 0 && ssn.Placeholder != strict))
         {
             return new SetStandbyNames(Render(target, strict), target);
         }
@@ -200,6 +219,10 @@ public static class SyncReplication
 
         var open = text.IndexOf('(', StringComparison.Ordinal);
         var list = open >= 0 && text.EndsWith(')') ? text[(open + 1)..^1] : text;
+        var head = open >= 0 ? text[..open].Trim() : "";
+        var quorum = head.StartsWith("ANY", StringComparison.OrdinalIgnoreCase);
+        var countText = quorum || head.StartsWith("FIRST", StringComparison.OrdinalIgnoreCase) ? head[(quorum ? 3 : 5)..].Trim() : head;
+        var num = int.TryParse(countText, NumberStyles.None, CultureInfo.InvariantCulture, out var n) ? n : 1;
         var names = new List<string>();
         var any = false;
         foreach (var raw in SplitNames(list))
@@ -218,7 +241,7 @@ public static class SyncReplication
             }
         }
 
-        return new StandbyNames(names, any, text == NobodyPlaceholder, managed);
+        return new StandbyNames(names, any, text == NobodyPlaceholder, managed, names.Count == 0 ? 0 : Math.Min(num, names.Count), quorum);
     }
 
     private static IEnumerable<string> SplitNames(string list)
@@ -267,7 +290,9 @@ public static class SyncReplication
 /// <param name="Any">It holds <c>*</c>: any standby may acknowledge.</param>
 /// <param name="Placeholder">It is <see cref="SyncReplication.NobodyPlaceholder"/>: commits wait, no standby can acknowledge.</param>
 /// <param name="Managed">Steward set it (its include file exists).</param>
-public sealed record StandbyNames(IReadOnlyList<string> Names, bool Any, bool Placeholder, bool Managed);
+/// <param name="Num">How many of <see cref="Names"/> a commit waits for (<c>FIRST n</c>, <c>ANY n</c>; 1 for a bare list).</param>
+/// <param name="Quorum">The <c>ANY n (…)</c> form: any n of the names acknowledge (quorum commit).</param>
+public sealed record StandbyNames(IReadOnlyList<string> Names, bool Any, bool Placeholder, bool Managed, int Num = 0, bool Quorum = false);
 
 /// <summary>One change the leader makes to keep synchronous replication and the <c>sync</c> key in step.</summary>
 public abstract record SyncChange;

@@ -29,6 +29,8 @@ internal sealed class Converger
     /// it counted as synchronous. Once the standby flushed past it, it holds every acknowledged commit and may join the key.
     /// </summary>
     private readonly Dictionary<string, long> _waitedForSince = new(StringComparer.Ordinal);
+    private string? _standbyNamesSeen;
+    private long _standbyNamesInForceAt;
     private readonly Dictionary<string, long> _slotUnwantedSince = new(StringComparer.Ordinal);
     private string? _appliedParameters;
     private volatile bool _reloadRequested;
@@ -492,8 +494,10 @@ internal sealed class Converger
             var onRecord = key?.Leader == _config.Name ? key.Standbys : [];
             IReadOnlyList<string> wanted = settings.SynchronousMode ? SyncReplication.Choose(_config.Name, cluster, pg, settings, onRecord) : [];
             var streaming = pg.Replication.Where(r => r.State == "streaming").Select(r => r.ApplicationName).ToList();
-            var caughtUp = CaughtUp(pg, ssn);
-            switch (SyncReplication.Next(_config.Name, settings.SynchronousMode, settings.SynchronousModeStrict, ssn, key, wanted, streaming, caughtUp))
+            var change = settings is { SynchronousMode: true, SynchronousModeQuorum: true }
+                ? QuorumCommit.Next(_config.Name, settings.SynchronousModeStrict, settings.SynchronousNodeCount, ssn, key, wanted, CaughtUpSinceInForce(pg))
+                : SyncReplication.Next(_config.Name, settings.SynchronousMode, settings.SynchronousModeStrict, ssn, key, wanted, streaming, CaughtUp(pg, ssn));
+            switch (change)
             {
                 case null:
                     return;
@@ -505,7 +509,9 @@ internal sealed class Converger
                         return;
                     }
 
-                    Log.SyncKeyWritten(_log, write.State is null ? "deleted" : $"leader {write.State.Leader}, synchronous standbys [{string.Join(", ", write.State.Standbys)}]");
+                    Log.SyncKeyWritten(_log, write.State is null ? "deleted"
+                        : write.State.Quorum is { } quorum ? $"leader {write.State.Leader}, quorum {quorum} of voters [{string.Join(", ", write.State.Standbys)}]"
+                        : $"leader {write.State.Leader}, synchronous standbys [{string.Join(", ", write.State.Standbys)}]");
                     key = (await _store.LoadAsync(ct).ConfigureAwait(false)).Sync;
                     break;
 
@@ -549,10 +555,29 @@ internal sealed class Converger
         return caughtUp;
     }
 
+    /// <summary>
+    /// Quorum commit: the standbys that hold every commit acknowledged before what synchronous_standby_names says now came
+    /// into force — they flushed past the leader's WAL position recorded when this agent first saw it in force (commits
+    /// acknowledged earlier all lie below it). Empty on the first sight of a value.
+    /// </summary>
+    private HashSet<string> CaughtUpSinceInForce(PgState pg)
+    {
+        var value = (pg.SynchronousStandbyNamesManaged ? "managed:" : "operator:") + pg.SynchronousStandbyNames;
+        if (value != _standbyNamesSeen)
+        {
+            _standbyNamesSeen = value;
+            _standbyNamesInForceAt = pg.WriteLsn ?? long.MaxValue;
+            return [];
+        }
+
+        return [.. pg.Replication.Where(r => r.State == "streaming" && (r.FlushLsn ?? 0) >= _standbyNamesInForceAt).Select(r => r.ApplicationName)];
+    }
+
     /// <summary>Before a start or promotion as primary: synchronous_standby_names names nobody (strict: commits wait).</summary>
     private async Task ResetSynchronousStandbyNamesAsync(PgState pg, DynamicConfig settings, CancellationToken ct)
     {
         _waitedForSince.Clear();
+        _standbyNamesSeen = null;
         if (settings.SynchronousMode)
         {
             await _pg.SetSynchronousStandbyNamesAsync(SyncReplication.Render([], settings.SynchronousModeStrict), ct).ConfigureAwait(false);

@@ -168,7 +168,8 @@ internal static class ListCommand
         var leaderLsn = view.Status?.Optime ?? view.LeaderMember?.Data.XlogLocation;
         var host = m.Data.ConnUrl is { } url && ConnUrl.Parse(url) is { } hp ? hp.ToString() : "";
         var role = isLeader ? "Leader" : m.Data.Role == "primary" ? "Primary"
-            : view is { Config.Value.SynchronousMode: true, Sync: { } sync } && sync.Leader == view.Leader?.Name && sync.IsStandby(m.Name) ? "Sync Standby"
+            : view is { Config.Value.SynchronousMode: true, Sync: { } sync } && sync.Leader == view.Leader?.Name && sync.IsStandby(m.Name)
+                ? view.Config.Value.SynchronousModeQuorum ? "Quorum Standby" : "Sync Standby"
             : "Replica";
         var state = m.Data.ReplicationState ?? m.Data.State ?? "";
         double? lagMb = !isLeader && leaderLsn is { } l && m.Data.XlogLocation is { } x ? Math.Round(Math.Max(0, l - x) / 1048576.0, 1) : null;

@@ -33,7 +33,10 @@ internal static class RestApi
         MapHealth(app, agent, ["/replica"], (s, q) => !s.HoldsLeader && s.IsReplicaRunning && !s.Demoting && !agent.Config.Tags.NoLoadBalance && ReplicaQueryOk(agent, s, q));
         MapHealth(app, agent, ["/read-only"], (s, q) => (s.HoldsLeader && s.IsPrimaryAcceptingWrites) || (s.IsReplicaRunning && !agent.Config.Tags.NoLoadBalance && ReplicaQueryOk(agent, s, q)));
         MapHealth(app, agent, ["/sync", "/synchronous"], (s, q) => IsSyncStandby(agent, s) && ReplicaQueryOk(agent, s, q));
-        MapHealth(app, agent, ["/async", "/asynchronous"], (s, q) => !s.HoldsLeader && s.IsReplicaRunning && !IsSyncStandby(agent, s) && ReplicaQueryOk(agent, s, q));
+        MapHealth(app, agent, ["/quorum"], (s, q) => IsQuorumStandby(agent, s) && ReplicaQueryOk(agent, s, q));
+        MapHealth(app, agent, ["/read-only-quorum"], (s, q) => (s.HoldsLeader && s.IsPrimaryAcceptingWrites) || (IsQuorumStandby(agent, s) && ReplicaQueryOk(agent, s, q)));
+        MapHealth(app, agent, ["/read-only-sync"], (s, q) => (s.HoldsLeader && s.IsPrimaryAcceptingWrites) || (IsSyncStandby(agent, s) && ReplicaQueryOk(agent, s, q)));
+        MapHealth(app, agent, ["/async", "/asynchronous"], (s, q) => !s.HoldsLeader && s.IsReplicaRunning && !IsSyncStandby(agent, s) && !IsQuorumStandby(agent, s) && ReplicaQueryOk(agent, s, q));
         MapHealth(app, agent, ["/health"], (s, _) => s.Pg.Running && s.Pg.Accepting);
         MapHealth(app, agent, ["/liveness"], (s, _) => Live(agent, s));
         MapHealth(app, agent, ["/readiness"], (s, _) => (s.HoldsLeader && s.IsPrimaryAcceptingWrites) || (s.IsReplicaRunning && s.Pg.Streaming));
@@ -87,12 +90,17 @@ internal static class RestApi
         return agent.SinceLastCycle <= limit;
     }
 
-    /// <summary>A running replica on record in the <c>sync</c> key while synchronous mode is on.</summary>
+    /// <summary>A running replica on record in the <c>sync</c> key while (priority) synchronous mode is on.</summary>
     internal static bool IsSyncStandby(NodeAgent agent, AgentSnapshot s) =>
-        !s.HoldsLeader && s.IsReplicaRunning && IsSyncOnRecord(s.Cluster, agent.Config.Name);
+        !s.HoldsLeader && s.IsReplicaRunning && IsOnRecord(s.Cluster, agent.Config.Name, quorum: false);
 
-    private static bool IsSyncOnRecord(ClusterView? cluster, string member) =>
-        cluster is { Config.Value.SynchronousMode: true, Sync: { } sync } && sync.Leader == cluster.Leader?.Name && sync.IsStandby(member);
+    /// <summary>A running replica that is a voter in the <c>sync</c> key while quorum commit is on.</summary>
+    internal static bool IsQuorumStandby(NodeAgent agent, AgentSnapshot s) =>
+        !s.HoldsLeader && s.IsReplicaRunning && IsOnRecord(s.Cluster, agent.Config.Name, quorum: true);
+
+    private static bool IsOnRecord(ClusterView? cluster, string member, bool quorum) =>
+        cluster is { Config.Value.SynchronousMode: true, Sync: { } sync } && cluster.Config.Value.SynchronousModeQuorum == quorum
+        && sync.Leader == cluster.Leader?.Name && sync.IsStandby(member);
 
     /// <summary>Patroni's query parameters for replica checks: <c>lag=&lt;max lag&gt;</c> and <c>&lt;tag&gt;=&lt;value&gt;</c>.</summary>
     private static bool ReplicaQueryOk(NodeAgent agent, AgentSnapshot s, IQueryCollection query)
@@ -208,6 +216,11 @@ internal static class RestApi
             o["sync_standby"] = true;
         }
 
+        if (IsQuorumStandby(agent, s))
+        {
+            o["quorum_standby"] = true;
+        }
+
         if (s.LastDecision is { } decision)
         {
             o["ha_decision"] = decision; // Steward's addition: the last HA cycle's sentence, e.g. why it does not promote
@@ -248,7 +261,8 @@ internal static class RestApi
             var o = new JsonObject
             {
                 ["name"] = m.Name,
-                ["role"] = isLeader ? "leader" : m.Data.Role == "primary" ? "primary" : IsSyncOnRecord(cluster, m.Name) ? "sync_standby" : "replica",
+                ["role"] = isLeader ? "leader" : m.Data.Role == "primary" ? "primary" : IsOnRecord(cluster, m.Name, quorum: false) ? "sync_standby"
+                    : IsOnRecord(cluster, m.Name, quorum: true) ? "quorum_standby" : "replica",
                 ["state"] = m.Data.ReplicationState ?? m.Data.State,
                 ["api_url"] = m.Data.ApiUrl,
                 ["host"] = address?.Host,

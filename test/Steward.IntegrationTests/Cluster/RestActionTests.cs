@@ -166,7 +166,7 @@ public sealed class RestActionTests(ITestOutputHelper output)
         foreach (var bad in new[]
                  {
                      """{"ttl": 0}""", """{"loop_wait": -1}""",
-                     """{"member_slots_ttl": "soon"}""", """{"member_slots_ttl": -5}""", """{"synchronous_mode": "quorum"}""",
+                     """{"member_slots_ttl": "soon"}""", """{"member_slots_ttl": -5}""", """{"synchronous_mode": "quorom"}""",
                      """{"synchronous_node_count": 0}""", """{"maximum_lag_on_syncnode": -7}""", """{"failsafe_mode": "maybe"}""",
                      """{"slots": {"s": {"type": "physical"}}}""", """{"no_such_setting": 1}""", """{"postgresql": {"pg_hba": []}}""",
                  })

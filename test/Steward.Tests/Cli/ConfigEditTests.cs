@@ -65,7 +65,7 @@ public sealed class ConfigEditTests
     [InlineData("maximum_lag_on_failover=-5", "maximum_lag_on_failover must be 0 or more")]
     [InlineData("ttll=10", "unknown setting ttll")]
     [InlineData("postgresql.use_slot=false", "unknown setting postgresql.use_slot")]
-    [InlineData("synchronous_mode=quorum", "quorum commit is not supported")]
+    [InlineData("synchronous_mode=sometimes", "synchronous_mode: expected true or false")]
     [InlineData("synchronous_node_count=0", "synchronous_node_count must be 1 or more, got 0")]
     [InlineData("maximum_lag_on_syncnode=-2", "maximum_lag_on_syncnode must be -1 (off) or 0 or more bytes")]
     [InlineData("slots.x.type=physical", "slots: Patroni setting Steward does not implement")]

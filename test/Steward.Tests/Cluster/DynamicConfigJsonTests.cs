@@ -138,10 +138,17 @@ public sealed class DynamicConfigJsonTests
         Assert.Equal(problem, DynamicConfigJson.Problem(DynamicConfigJson.TryParse(json, out _)!));
 
     [Fact]
-    public void Quorum_mode_is_refused_by_name()
+    public void Quorum_mode_is_read_and_written_back_as_Patroni_writes_it()
     {
-        Assert.Null(DynamicConfigJson.TryParse("""{"synchronous_mode": "quorum"}""", out var error));
-        Assert.Contains("quorum commit is not supported", error, StringComparison.Ordinal);
+        var config = DynamicConfigJson.TryParse("""{"synchronous_mode": "quorum", "synchronous_node_count": 2}""", out var error);
+
+        Assert.Null(error);
+        Assert.True(config!.SynchronousMode);
+        Assert.True(config.SynchronousModeQuorum);
+        Assert.Contains("\"synchronous_mode\":\"quorum\"", DynamicConfigJson.Serialize(config), StringComparison.Ordinal);
+        Assert.Contains("\"synchronous_mode\":true", DynamicConfigJson.Serialize(config with { SynchronousModeQuorum = false }), StringComparison.Ordinal);
+        Assert.Contains("\"synchronous_mode\":false", DynamicConfigJson.Serialize(new DynamicConfig()), StringComparison.Ordinal);
+        Assert.False(DynamicConfigJson.TryParse("""{"synchronous_mode": true}""", out _)!.SynchronousModeQuorum);
     }
 
     [Fact]

@@ -162,7 +162,7 @@ public sealed class ConfigLoaderTests
     [InlineData("tags:\n  sync_priority: high", "tags.sync_priority: expected a whole number >= 0 (0: never a synchronous standby), got 'high'")]
     [InlineData("tags:\n  nostream: true", "tags.nostream: not supported: Steward replicas always stream from their upstream (archive-only replicas are not implemented); remove the tag")]
     [InlineData("log:\n  level: verbose", "log.level: expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got 'verbose'")]
-    [InlineData("bootstrap:\n  dcs:\n    synchronous_mode: quorum", "bootstrap.dcs.synchronous_mode: quorum commit is not supported")]
+    [InlineData("bootstrap:\n  dcs:\n    synchronous_mode: quorom", "bootstrap.dcs.synchronous_mode: expected true or false, got 'quorom'")]
     public void Value_of_the_wrong_type_is_rejected_with_what_was_expected(string text, string expected)
     {
         var error = Fails(With(text));
