@@ -245,6 +245,66 @@ public sealed class SyncReplicationTests(ITestOutputHelper output)
         }
     }
 
+    /// <summary>
+    /// Issue 16's quorum commit acceptance: three replicas, synchronous_node_count 2 (<c>ANY 2</c> of three, quorum 1),
+    /// kill -9 of the leader under insert load: no acknowledged write lost, and the new leader was a voter.
+    /// </summary>
+    [Fact]
+    public async Task Quorum_commit_kill_9_of_the_leader_under_8_writers_loses_no_acknowledged_write_and_a_voter_takes_over()
+    {
+        var options = new ClusterOptions { SynchronousMode = true, SynchronousModeQuorum = true, SynchronousNodeCount = 2 };
+        var (cluster, leader) = await TestCluster.StartHealthyAsync(output, nodes: 4, options);
+        await using var stopCluster = cluster;
+        var clock = Stopwatch.StartNew();
+        await using var writers = await LeaderWriters.StartAsync(cluster, leader, writers: 8, clock);
+        var report = new List<string>();
+        for (var round = 1; round <= 2; round++)
+        {
+            var (voters, quorum, ssn) = await WaitForQuorumAsync(cluster, leader, voters: 3);
+            Assert.Equal(1, quorum);
+            Assert.True(ssn is { Quorum: true, Num: 2 }, $"synchronous_standby_names on {leader.Name}: ANY 2 of the voters expected");
+            var acknowledgedBefore = writers.Count;
+            await leader.CrashAsync();
+            var crashedAt = clock.Elapsed;
+            var next = await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(60), not: leader);
+            var led = clock.Elapsed - crashedAt;
+            Assert.True(voters.Contains(next.Name), $"round {round}: {next.Name} took over, but the voters were [{string.Join(", ", voters)}]");
+            var missing = await writers.MissingOnAsync(next);
+            report.Add($"round {round}: {leader.Name} crashed with voters [{string.Join(", ", voters)}] quorum {quorum} ({ssn.Num} of {ssn.Names.Count}), "
+                       + $"{next.Name} leads after {led.TotalSeconds:0.0} s, {acknowledgedBefore} acknowledged before the crash, {missing.Count} missing");
+            Assert.True(missing.Count == 0, $"round {round}: {missing.Count} acknowledged writes missing on {next.Name}, e.g. {string.Join(", ", missing.Take(5))}");
+
+            leader.Start();
+            await cluster.WaitForStreamingAsync(leader, TimeSpan.FromSeconds(120));
+            leader = next;
+        }
+
+        await writers.StopAsync();
+        var final = await writers.MissingOnAsync(leader);
+        Measurements.Report(output, $"quorum commit (ANY 2 of 3 replicas), kill -9 of the leader under 8 writers, 2 rounds: {string.Join("; ", report)}; "
+                                    + $"{writers.Count} writes acknowledged in all, {final.Count} missing at the end");
+        Assert.Empty(final);
+        Assert.Equal(200, await cluster.Nodes.First(n => n != leader).RestStatusAsync("/quorum"));
+        Assert.Equal(503, await cluster.Nodes.First(n => n != leader).RestStatusAsync("/sync"));
+    }
+
+    /// <summary>Waits until the leader's sync key names <paramref name="voters"/> voters and PostgreSQL waits for ANY k of exactly them.</summary>
+    private static async Task<(IReadOnlyList<string> Voters, int Quorum, StandbyNames Ssn)> WaitForQuorumAsync(TestCluster cluster, TestNode leader, int voters)
+    {
+        (IReadOnlyList<string>, int, StandbyNames) result = default;
+        await Poll.UntilAsync(async () =>
+        {
+            var key = await cluster.SyncKeyAsync();
+            var ssn = SyncReplication.Parse(await leader.QueryAsync<string>("SHOW synchronous_standby_names"), true);
+            var onRecord = key?.Standbys ?? [];
+            result = (onRecord, key?.Quorum ?? -1, ssn);
+            return key?.Leader == leader.Name && onRecord.Count == voters && ssn.Quorum && ssn.Names.Count == voters && ssn.Names.All(onRecord.Contains)
+                   && key?.Quorum == voters - ssn.Num
+                   && await leader.QueryAsync<long>("SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'quorum'") == voters;
+        }, TimeSpan.FromSeconds(90), $"{voters} quorum voters of {leader.Name} on record", cluster.DescribeAsync);
+        return result;
+    }
+
     /// <summary>Waits until the leader's sync key names a streaming standby that PostgreSQL waits for; returns the key's standbys.</summary>
     private static async Task<IReadOnlyList<string>> WaitForSyncStandbyAsync(TestCluster cluster, TestNode leader)
     {

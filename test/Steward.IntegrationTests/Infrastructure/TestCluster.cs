@@ -103,7 +103,8 @@ internal sealed class TestCluster : IAsyncDisposable
                 loop_wait: {{options.LoopWait}}
                 retry_timeout: {{options.RetryTimeout}}
                 maximum_lag_on_failover: 1048576
-                synchronous_mode: {{(options.SynchronousMode ? "true" : "false")}}
+                synchronous_mode: {{(options.SynchronousModeQuorum ? "quorum" : options.SynchronousMode ? "true" : "false")}}
+                synchronous_node_count: {{options.SynchronousNodeCount}}
                 synchronous_mode_strict: {{(options.SynchronousModeStrict ? "true" : "false")}}
                 failsafe_mode: {{(options.FailsafeMode ? "true" : "false")}}{{(options.PrimaryStartTimeout is { } pst ? $"\n    primary_start_timeout: {pst}" : "")}}
                 postgresql:
@@ -159,7 +160,7 @@ internal sealed class TestCluster : IAsyncDisposable
     }
 
     /// <summary>The <c>sync</c> key straight from etcd: its leader and synchronous standbys (null: no key).</summary>
-    public async Task<(string? Leader, IReadOnlyList<string> Standbys)?> SyncKeyAsync(CancellationToken ct = default)
+    public async Task<(string? Leader, IReadOnlyList<string> Standbys, int? Quorum)?> SyncKeyAsync(CancellationToken ct = default)
     {
         _etcd ??= new EtcdClient(Etcd.Endpoint);
         var range = await _etcd.GetAsync($"/service/{Scope}/sync", deadline: DateTime.UtcNow.AddSeconds(2), cancellationToken: ct).ConfigureAwait(false);
@@ -169,7 +170,7 @@ internal sealed class TestCluster : IAsyncDisposable
         }
 
         var state = System.Text.Json.JsonSerializer.Deserialize<Steward.Core.Cluster.SyncState>(range.Kvs[0].Value.ToStringUtf8())!;
-        return (state.Leader, state.Standbys);
+        return (state.Leader, state.Standbys, state.Quorum);
     }
 
     /// <summary>Whether etcd still holds <paramref name="member"/>'s member key (it expires with the member's lease).</summary>
@@ -319,6 +320,11 @@ internal sealed record ClusterOptions
     public bool FailsafeMode { get; init; }
     public bool SynchronousMode { get; init; }
     public bool SynchronousModeStrict { get; init; }
+
+    /// <summary>synchronous_mode: quorum (quorum commit).</summary>
+    public bool SynchronousModeQuorum { get; init; }
+
+    public int SynchronousNodeCount { get; init; } = 1;
 
     /// <summary>bootstrap.dcs primary_start_timeout in seconds (left out, so the default of 30 s holds, when null).</summary>
     public int? PrimaryStartTimeout { get; init; }
