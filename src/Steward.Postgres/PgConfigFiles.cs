@@ -145,7 +145,7 @@ internal static class PgConfigFiles
     public static IReadOnlyList<KeyValuePair<string, string>> ReplicaSettings(StewardConfig config, Upstream? upstream)
     {
         var settings = new List<KeyValuePair<string, string>>();
-        if (upstream is not null)
+        if (upstream is { Stream: true })
         {
             var conninfo = Conninfo(
                 ("host", upstream.Address.Host),

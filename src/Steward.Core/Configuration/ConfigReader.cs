@@ -914,16 +914,7 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
                     }
 
                     break;
-                case YamlScalarNode { Value: { } text } scalar when key.Text == "nostream":
-                    if (section.ParseBool(new Located(text, Origin.Of(scalar)), path) == true)
-                    {
-                        diagnostics.Error(Origin.Of(scalar), path,
-                            "not supported: Steward replicas always stream from their upstream (archive-only replicas are not implemented); remove the tag");
-                    }
-
-                    all[key.Text] = false;
-                    break;
-                case YamlScalarNode { Value: { } text } scalar when key.Text is "nofailover" or "noloadbalance" or "clonefrom" or "nosync":
+                case YamlScalarNode { Value: { } text } scalar when key.Text is "nofailover" or "noloadbalance" or "clonefrom" or "nosync" or "nostream":
                     if (section.ParseBool(new Located(text, Origin.Of(scalar)), path) is { } flag)
                     {
                         flags[key.Text] = flag;
@@ -952,6 +943,7 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
             NoLoadBalance = flags.GetValueOrDefault("noloadbalance"),
             CloneFrom = flags.GetValueOrDefault("clonefrom"),
             NoSync = flags.GetValueOrDefault("nosync"),
+            NoStream = flags.GetValueOrDefault("nostream"),
             All = all,
         };
     }

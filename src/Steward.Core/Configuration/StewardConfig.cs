@@ -153,6 +153,12 @@ public sealed class TagsConfig
     public bool NoLoadBalance { get; init; }
     public bool CloneFrom { get; init; }
     public bool NoSync { get; init; }
+
+    /// <summary>
+    /// Patroni 4's <c>nostream</c>: as a replica this member does not stream (no primary_conninfo, no slot on the leader);
+    /// it replays WAL from the archive (<c>restore_command</c>) only, and is never a synchronous standby.
+    /// </summary>
+    public bool NoStream { get; init; }
     /// <summary>Every tag as written (including the four above and custom ones), published in the member key.</summary>
     public IReadOnlyDictionary<string, object?> All { get; init; } = new Dictionary<string, object?>();
 }

@@ -414,6 +414,11 @@ public static class HaDecision
             return RewindRunningReplica(input, leader.Name, address, why);
         }
 
+        if (TagIsTrue(input.Tags.All, "nostream"))
+        {
+            return HaPlan.NoAction($"no action. I am ({me}), a secondary tagged nostream, following a leader ({leader.Name}) from the WAL archive");
+        }
+
         var since = input.NotStreamingSince is { } s ? $" since {s:O}" : "";
         return HaPlan.NoAction($"no action. I am ({me}), a secondary, and following a leader ({leader.Name}); not streaming{since}, " +
                                "and nothing shows that my timeline left the leader's history");
@@ -750,8 +755,9 @@ public static class HaDecision
             _ => false,
         };
 
-    private static Upstream UpstreamFor(HaInput input, HostPort address) =>
-        new(address, input.Settings.Postgresql.UseSlots ? SlotNames.For(input.Me) : null);
+    private static Upstream UpstreamFor(HaInput input, HostPort address) => TagIsTrue(input.Tags.All, "nostream")
+        ? new(address, null, Stream: false)
+        : new(address, input.Settings.Postgresql.UseSlots ? SlotNames.For(input.Me) : null);
 
     private static HaPlan Fail(string reason) => new(reason, [new Fatal(reason)]);
 }

@@ -120,7 +120,9 @@ public enum PostmasterNow
 public enum StopMode { Fast, Immediate }
 
 /// <summary>Where a replica streams from.</summary>
-public sealed record Upstream(HostPort Address, string? SlotName);
+/// <param name="Stream">False for a <c>nostream</c> member: it follows the leader's timeline from the archive only, so no
+/// primary_conninfo or slot is written.</param>
+public sealed record Upstream(HostPort Address, string? SlotName, bool Stream = true);
 
 public sealed record TimelineSwitch(long ParentTimeline, long SwitchLsn, string Reason);
 

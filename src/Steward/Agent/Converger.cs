@@ -406,7 +406,8 @@ internal sealed class Converger
 
         if (input.Settings.Postgresql.UseSlots && input.Cluster is { } cluster)
         {
-            var slots = cluster.Members.Where(m => m.Name != _config.Name).Select(m => SlotNames.For(m.Name)).ToList();
+            // A nostream member reads the archive, not a slot: it gets none (a slot would hold WAL back for nobody).
+            var slots = cluster.Members.Where(m => m.Name != _config.Name && !HaDecision.TagIsTrue(m.Data.Tags, "nostream")).Select(m => SlotNames.For(m.Name)).ToList();
             foreach (var slot in slots)
             {
                 _slotUnwantedSince.Remove(slot);
@@ -679,7 +680,8 @@ internal sealed class Converger
             Log.Reinitializing(_log, leader.Name, aside);
             await _pg.CloneAsync(address, ct).ConfigureAwait(false);
             await _pg.SetPrimaryMarkAsync(false, ct).ConfigureAwait(false);
-            var upstream = new Upstream(address, settings.Postgresql.UseSlots ? SlotNames.For(_config.Name) : null);
+            var upstream = _config.Tags.NoStream ? new Upstream(address, null, Stream: false)
+                : new Upstream(address, settings.Postgresql.UseSlots ? SlotNames.For(_config.Name) : null);
             await _pg.StartAsync(StartRole.Replica, upstream, settings, ct).ConfigureAwait(false);
             CurrentUpstream = address.ToString();
             CurrentUpstreamTarget = upstream;
@@ -703,7 +705,8 @@ internal sealed class Converger
         XlogLocation = pg.Lsn,
         ReceiveLsn = pg.ReceiveLsn,
         ReplayLsn = pg.ReplayLsn,
-        ReplicationState = pg.Streaming ? "streaming" : null,
+        ReplicationState = pg.Streaming ? "streaming"
+            : _config.Tags.NoStream && pg.Running && pg.InRecovery == true ? "in archive recovery" : null,
         PendingRestart = pg.PendingRestart ? true : null,
         Tags = _config.Tags.All.Count == 0 ? null : _config.Tags.All,
     };

@@ -39,7 +39,7 @@ internal static class RestApi
         MapHealth(app, agent, ["/async", "/asynchronous"], (s, q) => !s.HoldsLeader && s.IsReplicaRunning && !IsSyncStandby(agent, s) && !IsQuorumStandby(agent, s) && ReplicaQueryOk(agent, s, q));
         MapHealth(app, agent, ["/health"], (s, _) => s.Pg.Running && s.Pg.Accepting);
         MapHealth(app, agent, ["/liveness"], (s, _) => Live(agent, s));
-        MapHealth(app, agent, ["/readiness"], (s, _) => (s.HoldsLeader && s.IsPrimaryAcceptingWrites) || (s.IsReplicaRunning && s.Pg.Streaming));
+        MapHealth(app, agent, ["/readiness"], (s, _) => (s.HoldsLeader && s.IsPrimaryAcceptingWrites) || (s.IsReplicaRunning && (s.Pg.Streaming || agent.Config.Tags.NoStream)));
 
         app.MapMethods("/patroni", Methods, (HttpContext ctx) => Write(ctx, 200, Status(agent, agent.HealthSnapshot())));
         app.MapMethods("/cluster", Methods, (HttpContext ctx) => Write(ctx, 200, ClusterJson(agent)));
@@ -182,6 +182,10 @@ internal static class RestApi
             if (pg.Streaming)
             {
                 o["replication_state"] = "streaming";
+            }
+            else if (agent.Config.Tags.NoStream && pg.Running && pg.InRecovery == true)
+            {
+                o["replication_state"] = "in archive recovery"; // Patroni 4's word for a nostream replica
             }
         }
 

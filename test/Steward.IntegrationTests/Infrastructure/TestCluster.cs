@@ -112,7 +112,7 @@ internal sealed class TestCluster : IAsyncDisposable
                   use_slots: true
                   parameters:
                     max_connections: 50
-                    wal_keep_size: {{options.WalKeepSize}}
+                    wal_keep_size: {{options.WalKeepSize}}{{string.Concat(options.DcsParameters.Select(p => $"\n        {p.Key}: '{p.Value}'"))}}
               initdb:
                 - encoding: UTF8
                 - locale: C
@@ -132,10 +132,10 @@ internal sealed class TestCluster : IAsyncDisposable
                 - host all all 127.0.0.1/32 scram-sha-256
               parameters:
                 shared_buffers: 32MB
-                unix_socket_directories: {{nodeDir}}
+                unix_socket_directories: {{nodeDir}}{{string.Concat(options.NodeParameters.GetValueOrDefault(name, new Dictionary<string, string>()).Select(p => $"\n    {p.Key}: '{p.Value}'"))}}
             tags:
               nofailover: {{(options.NoFailover.Contains(name) ? "true" : "false")}}
-              noloadbalance: false
+              noloadbalance: false{{string.Concat(options.NodeTags.GetValueOrDefault(name, new Dictionary<string, string>()).Select(t => $"\n  {t.Key}: {t.Value}"))}}
             """;
         var configPath = Path.Combine(nodeDir, "node.yml");
         File.WriteAllText(configPath, yaml);
@@ -317,6 +317,15 @@ internal sealed record ClusterOptions
     public int RetryTimeout { get; init; } = 2;
     public bool StartAll { get; init; } = true;
     public IReadOnlyList<string> NoFailover { get; init; } = [];
+
+    /// <summary>More tags for some members (name → tag → YAML value).</summary>
+    public IReadOnlyDictionary<string, IReadOnlyDictionary<string, string>> NodeTags { get; init; } = new Dictionary<string, IReadOnlyDictionary<string, string>>();
+
+    /// <summary>More local postgresql.parameters for some members (name → parameter → value).</summary>
+    public IReadOnlyDictionary<string, IReadOnlyDictionary<string, string>> NodeParameters { get; init; } = new Dictionary<string, IReadOnlyDictionary<string, string>>();
+
+    /// <summary>More bootstrap.dcs postgresql.parameters (parameter → value).</summary>
+    public IReadOnlyDictionary<string, string> DcsParameters { get; init; } = new Dictionary<string, string>();
     public bool FailsafeMode { get; init; }
     public bool SynchronousMode { get; init; }
     public bool SynchronousModeStrict { get; init; }

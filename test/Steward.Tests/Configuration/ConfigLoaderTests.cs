@@ -160,7 +160,7 @@ public sealed class ConfigLoaderTests
     [InlineData("tags:\n  nofailover: [true]", "tags.nofailover: expected a single value, got a list")]
     [InlineData("tags:\n  failover_priority: -1", "tags.failover_priority: expected a whole number >= 0 (0: never takes over), got '-1'")]
     [InlineData("tags:\n  sync_priority: high", "tags.sync_priority: expected a whole number >= 0 (0: never a synchronous standby), got 'high'")]
-    [InlineData("tags:\n  nostream: true", "tags.nostream: not supported: Steward replicas always stream from their upstream (archive-only replicas are not implemented); remove the tag")]
+    [InlineData("tags:\n  nostream: maybe", "tags.nostream: expected true or false, got 'maybe'")]
     [InlineData("log:\n  level: verbose", "log.level: expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got 'verbose'")]
     [InlineData("bootstrap:\n  dcs:\n    synchronous_mode: quorom", "bootstrap.dcs.synchronous_mode: expected true or false, got 'quorom'")]
     public void Value_of_the_wrong_type_is_rejected_with_what_was_expected(string text, string expected)
@@ -178,6 +178,8 @@ public sealed class ConfigLoaderTests
         Assert.Equal(3L, config.Tags.All["failover_priority"]);
         Assert.Equal(0L, config.Tags.All["sync_priority"]);
         Assert.Empty(config.Warnings);
+        Assert.False(config.Tags.NoStream);
+        Assert.True(Parse(With("tags:\n  nostream: true")).Tags.NoStream);
 
         var both = Parse(With("tags:\n  nofailover: true\n  failover_priority: 3"));
         Assert.True(both.Tags.NoFailover);

@@ -641,6 +641,17 @@ public sealed class HaDecisionTests
     }
 
     [Fact]
+    public void A_nostream_replica_follows_the_leader_without_conninfo_or_slot_and_not_streaming_is_normal_for_it()
+    {
+        var plan = ReplicaStreamingFrom("node1").Upstream(null).Tag("nostream", true).Decide();
+        AssertPlan(plan, "following new leader 'node1'", new Follow("node1", FromNode1ForNode2 with { SlotName = null, Stream = false }));
+
+        var quiet = ReplicaStreamingFrom("node1").Tag("nostream", true).WithPg(p => p with { Streaming = false }).Decide();
+        Assert.Empty(quiet.Steps);
+        Assert.Contains("tagged nostream, following a leader (node1) from the WAL archive", quiet.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Replica_streaming_from_the_leader_takes_no_action()
     {
         AssertPlan(ReplicaStreamingFrom("node1").Decide(), "no action. I am (node2), a secondary, and following a leader (node1)");

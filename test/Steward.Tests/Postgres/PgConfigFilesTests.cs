@@ -205,6 +205,14 @@ public sealed class PgConfigFilesTests
     }
 
     [Fact]
+    public void A_nostream_replica_gets_no_conninfo_and_no_slot_only_the_latest_timeline()
+    {
+        var settings = PgConfigFiles.ReplicaSettings(Config(), new Upstream(new HostPort("10.0.0.2", 5432), "node_1", Stream: false));
+
+        Assert.Equal([new("recovery_target_timeline", "latest")], settings);
+    }
+
+    [Fact]
     public void Conninfo_values_escape_quotes_and_backslashes()
     {
         Assert.Equal("user='o\\'brien' passfile='C:\\\\x'", PgConfigFiles.Conninfo(("user", "o'brien"), ("passfile", "C:\\x")));
