@@ -22,22 +22,32 @@ public sealed class SyncReplicationTests(ITestOutputHelper output)
         var options = new ClusterOptions { SynchronousMode = true };
         var (cluster, leader) = await TestCluster.StartHealthyAsync(output, nodes: 3, options);
         await using var stopCluster = cluster;
+        await KillLeaderRoundsAsync(cluster, leader, Rounds, "synchronous mode", async l => (await WaitForSyncStandbyAsync(cluster, l), "sync"));
+    }
+
+    /// <summary>
+    /// Under 8 writers, <paramref name="rounds"/> times: kill -9 of the leader, the new one must be one of those
+    /// <paramref name="onRecord"/> named just before (and say how), and hold every acknowledged write; the old one rejoins.
+    /// </summary>
+    private async Task KillLeaderRoundsAsync(TestCluster cluster, TestNode leader, int rounds, string mode,
+        Func<TestNode, Task<(IReadOnlyList<string> Names, string How)>> onRecord)
+    {
         var clock = Stopwatch.StartNew();
         await using var writers = await LeaderWriters.StartAsync(cluster, leader, writers: 8, clock);
         var report = new List<string>();
-        for (var round = 1; round <= Rounds; round++)
+        for (var round = 1; round <= rounds; round++)
         {
-            var sync = await WaitForSyncStandbyAsync(cluster, leader);
+            var (names, how) = await onRecord(leader);
             var acknowledgedBefore = writers.Count;
             await leader.CrashAsync();
             var crashedAt = clock.Elapsed;
             var next = await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(60), not: leader);
             var led = clock.Elapsed - crashedAt;
-            Assert.True(sync.Contains(next.Name), $"round {round}: {next.Name} took over, but the sync key named [{string.Join(", ", sync)}] when {leader.Name} crashed");
+            Assert.True(names.Contains(next.Name), $"round {round}: {next.Name} took over, but the sync key named [{string.Join(", ", names)}] when {leader.Name} crashed");
 
             // Every write acknowledged before the new leader answered must be there; so must the ones it acknowledged since.
             var missing = await writers.MissingOnAsync(next);
-            report.Add($"round {round}: {leader.Name} crashed with sync [{string.Join(", ", sync)}], {next.Name} leads after {led.TotalSeconds:0.0} s, "
+            report.Add($"round {round}: {leader.Name} crashed with {how} [{string.Join(", ", names)}], {next.Name} leads after {led.TotalSeconds:0.0} s, "
                        + $"{acknowledgedBefore} acknowledged before the crash, {missing.Count} missing");
             Assert.True(missing.Count == 0, $"round {round}: {missing.Count} acknowledged writes missing on {next.Name}, e.g. {string.Join(", ", missing.Take(5))}");
 
@@ -48,7 +58,7 @@ public sealed class SyncReplicationTests(ITestOutputHelper output)
 
         await writers.StopAsync();
         var final = await writers.MissingOnAsync(leader);
-        Measurements.Report(output, $"synchronous mode, kill -9 of the leader under 8 writers, {Rounds} rounds: {string.Join("; ", report)}; "
+        Measurements.Report(output, $"{mode}, kill -9 of the leader under 8 writers, {rounds} rounds: {string.Join("; ", report)}; "
                                     + $"{writers.Count} writes acknowledged in all, {final.Count} missing at the end");
         Assert.Empty(final);
     }
@@ -255,37 +265,16 @@ public sealed class SyncReplicationTests(ITestOutputHelper output)
         var options = new ClusterOptions { SynchronousMode = true, SynchronousModeQuorum = true, SynchronousNodeCount = 2 };
         var (cluster, leader) = await TestCluster.StartHealthyAsync(output, nodes: 4, options);
         await using var stopCluster = cluster;
-        var clock = Stopwatch.StartNew();
-        await using var writers = await LeaderWriters.StartAsync(cluster, leader, writers: 8, clock);
-        var report = new List<string>();
-        for (var round = 1; round <= 2; round++)
+        await KillLeaderRoundsAsync(cluster, leader, 2, "quorum commit (ANY 2 of 3 replicas)", async l =>
         {
-            var (voters, quorum, ssn) = await WaitForQuorumAsync(cluster, leader, voters: 3);
+            var (voters, quorum, ssn) = await WaitForQuorumAsync(cluster, l, voters: 3);
             Assert.Equal(1, quorum);
-            Assert.True(ssn is { Quorum: true, Num: 2 }, $"synchronous_standby_names on {leader.Name}: ANY 2 of the voters expected");
-            var acknowledgedBefore = writers.Count;
-            await leader.CrashAsync();
-            var crashedAt = clock.Elapsed;
-            var next = await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(60), not: leader);
-            var led = clock.Elapsed - crashedAt;
-            Assert.True(voters.Contains(next.Name), $"round {round}: {next.Name} took over, but the voters were [{string.Join(", ", voters)}]");
-            var missing = await writers.MissingOnAsync(next);
-            report.Add($"round {round}: {leader.Name} crashed with voters [{string.Join(", ", voters)}] quorum {quorum} ({ssn.Num} of {ssn.Names.Count}), "
-                       + $"{next.Name} leads after {led.TotalSeconds:0.0} s, {acknowledgedBefore} acknowledged before the crash, {missing.Count} missing");
-            Assert.True(missing.Count == 0, $"round {round}: {missing.Count} acknowledged writes missing on {next.Name}, e.g. {string.Join(", ", missing.Take(5))}");
-
-            leader.Start();
-            await cluster.WaitForStreamingAsync(leader, TimeSpan.FromSeconds(120));
-            leader = next;
-        }
-
-        await writers.StopAsync();
-        var final = await writers.MissingOnAsync(leader);
-        Measurements.Report(output, $"quorum commit (ANY 2 of 3 replicas), kill -9 of the leader under 8 writers, 2 rounds: {string.Join("; ", report)}; "
-                                    + $"{writers.Count} writes acknowledged in all, {final.Count} missing at the end");
-        Assert.Empty(final);
-        Assert.Equal(200, await cluster.Nodes.First(n => n != leader).RestStatusAsync("/quorum"));
-        Assert.Equal(503, await cluster.Nodes.First(n => n != leader).RestStatusAsync("/sync"));
+            Assert.True(ssn is { Quorum: true, Num: 2 }, $"synchronous_standby_names on {l.Name}: ANY 2 of the voters expected");
+            return (voters, $"quorum {quorum} ({ssn.Num} of {ssn.Names.Count}) of voters");
+        });
+        var leaderNow = await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(30));
+        await Poll.UntilAsync(async () => await cluster.Nodes.First(n => n != leaderNow).RestStatusAsync("/quorum") == 200, TimeSpan.FromSeconds(60), "/quorum on a voter");
+        Assert.Equal(503, await cluster.Nodes.First(n => n != leaderNow).RestStatusAsync("/sync"));
     }
 
     /// <summary>Waits until the leader's sync key names <paramref name="voters"/> voters and PostgreSQL waits for ANY k of exactly them.</summary>
