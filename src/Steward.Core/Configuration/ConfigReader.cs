@@ -932,6 +932,11 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
         }
 
         section.Finish();
+        if (all.ContainsKey("replicatefrom"))
+        {
+            diagnostics.Warning($"{section.Child("replicatefrom")}: cascading replication is not implemented; the tag is published, and this member streams from the leader");
+        }
+
         if (flags.GetValueOrDefault("nofailover") && all.GetValueOrDefault("failover_priority") is long p && p > 0)
         {
             diagnostics.Warning($"{section.Child("failover_priority")}: {p} conflicts with nofailover: true; nofailover wins (this member never takes over)");

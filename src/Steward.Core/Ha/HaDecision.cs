@@ -207,11 +207,24 @@ public static class HaDecision
             return HaPlan.NoAction($"waiting for leader '{cluster.Leader.Name}' to be running before cloning from it");
         }
 
-        return new HaPlan($"trying to bootstrap from leader '{leader.Name}'",
-        [
-            new CloneFrom(leader.Name, address),
-            new StartPostgres(StartRole.Replica, leader.Name, UpstreamFor(input, address)),
-        ]);
+        // Patroni's clonefrom tag: a running, streaming replica that offers itself as a clone source takes the base backup's
+        // load off the leader (the first by name, so every member picks the same; the leader when there is none).
+        var source = cluster.Members
+            .Where(m => m.Name != input.Me && m.Name != leader.Name && TagIsTrue(m.Data.Tags, "clonefrom") && m.Data is { State: "running", Role: "replica", ReplicationState: "streaming" })
+            .OrderBy(m => m.Name, StringComparer.Ordinal)
+            .Select(m => m.Data.ConnUrl is { } u && ConnUrl.Parse(u) is { } a ? (m.Name, Address: a) : default)
+            .FirstOrDefault(s => s.Name is not null);
+        return source.Name is { } replica
+            ? new HaPlan($"trying to bootstrap from replica '{replica}' (tagged clonefrom), then following leader '{leader.Name}'",
+            [
+                new CloneFrom(replica, source.Address),
+                new StartPostgres(StartRole.Replica, leader.Name, UpstreamFor(input, address)),
+            ])
+            : new HaPlan($"trying to bootstrap from leader '{leader.Name}'",
+            [
+                new CloneFrom(leader.Name, address),
+                new StartPostgres(StartRole.Replica, leader.Name, UpstreamFor(input, address)),
+            ]);
     }
 
     private static HaPlan DecideStopped(HaInput input, ClusterView cluster, bool iHoldLock)

@@ -180,6 +180,7 @@ public sealed class ConfigLoaderTests
         Assert.Empty(config.Warnings);
         Assert.False(config.Tags.NoStream);
         Assert.True(Parse(With("tags:\n  nostream: true")).Tags.NoStream);
+        Assert.Contains(Parse(With("tags:\n  replicatefrom: node2")).Warnings, w => w.Contains("tags.replicatefrom: cascading replication is not implemented", StringComparison.Ordinal));
 
         var both = Parse(With("tags:\n  nofailover: true\n  failover_priority: 3"));
         Assert.True(both.Tags.NoFailover);

@@ -239,6 +239,20 @@ public sealed class HaDecisionTests
     }
 
     [Fact]
+    public void Empty_data_directory_is_cloned_from_a_streaming_clonefrom_replica_and_follows_the_leader()
+    {
+        var plan = Of("node2").Leader("node1").Replica("node4").Replica("node3").Replica("node5")
+            .MemberData("node3", d => d with { Tags = new Dictionary<string, object?> { ["clonefrom"] = true }, ReplicationState = "streaming" })
+            .MemberData("node4", d => d with { Tags = new Dictionary<string, object?> { ["clonefrom"] = true } }) // not streaming
+            .MemberData("node5", d => d with { ReplicationState = "streaming" }) // not tagged
+            .Decide();
+
+        AssertPlan(plan, "trying to bootstrap from replica 'node3' (tagged clonefrom), then following leader 'node1'",
+            new CloneFrom("node3", Address("node3")),
+            new StartPostgres(StartRole.Replica, "node1", new Upstream(Address("node1"), "node2")));
+    }
+
+    [Fact]
     public void Clone_uses_no_slot_when_use_slots_is_off()
     {
         var plan = Of("node2").Leader("node1").WithSettings(s => s with { Postgresql = s.Postgresql with { UseSlots = false } }).Decide();

@@ -186,6 +186,53 @@ public sealed class QuorumCommitTests
     }
 
     [Fact]
+    public void A_key_that_no_longer_covers_a_lowered_k_raises_the_quorum_rather_than_raise_k_again()
+    {
+        // synchronous_node_count 2, but PostgreSQL runs with ANY 1: a commit may be on one voter only.
+        AssertChange(Writes(1, "node2", "node3"), Next(Any(1, "node2", "node3"), Key(0, "node2", "node3"), ["node2", "node3"], ["node2", "node3"], nodeCount: 2));
+    }
+
+    [Fact]
+    public void What_the_operator_set_or_a_star_guarantees_nothing_and_is_replaced()
+    {
+        var operators = SyncReplication.Parse("ANY 1 (\"node2\",\"node3\")", managed: false);
+        Assert.Equal(2, QuorumCommit.SafeQuorum(["node2", "node3"], ["node2", "node3"], 0, operators, ["node2", "node3"]));
+        Assert.Equal(2, QuorumCommit.SafeQuorum(["node2", "node3"], ["node2", "node3"], 0, SyncReplication.Parse("ANY 1 (*)", managed: true), ["node2", "node3"]));
+        // The key claimed more than that gives: no voter may promote until Steward's own value is in force.
+        AssertChange(Writes(2, "node2", "node3"), Next(operators, Key(1, "node2", "node3"), ["node2", "node3"], ["node2", "node3"]));
+        AssertChange(Sets(1, "node2", "node3"), Next(operators, Key(2, "node2", "node3"), ["node2", "node3"], ["node2", "node3"]));
+        AssertChange(Sets(1, "node2", "node3"), Next(Any(1, "node2", "node4"), Key(2, "node2", "node3"), ["node2", "node3"], ["node2", "node3"]));
+    }
+
+    [Fact]
+    public void With_no_standby_strict_waits_for_nobody_and_not_strict_for_none()
+    {
+        Assert.Equal(SyncReplication.NobodyPlaceholder, Assert.IsType<SetStandbyNames>(Next(Async, Key(0), [], [], strict: true)).Value);
+        Assert.Equal("", Assert.IsType<SetStandbyNames>(Next(Nobody, Key(0), [], [])).Value);
+        Assert.Null(Next(Nobody, Key(0), [], [], strict: true));
+        Assert.Null(Next(Async, Key(0), [], []));
+    }
+
+    [Fact]
+    public void Names_with_quotes_are_doubled()
+    {
+        Assert.Equal("ANY 1 (\"a\"\"b\")", QuorumCommit.Render(1, ["a\"b"], strict: false));
+    }
+
+    [Fact]
+    public void Null_arguments_are_refused()
+    {
+        Assert.Throws<ArgumentNullException>(() => QuorumCommit.Next("node1", false, 1, null!, null, [], []));
+        Assert.Throws<ArgumentNullException>(() => QuorumCommit.Next("node1", false, 1, Async, null, null!, []));
+        Assert.Throws<ArgumentNullException>(() => QuorumCommit.Next("node1", false, 1, Async, null, [], null!));
+        Assert.Throws<ArgumentNullException>(() => QuorumCommit.SafeQuorum(null!, [], 0, Async, []));
+        Assert.Throws<ArgumentNullException>(() => QuorumCommit.SafeQuorum([], null!, 0, Async, []));
+        Assert.Throws<ArgumentNullException>(() => QuorumCommit.SafeQuorum([], [], 0, null!, []));
+        Assert.Throws<ArgumentNullException>(() => QuorumCommit.SafeQuorum([], [], 0, Async, null!));
+        Assert.Throws<ArgumentNullException>(() => QuorumCommit.Render(1, null!, false));
+    }
+
+    [Fact]
     public void Leaving_quorum_commit_for_priority_mode_empties_the_key_first()
     {
         var change = SyncReplication.Next("node1", true, false, Any(1, "node2", "node3"), Key(1, "node2", "node3"), ["node2"], ["node2", "node3"], ["node2"]);

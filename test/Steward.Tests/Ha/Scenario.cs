@@ -108,6 +108,13 @@ internal sealed class Scenario
         return this;
     }
 
+    /// <summary>Changes what member <paramref name="name"/> published in its key.</summary>
+    public Scenario MemberData(string name, Func<MemberData, MemberData> change)
+    {
+        members[name] = members[name] with { Data = change(members[name].Data) };
+        return this;
+    }
+
     public Scenario WithCluster(Func<ClusterView, ClusterView> change)
     {
         cluster = change(cluster!);
