@@ -81,10 +81,10 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
         watchdog.Finish();
         switch (mode?.Text.ToLowerInvariant())
         {
-            case null or "off" or "false" or "no":
+            case "off" or "false" or "no":
                 break;
-            case "automatic" or "auto":
-                diagnostics.Warning($"{watchdog.Child("mode")}: automatic: Steward drives no hardware watchdog; continuing without one "
+            case null or "automatic" or "auto":
+                diagnostics.Warning($"{watchdog.Child("mode")}: {(mode is null ? "not set (Patroni's default is automatic)" : "automatic")}: Steward drives no hardware watchdog; continuing without one "
                                     + "(as Patroni does when no watchdog device is available). The fence process still kills a primary "
                                     + "whose agent dies or freezes (docs/agent.md)");
                 break;
@@ -524,8 +524,17 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
             MemberSlotsTtl = ReadDuration(section, "member_slots_ttl") ?? defaults.MemberSlotsTtl,
             Postgresql = dynamicPostgres,
         };
+        if (section.KeyNode("standby_cluster") is { } standby)
+        {
+            // Ignoring it would turn a cluster meant to follow a remote primary into an independent primary cluster.
+            diagnostics.Error(Origin.Of(standby), section.Child("standby_cluster"),
+                "standby clusters are not implemented: Steward would bootstrap an independent primary cluster instead of following the remote one; " +
+                "remove standby_cluster (synchronous_mode and other settings are not the problem)");
+            _ = section.Section("standby_cluster");
+        }
+
         section.Unsupported(
-            "standby_cluster", "check_timeline", "slots",
+            "check_timeline", "slots",
             "ignore_slots", "max_timelines_history", "primary_stop_timeout", "master_stop_timeout");
         section.Finish();
         return result;

@@ -163,6 +163,8 @@ public sealed class ConfigLoaderTests
     [InlineData("tags:\n  nostream: maybe", "tags.nostream: expected true or false, got 'maybe'")]
     [InlineData("log:\n  level: verbose", "log.level: expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got 'verbose'")]
     [InlineData("bootstrap:\n  dcs:\n    synchronous_mode: quorom", "bootstrap.dcs.synchronous_mode: expected true or false, got 'quorom'")]
+    [InlineData("bootstrap:\n  dcs:\n    synchronous_mode: true\n    standby_cluster:\n      host: 10.0.0.1\n      port: 5432",
+        "bootstrap.dcs.standby_cluster: standby clusters are not implemented: Steward would bootstrap an independent primary cluster instead of following the remote one; remove standby_cluster (synchronous_mode and other settings are not the problem)")]
     public void Value_of_the_wrong_type_is_rejected_with_what_was_expected(string text, string expected)
     {
         var error = Fails(With(text));

@@ -239,6 +239,11 @@ public sealed class ConfigSectionsTests
     public void Watchdog_off_is_accepted_silently(string mode) =>
         Assert.DoesNotContain(Parse(With($"watchdog:\n  mode: {mode}\n  device: /dev/watchdog\n  safety_margin: 5")).Warnings, w => w.Contains("watchdog", StringComparison.Ordinal));
 
+    [Fact]
+    public void A_watchdog_section_without_mode_is_Patronis_automatic_and_warned() =>
+        Assert.Contains(Parse(With("watchdog:\n  device: /dev/watchdog\n  safety_margin: 5")).Warnings,
+            w => w.Contains("watchdog.mode: not set (Patroni's default is automatic): Steward drives no hardware watchdog", StringComparison.Ordinal));
+
     [Theory]
     [InlineData("required", "Steward drives no hardware watchdog")]
     [InlineData("sometimes", "is not one of off, automatic, required")]
