@@ -180,7 +180,8 @@ public static class DynamicConfigJson
             throw new FormatException($"postgresql: expected an object, got {postgresql.Value.ValueKind}");
         }
 
-        var primaryStartTimeout = Int(root, "primary_start_timeout") ?? Int(root, "master_start_timeout");
+        var masterStartTimeout = Int(root, "master_start_timeout"); // read (and checked) even when primary_start_timeout wins
+        var primaryStartTimeout = Int(root, "primary_start_timeout") ?? masterStartTimeout;
         if (Property(root, "synchronous_mode") is { ValueKind: JsonValueKind.String } mode && mode.GetString() == "quorum")
         {
             throw new FormatException("synchronous_mode: quorum commit is not supported; use true (priority-based synchronous replication) or false");
