@@ -65,6 +65,18 @@ internal static class RestActions
             {
                 result = Text(400, e.Message);
             }
+            catch (BadHttpRequestException e)
+            {
+                // A body over RestApi.MaxRequestBodyBytes (413), sent too slowly (408) or badly framed (400): the client's
+                // fault, answered and not logged as an unhandled error with a stack trace per request (a flood of them
+                // would fill the disk).
+                result = Text(e.StatusCode, e.Message);
+            }
+        }
+
+        if (ctx.RequestAborted.IsCancellationRequested)
+        {
+            return; // the server dropped the connection (a body sent too slowly): nobody to answer
         }
 
         await result.ExecuteAsync(ctx).ConfigureAwait(false);
