@@ -27,8 +27,21 @@ public sealed class HostileInputTests(ITestOutputHelper output)
     [Fact]
     public async Task Rest_fuzz_and_malformed_etcd_values_leave_every_agent_answering_with_the_same_leader()
     {
-        var (cluster, leader) = await TestCluster.StartHealthyAsync(output);
+        using var certs = new TempDir("pgssl");
+        var (cluster, leader) = await TestCluster.StartHealthyAsync(output, options: new ClusterOptions { Ssl = PgTls.Create(certs) });
         await using var _ = cluster;
+
+        // PostgreSQL over TLS (issue 15): the replicas cloned and stream through hostssl with a client certificate whose
+        // key is encrypted, so pg_basebackup (service file), primary_conninfo and the agents' Npgsql connections all
+        // carried the replication user's SSL settings; no password or sslpassword in any log.
+        Assert.Equal(2L, await leader.QueryAsync<long>(
+            "SELECT count(*) FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid) WHERE s.ssl AND s.client_dn = '/CN=replicator'"));
+        foreach (var n in cluster.Nodes)
+        {
+            Assert.DoesNotContain(PgTls.KeyPassword, n.Log(), StringComparison.Ordinal);
+            Assert.DoesNotContain("rep-pass", n.Log(), StringComparison.Ordinal);
+        }
+
         await using var router = await TestRouter.StartAsync(cluster, output);
         using var etcd = new EtcdClient(cluster.Etcd.Endpoint);
         var prefix = $"/service/{cluster.Scope}/";
@@ -204,6 +217,15 @@ public sealed class HostileInputTests(ITestOutputHelper output)
         await cluster.WaitForReplicationAsync(newLeader, TimeSpan.FromSeconds(60));
         Assert.True(router.IsRunning, "the router exited:\n" + router.Log());
         output.WriteLine($"after the bogus leader key was removed, {newLeader.Name} leads and both others replay its writes");
+        foreach (var n in cluster.Nodes)
+        {
+            // The old leader is rewound from the new one over TLS (the rewind user's settings, via the service file).
+            Assert.DoesNotContain("pg_rewind failed", n.Log(), StringComparison.Ordinal);
+            if (n.Log().Contains("pg_rewind of", StringComparison.Ordinal))
+            {
+                output.WriteLine($"{n.Name} was rewound over TLS from {newLeader.Name}");
+            }
+        }
     }
 
     private static async Task AssertAnswersQuicklyAsync(TestNode node)
@@ -667,6 +689,72 @@ public sealed class HostileInputTests(ITestOutputHelper output)
             var results = await all;
             var closed = results.Where(r => r is not null).Select(r => r!.Value).ToList();
             return (results.Length, closed.Count, closed.Count == 0 ? TimeSpan.Zero : closed.Max());
+        }
+    }
+
+    /// <summary>A CA, a server certificate for 127.0.0.1 and a client certificate for the replication user (key encrypted).</summary>
+    private static class PgTls
+    {
+        public const string KeyPassword = "client-key-secret-7f3a";
+
+        public static ClusterSsl Create(TempDir dir)
+        {
+            using var caKey = System.Security.Cryptography.RSA.Create(2048);
+            var caRequest = new System.Security.Cryptography.X509Certificates.CertificateRequest(
+                "CN=steward-test-ca", caKey, System.Security.Cryptography.HashAlgorithmName.SHA256, System.Security.Cryptography.RSASignaturePadding.Pkcs1);
+            caRequest.CertificateExtensions.Add(new System.Security.Cryptography.X509Certificates.X509BasicConstraintsExtension(true, false, 0, true));
+            caRequest.CertificateExtensions.Add(new System.Security.Cryptography.X509Certificates.X509KeyUsageExtension(
+                System.Security.Cryptography.X509Certificates.X509KeyUsageFlags.KeyCertSign | System.Security.Cryptography.X509Certificates.X509KeyUsageFlags.CrlSign, true));
+            using var ca = caRequest.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(30));
+            File.WriteAllText(dir.Sub("ca.crt"), ca.ExportCertificatePem());
+
+            Issue(dir, ca, "server", "CN=127.0.0.1", server: true, password: null);
+            Issue(dir, ca, "replicator", "CN=replicator", server: false, password: KeyPassword);
+            foreach (var file in Directory.GetFiles(dir.Path))
+            {
+                File.SetUnixFileMode(file, file.EndsWith(".key", StringComparison.Ordinal) ? (UnixFileMode)0b110_000_000 : (UnixFileMode)0b110_100_100);
+                Chown.Postgres(file);
+            }
+
+            var ca_ = dir.Sub("ca.crt");
+            return new ClusterSsl(
+                Superuser: $", sslmode: require, sslrootcert: {ca_}",
+                Replication: $", sslmode: verify-full, sslrootcert: {ca_}, sslcert: {dir.Sub("replicator.crt")}, sslkey: {dir.Sub("replicator.key")}, sslpassword: {KeyPassword}",
+                Rewind: $", sslmode: verify-ca, sslrootcert: {ca_}",
+                Parameters: $"\n    ssl: 'on'\n    ssl_cert_file: {dir.Sub("server.crt")}\n    ssl_key_file: {dir.Sub("server.key")}\n    ssl_ca_file: {ca_}",
+                PgHba:
+                [
+                    "local all all trust",
+                    "hostssl replication replicator 127.0.0.1/32 scram-sha-256 clientcert=verify-full",
+                    "hostnossl replication all 0.0.0.0/0 reject",
+                    "host all all 127.0.0.1/32 scram-sha-256",
+                ]);
+        }
+
+        private static void Issue(TempDir dir, System.Security.Cryptography.X509Certificates.X509Certificate2 ca, string name, string subject, bool server, string? password)
+        {
+            using var key = System.Security.Cryptography.RSA.Create(2048);
+            var request = new System.Security.Cryptography.X509Certificates.CertificateRequest(
+                subject, key, System.Security.Cryptography.HashAlgorithmName.SHA256, System.Security.Cryptography.RSASignaturePadding.Pkcs1);
+            if (server)
+            {
+                var san = new System.Security.Cryptography.X509Certificates.SubjectAlternativeNameBuilder();
+                san.AddIpAddress(System.Net.IPAddress.Loopback);
+                san.AddDnsName("localhost");
+                request.CertificateExtensions.Add(san.Build());
+            }
+
+            request.CertificateExtensions.Add(new System.Security.Cryptography.X509Certificates.X509EnhancedKeyUsageExtension(
+                [new System.Security.Cryptography.Oid(server ? "1.3.6.1.5.5.7.3.1" : "1.3.6.1.5.5.7.3.2")], false));
+            var serial = new byte[8];
+            System.Security.Cryptography.RandomNumberGenerator.Fill(serial);
+            serial[0] &= 0x7F;
+            using var cert = request.Create(ca, DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(29), serial);
+            File.WriteAllText(dir.Sub(name + ".crt"), cert.ExportCertificatePem());
+            File.WriteAllText(dir.Sub(name + ".key"), password is null
+                ? key.ExportPkcs8PrivateKeyPem()
+                : key.ExportEncryptedPkcs8PrivateKeyPem(password, new System.Security.Cryptography.PbeParameters(
+                    System.Security.Cryptography.PbeEncryptionAlgorithm.Aes256Cbc, System.Security.Cryptography.HashAlgorithmName.SHA256, 10_000)));
         }
     }
 }
