@@ -13,7 +13,8 @@ namespace Steward.Core.Configuration;
 /// <remarks>
 /// Environment variables override the file for the secrets and a few keys: <c>STEWARD_X</c>, else <c>PATRONI_X</c>, for X in
 /// NAME, SCOPE, NAMESPACE, SUPERUSER_USERNAME/PASSWORD, REPLICATION_USERNAME/PASSWORD, REWIND_USERNAME/PASSWORD,
-/// RESTAPI_USERNAME/PASSWORD, ETCD3_HOSTS, ETCD3_USERNAME/PASSWORD; and <c>STEWARD_PG_USER</c> for
+/// RESTAPI_USERNAME/PASSWORD, ETCD3_HOSTS, ETCD3_USERNAME/PASSWORD, {SUPERUSER,REPLICATION,REWIND}_{SSLMODE,SSLCERT,SSLKEY,
+/// SSLPASSWORD,SSLROOTCERT}; and <c>STEWARD_PG_USER</c> for
 /// <c>postgresql.os_user</c>. A variable may also supply a key the file leaves out.
 /// </remarks>
 public static partial class ConfigLoader
