@@ -408,8 +408,8 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
     }
 
     /// <summary>
-    /// The data directory is 0700 (0750 when initdb -g gave the group read access): write access for the group or any
-    /// access for others is taken away, with a warning.
+    /// The data directory is 0700 (0750 when initdb -g gave the group read access): a group-writable one is set back to
+    /// 0700, others' access is taken away, with a warning.
     /// </summary>
     private void TightenDataDirMode()
     {
@@ -420,7 +420,8 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
             return;
         }
 
-        var tightened = mode & ~open;
+        // group write is no deliberate initdb -g: back to 0700; others' access alone is taken away (0755 → 0750)
+        var tightened = mode.HasFlag(UnixFileMode.GroupWrite) ? DataDirMode : mode & ~open;
         File.SetUnixFileMode(DataDir, tightened);
         Log.DataDirModeTightened(_logger, DataDir, Octal(mode), Octal(tightened));
     }
