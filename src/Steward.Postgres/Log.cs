@@ -124,4 +124,7 @@ internal static partial class Log
 
     [LoggerMessage(3093, LogLevel.Information, "pre_promote script {CommandLine} exited with {ExitCode}: {Output}")]
     public static partial void PrePromoteExited(ILogger logger, string commandLine, int exitCode, string output);
+
+    [LoggerMessage(3094, LogLevel.Warning, "data_dir {DataDir} had mode {Mode}, open to other users: set to {NewMode} (PostgreSQL refuses group-writable or world-accessible data directories)")]
+    public static partial void DataDirModeTightened(ILogger logger, string dataDir, string mode, string newMode);
 }

@@ -39,12 +39,12 @@ internal static partial class Native
 
     public static uint EffectiveGid => getegid();
 
-    /// <summary>struct passwd on 64-bit Linux: name*, passwd*, uid (offset 16), gid (offset 20).</summary>
-    public static (string Name, uint Uid, uint Gid)? LookupUser(string name) => ReadPasswd(getpwnam(name));
+    /// <summary>struct passwd on 64-bit Linux: name*, passwd*, uid (offset 16), gid (offset 20), gecos*, dir* (offset 32).</summary>
+    public static (string Name, uint Uid, uint Gid, string Home)? LookupUser(string name) => ReadPasswd(getpwnam(name));
 
-    public static (string Name, uint Uid, uint Gid)? LookupUser(uint uid) => ReadPasswd(getpwuid(uid));
+    public static (string Name, uint Uid, uint Gid, string Home)? LookupUser(uint uid) => ReadPasswd(getpwuid(uid));
 
-    private static (string Name, uint Uid, uint Gid)? ReadPasswd(IntPtr entry)
+    private static (string Name, uint Uid, uint Gid, string Home)? ReadPasswd(IntPtr entry)
     {
         if (entry == IntPtr.Zero)
         {
@@ -53,7 +53,8 @@ internal static partial class Native
         var name = Marshal.PtrToStringUTF8(Marshal.ReadIntPtr(entry)) ?? "";
         var uid = unchecked((uint)Marshal.ReadInt32(entry, 16));
         var gid = unchecked((uint)Marshal.ReadInt32(entry, 20));
-        return (name, uid, gid);
+        var home = Marshal.PtrToStringUTF8(Marshal.ReadIntPtr(entry, 32)) ?? "";
+        return (name, uid, gid, home);
     }
 
     /// <summary>Owner uid and gid of a path (not following a final symlink), null when it does not exist.</summary>

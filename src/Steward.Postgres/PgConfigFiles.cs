@@ -42,6 +42,7 @@ internal static class PgConfigFiles
             ["wal_log_hints"] = "on",
             ["wal_keep_size"] = "128MB",
             ["wal_retrieve_retry_interval"] = "1s", // a replica re-pointed at a new leader reconnects within a second (default 5 s)
+            ["password_encryption"] = "scram-sha-256", // PostgreSQL 14+'s default, said out loud: roles Steward creates get SCRAM verifiers
             ["unix_socket_directories"] = socketDirectory,
         };
         var written = new HashSet<string>(StringComparer.Ordinal);
@@ -147,13 +148,16 @@ internal static class PgConfigFiles
         var settings = new List<KeyValuePair<string, string>>();
         if (upstream is { Stream: true })
         {
+            var replication = config.Postgresql.Authentication.Replication;
             var conninfo = Conninfo(
+            [
                 ("host", upstream.Address.Host),
                 ("port", upstream.Address.Port.ToString(CultureInfo.InvariantCulture)),
-                ("user", config.Postgresql.Authentication.Replication.Username),
+                ("user", replication.Username),
                 ("passfile", config.Postgresql.Pgpass),
                 ("application_name", config.Name),
-                ("sslmode", "prefer"));
+                .. SslPairs(replication.Ssl),
+            ]);
             settings.Add(new("primary_conninfo", conninfo));
             if (!string.IsNullOrEmpty(upstream.SlotName))
             {
@@ -218,14 +222,20 @@ internal static class PgConfigFiles
         IEnumerable<string> lines = config.Postgresql.PgHba;
         if (config.Postgresql.PgHba.Count == 0)
         {
+            // Passwords (SCRAM) over TCP from this host only; replication only for the replication user. The agent connects
+            // over TCP to postgresql.listen (samehost covers a listen address other than loopback). The unix socket admits
+            // only the superuser, by peer (OS user = role name): no password, for the operator's psql as postgres.
             var replication = HbaQuote(config.Postgresql.Authentication.Replication.Username);
+            var superuser = HbaQuote(config.Postgresql.Authentication.Superuser.Username);
             lines =
             [
-                "local all all peer",
+                $"local all {superuser} peer",
                 "host all all 127.0.0.1/32 scram-sha-256",
                 "host all all ::1/128 scram-sha-256",
+                $"host all {superuser} samehost scram-sha-256",
                 $"host replication {replication} 127.0.0.1/32 scram-sha-256",
                 $"host replication {replication} ::1/128 scram-sha-256",
+                $"host replication {replication} samehost scram-sha-256",
             ];
         }
         return "# Written by steward from postgresql.pg_hba (or its safe default); edits are overwritten.\n" + string.Join('\n', lines) + "\n";
@@ -259,12 +269,57 @@ internal static class PgConfigFiles
         return text.ToString();
     }
 
+    /// <summary>A user's SSL settings as conninfo pairs; none written: <c>sslmode=prefer</c> (libpq's default, said out loud).</summary>
+    public static IEnumerable<(string Key, string Value)> SslPairs(PgSsl? ssl)
+    {
+        var pairs = ssl?.ConninfoPairs().ToList() ?? [];
+        if (ssl?.Mode is null)
+        {
+            pairs.Insert(0, ("sslmode", "prefer"));
+        }
+
+        return pairs;
+    }
+
+    /// <summary>The service names in <see cref="RenderServiceFile"/>: pg_basebackup and replica methods use the first, pg_rewind the second.</summary>
+    public const string ReplicationService = "steward_replication";
+    public const string RewindService = "steward_rewind";
+
+    /// <summary>The connection service file (mode 0600, next to the pgpass file) that hands pg_basebackup and pg_rewind their SSL settings.</summary>
+    public static string ServiceFilePath(StewardConfig config) => config.Postgresql.Pgpass + ".service.conf";
+
+    /// <summary>
+    /// A libpq connection service file with the replication and rewind users' SSL settings: programs get
+    /// <c>PGSERVICEFILE</c> and <c>PGSERVICE</c> in their environment, so an <c>sslpassword</c> never appears in argv (libpq
+    /// has no environment variable for it).
+    /// </summary>
+    public static string RenderServiceFile(StewardConfig config)
+    {
+        var auth = config.Postgresql.Authentication;
+        var text = new StringBuilder("# Written by steward: SSL settings of the replication and rewind users; edits are overwritten.\n");
+        foreach (var (service, credentials) in new[] { (ReplicationService, auth.Replication), (RewindService, auth.Rewind ?? auth.Superuser) })
+        {
+            text.Append('[').Append(service).Append("]\n");
+            foreach (var (key, value) in credentials.Ssl?.ConninfoPairs() ?? [])
+            {
+                if (value.Contains('\n', StringComparison.Ordinal) || value.Contains('\r', StringComparison.Ordinal))
+                {
+                    throw new PostgresException($"postgresql.authentication {key} of {credentials.Username} contains a line break, which a connection service file cannot hold");
+                }
+
+                text.Append(key).Append('=').Append(value).Append('\n');
+            }
+        }
+
+        return text.ToString();
+    }
+
     /// <summary>A postgresql.conf string literal: single quotes, with quotes doubled and backslashes escaped.</summary>
     public static string QuoteConfValue(string value) =>
         "'" + value.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("'", "''", StringComparison.Ordinal) + "'";
 
     /// <summary>A libpq connection string, every value single-quoted with \ and ' escaped.</summary>
-    public static string Conninfo(params (string Key, string Value)[] pairs) =>
+    public static string Conninfo(params IEnumerable<(string Key, string Value)> pairs) =>
         string.Join(' ', pairs.Select(p => p.Key + "=" + QuoteConninfoValue(p.Value)));
 
     public static string QuoteConninfoValue(string value) =>

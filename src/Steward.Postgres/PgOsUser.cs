@@ -15,9 +15,12 @@ internal sealed class PgOsUser
     public uint Gid { get; }
     /// <summary>The agent is root: programs must switch to <see cref="Name"/> and files must be chowned.</summary>
     public bool Switch { get; }
+    /// <summary>The user's home directory (libpq looks for ~/.postgresql/postgresql.crt there); empty when unknown.</summary>
+    public string Home { get; }
 
-    internal PgOsUser(string name, uint uid, uint gid, bool @switch)
+    internal PgOsUser(string name, uint uid, uint gid, bool @switch, string home = "")
     {
+        Home = home;
         Name = name;
         Uid = uid;
         Gid = gid;
@@ -34,7 +37,7 @@ internal sealed class PgOsUser
             {
                 throw new PostgresException($"postgresql.os_user '{configuredUser}' is root; PostgreSQL refuses to run as root: name an unprivileged user");
             }
-            return new PgOsUser(user.Name, user.Uid, user.Gid, @switch: true);
+            return new PgOsUser(user.Name, user.Uid, user.Gid, @switch: true, user.Home);
         }
         var uid = Native.EffectiveUid;
         var name = Native.LookupUser(uid)?.Name ?? uid.ToString(System.Globalization.CultureInfo.InvariantCulture);

@@ -196,6 +196,9 @@ internal sealed class PgProgram
         {
             info.Environment["USER"] = _user.Name;
             info.Environment["LOGNAME"] = _user.Name;
+            // Not root's HOME: libpq (pg_rewind, pg_basebackup, the postmaster's WAL receiver) opens ~/.postgresql/
+            // postgresql.crt when no sslcert is given, and fails on a home the user may not enter.
+            info.Environment["HOME"] = _user.Home.Length > 0 ? _user.Home : "/";
         }
         if (environment is not null)
         {

@@ -204,6 +204,7 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
         var builder = ConnectionString();
         builder.Username = _config.Postgresql.Authentication.Replication.Username;
         builder.Password = _config.Postgresql.Authentication.Replication.Password;
+        ApplySsl(builder, _config.Postgresql.Authentication.Replication.Ssl);
         try
         {
             await using var connection = new PhysicalReplicationConnection(builder.ConnectionString);
@@ -397,6 +398,7 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
             throw new PostgresException(
                 $"data_dir {DataDir} is owned by {PgOsUser.Describe(owner.Uid)}, but PostgreSQL runs as {User.Name} (uid {User.Uid}): chown -R {User.Name} {DataDir}");
         }
+        TightenDataDirMode();
         if (DataDirState(DataDir) == DataDirStatus.Invalid)
         {
             throw new PostgresException(
@@ -404,6 +406,27 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
         }
         return Task.CompletedTask;
     }
+
+    /// <summary>
+    /// The data directory is 0700 (0750 when initdb -g gave the group read access): a group-writable one is set back to
+    /// 0700, others' access is taken away, with a warning.
+    /// </summary>
+    private void TightenDataDirMode()
+    {
+        const UnixFileMode open = UnixFileMode.GroupWrite | UnixFileMode.OtherRead | UnixFileMode.OtherWrite | UnixFileMode.OtherExecute;
+        var mode = File.GetUnixFileMode(DataDir);
+        if ((mode & open) == 0)
+        {
+            return;
+        }
+
+        // group write is no deliberate initdb -g: back to 0700; others' access alone is taken away (0755 → 0750)
+        var tightened = mode.HasFlag(UnixFileMode.GroupWrite) ? DataDirMode : mode & ~open;
+        File.SetUnixFileMode(DataDir, tightened);
+        Log.DataDirModeTightened(_logger, DataDir, Octal(mode), Octal(tightened));
+    }
+
+    private static string Octal(UnixFileMode mode) => Convert.ToString((int)mode, 8).PadLeft(4, '0');
 
     // ---------------------------------------------------------------- lifecycle
 
@@ -660,7 +683,7 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
                 ["-D", DataDir, "-h", source.Host, "-p", source.Port.ToString(CultureInfo.InvariantCulture),
                  "-U", _config.Postgresql.Authentication.Replication.Username, "-X", "stream", "-c", "fast", "--no-password",
                  .. _config.Postgresql.BasebackupOptions],
-                timeout: null, ct, PassfileEnvironment).ConfigureAwait(false);
+                timeout: null, ct, ProgramEnvironment(PgConfigFiles.ReplicationService)).ConfigureAwait(false);
         }
         catch
         {
@@ -681,7 +704,7 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
         PgProgramResult result;
         try
         {
-            result = await Programs.RunCommandAsync(commandLine, timeout: null, ct, PassfileEnvironment).ConfigureAwait(false);
+            result = await Programs.RunCommandAsync(commandLine, timeout: null, ct, ProgramEnvironment(PgConfigFiles.ReplicationService)).ConfigureAwait(false);
         }
         catch when (!method.KeepData)
         {
@@ -972,7 +995,7 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
         Log.Rewinding(_logger, DataDir, source.ToString());
         var result = await Programs.RunAsync(
             "pg_rewind", ["-D", DataDir, $"--source-server={sourceServer}", "--progress"],
-            timeout: null, ct, PassfileEnvironment).ConfigureAwait(false);
+            timeout: null, ct, ProgramEnvironment(PgConfigFiles.RewindService)).ConfigureAwait(false);
         lock (_controlGate)
         {
             _control = null;
@@ -994,6 +1017,7 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
         builder.Username = credentials.Username;
         builder.Password = credentials.Password;
         builder.Timeout = SourceConnectSeconds;
+        ApplySsl(builder, credentials.Ssl);
         try
         {
             await using var connection = new NpgsqlConnection(builder.ConnectionString);
@@ -1231,11 +1255,27 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
 
     private const UnixFileMode DataDirMode = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
 
-    private IReadOnlyDictionary<string, string> PassfileEnvironment => new Dictionary<string, string>
+    private IReadOnlyDictionary<string, string> PassfileEnvironment => ProgramEnvironment(service: null);
+
+    /// <summary>
+    /// The environment of a program that connects to another member: the pgpass file for the password and, with
+    /// <paramref name="service"/>, the connection service file for that user's SSL settings (never argv).
+    /// </summary>
+    private Dictionary<string, string> ProgramEnvironment(string? service)
     {
-        ["PGPASSFILE"] = _config.Postgresql.Pgpass,
-        ["PGCONNECT_TIMEOUT"] = SourceConnectSeconds.ToString(CultureInfo.InvariantCulture),
-    };
+        var environment = new Dictionary<string, string>
+        {
+            ["PGPASSFILE"] = _config.Postgresql.Pgpass,
+            ["PGCONNECT_TIMEOUT"] = SourceConnectSeconds.ToString(CultureInfo.InvariantCulture),
+        };
+        if (service is not null)
+        {
+            environment["PGSERVICEFILE"] = PgConfigFiles.ServiceFilePath(_config);
+            environment["PGSERVICE"] = service;
+        }
+
+        return environment;
+    }
 
     /// <summary>
     /// The parameters for postgresql.conf, adapted to this server's binary (<see cref="PgParameterCatalog"/>): what was
@@ -1317,6 +1357,7 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
             Directory.CreateDirectory(directory);
         }
         User.WriteFile(path, PgConfigFiles.RenderPgpass(_config));
+        User.WriteFile(PgConfigFiles.ServiceFilePath(_config), PgConfigFiles.RenderServiceFile(_config));
     }
 
     private string SocketDirectory() => User.CanWriteTo(VarRunPostgresql) ? VarRunPostgresql : DataDir;
@@ -1366,7 +1407,30 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
             // PGPASSFILE etc. in the agent's environment must not change whom we connect as
             Passfile = _config.Postgresql.Pgpass,
         };
+        ApplySsl(builder, superuser.Ssl);
         return builder;
+    }
+
+    /// <summary>
+    /// A user's libpq SSL settings on an Npgsql connection. As in libpq, <c>require</c> with a root certificate verifies
+    /// the server's certificate against it (verify-ca).
+    /// </summary>
+    internal static void ApplySsl(NpgsqlConnectionStringBuilder builder, PgSsl? ssl)
+    {
+        builder.SslMode = ssl?.Mode switch
+        {
+            "disable" => SslMode.Disable,
+            "allow" => SslMode.Allow,
+            "require" when ssl.RootCert is not null => SslMode.VerifyCA,
+            "require" => SslMode.Require,
+            "verify-ca" => SslMode.VerifyCA,
+            "verify-full" => SslMode.VerifyFull,
+            _ => SslMode.Prefer,
+        };
+        builder.SslCertificate = ssl?.Cert;
+        builder.SslKey = ssl?.Key;
+        builder.SslPassword = ssl?.Password;
+        builder.RootCertificate = ssl?.RootCert;
     }
 
     private static async Task ExecuteAsync(NpgsqlConnection connection, string sql, CancellationToken ct, params object[] parameters)

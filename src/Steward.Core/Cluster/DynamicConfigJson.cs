@@ -180,7 +180,8 @@ public static class DynamicConfigJson
             throw new FormatException($"postgresql: expected an object, got {postgresql.Value.ValueKind}");
         }
 
-        var primaryStartTimeout = Int(root, "primary_start_timeout") ?? Int(root, "master_start_timeout");
+        var masterStartTimeout = Int(root, "master_start_timeout"); // read (and checked) even when primary_start_timeout wins
+        var primaryStartTimeout = Int(root, "primary_start_timeout") ?? masterStartTimeout;
         var quorum = Property(root, "synchronous_mode") is { ValueKind: JsonValueKind.String } mode && mode.GetString() == "quorum";
 
         return new DynamicConfig

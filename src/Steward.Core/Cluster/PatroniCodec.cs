@@ -1,4 +1,6 @@
+using System.Collections.Concurrent;
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
@@ -219,15 +221,32 @@ public static partial class PatroniCodec
             var value = read(kv.Value.Span);
             if (value is null)
             {
-                LogUnparsableKey(logger, kv.Key, kv.ModRevision, "null");
+                LogUnparsableOnce(logger, kv, "null");
             }
             return value;
         }
-        catch (Exception e) when (e is JsonException or FormatException or InvalidOperationException or NotSupportedException)
+        catch (Exception e) when (e is JsonException or FormatException or InvalidOperationException or NotSupportedException
+                                       or OverflowException or ArgumentException or KeyNotFoundException or IndexOutOfRangeException)
         {
-            LogUnparsableKey(logger, kv.Key, kv.ModRevision, e.Message);
+            LogUnparsableOnce(logger, kv, e.Message);
             return null;
         }
+    }
+
+    /// <summary>Per logger: the mod_revision of each key whose bad value was last reported (a view is parsed every cycle).</summary>
+    private static readonly ConditionalWeakTable<ILogger, ConcurrentDictionary<string, long>> Reported = new();
+
+    /// <summary>Warns once per bad value (key and mod_revision), not on every read of the same value.</summary>
+    private static void LogUnparsableOnce(ILogger logger, RawKeyValue kv, string reason)
+    {
+        var reported = Reported.GetOrCreateValue(logger);
+        if (reported.TryGetValue(kv.Key, out var revision) && revision == kv.ModRevision)
+        {
+            return;
+        }
+
+        reported[kv.Key] = kv.ModRevision;
+        LogUnparsableKey(logger, kv.Key, kv.ModRevision, reason);
     }
 
     /// <summary>Accepts Patroni's older 3- and 4-element rows too (no timestamp / no new leader).</summary>

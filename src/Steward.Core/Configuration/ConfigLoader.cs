@@ -13,7 +13,8 @@ namespace Steward.Core.Configuration;
 /// <remarks>
 /// Environment variables override the file for the secrets and a few keys: <c>STEWARD_X</c>, else <c>PATRONI_X</c>, for X in
 /// NAME, SCOPE, NAMESPACE, SUPERUSER_USERNAME/PASSWORD, REPLICATION_USERNAME/PASSWORD, REWIND_USERNAME/PASSWORD,
-/// RESTAPI_USERNAME/PASSWORD, ETCD3_HOSTS, ETCD3_USERNAME/PASSWORD; and <c>STEWARD_PG_USER</c> for
+/// RESTAPI_USERNAME/PASSWORD, ETCD3_HOSTS, ETCD3_USERNAME/PASSWORD, {SUPERUSER,REPLICATION,REWIND}_{SSLMODE,SSLCERT,SSLKEY,
+/// SSLPASSWORD,SSLROOTCERT}; and <c>STEWARD_PG_USER</c> for
 /// <c>postgresql.os_user</c>. A variable may also supply a key the file leaves out.
 /// </remarks>
 public static partial class ConfigLoader
@@ -37,7 +38,69 @@ public static partial class ConfigLoader
             throw new ConfigException($"{path}: cannot read the configuration file: {e.Message}", e);
         }
 
-        return Parse(yaml, path, environment);
+        return Parse(yaml, path, environment, filePath: path);
+    }
+
+    /// <summary>
+    /// A sentence when the file holds a password (any <c>*password</c> key with a value) and its group or others may read
+    /// it; null otherwise. Secrets are better given in the environment (STEWARD_SUPERUSER_PASSWORD, …) or a 0600 file.
+    /// </summary>
+    public static string? ReadableSecretsWarning(string path, YamlMappingNode root)
+    {
+        ArgumentNullException.ThrowIfNull(root);
+        if (OperatingSystem.IsWindows())
+        {
+            return null;
+        }
+
+        UnixFileMode mode;
+        try
+        {
+            mode = File.GetUnixFileMode(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+
+        const UnixFileMode others = UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.OtherRead | UnixFileMode.OtherWrite;
+        if ((mode & others) == 0)
+        {
+            return null;
+        }
+
+        var secrets = new List<string>();
+        FindSecrets(root, "", secrets);
+        return secrets.Count == 0
+            ? null
+            : $"the file holds secrets ({string.Join(", ", secrets)}) and other users may read it (mode {Convert.ToString((int)mode, 8).PadLeft(4, '0')}): "
+              + $"run chmod 600 {path} (or give the passwords in the environment, e.g. STEWARD_SUPERUSER_PASSWORD)";
+    }
+
+    private static void FindSecrets(YamlNode node, string path, List<string> secrets)
+    {
+        if (node is not YamlMappingNode mapping)
+        {
+            return;
+        }
+
+        foreach (var (key, value) in mapping.Children)
+        {
+            if (key is not YamlScalarNode { Value: { } name })
+            {
+                continue;
+            }
+
+            var child = path.Length == 0 ? name : $"{path}.{name}";
+            if (name.EndsWith("password", StringComparison.OrdinalIgnoreCase) && value is YamlScalarNode { Value: { Length: > 0 } } && !YamlSection.IsNull(value))
+            {
+                secrets.Add(child);
+            }
+            else
+            {
+                FindSecrets(value, child, secrets);
+            }
+        }
     }
 
     /// <param name="yaml">The file's text.</param>
@@ -46,7 +109,11 @@ public static partial class ConfigLoader
     /// to the current directory).
     /// </param>
     /// <param name="environment">Variables to read overrides from; null reads the process environment.</param>
-    public static StewardConfig Parse(string yaml, string sourceName, IReadOnlyDictionary<string, string?>? environment = null)
+    public static StewardConfig Parse(string yaml, string sourceName, IReadOnlyDictionary<string, string?>? environment = null) =>
+        Parse(yaml, sourceName, environment, filePath: null);
+
+    /// <param name="filePath">The file the text was read from: a warning when it holds secrets others may read.</param>
+    private static StewardConfig Parse(string yaml, string sourceName, IReadOnlyDictionary<string, string?>? environment, string? filePath)
     {
         ArgumentNullException.ThrowIfNull(yaml);
         ArgumentException.ThrowIfNullOrEmpty(sourceName);
@@ -57,6 +124,11 @@ public static partial class ConfigLoader
             diagnostics,
             new ConfigEnvironment(environment ?? ConfigEnvironment.ReadProcessEnvironment()),
             baseDirectory);
+        if (filePath is not null && ReadableSecretsWarning(filePath, document) is { } readable)
+        {
+            diagnostics.Warning(readable);
+        }
+
         var config = reader.Read(YamlSection.Root(diagnostics, document), sourceName);
         return diagnostics.HasErrors ? throw diagnostics.ToException() : config;
     }

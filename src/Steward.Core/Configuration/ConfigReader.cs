@@ -23,11 +23,11 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
         "proxy_address", "before_stop", "use_pg_rewind", "use_slots", "pg_ident", "bin_name", "database",
     ];
 
-    private static readonly string[] UnsupportedCredentialKeys =
-    [
-        "sslmode", "sslkey", "sslpassword", "sslcert", "sslrootcert", "sslcrl", "sslcrldir", "sslnegotiation", "gssencmode",
-        "channel_binding",
-    ];
+    /// <summary>
+    /// libpq options of Patroni's users that Steward does not pass on: the CRL files have no equivalent in Npgsql (the
+    /// agent's own connections), the rest are rarely used.
+    /// </summary>
+    private static readonly string[] UnsupportedCredentialKeys = ["sslcrl", "sslcrldir", "sslnegotiation", "gssencmode", "channel_binding"];
 
     private static readonly HostPort Placeholder = new("", 1);
 
@@ -875,6 +875,7 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
         var section = authentication?.Section(key);
         var username = Setting(section, "username", variable + "_USERNAME");
         var password = Setting(section, "password", variable + "_PASSWORD");
+        var ssl = ReadSsl(section, path, variable);
         section?.Unsupported(UnsupportedCredentialKeys);
         section?.Finish();
         if (username is null)
@@ -892,7 +893,64 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
             diagnostics.Error(username.Value.Origin, $"{path}.username", "must not be empty");
         }
 
-        return new Credentials(username.Value.Text, password?.Text);
+        return new Credentials(username.Value.Text, password?.Text) { Ssl = ssl };
+    }
+
+    /// <summary>
+    /// Patroni's <c>sslmode</c>, <c>sslcert</c>, <c>sslkey</c>, <c>sslpassword</c>, <c>sslrootcert</c> of one user (env
+    /// <c>STEWARD_{variable}_SSLMODE</c> … win); null when none is written.
+    /// </summary>
+    private PgSsl? ReadSsl(YamlSection? section, string path, string variable)
+    {
+        var mode = Setting(section, "sslmode", variable + "_SSLMODE");
+        var cert = Setting(section, "sslcert", variable + "_SSLCERT");
+        var key = Setting(section, "sslkey", variable + "_SSLKEY");
+        var password = Setting(section, "sslpassword", variable + "_SSLPASSWORD");
+        var rootCert = Setting(section, "sslrootcert", variable + "_SSLROOTCERT");
+        if (mode is null && cert is null && key is null && password is null && rootCert is null)
+        {
+            return null;
+        }
+
+        string? modeText = null;
+        if (mode is { } written)
+        {
+            modeText = written.Text.Trim().ToLowerInvariant();
+            if (!PgSsl.Modes.Contains(modeText, StringComparer.Ordinal))
+            {
+                diagnostics.Error(written.Origin, $"{path}.sslmode", $"expected one of {string.Join(", ", PgSsl.Modes)}, got '{written.Text}'");
+            }
+        }
+
+        string? FilePath(Located? value, string name)
+        {
+            if (value is not { } text)
+            {
+                return null;
+            }
+
+            if (text.Text.Trim().Length == 0)
+            {
+                diagnostics.Error(text.Origin, $"{path}.{name}", "must not be empty (leave the key out for libpq's default)");
+                return null;
+            }
+
+            return AbsolutePath(text.Text);
+        }
+
+        if (key is not null && cert is null)
+        {
+            diagnostics.Error(key.Value.Origin, $"{path}.sslcert", "required when sslkey is set (the client certificate that goes with the key)");
+        }
+
+        return new PgSsl
+        {
+            Mode = modeText,
+            Cert = FilePath(cert, "sslcert"),
+            Key = FilePath(key, "sslkey"),
+            Password = password?.Text,
+            RootCert = FilePath(rootCert, "sslrootcert"),
+        };
     }
 
     private TagsConfig ReadTags(YamlSection? section)

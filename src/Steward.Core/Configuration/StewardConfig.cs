@@ -145,7 +145,42 @@ public sealed class PostgresAuthentication
     public Credentials? Rewind { get; init; }
 }
 
-public sealed record Credentials(string Username, string? Password);
+public sealed record Credentials(string Username, string? Password)
+{
+    /// <summary>
+    /// libpq's SSL settings for this PostgreSQL user (Patroni's <c>postgresql.authentication.&lt;user&gt;.ssl*</c>); null:
+    /// none written (libpq's defaults; <c>primary_conninfo</c> then says <c>sslmode=prefer</c>).
+    /// </summary>
+    public PgSsl? Ssl { get; init; }
+}
+
+/// <summary>
+/// One PostgreSQL user's SSL settings, as libpq names them. Paths are absolute (relative ones are taken from the config
+/// file's directory). <see cref="Password"/> is a secret: it goes only into files of mode 0600 and never into argv.
+/// </summary>
+public sealed record PgSsl
+{
+    /// <summary>libpq's sslmode values, in increasing strictness.</summary>
+    public static readonly IReadOnlyList<string> Modes = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"];
+
+    public string? Mode { get; init; }
+    public string? Cert { get; init; }
+    public string? Key { get; init; }
+    public string? Password { get; init; }
+    public string? RootCert { get; init; }
+
+    /// <summary>The settings that are written, as libpq conninfo keywords and values (sslmode first).</summary>
+    public IEnumerable<(string Key, string Value)> ConninfoPairs()
+    {
+        foreach (var (key, value) in new[] { ("sslmode", Mode), ("sslcert", Cert), ("sslkey", Key), ("sslpassword", Password), ("sslrootcert", RootCert) })
+        {
+            if (value is not null)
+            {
+                yield return (key, value);
+            }
+        }
+    }
+}
 
 public sealed class TagsConfig
 {

@@ -208,6 +208,7 @@ internal static class NodeHost
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
+        builder.WebHost.ConfigureKestrel(RestApi.LimitServer);
         builder.WebHost.ConfigureKestrel(k =>
         {
             var host = config.RestApi.Listen.Host;

@@ -65,6 +65,18 @@ internal static class RestActions
             {
                 result = Text(400, e.Message);
             }
+            catch (BadHttpRequestException e)
+            {
+                // A body over RestApi.MaxRequestBodyBytes (413), sent too slowly (408) or badly framed (400): the client's
+                // fault, answered and not logged as an unhandled error with a stack trace per request (a flood of them
+                // would fill the disk).
+                result = Text(e.StatusCode, e.Message);
+            }
+        }
+
+        if (ctx.RequestAborted.IsCancellationRequested)
+        {
+            return; // the server dropped the connection (a body sent too slowly): nobody to answer
         }
 
         await result.ExecuteAsync(ctx).ConfigureAwait(false);
@@ -496,15 +508,56 @@ internal static class RestActions
             return allowEmpty ? null : throw new BadRequest("the body must be a JSON object");
         }
 
+        JsonObject body;
         try
         {
-            return JsonNode.Parse(text) as JsonObject ?? throw new BadRequest("the body must be a JSON object");
+            // Duplicate keys are refused here (a JsonObject would throw on them later, at first use).
+            body = JsonNode.Parse(text, documentOptions: BodyOptions) as JsonObject ?? throw new BadRequest("the body must be a JSON object");
         }
         catch (JsonException e)
         {
             throw new BadRequest($"the body is not valid JSON: {e.Message}");
         }
+
+        try
+        {
+            // A string with a lone surrogate (\ud800) parses, but reading it later throws: read every one now.
+            ReadEveryString(body);
+        }
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException or FormatException)
+        {
+            throw new BadRequest($"the body holds a string that is not valid Unicode: {e.Message}");
+        }
+
+        return body;
     }
+
+    private static void ReadEveryString(JsonNode? node)
+    {
+        switch (node)
+        {
+            case JsonObject obj:
+                foreach (var (_, child) in obj)
+                {
+                    ReadEveryString(child);
+                }
+
+                break;
+            case JsonArray array:
+                foreach (var child in array)
+                {
+                    ReadEveryString(child);
+                }
+
+                break;
+            case JsonValue value when value.GetValueKind() == JsonValueKind.String:
+                _ = value.GetValue<string>();
+                break;
+        }
+    }
+
+    /// <summary>How request bodies are parsed: 64 levels at most (the default), no duplicate keys.</summary>
+    private static readonly JsonDocumentOptions BodyOptions = new() { MaxDepth = 64, AllowDuplicateProperties = false };
 
     private static string? OptionalString(JsonObject? body, string key) =>
         body?[key] switch

@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Steward.Agent;
 using Steward.Core.Cluster;
 using Steward.Core.Configuration;
@@ -24,6 +25,32 @@ namespace Steward.Rest;
 internal static class RestApi
 {
     private static readonly string[] Methods = ["GET", "HEAD", "OPTIONS"];
+
+    /// <summary>The largest request body accepted: every body the API takes is a small JSON object (413 above it).</summary>
+    internal const long MaxRequestBodyBytes = 64 * 1024;
+
+    /// <summary>
+    /// Limits for a server that faces hostile clients (docs/security-postgres.md, "Hostile input"): the bodies are small
+    /// JSON objects, a client that sends its headers or body slowly is dropped within seconds (slowloris), and the number
+    /// of open connections is bounded, so neither memory nor the thread pool the HA cycle shares can be exhausted.
+    /// </summary>
+    internal static void LimitServer(KestrelServerOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.AddServerHeader = false;
+        var limits = options.Limits;
+        limits.MaxRequestBodySize = MaxRequestBodyBytes;
+        limits.MaxRequestHeaderCount = 64;
+        limits.MaxRequestHeadersTotalSize = 16 * 1024;
+        limits.MaxRequestLineSize = 8 * 1024;
+        limits.RequestHeadersTimeout = TimeSpan.FromSeconds(5);
+        limits.KeepAliveTimeout = TimeSpan.FromSeconds(30);
+        limits.MinRequestBodyDataRate = new MinDataRate(bytesPerSecond: 240, gracePeriod: TimeSpan.FromSeconds(3));
+        limits.MinResponseDataRate = new MinDataRate(bytesPerSecond: 240, gracePeriod: TimeSpan.FromSeconds(3));
+        limits.MaxConcurrentConnections = 1000;
+        limits.MaxConcurrentUpgradedConnections = 0;
+        limits.Http2.MaxStreamsPerConnection = 32;
+    }
 
     public static void Map(IEndpointRouteBuilder app, NodeAgent agent, AgentMetrics metrics)
     {

@@ -123,16 +123,15 @@ internal sealed class TestCluster : IAsyncDisposable
               bin_dir: {{options.BinDir}}
               pgpass: {{nodeDir}}/pgpass
               authentication:
-                superuser: {username: {{Superuser}}, password: {{SuperPassword}}}
-                replication: {username: replicator, password: rep-pass}
-                rewind: {username: rewind_user, password: rewind-pass}
+                superuser: {username: {{Superuser}}, password: {{SuperPassword}}{{options.Ssl?.Superuser}}}
+                replication: {username: replicator, password: rep-pass{{options.Ssl?.Replication}}}
+                rewind: {username: rewind_user, password: rewind-pass{{options.Ssl?.Rewind}}}
               pg_hba:
-                - local all all trust
-                - host replication replicator 127.0.0.1/32 scram-sha-256
-                - host all all 127.0.0.1/32 scram-sha-256
+            {{string.Concat((options.Ssl?.PgHba ?? ["local all all trust", "host replication replicator 127.0.0.1/32 scram-sha-256", "host all all 127.0.0.1/32 scram-sha-256"]).Select(l => $"    - {l}\n"))}}
               parameters:
                 shared_buffers: 32MB
-                unix_socket_directories: {{nodeDir}}{{string.Concat(options.NodeParameters.GetValueOrDefault(name, new Dictionary<string, string>()).Select(p => $"\n    {p.Key}: '{p.Value}'"))}}
+                unix_socket_directories: {{nodeDir}}{{options.Ssl?.Parameters}}{{string.Concat(options.NodeParameters.GetValueOrDefault(name, new Dictionary<string, string>()).Select(p => $"
+    {p.Key}: '{p.Value}'"))}}
             tags:
               nofailover: {{(options.NoFailover.Contains(name) ? "true" : "false")}}
               noloadbalance: false{{string.Concat(options.NodeTags.GetValueOrDefault(name, new Dictionary<string, string>()).Select(t => $"\n  {t.Key}: {t.Value}"))}}
@@ -341,9 +340,18 @@ internal sealed record ClusterOptions
     /// <summary>bootstrap.dcs postgresql.parameters.wal_keep_size: "0" makes a replica that lost its slot lose its WAL too.</summary>
     public string WalKeepSize { get; init; } = "64MB";
 
+    /// <summary>TLS between the members' PostgreSQL servers and clients (null: none).</summary>
+    public ClusterSsl? Ssl { get; init; }
+
     /// <summary>postgresql.bin_dir of every node: a directory of wrappers injects faults into PostgreSQL's programs.</summary>
     public string BinDir { get; init; } = "/usr/lib/postgresql/15/bin";
 }
+
+/// <summary>
+/// YAML fragments for PostgreSQL over TLS: appended inside each user's authentication map (", sslmode: …"), appended to
+/// postgresql.parameters (each line starting with a newline and four spaces), and the pg_hba lines.
+/// </summary>
+internal sealed record ClusterSsl(string Superuser, string Replication, string Rewind, string Parameters, IReadOnlyList<string> PgHba);
 
 /// <summary>One member: its agent process (started by us, stopped by PID) and its PostgreSQL.</summary>
 internal sealed class TestNode

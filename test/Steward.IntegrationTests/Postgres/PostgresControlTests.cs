@@ -279,6 +279,25 @@ public sealed class PostgresControlTests
             error.Message);
     }
 
+    [Theory]
+    [InlineData(0b111_111_111, 0b111_000_000)]
+    [InlineData(0b111_101_101, 0b111_101_000)]
+    [InlineData(0b111_101_000, 0b111_101_000)]
+    [InlineData(0b111_000_000, 0b111_000_000)]
+    public async Task Data_dir_open_to_others_is_set_back_to_0700_keeping_group_read(int mode, int expected)
+    {
+        await using var cluster = new PgTestCluster("dirmode");
+        var node = cluster.Node("node1");
+        var pg = Native.LookupUser("postgres")!.Value;
+        Directory.CreateDirectory(node.DataDir);
+        Native.Chown(node.DataDir, pg.Uid, pg.Gid);
+        File.SetUnixFileMode(node.DataDir, (UnixFileMode)mode);
+
+        await node.Control.ValidateDataDirAsync(None);
+
+        Assert.Equal((UnixFileMode)expected, File.GetUnixFileMode(node.DataDir));
+    }
+
     [Fact]
     public async Task Data_dir_that_is_not_a_directory_or_holds_something_else_is_refused()
     {

@@ -169,6 +169,7 @@ public sealed class DynamicConfigJsonTests
     [InlineData("{\"pause\": 2}", "config key: pause: expected true or false, got 2")]
     [InlineData("{\"postgresql\": []}", "config key: postgresql: expected an object, got Array")]
     [InlineData("{\"postgresql\": {\"parameters\": {\"a\": [1]}}}", "config key: postgresql.parameters: expected a single value, got [1]")]
+    [InlineData("{\"primary_start_timeout\": 30, \"master_start_timeout\": \"x\"}", "config key: master_start_timeout: expected an integer, got \"x\"")]
     public void Malformed_document_gives_null_and_says_why(string json, string expected)
     {
         var config = DynamicConfigJson.TryParse(json, out var error);

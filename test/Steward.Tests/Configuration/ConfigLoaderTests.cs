@@ -61,7 +61,8 @@ public sealed class ConfigLoaderTests
         Assert.Equal("/var/lib/steward/node1/pgpass.node1", config.Postgresql.Pgpass);
         Assert.Equal(new Credentials("postgres", "s3cret"), config.Postgresql.Authentication.Superuser);
         Assert.Equal(["--encoding=UTF8", "--data-checksums"], config.Bootstrap.Initdb);
-        Assert.Empty(config.Warnings);
+        // The example keeps the replication and rewind passwords in the file, which the checkout leaves readable (0644).
+        Assert.All(config.Warnings, w => Assert.Contains("chmod 600", w, StringComparison.Ordinal));
     }
 
     [Fact]
@@ -336,6 +337,54 @@ public sealed class ConfigLoaderTests
         finally
         {
             directory.Delete();
+        }
+    }
+
+    [Theory]
+    [InlineData(0b110_100_100, true)]
+    [InlineData(0b110_000_000, false)]
+    [InlineData(0b110_100_000, true)]
+    public void A_config_file_with_passwords_that_others_may_read_gets_a_warning_naming_it_and_chmod_600(int mode, bool warned)
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"steward-secrets-{Guid.NewGuid():N}.yml");
+        try
+        {
+            File.WriteAllText(path, Minimal);
+            File.SetUnixFileMode(path, (UnixFileMode)mode);
+
+            var warnings = ConfigLoader.Load(path, NoEnvironment).Warnings.Where(w => w.Contains("chmod 600", StringComparison.Ordinal)).ToList();
+
+            if (warned)
+            {
+                var warning = Assert.Single(warnings);
+                Assert.Contains($"chmod 600 {path}", warning, StringComparison.Ordinal);
+                Assert.Contains("postgresql.authentication.superuser.password", warning, StringComparison.Ordinal);
+            }
+            else
+            {
+                Assert.Empty(warnings);
+            }
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
+    public void A_readable_config_file_without_passwords_gets_no_warning()
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"steward-nosecrets-{Guid.NewGuid():N}.yml");
+        try
+        {
+            File.WriteAllText(path, Minimal.Replace("password: secret", "password: ''", StringComparison.Ordinal).Replace(", password: rep-pass", "", StringComparison.Ordinal));
+            File.SetUnixFileMode(path, (UnixFileMode)0b110_100_100);
+
+            Assert.DoesNotContain(ConfigLoader.Load(path, NoEnvironment).Warnings, w => w.Contains("chmod", StringComparison.Ordinal));
+        }
+        finally
+        {
+            File.Delete(path);
         }
     }
 }

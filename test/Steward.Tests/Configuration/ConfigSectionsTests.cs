@@ -346,4 +346,70 @@ public sealed class ConfigSectionsTests
     [Fact]
     public void An_unknown_callback_is_refused_by_name() =>
         Assert.Contains("postgresql.callbacks.on_promote: unknown key", Fails(With("  callbacks:\n    on_promote: /bin/true")).Message, StringComparison.Ordinal);
+
+    private const string SslUsers = """
+        postgresql:
+          listen: 127.0.0.1:5432
+          data_dir: /var/lib/steward/node1/data
+          authentication:
+            superuser: {username: postgres, password: secret, sslmode: verify-full, sslrootcert: /etc/pg/ca.crt}
+            replication:
+              username: replicator
+              password: rep-pass
+              sslmode: Require
+              sslcert: certs/client.crt
+              sslkey: certs/client.key
+              sslpassword: key-secret
+            rewind: {username: rewind_user, sslmode: verify-ca}
+        """;
+
+    private static string WithPostgresql(string postgresql) =>
+        Minimal[..Minimal.IndexOf("postgresql:", StringComparison.Ordinal)] + postgresql;
+
+    [Fact]
+    public void Ssl_settings_of_the_three_users_are_read_with_paths_relative_to_the_config_file()
+    {
+        var auth = Parse(WithPostgresql(SslUsers)).Postgresql.Authentication;
+
+        Assert.Equal(new PgSsl { Mode = "verify-full", RootCert = "/etc/pg/ca.crt" }, auth.Superuser.Ssl);
+        Assert.Equal(
+            new PgSsl { Mode = "require", Cert = "/etc/steward/certs/client.crt", Key = "/etc/steward/certs/client.key", Password = "key-secret" },
+            auth.Replication.Ssl);
+        Assert.Equal(new PgSsl { Mode = "verify-ca" }, auth.Rewind!.Ssl);
+        Assert.Null(Parse(Minimal).Postgresql.Authentication.Superuser.Ssl);
+    }
+
+    [Fact]
+    public void Ssl_settings_come_from_the_environment_too() =>
+        Assert.Equal(
+            new PgSsl { Mode = "verify-ca", RootCert = "/ca.crt" },
+            Parse(Minimal, new Dictionary<string, string?> { ["PATRONI_REPLICATION_SSLMODE"] = "verify-ca", ["STEWARD_REPLICATION_SSLROOTCERT"] = "/ca.crt" })
+                .Postgresql.Authentication.Replication.Ssl);
+
+    [Theory]
+    [InlineData("sslmode: required", "postgresql.authentication.replication.sslmode: expected one of disable, allow, prefer, require, verify-ca, verify-full, got 'required'")]
+    [InlineData("sslkey: /k", "postgresql.authentication.replication.sslcert: required when sslkey is set")]
+    [InlineData("sslrootcert: ''", "postgresql.authentication.replication.sslrootcert: must not be empty")]
+    public void Bad_ssl_settings_are_refused_naming_the_key(string setting, string expected) =>
+        Assert.Contains(expected, Fails(WithPostgresql($$"""
+            postgresql:
+              listen: 127.0.0.1:5432
+              data_dir: /d
+              authentication:
+                superuser: {username: postgres}
+                replication: {username: replicator, {{setting}}}
+            """)).Message, StringComparison.Ordinal);
+
+    [Fact]
+    public void Ssl_crl_files_are_a_warning_not_acted_on() =>
+        Assert.Contains(
+            Parse(WithPostgresql("""
+                postgresql:
+                  listen: 127.0.0.1:5432
+                  data_dir: /d
+                  authentication:
+                    superuser: {username: postgres, sslcrl: /crl.pem}
+                    replication: {username: replicator}
+                """)).Warnings,
+            w => w.Contains("postgresql.authentication.superuser.sslcrl", StringComparison.Ordinal));
 }

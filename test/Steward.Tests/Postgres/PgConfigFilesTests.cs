@@ -72,7 +72,7 @@ public sealed class PgConfigFilesTests
 
     /// <summary>A PostgreSQL 15 server's catalog (wal_keep_size, no wal_keep_segments) and a PostgreSQL 12 one's.</summary>
     private static readonly string[] Pg15 = ["wal_level", "hot_standby", "max_wal_senders", "max_replication_slots", "wal_log_hints", "wal_keep_size",
-        "wal_retrieve_retry_interval", "unix_socket_directories", "listen_addresses", "port", "max_connections", "shared_buffers"];
+        "wal_retrieve_retry_interval", "password_encryption", "unix_socket_directories", "listen_addresses", "port", "max_connections", "shared_buffers"];
 
     private static readonly string[] Pg12 = [.. Pg15.Where(n => n != "wal_keep_size"), "wal_keep_segments"];
 
@@ -236,15 +236,87 @@ public sealed class PgConfigFilesTests
     }
 
     [Fact]
-    public void Default_pg_hba_allows_local_peer_and_loopback_passwords_only()
+    public void Default_pg_hba_allows_the_superuser_by_peer_and_this_host_by_scram_only_and_replication_only_to_the_replication_user()
     {
-        var hba = PgConfigFiles.RenderPgHba(Config()).Split('\n');
+        var hba = PgConfigFiles.RenderPgHba(Config()).Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => !l.StartsWith('#')).ToList();
 
-        Assert.Contains("local all all peer", hba);
-        Assert.Contains("host all all 127.0.0.1/32 scram-sha-256", hba);
-        Assert.Contains("host replication replicator 127.0.0.1/32 scram-sha-256", hba);
-        Assert.Contains("host replication replicator ::1/128 scram-sha-256", hba);
-        Assert.DoesNotContain(hba, l => l.Contains("trust", StringComparison.Ordinal));
+        Assert.Equal(
+            [
+                "local all postgres peer",
+                "host all all 127.0.0.1/32 scram-sha-256",
+                "host all all ::1/128 scram-sha-256",
+                "host all postgres samehost scram-sha-256",
+                "host replication replicator 127.0.0.1/32 scram-sha-256",
+                "host replication replicator ::1/128 scram-sha-256",
+                "host replication replicator samehost scram-sha-256",
+            ],
+            hba);
+        Assert.DoesNotContain(hba, l => l.Contains("trust", StringComparison.Ordinal) || l.Contains("md5", StringComparison.Ordinal));
+        Assert.All(hba.Where(l => l.Contains("replication", StringComparison.Ordinal)), l => Assert.Contains(" replicator ", l, StringComparison.Ordinal));
+        Assert.Equal("scram-sha-256", PgConfigFiles.Parameters(Config(), new DynamicConfig(), "/tmp")["password_encryption"]);
+    }
+
+    private static StewardConfig WithSsl(PgSsl? replication, PgSsl? rewind)
+    {
+        var config = Config(rewind: rewind is null ? null : new Credentials("rewind_user", "rw") { Ssl = rewind });
+        var auth = config.Postgresql.Authentication;
+        return new StewardConfig
+        {
+            Scope = config.Scope,
+            Name = config.Name,
+            RestApi = config.RestApi,
+            Etcd3 = config.Etcd3,
+            Postgresql = new PostgresqlConfig
+            {
+                Listen = config.Postgresql.Listen,
+                ConnectAddress = config.Postgresql.ConnectAddress,
+                DataDir = config.Postgresql.DataDir,
+                Pgpass = config.Postgresql.Pgpass,
+                Authentication = new PostgresAuthentication
+                {
+                    Superuser = auth.Superuser,
+                    Replication = auth.Replication with { Ssl = replication },
+                    Rewind = auth.Rewind,
+                },
+            },
+        };
+    }
+
+    private static readonly PgSsl FullSsl = new()
+    {
+        Mode = "verify-full", Cert = "/etc/pg/client.crt", Key = "/etc/pg/client.key", Password = "key-secret", RootCert = "/etc/pg/ca.crt",
+    };
+
+    [Fact]
+    public void The_replication_users_ssl_settings_go_into_primary_conninfo()
+    {
+        var settings = PgConfigFiles.ReplicaSettings(WithSsl(FullSsl, null), new Upstream(new HostPort("10.0.0.2", 5432), null));
+
+        Assert.Equal(
+            "host='10.0.0.2' port='5432' user='replicator' passfile='/srv/pg/pgpass.node-1' application_name='node-1' sslmode='verify-full' "
+            + "sslcert='/etc/pg/client.crt' sslkey='/etc/pg/client.key' sslpassword='key-secret' sslrootcert='/etc/pg/ca.crt'",
+            settings[0].Value);
+    }
+
+    [Fact]
+    public void The_service_file_carries_the_replication_and_rewind_users_ssl_settings_for_pg_basebackup_and_pg_rewind()
+    {
+        var text = PgConfigFiles.RenderServiceFile(WithSsl(FullSsl, new PgSsl { Mode = "require" }));
+
+        Assert.Equal(
+            "[steward_replication]\nsslmode=verify-full\nsslcert=/etc/pg/client.crt\nsslkey=/etc/pg/client.key\nsslpassword=key-secret\n"
+            + "sslrootcert=/etc/pg/ca.crt\n[steward_rewind]\nsslmode=require\n",
+            text[(text.IndexOf('\n', StringComparison.Ordinal) + 1)..]);
+        Assert.Equal("/srv/pg/pgpass.node-1.service.conf", PgConfigFiles.ServiceFilePath(Config()));
+        Assert.Throws<PostgresException>(() => PgConfigFiles.RenderServiceFile(WithSsl(FullSsl with { Password = "a\nb" }, null)));
+    }
+
+    [Fact]
+    public void Without_a_rewind_user_the_rewind_service_has_the_superusers_settings_and_none_are_empty_sections()
+    {
+        var text = PgConfigFiles.RenderServiceFile(Config());
+
+        Assert.EndsWith("[steward_replication]\n[steward_rewind]\n", text, StringComparison.Ordinal);
     }
 
     [Fact]
