@@ -130,8 +130,7 @@ internal sealed class TestCluster : IAsyncDisposable
             {{string.Concat((options.Ssl?.PgHba ?? ["local all all trust", "host replication replicator 127.0.0.1/32 scram-sha-256", "host all all 127.0.0.1/32 scram-sha-256"]).Select(l => $"    - {l}\n"))}}
               parameters:
                 shared_buffers: 32MB
-                unix_socket_directories: {{nodeDir}}{{options.Ssl?.Parameters}}{{string.Concat(options.NodeParameters.GetValueOrDefault(name, new Dictionary<string, string>()).Select(p => $"
-    {p.Key}: '{p.Value}'"))}}
+                unix_socket_directories: {{nodeDir}}{{options.Ssl?.Parameters}}{{string.Concat(options.NodeParameters.GetValueOrDefault(name, new Dictionary<string, string>()).Select(p => $"\n    {p.Key}: '{p.Value}'"))}}
             tags:
               nofailover: {{(options.NoFailover.Contains(name) ? "true" : "false")}}
               noloadbalance: false{{string.Concat(options.NodeTags.GetValueOrDefault(name, new Dictionary<string, string>()).Select(t => $"\n  {t.Key}: {t.Value}"))}}
