@@ -3,8 +3,14 @@ using Steward.Core.Configuration;
 
 namespace Steward.Cli;
 
-/// <summary>Where the cluster is: etcd endpoints (and credentials), the key prefix and scope, and the REST credentials of the node config if one was given.</summary>
-internal sealed record ResolvedTarget(IReadOnlyList<string> Endpoints, string Prefix, string Scope, string? EtcdUsername, string? EtcdPassword, Credentials? RestAuthentication);
+/// <summary>
+/// Where the cluster is: etcd (endpoints, credentials, TLS), the key prefix and scope, and how to call the REST API
+/// (the node config's <c>ctl</c> settings if one was given).
+/// </summary>
+internal sealed record ResolvedTarget(Etcd3Config Etcd, string Prefix, string Scope, RestClientConfig Ctl)
+{
+    public IReadOnlyList<string> Endpoints => Etcd.Endpoints;
+}
 
 /// <summary>How a CLI verb finds the cluster: <c>-c node.yml</c>, or <c>--etcd HOSTS --scope NAME</c> (env STEWARD_ETCD / STEWARD_SCOPE).</summary>
 internal sealed class ClusterTarget
@@ -31,7 +37,7 @@ internal sealed class ClusterTarget
             try
             {
                 var c = ConfigLoader.Load(file.FullName);
-                return new ResolvedTarget([.. c.Etcd3.Endpoints], c.KeyPrefix, c.Scope, c.Etcd3.Username, c.Etcd3.Password, c.RestApi.Authentication);
+                return new ResolvedTarget(c.Etcd3, c.KeyPrefix, c.Scope, c.Ctl);
             }
             catch (ConfigException e)
             {
@@ -51,6 +57,6 @@ internal sealed class ClusterTarget
         var endpoints = hosts.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             .Select(h => h.Contains("://", StringComparison.Ordinal) ? h : "http://" + h).ToArray();
         var ns = "/" + (pr.GetValue(Namespace) ?? "/service/").Trim('/') + "/";
-        return new ResolvedTarget(endpoints, (ns == "//" ? "/" : ns) + scope + "/", scope, null, null, null);
+        return new ResolvedTarget(new Etcd3Config { Endpoints = endpoints }, (ns == "//" ? "/" : ns) + scope + "/", scope, RestClientConfig.Plain);
     }
 }

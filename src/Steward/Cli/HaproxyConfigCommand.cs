@@ -45,8 +45,18 @@ internal static class HaproxyConfigCommand
             }
 
             var (endpoints, scope) = (resolved.Endpoints, resolved.Scope);
-            await using var store = new EtcdClusterStore(endpoints, resolved.Prefix, TimeSpan.FromSeconds(3), TimeProvider.System, NullLogger<EtcdClusterStore>.Instance,
-                resolved.EtcdUsername, resolved.EtcdPassword);
+            EtcdClusterStore created;
+            try
+            {
+                created = EtcdClusterStore.Create(resolved.Etcd, resolved.Prefix, TimeSpan.FromSeconds(3), TimeProvider.System, NullLogger<EtcdClusterStore>.Instance);
+            }
+            catch (Steward.Core.Configuration.ConfigException e)
+            {
+                await Console.Error.WriteLineAsync($"steward haproxy-config: {e.Message}").ConfigureAwait(false);
+                return 2;
+            }
+
+            await using var store = created;
             ClusterView view;
             try
             {
