@@ -481,6 +481,11 @@ public sealed partial class EtcdClusterStore : IClusterStore, IRouterKeys
                 Prefer(index + 1);
                 throw new StoreUnavailableException($"etcd {operation}: no answer from {ep.Url} within {_requestTimeout.TotalSeconds:0.###} s", e);
             }
+            catch (RpcException e) when (!ct.IsCancellationRequested && ep.TlsProblem is { } tlsProblem)
+            {
+                // gRPC reports a refused server certificate as Internal: say which certificate and why
+                throw new StoreUnavailableException($"etcd {operation} at {ep.Url} failed: {tlsProblem}", e);
+            }
             catch (RpcException e) when (!ct.IsCancellationRequested)
             {
                 var hint = e.StatusCode switch

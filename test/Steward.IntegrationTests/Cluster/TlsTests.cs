@@ -1,0 +1,138 @@
+using System.Diagnostics;
+using System.Net;
+using System.Text;
+using Steward.IntegrationTests.Cli;
+using Steward.IntegrationTests.Infrastructure;
+using Xunit.Abstractions;
+
+namespace Steward.IntegrationTests.Cluster;
+
+/// <summary>
+/// Issue 15, TLS and authentication on every hop, in one cluster to save CI time: etcd serves TLS only, requires client
+/// certificates and has authentication on (tokens expire after 3 s, so every client re-authenticates during the test);
+/// the agents' REST API serves HTTPS only with <c>verify_client: required</c> and Basic auth; the CLI, the agents among
+/// themselves and the router call it with Patroni's <c>ctl</c> settings. Certificates are made by the test.
+/// </summary>
+[Collection(ClusterCollectionB.Name)]
+public sealed class TlsTests(ITestOutputHelper output)
+{
+    private const string EtcdRootPassword = "etcd-root-secret";
+
+    [Fact]
+    public async Task Tls_and_authentication_everywhere_bootstrap_list_switchover_failover_router_and_clear_errors_for_a_wrong_ca()
+    {
+        var clock = Stopwatch.StartNew();
+        void Step(string what) => output.WriteLine($"{clock.Elapsed.TotalSeconds,5:0.0} s  {what}");
+        using var certs = TestCerts.Create();
+        var (cluster, leader) = await TestCluster.StartHealthyAsync(output, 3, new ClusterOptions { Tls = certs, EtcdRootPassword = EtcdRootPassword });
+        await using var _ = cluster;
+        Step("bootstrapped over TLS with etcd auth");
+        Assert.Equal(leader.Name, await cluster.LeaderKeyAsync());
+
+        // The member keys advertise https.
+        var patroni = await leader.PatroniAsync();
+        Assert.NotNull(patroni);
+
+        // REST: plain HTTP is refused on the HTTPS port; so is a client without a certificate, even for a health check.
+        using (var plain = new HttpClient { Timeout = TimeSpan.FromSeconds(3) })
+        {
+            var answered = await Answers(plain, $"http://127.0.0.1:{leader.RestPort}/patroni");
+            Assert.False(answered is >= 200 and < 300, $"plain HTTP got {answered}");
+        }
+
+        using (var noCert = certs.HttpClient(clientCertificate: false))
+        {
+            Assert.Null(await Answers(noCert, $"https://127.0.0.1:{leader.RestPort}/patroni"));
+        }
+
+        // With a certificate but without Basic auth, an unsafe method is refused (401) and nothing moves.
+        using (var withCert = certs.HttpClient())
+        {
+            using var content = new StringContent($"{{\"leader\":\"{leader.Name}\"}}", Encoding.UTF8, "application/json");
+            using var response = await withCert.PostAsync(new Uri($"https://127.0.0.1:{leader.RestPort}/switchover"), content);
+            Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
+            Assert.Equal(200, await leader.RestStatusAsync("/leader"));
+        }
+
+        Step("REST refusals checked");
+
+        // The router follows the cluster through etcd over TLS with auth, and checks the agents over HTTPS (ctl).
+        var ctlYaml = $"ctl:\n  cacert: {certs.CaFile}\n  certfile: {certs.ClientCert}\n  keyfile: {certs.ClientKey}\n"
+                      + $"  authentication:\n    username: {TestCluster.RestUser}\n    password: {TestCluster.RestPassword}\n";
+        await using var router = await TestRouter.StartAsync(cluster.Etcd.Endpoint, cluster.Scope, cluster.Dir, output,
+            extraYaml: ctlYaml, etcd3Yaml: cluster.Etcd3Yaml());
+        await Poll.UntilAsync(async () => await router.QueryAsync<int>(router.WritePort, "SELECT inet_server_port()") == leader.PgPort,
+            TimeSpan.FromSeconds(30), "the router's write port on the leader");
+
+        Step("router on the leader");
+
+        // The CLI with -c (etcd over TLS with auth, the REST API with the ctl settings).
+        var (listCode, list) = await CliRun.RunAsync(cluster, output, "list");
+        Assert.Equal(0, listCode);
+        Assert.All(cluster.Nodes, n => Assert.Contains(n.Name, list, StringComparison.Ordinal));
+
+        var candidate = cluster.Nodes.First(n => n != leader);
+        var (switchCode, switchText) = await CliRun.RunAsync(cluster, output, "switchover", "--candidate", candidate.Name, "--force");
+        Assert.True(switchCode == 0, switchText);
+        var switched = await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(60), not: leader);
+        Assert.Equal(candidate.Name, switched.Name);
+        await Poll.UntilAsync(async () => await router.QueryAsync<int>(router.WritePort, "SELECT inet_server_port()") == switched.PgPort,
+            TimeSpan.FromSeconds(30), "the router's write port on the new leader after the switchover");
+        Step("switchover done, router followed");
+
+        // Failover: the leader's agent and PostgreSQL die; the others (asking each other over HTTPS) elect a new one.
+        await cluster.WaitForStreamingAsync(leader, TimeSpan.FromSeconds(60));
+        await switched.CrashAsync();
+        var promoted = await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(60), not: switched);
+        await Poll.UntilAsync(async () => await router.QueryAsync<bool>(router.WritePort, "SELECT NOT pg_is_in_recovery()")
+                                          && await router.QueryAsync<int>(router.WritePort, "SELECT inet_server_port()") == promoted.PgPort,
+            TimeSpan.FromSeconds(30), "the router's write port on the leader after the failover");
+        Step($"failover to {promoted.Name} done, router followed");
+
+        // Wrong CA for the REST API (ctl.cacert): a clear error naming the member, its URL and the certificate problem.
+        var nodeYaml = await File.ReadAllTextAsync(promoted.ConfigPath);
+        var wrongRestCa = cluster.Dir.Sub("wrong-rest-ca.yml");
+        await File.WriteAllTextAsync(wrongRestCa, nodeYaml.Replace($"ctl:\n  cacert: {certs.CaFile}", $"ctl:\n  cacert: {certs.OtherCaFile}", StringComparison.Ordinal));
+        var replica = cluster.Nodes.First(n => n != promoted && n != switched);
+        await cluster.WaitForStreamingAsync(replica, TimeSpan.FromSeconds(60));
+        var (restCode, restText) = await StewardProcess.RunAsync(["switchover", "-c", wrongRestCa, "--candidate", replica.Name, "--force"], TimeSpan.FromSeconds(60));
+        output.WriteLine($"wrong ctl.cacert → {restCode}\n{restText}");
+        Assert.NotEqual(0, restCode);
+        Assert.Contains("not signed by the configured CA", restText, StringComparison.Ordinal);
+        Assert.Contains(certs.OtherCaFile, restText, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", restText, StringComparison.Ordinal);
+
+        // Wrong CA for etcd (etcd3.cacert): a clear error naming etcd, the endpoint and the certificate problem.
+        var wrongEtcdCa = cluster.Dir.Sub("wrong-etcd-ca.yml");
+        await File.WriteAllTextAsync(wrongEtcdCa, nodeYaml.Replace($"  cacert: {certs.CaFile}\n  cert:", $"  cacert: {certs.OtherCaFile}\n  cert:", StringComparison.Ordinal));
+        var (etcdCode, etcdText) = await StewardProcess.RunAsync(["list", "-c", wrongEtcdCa], TimeSpan.FromSeconds(60));
+        output.WriteLine($"wrong etcd3.cacert → {etcdCode}\n{etcdText}");
+        Assert.Equal(3, etcdCode);
+        Assert.Contains("etcd", etcdText, StringComparison.Ordinal);
+        Assert.Contains(cluster.Etcd.Endpoint, etcdText, StringComparison.Ordinal);
+        Assert.Contains("not signed by the configured CA", etcdText, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", etcdText, StringComparison.Ordinal);
+
+        // Nothing was moved by the refused attempts.
+        Assert.Equal(promoted.Name, await cluster.LeaderKeyAsync());
+        Step("wrong-CA errors checked");
+    }
+
+    /// <summary>The status a GET gets, or null when the connection or TLS handshake failed.</summary>
+    private static async Task<int?> Answers(HttpClient http, string url)
+    {
+        try
+        {
+            using var response = await http.GetAsync(new Uri(url));
+            return (int)response.StatusCode;
+        }
+        catch (HttpRequestException)
+        {
+            return null;
+        }
+        catch (TaskCanceledException)
+        {
+            return null;
+        }
+    }
+}
