@@ -31,7 +31,7 @@ public sealed class AllowlistEntry
                 return true;
             }
 
-            problem = $"expected an address, a network such as 10.0.0.0/24 or a host name, got '{text}' (host bits set, or a bad prefix length?)";
+            problem = $"expected an address, a network such as 10.0.0.0/24 or a host name, got '{text}'";
             return false;
         }
 
