@@ -118,6 +118,48 @@ public sealed class TlsTests(ITestOutputHelper output)
         Step("wrong-CA errors checked");
     }
 
+    /// <summary>A key that cannot be loaded, or a verify_client typo, stops the agent before it touches anything.</summary>
+    [Fact]
+    public async Task A_bad_key_or_verify_client_typo_stops_the_agent_naming_the_key_with_nothing_started()
+    {
+        using var certs = TestCerts.Create();
+        using var dir = new TempDir("tls-bad");
+        var garbage = dir.Sub("garbage-key.pem");
+        await File.WriteAllTextAsync(garbage, "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n");
+        string Config(string restapi) => $"""
+            scope: bad
+            name: node1
+            restapi:
+              listen: 127.0.0.1:{FreePorts.Next()}
+            {restapi}
+            etcd3:
+              hosts: 127.0.0.1:{FreePorts.Next()}
+            postgresql:
+              listen: 127.0.0.1:{FreePorts.Next()}
+              data_dir: {dir.Sub("data")}
+              authentication:
+                superuser: {{username: postgres, password: x}}
+                replication: {{username: replicator, password: y}}
+            """;
+
+        foreach (var (restapi, expected) in new[]
+        {
+            ($"  certfile: {certs.ServerCert}\n  keyfile: {garbage}", $"restapi.keyfile {garbage}: cannot load the private key"),
+            ($"  certfile: {certs.ServerCert}\n  keyfile: {certs.ServerKey}\n  cafile: {certs.CaFile}\n  verify_client: requried",
+                "restapi.verify_client: expected none, optional or required, got 'requried'"),
+        })
+        {
+            var path = dir.Sub("node.yml");
+            await File.WriteAllTextAsync(path, Config(restapi));
+            var (code, text) = await StewardProcess.RunAsync(["node", "-c", path], TimeSpan.FromSeconds(60));
+            output.WriteLine($"steward node → {code}\n{text}");
+            Assert.Equal(2, code);
+            Assert.Contains(expected, text, StringComparison.Ordinal);
+            Assert.DoesNotContain("   at ", text, StringComparison.Ordinal);
+            Assert.False(Directory.Exists(dir.Sub("data")), "the data directory was created");
+        }
+    }
+
     /// <summary>The status a GET gets, or null when the connection or TLS handshake failed.</summary>
     private static async Task<int?> Answers(HttpClient http, string url)
     {
