@@ -126,20 +126,20 @@ public sealed class TlsTests(ITestOutputHelper output)
         using var dir = new TempDir("tls-bad");
         var garbage = dir.Sub("garbage-key.pem");
         await File.WriteAllTextAsync(garbage, "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n");
-        string Config(string restapi) => $"""
+        string Config(string restapi) => $$"""
             scope: bad
             name: node1
             restapi:
-              listen: 127.0.0.1:{FreePorts.Next()}
-            {restapi}
+              listen: 127.0.0.1:{{FreePorts.Next()}}
+            {{restapi}}
             etcd3:
-              hosts: 127.0.0.1:{FreePorts.Next()}
+              hosts: 127.0.0.1:{{FreePorts.Next()}}
             postgresql:
-              listen: 127.0.0.1:{FreePorts.Next()}
-              data_dir: {dir.Sub("data")}
+              listen: 127.0.0.1:{{FreePorts.Next()}}
+              data_dir: {{dir.Sub("data")}}
               authentication:
-                superuser: {{username: postgres, password: x}}
-                replication: {{username: replicator, password: y}}
+                superuser: {username: postgres, password: x}
+                replication: {username: replicator, password: y}
             """;
 
         foreach (var (restapi, expected) in new[]
