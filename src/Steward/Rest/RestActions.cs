@@ -24,7 +24,7 @@ internal static class RestActions
     {
         var access = new RestAccess(agent.Config.RestApi, () => agent.Snapshot.Cluster?.Members ?? []);
         void On(string method, string path, Func<HttpContext, Task<IResult>> action) =>
-            app.MapMethods(path, [method], new RequestDelegate(ctx => Guarded(ctx, agent, access, log, action)));
+            app.MapMethods(path, [method], new RequestDelegate(ctx => Guarded(ctx, access, log, action)));
 
         On("POST", "/switchover", ctx => SwitchoverAsync(ctx, agent, failover: false));
         On("POST", "/failover", ctx => SwitchoverAsync(ctx, agent, failover: true));
@@ -44,7 +44,7 @@ internal static class RestActions
         On("PUT", "/config", ctx => ConfigAsync(ctx, agent, patch: false));
     }
 
-    private static async Task Guarded(HttpContext ctx, NodeAgent agent, RestAccess access, Microsoft.Extensions.Logging.ILogger log, Func<HttpContext, Task<IResult>> action)
+    private static async Task Guarded(HttpContext ctx, RestAccess access, Microsoft.Extensions.Logging.ILogger log, Func<HttpContext, Task<IResult>> action)
     {
         IResult result;
         if (access.Check(ctx) is { } refused)

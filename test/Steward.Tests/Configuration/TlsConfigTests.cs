@@ -256,6 +256,17 @@ public sealed class TlsConfigTests : IDisposable
         Assert.Equal(401, passwordOnly.Check(Request("10.0.0.99"))?.Status);
     }
 
+    [Fact]
+    public void Haproxy_config_checks_an_https_rest_api_over_tls_against_the_ctl_ca()
+    {
+        var view = Steward.Tests.Router.Views.Healthy();
+        var https = view with { Members = [.. view.Members.Select(m => m with { Data = m.Data with { ApiUrl = m.Data.ApiUrl!.Replace("http://", "https://", StringComparison.Ordinal) } })] };
+
+        Assert.DoesNotContain("check-ssl", Steward.Cli.HaproxyConfigCommand.Render("demo", view, "*", 5000, 5001, 7000, "/etc/ca.pem"), StringComparison.Ordinal);
+        Assert.Contains("port 8009 check-ssl verify required ca-file /etc/ca.pem\n", Steward.Cli.HaproxyConfigCommand.Render("demo", https, "*", 5000, 5001, 7000, "/etc/ca.pem"), StringComparison.Ordinal);
+        Assert.Contains("port 8009 check-ssl verify none\n", Steward.Cli.HaproxyConfigCommand.Render("demo", https, "*", 5000, 5001, 7000), StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("127.0.0.1", true)]
     [InlineData("localhost", true)]
