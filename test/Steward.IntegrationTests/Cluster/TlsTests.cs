@@ -60,7 +60,7 @@ public sealed class TlsTests(ITestOutputHelper output)
         var ctlYaml = $"ctl:\n  cacert: {certs.CaFile}\n  certfile: {certs.ClientCert}\n  keyfile: {certs.ClientKey}\n"
                       + $"  authentication:\n    username: {TestCluster.RestUser}\n    password: {TestCluster.RestPassword}\n";
         await using var router = await TestRouter.StartAsync(cluster.Etcd.Endpoint, cluster.Scope, cluster.Dir, output,
-            extraYaml: ctlYaml, etcd3Yaml: cluster.Etcd3Yaml());
+            dashboard: ("ops", "dash-secret"), extraYaml: ctlYaml, etcd3Yaml: cluster.Etcd3Yaml());
         await Poll.UntilAsync(async () => await router.QueryAsync<int>(router.WritePort, "SELECT inet_server_port()") == leader.PgPort,
             TimeSpan.FromSeconds(30), "the router's write port on the leader");
 
@@ -80,10 +80,30 @@ public sealed class TlsTests(ITestOutputHelper output)
             TimeSpan.FromSeconds(30), "the router's write port on the new leader after the switchover");
         Step("switchover done, router followed");
 
-        // Failover: the leader's agent and PostgreSQL die; the others (asking each other over HTTPS) elect a new one.
+        // The dashboard's switchover goes to the leader's REST API over HTTPS with the router's ctl settings.
         await cluster.WaitForStreamingAsync(leader, TimeSpan.FromSeconds(60));
-        await switched.CrashAsync();
-        var promoted = await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(60), not: switched);
+        using (var dashboard = new HttpClient { Timeout = TimeSpan.FromSeconds(60) })
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, new Uri($"http://127.0.0.1:{router.StatsPort}/dashboard/switchover"))
+            {
+                Content = new StringContent($"{{\"candidate\":\"{leader.Name}\"}}", Encoding.UTF8, "application/json"),
+            };
+            request.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes("ops:dash-secret")));
+            using var response = await dashboard.SendAsync(request);
+            var text = await response.Content.ReadAsStringAsync();
+            Assert.True(response.IsSuccessStatusCode, $"dashboard switchover: {(int)response.StatusCode} {text}");
+        }
+
+        var back = await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(60), not: switched);
+        Assert.Equal(leader.Name, back.Name);
+        await Poll.UntilAsync(async () => await router.QueryAsync<int>(router.WritePort, "SELECT inet_server_port()") == back.PgPort,
+            TimeSpan.FromSeconds(30), "the router's write port on the leader after the dashboard's switchover");
+        Step("dashboard switchover done, router followed");
+
+        // Failover: the leader's agent and PostgreSQL die; the others (asking each other over HTTPS) elect a new one.
+        await cluster.WaitForStreamingAsync(switched, TimeSpan.FromSeconds(60));
+        await back.CrashAsync();
+        var promoted = await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(60), not: back);
         await Poll.UntilAsync(async () => await router.QueryAsync<bool>(router.WritePort, "SELECT NOT pg_is_in_recovery()")
                                           && await router.QueryAsync<int>(router.WritePort, "SELECT inet_server_port()") == promoted.PgPort,
             TimeSpan.FromSeconds(30), "the router's write port on the leader after the failover");
@@ -93,7 +113,7 @@ public sealed class TlsTests(ITestOutputHelper output)
         var nodeYaml = await File.ReadAllTextAsync(promoted.ConfigPath);
         var wrongRestCa = cluster.Dir.Sub("wrong-rest-ca.yml");
         await File.WriteAllTextAsync(wrongRestCa, nodeYaml.Replace($"ctl:\n  cacert: {certs.CaFile}", $"ctl:\n  cacert: {certs.OtherCaFile}", StringComparison.Ordinal));
-        var replica = cluster.Nodes.First(n => n != promoted && n != switched);
+        var replica = cluster.Nodes.First(n => n != promoted && n != back);
         await cluster.WaitForStreamingAsync(replica, TimeSpan.FromSeconds(60));
         var (restCode, restText) = await StewardProcess.RunAsync(["switchover", "-c", wrongRestCa, "--candidate", replica.Name, "--force"], TimeSpan.FromSeconds(60));
         output.WriteLine($"wrong ctl.cacert → {restCode}\n{restText}");
@@ -116,6 +136,40 @@ public sealed class TlsTests(ITestOutputHelper output)
         // Nothing was moved by the refused attempts.
         Assert.Equal(promoted.Name, await cluster.LeaderKeyAsync());
         Step("wrong-CA errors checked");
+    }
+
+    /// <summary>
+    /// etcd's auth tokens expire (here after 3 s idle): a store whose token expired authenticates again, for a call and
+    /// for its watch, instead of failing with "invalid auth token" until it is restarted.
+    /// </summary>
+    [Fact]
+    public async Task An_expired_etcd_auth_token_is_renewed_for_calls_and_the_watch()
+    {
+        using var certs = TestCerts.Create();
+        await using var etcd = await EtcdServer.StartAsync(tls: certs);
+        await etcd.EnableAuthAsync(EtcdRootPassword);
+        var config = new Steward.Core.Configuration.Etcd3Config
+        {
+            Endpoints = [etcd.Endpoint], CaCert = certs.CaFile, Cert = certs.ClientCert, Key = certs.ClientKey,
+            Username = "root", Password = EtcdRootPassword,
+        };
+        await using var store = Steward.Etcd.EtcdClusterStore.Create(config, "/service/tokens/", TimeSpan.FromSeconds(3), TimeProvider.System,
+            Microsoft.Extensions.Logging.Abstractions.NullLogger<Steward.Etcd.EtcdClusterStore>.Instance);
+        await store.LoadAsync(CancellationToken.None);
+        Assert.True(await store.TryCreateInitializeAsync("7000000000000000001", CancellationToken.None));
+
+        // Idle past the token's lifetime: nothing to poll for, the point is that time passes without a call.
+        await Task.Delay(TimeSpan.FromSeconds(6));
+        var view = await store.LoadAsync(CancellationToken.None);
+        Assert.Equal("7000000000000000001", view.Initialize);
+
+        // Idle again; a write then goes through, and the watch (established with an old token) reports it.
+        await Task.Delay(TimeSpan.FromSeconds(6));
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        var wait = store.WaitForChangeAsync(timeout.Token);
+        await store.SetInitializeAsync("7000000000000000002", CancellationToken.None);
+        await wait;
+        Assert.Equal("7000000000000000002", (await store.LoadAsync(CancellationToken.None)).Initialize);
     }
 
     /// <summary>A key that cannot be loaded, or a verify_client typo, stops the agent before it touches anything.</summary>
