@@ -16,7 +16,7 @@ internal sealed record ResolvedTarget(Etcd3Config Etcd, string Prefix, string Sc
 internal sealed class ClusterTarget
 {
     public Option<FileInfo?> Config { get; } = new("--config", "-c") { Description = "a node's YAML configuration (for etcd3 hosts, namespace, scope and REST credentials)" };
-    public Option<string?> Etcd { get; } = new("--etcd") { Description = "etcd endpoints, comma-separated host:port (env STEWARD_ETCD)" };
+    public Option<string?> Etcd { get; } = new("--etcd") { Description = "etcd endpoints, comma-separated host:port or URLs (env STEWARD_ETCD; TLS and credentials from STEWARD_ETCD3_CACERT, _CERT, _KEY, _USERNAME, _PASSWORD)" };
     public Option<string?> Scope { get; } = new("--scope") { Description = "cluster name (env STEWARD_SCOPE)" };
     public Option<string?> Namespace { get; } = new("--namespace") { Description = "key namespace (default /service/)" };
 
@@ -54,9 +54,35 @@ internal sealed class ClusterTarget
             return null;
         }
 
-        var endpoints = hosts.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-            .Select(h => h.Contains("://", StringComparison.Ordinal) ? h : "http://" + h).ToArray();
+        // Without a node file, TLS and credentials come from the node file's environment variables (docs/security.md).
+        var caCert = Variable("ETCD3_CACERT");
+        var cert = Variable("ETCD3_CERT");
+        var scheme = caCert is not null || cert is not null ? "https://" : "http://";
+        var etcd = new Etcd3Config
+        {
+            Endpoints = [.. hosts.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                .Select(h => h.Contains("://", StringComparison.Ordinal) ? h : scheme + h)],
+            CaCert = caCert,
+            Cert = cert,
+            Key = Variable("ETCD3_KEY"),
+            KeyPassword = Variable("ETCD3_KEY_PASSWORD"),
+            Username = Variable("ETCD3_USERNAME"),
+            Password = Variable("ETCD3_PASSWORD"),
+        };
+        var ctl = new RestClientConfig
+        {
+            Insecure = Variable("CTL_INSECURE") is { } insecure && (insecure.Equals("true", StringComparison.OrdinalIgnoreCase) || insecure == "1"),
+            CaCert = Variable("CTL_CACERT"),
+            CertFile = Variable("CTL_CERTFILE"),
+            KeyFile = Variable("CTL_KEYFILE"),
+            KeyFilePassword = Variable("CTL_KEYFILE_PASSWORD"),
+        };
         var ns = "/" + (pr.GetValue(Namespace) ?? "/service/").Trim('/') + "/";
-        return new ResolvedTarget(new Etcd3Config { Endpoints = endpoints }, (ns == "//" ? "/" : ns) + scope + "/", scope, RestClientConfig.Plain);
+        return new ResolvedTarget(etcd, (ns == "//" ? "/" : ns) + scope + "/", scope, ctl);
     }
+
+    /// <summary><c>STEWARD_x</c>, else <c>PATRONI_x</c> (the names a node file's settings take in the environment).</summary>
+    private static string? Variable(string name) =>
+        Environment.GetEnvironmentVariable("STEWARD_" + name) is { Length: > 0 } value ? value
+        : Environment.GetEnvironmentVariable("PATRONI_" + name) is { Length: > 0 } patroni ? patroni : null;
 }

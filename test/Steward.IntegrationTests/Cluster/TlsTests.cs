@@ -71,6 +71,18 @@ public sealed class TlsTests(ITestOutputHelper output)
         Assert.Equal(0, listCode);
         Assert.All(cluster.Nodes, n => Assert.Contains(n.Name, list, StringComparison.Ordinal));
 
+        // Without -c: --etcd and --scope, with TLS, credentials and the ctl files from the environment.
+        var (envCode, envList) = await StewardProcess.RunAsync(["list", "-e", "--etcd", cluster.Etcd.HostPort, "--scope", cluster.Scope], TimeSpan.FromSeconds(60),
+            environment: new Dictionary<string, string>
+            {
+                ["STEWARD_ETCD3_CACERT"] = certs.CaFile, ["STEWARD_ETCD3_CERT"] = certs.ClientCert, ["STEWARD_ETCD3_KEY"] = certs.ClientKey,
+                ["STEWARD_ETCD3_USERNAME"] = "root", ["STEWARD_ETCD3_PASSWORD"] = EtcdRootPassword,
+                ["STEWARD_CTL_CACERT"] = certs.CaFile, ["STEWARD_CTL_CERTFILE"] = certs.ClientCert, ["STEWARD_CTL_KEYFILE"] = certs.ClientKey,
+            });
+        output.WriteLine($"$ steward list -e --etcd … → {envCode}\n{envList}");
+        Assert.Equal(0, envCode);
+        Assert.All(cluster.Nodes, n => Assert.Contains(n.Name, envList, StringComparison.Ordinal));
+
         var candidate = cluster.Nodes.First(n => n != leader);
         var (switchCode, switchText) = await CliRun.RunAsync(cluster, output, "switchover", "--candidate", candidate.Name, "--force");
         Assert.True(switchCode == 0, switchText);
