@@ -51,8 +51,25 @@ public sealed partial class EtcdClusterStore : IClusterStore, IRouterKeys
     private bool _watchEstablishedBefore;
     private Task? _watch;
 
+    /// <summary>
+    /// A store for the <c>etcd3</c> section: its endpoints, user and password, and for https its CA
+    /// (<c>cacert</c>; else the system's trust store) and client certificate (<c>cert</c>, <c>key</c>, <c>key_password</c>).
+    /// </summary>
+    /// <exception cref="Steward.Core.Configuration.ConfigException">A certificate or key file cannot be read or loaded.</exception>
+    public static EtcdClusterStore Create(Steward.Core.Configuration.Etcd3Config etcd, string prefix, TimeSpan requestTimeout, TimeProvider time,
+        ILogger<EtcdClusterStore> logger)
+    {
+        ArgumentNullException.ThrowIfNull(etcd);
+        var ca = etcd.CaCert is { } caFile ? Steward.Core.Configuration.TlsFiles.LoadCa(caFile, "etcd3.cacert") : null;
+        var cert = etcd.Cert is { } certFile
+            ? Steward.Core.Configuration.TlsFiles.LoadCertificate(certFile, etcd.Key, etcd.KeyPassword, "etcd3.cert", "etcd3.key")
+            : null;
+        return new EtcdClusterStore(etcd.Endpoints, prefix, requestTimeout, time, logger, etcd.Username, etcd.Password,
+            new EtcdTls(ca, cert, etcd.CaCert));
+    }
+
     public EtcdClusterStore(IReadOnlyList<string> endpoints, string prefix, TimeSpan requestTimeout, TimeProvider time,
-        ILogger<EtcdClusterStore> logger, string? username = null, string? password = null)
+        ILogger<EtcdClusterStore> logger, string? username = null, string? password = null, EtcdTls? tls = null)
     {
         ArgumentNullException.ThrowIfNull(endpoints);
         ArgumentException.ThrowIfNullOrEmpty(prefix);
@@ -72,7 +89,7 @@ public sealed partial class EtcdClusterStore : IClusterStore, IRouterKeys
         _password = password;
         _prefixKey = ByteString.CopyFromUtf8(prefix);
         _prefixEnd = ByteString.CopyFromUtf8(dotnet_etcd.EtcdClient.GetRangeEnd(prefix));
-        _endpoints = [.. endpoints.Select(url => new Endpoint(url, requestTimeout))];
+        _endpoints = [.. endpoints.Select(url => new Endpoint(url, requestTimeout, tls))];
     }
 
     public string Prefix { get; }
@@ -453,7 +470,7 @@ public sealed partial class EtcdClusterStore : IClusterStore, IRouterKeys
             catch (Exception e) when (IsUnreachable(e) && !linked.IsCancellationRequested)
             {
                 LogEndpointUnavailable(_logger, ep.Url, operation, e.Message);
-                unavailable.Add(ep.Url);
+                unavailable.Add(ep.TlsProblem is { } tlsProblem ? $"{ep.Url} ({tlsProblem})" : ep.Url);
                 last = e as RpcException;
                 Prefer(index + 1);
             }
@@ -464,9 +481,20 @@ public sealed partial class EtcdClusterStore : IClusterStore, IRouterKeys
                 Prefer(index + 1);
                 throw new StoreUnavailableException($"etcd {operation}: no answer from {ep.Url} within {_requestTimeout.TotalSeconds:0.###} s", e);
             }
+            catch (RpcException e) when (!ct.IsCancellationRequested && ep.TlsProblem is { } tlsProblem)
+            {
+                // gRPC reports a refused server certificate as Internal: say which certificate and why
+                throw new StoreUnavailableException($"etcd {operation} at {ep.Url} failed: {tlsProblem}", e);
+            }
             catch (RpcException e) when (!ct.IsCancellationRequested)
             {
-                throw new StoreUnavailableException($"etcd {operation} at {ep.Url} failed: {e.StatusCode} {e.Status.Detail}", e);
+                var hint = e.StatusCode switch
+                {
+                    StatusCode.Unauthenticated or StatusCode.PermissionDenied when _username is null => " (etcd has authentication enabled: set etcd3.username and etcd3.password)",
+                    StatusCode.InvalidArgument when e.Status.Detail.Contains("authentication failed", StringComparison.Ordinal) => " (check etcd3.username and etcd3.password)",
+                    _ => "",
+                };
+                throw new StoreUnavailableException($"etcd {operation} at {ep.Url} failed: {e.StatusCode} {e.Status.Detail}{hint}", e);
             }
         }
         throw new StoreUnavailableException($"etcd {operation}: unreachable at {string.Join(", ", unavailable)}", last);
@@ -543,6 +571,11 @@ public sealed partial class EtcdClusterStore : IClusterStore, IRouterKeys
             }
             catch (Exception e) when (!stop.IsCancellationRequested)
             {
+                if (e is RpcException { StatusCode: StatusCode.Unauthenticated })
+                {
+                    ep.Token = null; // the auth token expired: the next attempt authenticates again
+                }
+
                 LogWatchBroken(_logger, ep.Url, backoff.TotalMilliseconds, e.Message);
                 Prefer(index + 1);
             }
@@ -674,21 +707,42 @@ public sealed partial class EtcdClusterStore : IClusterStore, IRouterKeys
     {
         private readonly GrpcChannel _channel;
 
-        public Endpoint(string url, TimeSpan requestTimeout)
+        public Endpoint(string url, TimeSpan requestTimeout, EtcdTls? tls)
         {
             Url = url;
             var ping = requestTimeout < TimeSpan.FromSeconds(1) ? TimeSpan.FromSeconds(1) : requestTimeout;
+            var handler = new SocketsHttpHandler
+            {
+                ConnectTimeout = requestTimeout,
+                EnableMultipleHttp2Connections = true,
+                // detects a dead or stalled server under an idle watch stream
+                KeepAlivePingDelay = ping,
+                KeepAlivePingTimeout = ping * 2,
+                KeepAlivePingPolicy = HttpKeepAlivePingPolicy.Always,
+            };
+            if (url.StartsWith("https://", StringComparison.OrdinalIgnoreCase))
+            {
+                handler.SslOptions.RemoteCertificateValidationCallback = (_, certificate, chain, errors) =>
+                {
+                    if (Steward.Core.Configuration.TlsFiles.Validate(certificate, chain, errors, tls?.Ca, checkName: true, out var problem))
+                    {
+                        TlsProblem = null;
+                        return true;
+                    }
+
+                    TlsProblem = "TLS: " + problem + (tls?.CaFile is { } caFile ? $" (etcd3.cacert {caFile})" : " (etcd3.cacert is not set)");
+                    return false;
+                };
+                if (tls?.ClientCertificate is { } certificate)
+                {
+                    handler.SslOptions.ClientCertificates = [certificate];
+                    handler.SslOptions.LocalCertificateSelectionCallback = (_, _, _, _, _) => certificate;
+                }
+            }
+
             _channel = GrpcChannel.ForAddress(url, new GrpcChannelOptions
             {
-                HttpHandler = new SocketsHttpHandler
-                {
-                    ConnectTimeout = requestTimeout,
-                    EnableMultipleHttp2Connections = true,
-                    // detects a dead or stalled server under an idle watch stream
-                    KeepAlivePingDelay = ping,
-                    KeepAlivePingTimeout = ping * 2,
-                    KeepAlivePingPolicy = HttpKeepAlivePingPolicy.Always,
-                },
+                HttpHandler = handler,
                 ThrowOperationCanceledOnCancellation = true,
             });
             Kv = new KV.KVClient(_channel);
@@ -703,7 +757,13 @@ public sealed partial class EtcdClusterStore : IClusterStore, IRouterKeys
         public Watch.WatchClient Watch { get; }
         public Auth.AuthClient Auth { get; }
         public string? Token { get; set; }
+        /// <summary>Why the last TLS handshake failed (an untrusted certificate), for the error message; null: none.</summary>
+        public string? TlsProblem { get; private set; }
 
         public void Dispose() => _channel.Dispose();
     }
 }
+
+/// <summary>TLS to etcd: the CA its certificate is checked against (null: the system's) and the client certificate.</summary>
+public sealed record EtcdTls(System.Security.Cryptography.X509Certificates.X509Certificate2Collection? Ca,
+    System.Security.Cryptography.X509Certificates.X509Certificate2? ClientCertificate, string? CaFile = null);

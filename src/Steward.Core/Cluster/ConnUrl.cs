@@ -8,8 +8,8 @@ public static class ConnUrl
     /// <summary><c>postgres://host:port/postgres</c>.</summary>
     public static string ForPostgres(HostPort address) => $"postgres://{address}/postgres";
 
-    /// <summary><c>http://host:port/patroni</c>.</summary>
-    public static string ForApi(HostPort address) => $"http://{address}/patroni";
+    /// <summary><c>http://host:port/patroni</c> (<c>https://</c> when the REST API speaks TLS).</summary>
+    public static string ForApi(HostPort address, bool https = false) => $"{(https ? "https" : "http")}://{address}/patroni";
 
     /// <summary>Host and port of a <c>conn_url</c> or <c>api_url</c>; null when it does not parse.</summary>
     public static HostPort? Parse(string url)

@@ -37,13 +37,14 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
         var name = RequiredName(root, "name", "NAME");
         var ns = ReadNamespace(root);
         var restApi = ReadRestApi(root);
+        var ctl = ReadCtl(root, restApi, restApi.Authentication);
         var etcd3 = ReadEtcd3(root);
         var bootstrap = ReadBootstrap(root.Section("bootstrap"));
         var postgresql = ReadPostgresql(root, name);
         var tags = ReadTags(root.Section("tags"));
         var log = ReadLog(root.Section("log"));
         ReadWatchdog(root.Section("watchdog"));
-        root.Unsupported("ctl", "citus");
+        root.Unsupported("citus");
         root.Finish();
 
         return new StewardConfig
@@ -52,6 +53,7 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
             Namespace = ns,
             Name = name,
             RestApi = restApi,
+            Ctl = ctl,
             Etcd3 = etcd3,
             Bootstrap = bootstrap,
             Postgresql = postgresql,
@@ -223,11 +225,140 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
             authentication = new Credentials(username?.Text ?? "", password?.Text);
         }
 
-        section?.Unsupported(
-            "certfile", "keyfile", "keyfile_password", "cafile", "ciphers", "verify_client", "http_extra_headers",
-            "https_extra_headers", "allowlist", "allowlist_include_members", "request_queue_size", "server_tokens");
+        var certFile = FileSetting(section, "certfile", "RESTAPI_CERTFILE", "restapi.certfile");
+        var keyFile = FileSetting(section, "keyfile", "RESTAPI_KEYFILE", "restapi.keyfile");
+        var keyPassword = Setting(section, "keyfile_password", "RESTAPI_KEYFILE_PASSWORD");
+        var caFile = FileSetting(section, "cafile", "RESTAPI_CAFILE", "restapi.cafile");
+        var verifyClient = ReadVerifyClient(section, certFile, caFile);
+        if (certFile is null && (keyFile is not null || keyPassword is not null))
+        {
+            diagnostics.Error((section ?? root).Origin, "restapi.certfile", "required when restapi.keyfile or keyfile_password is set (the server certificate, PEM)");
+        }
+
+        var allowlist = new List<string>();
+        foreach (var entry in section?.List("allowlist", commaSeparated: true) ?? [])
+        {
+            if (AllowlistEntry.TryParse(entry.Text, out _, out var problem))
+            {
+                allowlist.Add(entry.Text.Trim());
+            }
+            else
+            {
+                diagnostics.Error(entry.Origin, "restapi.allowlist", problem!);
+            }
+        }
+
+        var includeMembers = section?.Bool("allowlist_include_members") ?? false;
+
+        // ciphers: an OpenSSL cipher string .NET cannot take as such; the system's OpenSSL defaults apply (a warning).
+        section?.Unsupported("ciphers", "http_extra_headers", "https_extra_headers", "request_queue_size", "server_tokens");
         section?.Finish();
-        return new RestApiConfig { Listen = listen, ConnectAddress = connect, Authentication = authentication };
+        return new RestApiConfig
+        {
+            Listen = listen,
+            ConnectAddress = connect,
+            Authentication = authentication,
+            CertFile = certFile,
+            KeyFile = keyFile,
+            KeyFilePassword = keyPassword?.Text,
+            CaFile = caFile,
+            VerifyClient = verifyClient,
+            Allowlist = allowlist,
+            AllowlistIncludeMembers = includeMembers,
+        };
+    }
+
+    private VerifyClient ReadVerifyClient(YamlSection? section, string? certFile, string? caFile)
+    {
+        if (Setting(section, "verify_client", "RESTAPI_VERIFY_CLIENT") is not { } written)
+        {
+            return VerifyClient.None;
+        }
+
+        var mode = written.Text.Trim().ToLowerInvariant() switch
+        {
+            "none" => VerifyClient.None,
+            "optional" => VerifyClient.Optional,
+            "required" => VerifyClient.Required,
+            _ => (VerifyClient?)null,
+        };
+        if (mode is null)
+        {
+            diagnostics.Error(written.Origin, "restapi.verify_client", $"expected none, optional or required, got '{written.Text}'");
+            return VerifyClient.None;
+        }
+
+        if (mode != VerifyClient.None && certFile is null)
+        {
+            diagnostics.Error(written.Origin, "restapi.verify_client", $"{written.Text} needs restapi.certfile (client certificates are checked over TLS only)");
+        }
+        else if (mode != VerifyClient.None && caFile is null)
+        {
+            diagnostics.Error(written.Origin, "restapi.verify_client", $"{written.Text} needs restapi.cafile (the CA that signs the clients' certificates)");
+        }
+
+        return mode.Value;
+    }
+
+    /// <summary>A file named by <paramref name="key"/> (or its environment variable), made absolute; it must exist.</summary>
+    private string? FileSetting(YamlSection? section, string key, string variable, string path)
+    {
+        if (Setting(section, key, variable) is not { } written)
+        {
+            return null;
+        }
+
+        if (written.Text.Trim().Length == 0)
+        {
+            diagnostics.Error(written.Origin, path, "must not be empty");
+            return null;
+        }
+
+        var file = AbsolutePath(written.Text.Trim());
+        if (!File.Exists(file))
+        {
+            diagnostics.Error(written.Origin, path, $"no such file: {file}");
+        }
+
+        return file;
+    }
+
+    /// <summary>
+    /// Patroni's <c>ctl</c> section: how this node's clients call the REST API. As in Patroni, <c>cacert</c> falls back to
+    /// <c>restapi.cafile</c>, <c>authentication</c> to <c>restapi.authentication</c>, and the client certificate to the
+    /// node's own <c>restapi.certfile</c> (so agents present it to each other when <c>verify_client</c> asks).
+    /// </summary>
+    internal RestClientConfig ReadCtl(YamlSection root, RestApiConfig? restApi, Credentials? fallbackAuthentication)
+    {
+        var section = root.Section("ctl");
+        var insecure = Setting(section, "insecure", "CTL_INSECURE") is { } flag ? (section ?? root).ParseBool(flag, "ctl.insecure") ?? false : false;
+        var caCert = FileSetting(section, "cacert", "CTL_CACERT", "ctl.cacert");
+        var certFile = FileSetting(section, "certfile", "CTL_CERTFILE", "ctl.certfile");
+        var keyFile = FileSetting(section, "keyfile", "CTL_KEYFILE", "ctl.keyfile");
+        var keyPassword = Setting(section, "keyfile_password", "CTL_KEYFILE_PASSWORD");
+        if (certFile is null && (keyFile is not null || keyPassword is not null))
+        {
+            diagnostics.Error((section ?? root).Origin, "ctl.certfile", "required when ctl.keyfile or keyfile_password is set (the client certificate, PEM)");
+        }
+
+        Credentials? authentication = null;
+        if (section is not null)
+        {
+            authentication = ReadLogin(section, "authentication", "CTL");
+            section.Finish();
+        }
+
+        var fromRestApi = certFile is null && restApi?.CertFile is not null;
+        return new RestClientConfig
+        {
+            Insecure = insecure,
+            CaCert = caCert ?? restApi?.CaFile,
+            CertFile = fromRestApi ? restApi!.CertFile : certFile,
+            KeyFile = fromRestApi ? restApi!.KeyFile : keyFile,
+            KeyFilePassword = fromRestApi ? restApi!.KeyFilePassword : keyPassword?.Text,
+            Authentication = authentication ?? fallbackAuthentication,
+            CertSource = fromRestApi ? "restapi" : "ctl",
+        };
     }
 
     /// <summary>
@@ -290,11 +421,49 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
             Missing(root.Origin, "etcd3", "ETCD3_HOSTS");
         }
 
-        if (section?.String("protocol") is { } protocol && !protocol.Text.Equals("http", StringComparison.OrdinalIgnoreCase))
+        var caCert = FileSetting(section, "cacert", "ETCD3_CACERT", "etcd3.cacert");
+        var cert = FileSetting(section, "cert", "ETCD3_CERT", "etcd3.cert");
+        var key = FileSetting(section, "key", "ETCD3_KEY", "etcd3.key");
+        var keyPassword = Setting(section, "key_password", "ETCD3_KEY_PASSWORD");
+        if (cert is null && (key is not null || keyPassword is not null))
         {
-            diagnostics.Error(protocol.Origin, "etcd3.protocol", protocol.Text.Equals("https", StringComparison.OrdinalIgnoreCase)
-                ? "TLS to etcd is not supported yet"
-                : $"expected http, got '{protocol.Text}'");
+            diagnostics.Error((section ?? root).Origin, "etcd3.cert", "required when etcd3.key or key_password is set (the client certificate, PEM)");
+        }
+
+        // TLS when asked for (protocol: https, an https:// URL) or implied by a CA or client certificate.
+        var protocol = Setting(section, "protocol", "ETCD3_PROTOCOL");
+        var https = protocol?.Text.Trim().ToLowerInvariant() switch
+        {
+            null => endpoints.Any(e => e.StartsWith("https://", StringComparison.Ordinal)) || caCert is not null || cert is not null,
+            "https" => true,
+            "http" => false,
+            _ => (bool?)null,
+        };
+        if (https is null)
+        {
+            diagnostics.Error(protocol!.Value.Origin, "etcd3.protocol", $"expected http or https, got '{protocol.Value.Text}'");
+        }
+        else if (https == false && (caCert is not null || cert is not null))
+        {
+            diagnostics.Error(protocol!.Value.Origin, "etcd3.protocol", "is http, but etcd3.cacert or etcd3.cert is set: set protocol: https (or remove them)");
+        }
+
+        var byUrl = section?.KeyNode("url") is not null || section?.KeyNode("urls") is not null;
+        if (byUrl && endpoints.Any(e => e.StartsWith("https://", StringComparison.Ordinal)) && endpoints.Any(e => e.StartsWith("http://", StringComparison.Ordinal)))
+        {
+            diagnostics.Error((section ?? root).Origin, "etcd3.urls", "mixes http:// and https:// endpoints: use one protocol for every etcd endpoint");
+        }
+        else if (byUrl && https == true && protocol is not null && endpoints.Any(e => e.StartsWith("http://", StringComparison.Ordinal)))
+        {
+            diagnostics.Error(protocol.Value.Origin, "etcd3.protocol", "is https, but the etcd3 URLs are http://: make them agree");
+        }
+
+        if (https == true)
+        {
+            for (var i = 0; i < endpoints.Count; i++)
+            {
+                endpoints[i] = "https://" + endpoints[i][(endpoints[i].IndexOf("://", StringComparison.Ordinal) + 3)..];
+            }
         }
 
         var username = Setting(section, "username", "ETCD3_USERNAME");
@@ -305,9 +474,18 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
             diagnostics.Error((username ?? password)!.Value.Origin, $"etcd3.{missing}", $"required when etcd3.{given} is set");
         }
 
-        section?.Unsupported("cacert", "cert", "key", "key_password", "srv", "srv_suffix", "proxy", "use_proxies", "retry_timeout");
+        section?.Unsupported("srv", "srv_suffix", "proxy", "use_proxies", "retry_timeout");
         section?.Finish();
-        return new Etcd3Config { Endpoints = endpoints, Username = username?.Text, Password = password?.Text };
+        return new Etcd3Config
+        {
+            Endpoints = endpoints,
+            Username = username?.Text,
+            Password = password?.Text,
+            CaCert = caCert,
+            Cert = cert,
+            Key = key,
+            KeyPassword = keyPassword?.Text,
+        };
     }
 
     private void ReadEtcdEndpoints(YamlSection? section, List<string> endpoints)

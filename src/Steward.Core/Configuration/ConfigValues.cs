@@ -95,7 +95,7 @@ internal static class ConfigValues
     /// <summary>Whether a listen host means "every interface", which other machines cannot connect to.</summary>
     public static bool IsWildcard(string host) => host is "" or "0.0.0.0" or "::" or "*";
 
-    /// <summary>An etcd URL (<c>http://host[:port][/…]</c>) as <c>http://host:port</c>; TLS is refused.</summary>
+    /// <summary>An etcd URL (<c>http[s]://host[:port][/…]</c>) as <c>http[s]://host:port</c>.</summary>
     public static string? ParseEtcdUrl(string text, out string? problem)
     {
         var separator = text.IndexOf("://", StringComparison.Ordinal);
@@ -106,25 +106,20 @@ internal static class ConfigValues
         }
 
         var scheme = text[..separator];
-        if (scheme.Equals("https", StringComparison.OrdinalIgnoreCase))
+        var https = scheme.Equals("https", StringComparison.OrdinalIgnoreCase);
+        if (!https && !scheme.Equals("http", StringComparison.OrdinalIgnoreCase))
         {
-            problem = "TLS to etcd is not supported yet";
-            return null;
-        }
-
-        if (!scheme.Equals("http", StringComparison.OrdinalIgnoreCase))
-        {
-            problem = $"expected an http:// URL, got '{text}'";
+            problem = $"expected an http:// or https:// URL, got '{text}'";
             return null;
         }
 
         var authority = text[(separator + 3)..];
         var slash = authority.IndexOf('/', StringComparison.Ordinal);
         var endpoint = ParseHostPort(slash < 0 ? authority : authority[..slash], EtcdPort, out problem);
-        return endpoint is null ? null : EtcdEndpoint(endpoint);
+        return endpoint is null ? null : EtcdEndpoint(endpoint, https);
     }
 
-    public static string EtcdEndpoint(HostPort endpoint) => $"http://{endpoint}";
+    public static string EtcdEndpoint(HostPort endpoint, bool https = false) => $"{(https ? "https" : "http")}://{endpoint}";
 
     /// <summary>
     /// A list as Patroni reads it from an environment variable: a YAML-ish list (<c>['a:1','b:2']</c>) or a plain

@@ -26,6 +26,11 @@ public sealed class RouterConfig
     public Credentials? Dashboard { get; init; }
     /// <summary><c>restapi: {username, password}</c>: the agents' REST credentials, sent with the dashboard's actions.</summary>
     public Credentials? RestApi { get; init; }
+    /// <summary>
+    /// <c>ctl:</c> (Patroni's section, the same keys as in a node's file): how the router calls the agents' REST API (health
+    /// checks and the dashboard's switchover) when it speaks HTTPS; <c>ctl.authentication</c> falls back to <c>restapi</c>.
+    /// </summary>
+    public RestClientConfig Ctl { get; init; } = RestClientConfig.Plain;
 
     /// <summary>
     /// This router's name in etcd (<c>routers/&lt;name&gt;</c>, <c>pause/&lt;name&gt;</c>), used only when it drives

@@ -86,6 +86,7 @@ public static class RouterConfigLoader
 
         var dashboard = reader.ReadLogin(root, "dashboard", "DASHBOARD");
         var restApi = reader.ReadLogin(root, "restapi", "RESTAPI");
+        var ctl = reader.ReadCtl(root, null, restApi);
         if (dashboard is not null && stats is null)
         {
             diagnostics.Error(root.Origin, "dashboard", "needs stats.listen (the dashboard is served on the stats port)");
@@ -117,6 +118,7 @@ public static class RouterConfigLoader
             EtcdUnreachableGrace = Seconds(diagnostics, root, "etcd_unreachable_grace", 30, 0, 86400),
             Dashboard = dashboard,
             RestApi = restApi,
+            Ctl = ctl,
             Name = name,
             PgBouncers = pgBouncers,
         };

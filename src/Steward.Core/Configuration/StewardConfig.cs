@@ -13,6 +13,8 @@ public sealed class StewardConfig
     public string Namespace { get; init; } = "/service/";
     public required string Name { get; init; }
     public required RestApiConfig RestApi { get; init; }
+    /// <summary>How this node's clients (agent to agent, the CLI with <c>-c</c>) call the REST API: Patroni's <c>ctl</c>.</summary>
+    public RestClientConfig Ctl { get; init; } = RestClientConfig.Plain;
     public required Etcd3Config Etcd3 { get; init; }
     public BootstrapConfig Bootstrap { get; init; } = new();
     public required PostgresqlConfig Postgresql { get; init; }
@@ -35,14 +37,37 @@ public sealed class RestApiConfig
     public required HostPort ConnectAddress { get; init; }
     /// <summary>Basic-auth credentials required for unsafe methods (POST/PUT/PATCH/DELETE); null = none.</summary>
     public Credentials? Authentication { get; init; }
+    /// <summary>The server certificate (PEM); set: the API speaks HTTPS only.</summary>
+    public string? CertFile { get; init; }
+    /// <summary>Its private key (PEM); null: in <see cref="CertFile"/>.</summary>
+    public string? KeyFile { get; init; }
+    public string? KeyFilePassword { get; init; }
+    /// <summary>The CA that signs the clients' certificates (needed by <see cref="VerifyClient"/> optional / required).</summary>
+    public string? CaFile { get; init; }
+    public VerifyClient VerifyClient { get; init; } = VerifyClient.None;
+    /// <summary>Addresses, networks (CIDR) and host names allowed to call the unsafe methods; empty: anyone.</summary>
+    public IReadOnlyList<string> Allowlist { get; init; } = [];
+    /// <summary>Also allow the members' REST addresses (from their <c>api_url</c> in etcd).</summary>
+    public bool AllowlistIncludeMembers { get; init; }
+
+    public bool Https => CertFile is not null;
 }
 
 public sealed class Etcd3Config
 {
-    /// <summary>Endpoints as http://host:port (from <c>hosts</c>, <c>host</c> or <c>url</c>/<c>urls</c>).</summary>
+    /// <summary>Endpoints as http(s)://host:port (from <c>hosts</c>, <c>host</c> or <c>url</c>/<c>urls</c>).</summary>
     public required IReadOnlyList<string> Endpoints { get; init; }
     public string? Username { get; init; }
     public string? Password { get; init; }
+    /// <summary>The CA that signed etcd's certificate; null: the system's trust store.</summary>
+    public string? CaCert { get; init; }
+    /// <summary>Client certificate (PEM) for etcd's <c>--client-cert-auth</c>; null: none.</summary>
+    public string? Cert { get; init; }
+    /// <summary>Its private key (PEM); null: in <see cref="Cert"/>.</summary>
+    public string? Key { get; init; }
+    public string? KeyPassword { get; init; }
+
+    public bool Https => Endpoints.Any(e => e.StartsWith("https://", StringComparison.OrdinalIgnoreCase));
 }
 
 public sealed class BootstrapConfig

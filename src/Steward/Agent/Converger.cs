@@ -697,7 +697,7 @@ internal sealed class Converger
     public MemberData MemberDataFor(PgState pg, string state) => new()
     {
         ConnUrl = ConnUrl.ForPostgres(_config.Postgresql.ConnectAddress),
-        ApiUrl = ConnUrl.ForApi(_config.RestApi.ConnectAddress),
+        ApiUrl = ConnUrl.ForApi(_config.RestApi.ConnectAddress, _config.RestApi.Https),
         State = state,
         Role = pg.DataDir != DataDirStatus.Initialized ? "uninitialized" : pg.Running && pg.InRecovery == false ? "primary" : "replica",
         Version = VersionInfo.Version,

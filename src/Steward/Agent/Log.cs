@@ -91,4 +91,10 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 1101, Level = LogLevel.Information, Message = "not proceeding with the scheduled restart: {Reason}")]
     public static partial void ScheduledRestartSkipped(ILogger logger, string reason);
+
+    [LoggerMessage(EventId = 1102, Level = LogLevel.Warning, Message = "SECURITY: the REST API listens on {Listen}, beyond this machine, and anyone who reaches it may switch over, restart or reinitialize this member: set restapi.authentication (and restapi.certfile, verify_client, allowlist; docs/security.md)")]
+    public static partial void RestUnprotected(ILogger logger, string listen);
+
+    [LoggerMessage(EventId = 1103, Level = LogLevel.Warning, Message = "{Method} {Path} from {Remote} refused ({Status}): {Reason}")]
+    public static partial void RestRefused(ILogger logger, string method, string path, string remote, int status, string reason);
 }

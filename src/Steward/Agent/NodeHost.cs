@@ -76,6 +76,27 @@ internal static class NodeHost
             Log.ConfigWarning(log, warning);
         }
 
+        // Every certificate and key is read now: a bad one stops the start-up before anything is touched.
+        ServerTls? tls;
+        HttpClient http;
+        try
+        {
+            tls = ServerTls.Load(config.RestApi);
+            http = RestHttp.Create(config.Ctl);
+        }
+        catch (ConfigException e)
+        {
+            await Console.Error.WriteLineAsync($"steward: invalid configuration: {e.Message}. Nothing was changed.").ConfigureAwait(false);
+            return ExitConfig;
+        }
+
+        using var httpOwner = http;
+        if (!RestAccess.IsLoopbackOnly(config.RestApi.Listen.Host) && config.RestApi.Authentication is null
+            && !(config.RestApi.Https && config.RestApi.VerifyClient != VerifyClient.None))
+        {
+            Log.RestUnprotected(log, config.RestApi.Listen.ToString());
+        }
+
         var time = TimeProvider.System;
         var pg = new PostgresControl(config, loggers, time);
         if (await CheckEnvironmentAsync(config, pg, outer).ConfigureAwait(false) is { } problem)
@@ -85,8 +106,18 @@ internal static class NodeHost
         }
 
         var dcs = config.Bootstrap.Dcs;
-        await using var store = new EtcdClusterStore(config.Etcd3.Endpoints, config.KeyPrefix, TimeSpan.FromSeconds(dcs.RetryTimeout), time,
-            loggers.CreateLogger<EtcdClusterStore>(), config.Etcd3.Username, config.Etcd3.Password);
+        EtcdClusterStore created;
+        try
+        {
+            created = EtcdClusterStore.Create(config.Etcd3, config.KeyPrefix, TimeSpan.FromSeconds(dcs.RetryTimeout), time, loggers.CreateLogger<EtcdClusterStore>());
+        }
+        catch (ConfigException e)
+        {
+            await Console.Error.WriteLineAsync($"steward: invalid configuration: {e.Message}. Nothing was changed.").ConfigureAwait(false);
+            return ExitConfig;
+        }
+
+        await using var store = created;
         // A busy etcd may be slow to answer the first call: try for a while before giving up (nothing is touched meanwhile).
         var giveUpAt = time.GetUtcNow() + StartupEtcdWait;
         var said = false;
@@ -117,7 +148,6 @@ internal static class NodeHost
             }
         }
 
-        using var http = new HttpClient();
         if (await AlreadyRunningAsync(view, config.Name, http, outer).ConfigureAwait(false) is { } api)
         {
             // Patroni's "Can't start; there is already a node named '...' running": two agents with one name would each take
@@ -133,12 +163,12 @@ internal static class NodeHost
         using var fence = new SupervisedFence(config.Postgresql.DataDir, time, loggers.CreateLogger("steward.fence"));
         fence.Start();
         var callbacks = new PostgresCallbacks(config, loggers, time);
-        await using var agent = new NodeAgent(config, store, pg, new PeerClient(http, config.RestApi.Authentication), fence, time, loggers,
+        await using var agent = new NodeAgent(config, store, pg, new PeerClient(http, config.Ctl.Authentication), fence, time, loggers,
             SessionLedger.Beside(config.Postgresql.DataDir))
         {
             Callbacks = callbacks.Any ? callbacks : null,
         };
-        await using var web = BuildWebApp(config, agent, loggers);
+        await using var web = BuildWebApp(config, agent, loggers, tls);
         try
         {
             await web.StartAsync(outer).ConfigureAwait(false);
@@ -149,7 +179,8 @@ internal static class NodeHost
             return ExitEnvironment;
         }
 
-        Log.RestListening(log, $"http://{config.RestApi.Listen}");
+        Log.RestListening(log, $"{(tls is null ? "http" : "https")}://{config.RestApi.Listen}"
+            + (tls is null ? "" : $" (client certificates: {config.RestApi.VerifyClient.ToString().ToLowerInvariant()})"));
 
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(outer);
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
@@ -204,7 +235,7 @@ internal static class NodeHost
         return null;
     }
 
-    private static WebApplication BuildWebApp(StewardConfig config, NodeAgent agent, ILoggerFactory loggers)
+    private static WebApplication BuildWebApp(StewardConfig config, NodeAgent agent, ILoggerFactory loggers, ServerTls? tls)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
@@ -213,23 +244,24 @@ internal static class NodeHost
         {
             var host = config.RestApi.Listen.Host;
             var port = config.RestApi.Listen.Port;
+            Action<Microsoft.AspNetCore.Server.Kestrel.Core.ListenOptions> secure = listen => tls?.Apply(listen);
             if (host is "*" or "0.0.0.0" or "::" or "")
             {
-                k.ListenAnyIP(port);
+                k.ListenAnyIP(port, secure);
             }
             else if (IPAddress.TryParse(host, out var ip))
             {
-                k.Listen(ip, port);
+                k.Listen(ip, port, secure);
             }
             else
             {
-                k.ListenLocalhost(port);
+                k.ListenLocalhost(port, secure);
             }
         });
         builder.Services.AddSingleton(loggers);
         var app = builder.Build();
         RestApi.Map(app, agent, new AgentMetrics(agent));
-        RestActions.Map(app, agent);
+        RestActions.Map(app, agent, loggers.CreateLogger("steward.rest"));
         return app;
     }
 

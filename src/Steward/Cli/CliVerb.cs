@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Microsoft.Extensions.Logging.Abstractions;
 using Steward.Core.Cluster;
+using Steward.Core.Configuration;
 using Steward.Etcd;
 
 namespace Steward.Cli;
@@ -41,8 +42,8 @@ internal sealed class CliContext(string verb, ResolvedTarget target, IClusterSto
     public Prompter Prompter { get; init; } = new(Console.In, Console.Error);
     public TimeProvider Time { get; init; } = TimeProvider.System;
 
-    /// <summary>The REST client for verbs that act (credentials from the options, environment or node config).</summary>
-    public RestClient Rest => _rest ??= new RestClient(rest ?? RestCredentials.None);
+    /// <summary>The REST client (TLS from the node config's ctl settings; credentials from the options, environment or node config).</summary>
+    public RestClient Rest => _rest ??= new RestClient(Target.Ctl, rest);
 
     private RestClient? _rest;
 
@@ -96,12 +97,27 @@ internal static class CliVerb
                 return ExitCodes.Usage;
             }
 
-            await using var store = new EtcdClusterStore(resolved.Endpoints, resolved.Prefix, TimeSpan.FromSeconds(5), TimeProvider.System,
-                NullLogger<EtcdClusterStore>.Instance, resolved.EtcdUsername, resolved.EtcdPassword);
+            EtcdClusterStore created;
+            try
+            {
+                created = EtcdClusterStore.Create(resolved.Etcd, resolved.Prefix, TimeSpan.FromSeconds(5), TimeProvider.System, NullLogger<EtcdClusterStore>.Instance);
+            }
+            catch (ConfigException e)
+            {
+                await Console.Error.WriteLineAsync($"steward {name}: invalid configuration: {e.Message}").ConfigureAwait(false);
+                return ExitCodes.Usage;
+            }
+
+            await using var store = created;
             using var context = new CliContext(name, resolved, store, restOptions?.Resolve(pr, resolved));
             try
             {
                 return await run(context, pr, ct).ConfigureAwait(false);
+            }
+            catch (ConfigException e)
+            {
+                await Console.Error.WriteLineAsync($"steward {name}: invalid configuration: {e.Message}").ConfigureAwait(false);
+                return ExitCodes.Usage;
             }
             catch (CliException e)
             {

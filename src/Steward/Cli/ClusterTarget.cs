@@ -3,14 +3,20 @@ using Steward.Core.Configuration;
 
 namespace Steward.Cli;
 
-/// <summary>Where the cluster is: etcd endpoints (and credentials), the key prefix and scope, and the REST credentials of the node config if one was given.</summary>
-internal sealed record ResolvedTarget(IReadOnlyList<string> Endpoints, string Prefix, string Scope, string? EtcdUsername, string? EtcdPassword, Credentials? RestAuthentication);
+/// <summary>
+/// Where the cluster is: etcd (endpoints, credentials, TLS), the key prefix and scope, and how to call the REST API
+/// (the node config's <c>ctl</c> settings if one was given).
+/// </summary>
+internal sealed record ResolvedTarget(Etcd3Config Etcd, string Prefix, string Scope, RestClientConfig Ctl)
+{
+    public IReadOnlyList<string> Endpoints => Etcd.Endpoints;
+}
 
 /// <summary>How a CLI verb finds the cluster: <c>-c node.yml</c>, or <c>--etcd HOSTS --scope NAME</c> (env STEWARD_ETCD / STEWARD_SCOPE).</summary>
 internal sealed class ClusterTarget
 {
     public Option<FileInfo?> Config { get; } = new("--config", "-c") { Description = "a node's YAML configuration (for etcd3 hosts, namespace, scope and REST credentials)" };
-    public Option<string?> Etcd { get; } = new("--etcd") { Description = "etcd endpoints, comma-separated host:port (env STEWARD_ETCD)" };
+    public Option<string?> Etcd { get; } = new("--etcd") { Description = "etcd endpoints, comma-separated host:port or URLs (env STEWARD_ETCD; TLS and credentials from STEWARD_ETCD3_CACERT, _CERT, _KEY, _USERNAME, _PASSWORD)" };
     public Option<string?> Scope { get; } = new("--scope") { Description = "cluster name (env STEWARD_SCOPE)" };
     public Option<string?> Namespace { get; } = new("--namespace") { Description = "key namespace (default /service/)" };
 
@@ -31,7 +37,7 @@ internal sealed class ClusterTarget
             try
             {
                 var c = ConfigLoader.Load(file.FullName);
-                return new ResolvedTarget([.. c.Etcd3.Endpoints], c.KeyPrefix, c.Scope, c.Etcd3.Username, c.Etcd3.Password, c.RestApi.Authentication);
+                return new ResolvedTarget(c.Etcd3, c.KeyPrefix, c.Scope, c.Ctl);
             }
             catch (ConfigException e)
             {
@@ -48,9 +54,35 @@ internal sealed class ClusterTarget
             return null;
         }
 
-        var endpoints = hosts.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-            .Select(h => h.Contains("://", StringComparison.Ordinal) ? h : "http://" + h).ToArray();
+        // Without a node file, TLS and credentials come from the node file's environment variables (docs/security.md).
+        var caCert = Variable("ETCD3_CACERT");
+        var cert = Variable("ETCD3_CERT");
+        var scheme = caCert is not null || cert is not null ? "https://" : "http://";
+        var etcd = new Etcd3Config
+        {
+            Endpoints = [.. hosts.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                .Select(h => h.Contains("://", StringComparison.Ordinal) ? h : scheme + h)],
+            CaCert = caCert,
+            Cert = cert,
+            Key = Variable("ETCD3_KEY"),
+            KeyPassword = Variable("ETCD3_KEY_PASSWORD"),
+            Username = Variable("ETCD3_USERNAME"),
+            Password = Variable("ETCD3_PASSWORD"),
+        };
+        var ctl = new RestClientConfig
+        {
+            Insecure = Variable("CTL_INSECURE") is { } insecure && (insecure.Equals("true", StringComparison.OrdinalIgnoreCase) || insecure == "1"),
+            CaCert = Variable("CTL_CACERT"),
+            CertFile = Variable("CTL_CERTFILE"),
+            KeyFile = Variable("CTL_KEYFILE"),
+            KeyFilePassword = Variable("CTL_KEYFILE_PASSWORD"),
+        };
         var ns = "/" + (pr.GetValue(Namespace) ?? "/service/").Trim('/') + "/";
-        return new ResolvedTarget(endpoints, (ns == "//" ? "/" : ns) + scope + "/", scope, null, null, null);
+        return new ResolvedTarget(etcd, (ns == "//" ? "/" : ns) + scope + "/", scope, ctl);
     }
+
+    /// <summary><c>STEWARD_x</c>, else <c>PATRONI_x</c> (the names a node file's settings take in the environment).</summary>
+    private static string? Variable(string name) =>
+        Environment.GetEnvironmentVariable("STEWARD_" + name) is { Length: > 0 } value ? value
+        : Environment.GetEnvironmentVariable("PATRONI_" + name) is { Length: > 0 } patroni ? patroni : null;
 }

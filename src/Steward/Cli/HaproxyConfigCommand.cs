@@ -45,8 +45,18 @@ internal static class HaproxyConfigCommand
             }
 
             var (endpoints, scope) = (resolved.Endpoints, resolved.Scope);
-            await using var store = new EtcdClusterStore(endpoints, resolved.Prefix, TimeSpan.FromSeconds(3), TimeProvider.System, NullLogger<EtcdClusterStore>.Instance,
-                resolved.EtcdUsername, resolved.EtcdPassword);
+            EtcdClusterStore created;
+            try
+            {
+                created = EtcdClusterStore.Create(resolved.Etcd, resolved.Prefix, TimeSpan.FromSeconds(3), TimeProvider.System, NullLogger<EtcdClusterStore>.Instance);
+            }
+            catch (Steward.Core.Configuration.ConfigException e)
+            {
+                await Console.Error.WriteLineAsync($"steward haproxy-config: {e.Message}").ConfigureAwait(false);
+                return 2;
+            }
+
+            await using var store = created;
             ClusterView view;
             try
             {
@@ -64,13 +74,13 @@ internal static class HaproxyConfigCommand
                 return 3;
             }
 
-            Console.Write(Render(scope, view, pr.GetValue(bind)!, pr.GetValue(writePort), pr.GetValue(readPort), pr.GetValue(statsPort)));
+            Console.Write(Render(scope, view, pr.GetValue(bind)!, pr.GetValue(writePort), pr.GetValue(readPort), pr.GetValue(statsPort), resolved.Ctl.CaCert));
             return 0;
         });
         return cmd;
     }
 
-    internal static string Render(string scope, ClusterView view, string bind, int writePort, int readPort, int statsPort)
+    internal static string Render(string scope, ClusterView view, string bind, int writePort, int readPort, int statsPort, string? caFile = null)
     {
         var servers = new StringBuilder();
         foreach (var m in view.Members)
@@ -81,7 +91,11 @@ internal static class HaproxyConfigCommand
             }
 
             var host = pg.Host.Contains(':', StringComparison.Ordinal) ? $"[{pg.Host}]" : pg.Host;
-            servers.Append(CultureInfo.InvariantCulture, $"    server {m.Name} {host}:{pg.Port} maxconn 100 check addr {rest.Host} port {rest.Port}\n");
+            // An HTTPS REST API (restapi.certfile) is checked over TLS against the ctl CA (docs/security.md); with
+            // verify_client: required HAProxy also needs a client certificate: add "crt <cert and key in one PEM>".
+            var tls = !api.StartsWith("https://", StringComparison.OrdinalIgnoreCase) ? ""
+                : caFile is null ? " check-ssl verify none" : $" check-ssl verify required ca-file {caFile}";
+            servers.Append(CultureInfo.InvariantCulture, $"    server {m.Name} {host}:{pg.Port} maxconn 100 check addr {rest.Host} port {rest.Port}{tls}\n");
         }
 
         return $"""

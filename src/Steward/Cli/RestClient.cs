@@ -27,8 +27,8 @@ internal sealed class RestOptions
 
     public RestCredentials Resolve(ParseResult pr, ResolvedTarget target)
     {
-        var username = pr.GetValue(_username) ?? Environment.GetEnvironmentVariable("STEWARD_RESTAPI_USERNAME") ?? target.RestAuthentication?.Username;
-        var password = pr.GetValue(_password) ?? Environment.GetEnvironmentVariable("STEWARD_RESTAPI_PASSWORD") ?? target.RestAuthentication?.Password;
+        var username = pr.GetValue(_username) ?? Environment.GetEnvironmentVariable("STEWARD_RESTAPI_USERNAME") ?? target.Ctl.Authentication?.Username;
+        var password = pr.GetValue(_password) ?? Environment.GetEnvironmentVariable("STEWARD_RESTAPI_PASSWORD") ?? target.Ctl.Authentication?.Password;
         return new RestCredentials(username, password);
     }
 }
@@ -54,10 +54,25 @@ internal sealed class RestClient : IDisposable
 
     public static readonly TimeSpan ReadTimeout = TimeSpan.FromSeconds(3);
 
-    private readonly HttpClient _http = new() { Timeout = Timeout.InfiniteTimeSpan };
+    private readonly HttpClient _http;
     private readonly RestCredentials _credentials;
 
-    public RestClient(RestCredentials credentials) => _credentials = credentials;
+    /// <exception cref="Steward.Core.Configuration.ConfigException">A certificate or key named by <paramref name="ctl"/> cannot be loaded.</exception>
+    public RestClient(Steward.Core.Configuration.RestClientConfig ctl, RestCredentials? credentials)
+    {
+        ArgumentNullException.ThrowIfNull(ctl);
+        // Credentials go per request (the options may override the config's), so the shared client carries none.
+        _http = Steward.Rest.RestHttp.Create(new Steward.Core.Configuration.RestClientConfig
+        {
+            Insecure = ctl.Insecure,
+            CaCert = ctl.CaCert,
+            CertFile = ctl.CertFile,
+            KeyFile = ctl.KeyFile,
+            KeyFilePassword = ctl.KeyFilePassword,
+            CertSource = ctl.CertSource,
+        });
+        _credentials = credentials ?? RestCredentials.None;
+    }
 
     public void Dispose() => _http.Dispose();
 
@@ -105,7 +120,7 @@ internal sealed class RestClient : IDisposable
         }
         catch (HttpRequestException e)
         {
-            throw new RestUnreachableException($"cannot reach {member.Name} at {url}: {e.Message}");
+            throw new RestUnreachableException($"cannot reach {member.Name} at {url}: {Steward.Rest.RestHttp.Describe(e, url)}");
         }
     }
 }

@@ -20,10 +20,11 @@ internal static class RestActions
 {
     private static readonly TimeSpan ActionTimeout = TimeSpan.FromSeconds(30);
 
-    public static void Map(IEndpointRouteBuilder app, NodeAgent agent)
+    public static void Map(IEndpointRouteBuilder app, NodeAgent agent, Microsoft.Extensions.Logging.ILogger log)
     {
+        var access = new RestAccess(agent.Config.RestApi, () => agent.Snapshot.Cluster?.Members ?? []);
         void On(string method, string path, Func<HttpContext, Task<IResult>> action) =>
-            app.MapMethods(path, [method], new RequestDelegate(ctx => Guarded(ctx, agent, action)));
+            app.MapMethods(path, [method], new RequestDelegate(ctx => Guarded(ctx, access, log, action)));
 
         On("POST", "/switchover", ctx => SwitchoverAsync(ctx, agent, failover: false));
         On("POST", "/failover", ctx => SwitchoverAsync(ctx, agent, failover: true));
@@ -43,13 +44,18 @@ internal static class RestActions
         On("PUT", "/config", ctx => ConfigAsync(ctx, agent, patch: false));
     }
 
-    private static async Task Guarded(HttpContext ctx, NodeAgent agent, Func<HttpContext, Task<IResult>> action)
+    private static async Task Guarded(HttpContext ctx, RestAccess access, Microsoft.Extensions.Logging.ILogger log, Func<HttpContext, Task<IResult>> action)
     {
         IResult result;
-        if (!Authorized(ctx, agent))
+        if (access.Check(ctx) is { } refused)
         {
-            ctx.Response.Headers.WWWAuthenticate = "Basic realm=\"steward\"";
-            result = Text(401, "no or wrong credentials (restapi.authentication)");
+            if (refused.Status == 401)
+            {
+                ctx.Response.Headers.WWWAuthenticate = "Basic realm=\"steward\"";
+            }
+
+            Log.RestRefused(log, ctx.Request.Method, ctx.Request.Path, ctx.Connection.RemoteIpAddress?.ToString() ?? "?", refused.Status, refused.Reason);
+            result = Text(refused.Status, refused.Reason);
         }
         else
         {
@@ -82,9 +88,9 @@ internal static class RestActions
         await result.ExecuteAsync(ctx).ConfigureAwait(false);
     }
 
-    private static bool Authorized(HttpContext ctx, NodeAgent agent)
+    internal static bool Authorized(HttpContext ctx, Steward.Core.Configuration.Credentials? authentication)
     {
-        if (agent.Config.RestApi.Authentication is not { } auth)
+        if (authentication is not { } auth)
         {
             return true;
         }

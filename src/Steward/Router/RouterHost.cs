@@ -17,6 +17,7 @@ using Steward.Router.Dashboard;
 using Steward.Router.DataPath;
 using Steward.Router.PgBouncer;
 using Steward.Router.Routing;
+using Steward.Rest;
 
 namespace Steward.Router;
 
@@ -42,9 +43,23 @@ internal static partial class RouterHost
 
         using var loggers = NodeHost.CreateLoggers("INFO");
         var log = loggers.CreateLogger("steward.router");
-        await using var store = new EtcdClusterStore(config.Etcd3.Endpoints, config.KeyPrefix, TimeSpan.FromSeconds(2), TimeProvider.System,
-            loggers.CreateLogger<EtcdClusterStore>(), config.Etcd3.Username, config.Etcd3.Password);
-        using var http = new HttpClient();
+        EtcdClusterStore createdStore;
+        HttpClient createdHttp;
+        try
+        {
+            // Every certificate and key is read now: a bad one stops the start-up with the key and file named.
+            createdHttp = RestHttp.Create(config.Ctl);
+            createdStore = EtcdClusterStore.Create(config.Etcd3, config.KeyPrefix, TimeSpan.FromSeconds(2), TimeProvider.System,
+                loggers.CreateLogger<EtcdClusterStore>());
+        }
+        catch (ConfigException e)
+        {
+            await Console.Error.WriteLineAsync($"steward router: invalid configuration: {e.Message}").ConfigureAwait(false);
+            return NodeHost.ExitConfig;
+        }
+
+        await using var store = createdStore;
+        using var http = createdHttp;
         await using var watcher = new ClusterWatcher(store, http, config.Read?.MaxLag ?? 1048576, TimeSpan.FromSeconds(config.EtcdUnreachableGrace),
             TimeProvider.System, log, syncStandbys: config.Read?.SyncStandbys ?? SyncStandbyReads.Include);
         try

@@ -64,12 +64,13 @@ internal static class StewardProcess
     /// Runs steward to completion and returns its exit code and combined output. Standard input gets <paramref name="stdin"/>
     /// and is then closed (so a prompt with no answer is refused rather than waited on).
     /// </summary>
-    public static async Task<(int ExitCode, string Output)> RunAsync(IReadOnlyList<string> args, TimeSpan timeout, string? stdin = null)
+    public static async Task<(int ExitCode, string Output)> RunAsync(IReadOnlyList<string> args, TimeSpan timeout, string? stdin = null,
+        IReadOnlyDictionary<string, string>? environment = null)
     {
         var logPath = Path.GetTempFileName();
         try
         {
-            using var p = Start(args, logPath);
+            using var p = Start(args, logPath, environment);
             if (stdin is not null)
             {
                 await p.StandardInput.WriteAsync(stdin).ConfigureAwait(false);

@@ -20,11 +20,19 @@ internal sealed class TestCluster : IAsyncDisposable
 
     private readonly ITestOutputHelper? _output;
     private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(3) };
+    private readonly string _restScheme = "http";
     private EtcdClient? _etcd;
     private long _marker;
 
-    private TestCluster(EtcdServer etcd, TempDir dir, string scope, ITestOutputHelper? output)
+    private TestCluster(EtcdServer etcd, TempDir dir, string scope, ITestOutputHelper? output, TestCerts? tls = null)
     {
+        if (tls is not null)
+        {
+            _http.Dispose();
+            _http = tls.HttpClient();
+            _restScheme = "https";
+        }
+
         Etcd = etcd;
         Dir = dir;
         Scope = scope;
@@ -39,9 +47,14 @@ internal sealed class TestCluster : IAsyncDisposable
     public static async Task<TestCluster> StartAsync(int nodes, ITestOutputHelper? output, ClusterOptions? options = null)
     {
         options ??= new ClusterOptions();
-        var etcd = await EtcdServer.StartAsync().ConfigureAwait(false);
+        var etcd = await EtcdServer.StartAsync(tls: options.Tls).ConfigureAwait(false);
+        if (options.EtcdRootPassword is { } rootPassword)
+        {
+            await etcd.EnableAuthAsync(rootPassword).ConfigureAwait(false);
+        }
+
         var dir = new TempDir("cluster");
-        var cluster = new TestCluster(etcd, dir, "t" + Guid.NewGuid().ToString("N")[..8], output);
+        var cluster = new TestCluster(etcd, dir, "t" + Guid.NewGuid().ToString("N")[..8], output, options.Tls);
         for (var i = 1; i <= nodes; i++)
         {
             cluster.Nodes.Add(cluster.CreateNode($"node{i}", options));
@@ -95,8 +108,8 @@ internal sealed class TestCluster : IAsyncDisposable
             restapi:
               listen: 127.0.0.1:{{restPort}}
               connect_address: 127.0.0.1:{{restPort}}
-            etcd3:
-              hosts: {{Etcd.Endpoint.Replace("http://", "", StringComparison.Ordinal)}}
+            {{SecureRestYaml(options)}}
+            {{Etcd3Yaml()}}
             bootstrap:
               dcs:
                 ttl: {{options.Ttl}}
@@ -137,14 +150,55 @@ internal sealed class TestCluster : IAsyncDisposable
             """;
         var configPath = Path.Combine(nodeDir, "node.yml");
         File.WriteAllText(configPath, yaml);
-        return new TestNode(name, nodeDir, configPath, pgPort, restPort, _http, _output);
+        return new TestNode(name, nodeDir, configPath, pgPort, restPort, _http, _output) { RestScheme = _restScheme };
     }
 
     public TestNode this[string name] => Nodes.Single(n => n.Name == name);
 
+    /// <summary>The REST user and password of a cluster started with <see cref="ClusterOptions.Tls"/>.</summary>
+    public const string RestUser = "admin";
+    public const string RestPassword = "rest-secret";
+
+    /// <summary>
+    /// With <see cref="ClusterOptions.Tls"/>: the REST API over HTTPS only, client certificates required, Basic auth for
+    /// the unsafe methods, and Patroni's <c>ctl</c> section for this node's clients (continues <c>restapi:</c>).
+    /// </summary>
+    private static string SecureRestYaml(ClusterOptions options) => options.Tls is not { } tls ? "" : string.Join('\n',
+        $"  certfile: {tls.ServerCert}",
+        $"  keyfile: {tls.ServerKey}",
+        $"  cafile: {tls.CaFile}",
+        "  verify_client: required",
+        $"  authentication: {{username: {RestUser}, password: {RestPassword}}}",
+        "ctl:",
+        $"  cacert: {tls.CaFile}",
+        $"  certfile: {tls.ClientCert}",
+        $"  keyfile: {tls.ClientKey}");
+
+    /// <summary>The <c>etcd3:</c> section for this cluster's etcd (with TLS and auth when it has them).</summary>
+    public string Etcd3Yaml(string? caFile = null)
+    {
+        var lines = new List<string> { "etcd3:", $"  hosts: {Etcd.HostPort}" };
+        if (Etcd.Tls is { } tls)
+        {
+            lines.AddRange(["  protocol: https", $"  cacert: {caFile ?? tls.CaFile}", $"  cert: {tls.ClientCert}", $"  key: {tls.ClientKey}"]);
+        }
+
+        if (Etcd.RootPassword is { } password)
+        {
+            lines.AddRange(["  username: root", $"  password: {password}"]);
+        }
+
+        return string.Join('\n', lines);
+    }
+
     /// <summary>Who the <c>leader</c> key in etcd names right now (null: there is no leader key), read straight from etcd.</summary>
     public async Task<string?> LeaderKeyAsync(CancellationToken ct = default)
     {
+        if (Etcd.Tls is not null || Etcd.RootPassword is not null)
+        {
+            return await Etcd.GetValueAsync($"/service/{Scope}/leader", ct).ConfigureAwait(false);
+        }
+
         _etcd ??= new EtcdClient(Etcd.Endpoint);
         var range = await _etcd.GetAsync($"/service/{Scope}/leader", deadline: DateTime.UtcNow.AddSeconds(2), cancellationToken: ct).ConfigureAwait(false);
         return range.Kvs.Count == 0 ? null : range.Kvs[0].Value.ToStringUtf8();
@@ -216,14 +270,24 @@ internal sealed class TestCluster : IAsyncDisposable
 
     private async Task<bool> MemberKeySaysStreamingAsync(string member)
     {
-        _etcd ??= new EtcdClient(Etcd.Endpoint);
-        var range = await _etcd.GetAsync($"/service/{Scope}/members/{member}", deadline: DateTime.UtcNow.AddSeconds(2)).ConfigureAwait(false);
-        if (range.Kvs.Count == 0)
+        string? value;
+        if (Etcd.Tls is not null || Etcd.RootPassword is not null)
+        {
+            value = await Etcd.GetValueAsync($"/service/{Scope}/members/{member}").ConfigureAwait(false);
+        }
+        else
+        {
+            _etcd ??= new EtcdClient(Etcd.Endpoint);
+            var range = await _etcd.GetAsync($"/service/{Scope}/members/{member}", deadline: DateTime.UtcNow.AddSeconds(2)).ConfigureAwait(false);
+            value = range.Kvs.Count == 0 ? null : range.Kvs[0].Value.ToStringUtf8();
+        }
+
+        if (value is null)
         {
             return false;
         }
 
-        using var doc = System.Text.Json.JsonDocument.Parse(range.Kvs[0].Value.ToStringUtf8());
+        using var doc = System.Text.Json.JsonDocument.Parse(value);
         return doc.RootElement.TryGetProperty("role", out var role) && role.GetString() == "replica"
                && doc.RootElement.TryGetProperty("replication_state", out var state) && state.GetString() == "streaming";
     }
@@ -344,6 +408,10 @@ internal sealed record ClusterOptions
 
     /// <summary>postgresql.bin_dir of every node: a directory of wrappers injects faults into PostgreSQL's programs.</summary>
     public string BinDir { get; init; } = "/usr/lib/postgresql/15/bin";
+    /// <summary>TLS everywhere: etcd (client certificates required), the REST API (verify_client: required) and its clients.</summary>
+    public TestCerts? Tls { get; init; }
+    /// <summary>Turn etcd's authentication on with this root password before the agents start.</summary>
+    public string? EtcdRootPassword { get; init; }
 }
 
 /// <summary>
@@ -375,6 +443,8 @@ internal sealed class TestNode
     public string ConfigPath { get; }
     public int PgPort { get; }
     public int RestPort { get; }
+    /// <summary><c>https</c> when the cluster's REST API speaks TLS.</summary>
+    public string RestScheme { get; init; } = "http";
     public string DataDir => Path.Combine(Dir, "data");
     public string LogPath => Path.Combine(Dir, "agent.log");
     public bool IsRunning => _agent is { HasExited: false };
@@ -589,7 +659,7 @@ internal sealed class TestNode
     {
         try
         {
-            using var req = new HttpRequestMessage(method ?? HttpMethod.Get, $"http://127.0.0.1:{RestPort}{path}");
+            using var req = new HttpRequestMessage(method ?? HttpMethod.Get, $"{RestScheme}://127.0.0.1:{RestPort}{path}");
             using var resp = await _http.SendAsync(req).ConfigureAwait(false);
             return (int)resp.StatusCode;
         }
@@ -603,7 +673,7 @@ internal sealed class TestNode
     {
         try
         {
-            return await _http.GetFromJsonAsync<JsonElement>($"http://127.0.0.1:{RestPort}{path}").ConfigureAwait(false);
+            return await _http.GetFromJsonAsync<JsonElement>($"{RestScheme}://127.0.0.1:{RestPort}{path}").ConfigureAwait(false);
         }
         catch (Exception e) when (e is HttpRequestException or TaskCanceledException or JsonException)
         {

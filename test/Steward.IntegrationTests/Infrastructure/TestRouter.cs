@@ -59,7 +59,7 @@ internal sealed class TestRouter : IAsyncDisposable
     /// <summary>Starts a router on <paramref name="scope"/> of the etcd at <paramref name="etcdEndpoint"/>; its config and log go to <paramref name="dir"/>.</summary>
     public static async Task<TestRouter> StartAsync(string etcdEndpoint, string scope, TempDir dir, ITestOutputHelper output, int holdSeconds = 5,
         (string Username, string Password)? dashboard = null, bool closeSessionsOnLeaderChange = true, IReadOnlyDictionary<string, string>? environment = null,
-        string? syncStandbys = null, string extraYaml = "", string file = "router")
+        string? syncStandbys = null, string extraYaml = "", string file = "router", string? etcd3Yaml = null)
     {
         int write = FreePorts.Next(), read = FreePorts.Next(), stats = FreePorts.Next();
         if (syncStandbys is not null && file == "router")
@@ -72,8 +72,7 @@ internal sealed class TestRouter : IAsyncDisposable
         await File.WriteAllTextAsync(path, $$"""
             scope: {{scope}}
             namespace: /service/
-            etcd3:
-              hosts: {{etcdEndpoint.Replace("http://", "", StringComparison.Ordinal)}}
+            {{etcd3Yaml ?? "etcd3:\n  hosts: " + etcdEndpoint.Replace("http://", "", StringComparison.Ordinal)}}
             write:
               listen: 127.0.0.1:{{write}}
               hold_timeout: {{holdSeconds}}

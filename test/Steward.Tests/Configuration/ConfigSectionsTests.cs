@@ -18,12 +18,18 @@ public sealed class ConfigSectionsTests
     [InlineData("etcd3:\n  url: http://etcd.local", "http://etcd.local:2379")]
     [InlineData("etcd3:\n  urls: [http://a:2379, http://b:2379]", "http://a:2379 http://b:2379")]
     [InlineData("etcd3:\n  protocol: http\n  hosts: a:1", "http://a:1")]
+    [InlineData("etcd3:\n  protocol: https\n  hosts: a:2379,b", "https://a:2379 https://b:2379")]
+    [InlineData("etcd3:\n  url: https://etcd.local:2379/", "https://etcd.local:2379")]
+    [InlineData("etcd3:\n  urls: [https://a:2379, https://b:2379]", "https://a:2379 https://b:2379")]
     public void Etcd3_endpoints_are_accepted_in_each_of_patronis_forms(string etcd3, string expected) =>
         Assert.Equal(expected.Split(' '), Parse(WithEtcd(etcd3)).Etcd3.Endpoints);
 
     [Theory]
-    [InlineData("etcd3:\n  protocol: https\n  hosts: a:2379", "etcd3.protocol: TLS to etcd is not supported yet")]
-    [InlineData("etcd3:\n  url: https://a:2379", "etcd3.url: TLS to etcd is not supported yet")]
+    [InlineData("etcd3:\n  protocol: ftp\n  hosts: a:2379", "etcd3.protocol: expected http or https, got 'ftp'")]
+    [InlineData("etcd3:\n  urls: [http://a:2379, https://b:2379]", "etcd3.urls: mixes http:// and https:// endpoints")]
+    [InlineData("etcd3:\n  url: ftp://a:2379", "etcd3.url: expected an http:// or https:// URL, got 'ftp://a:2379'")]
+    [InlineData("etcd3:\n  hosts: a:2379\n  cacert: /nonexistent/ca.pem", "etcd3.cacert: no such file: /nonexistent/ca.pem")]
+    [InlineData("etcd3:\n  hosts: a:2379\n  key: /nonexistent/key.pem", "etcd3.key: no such file: /nonexistent/key.pem")]
     [InlineData("etcd3:\n  urls: a:2379", "etcd3.urls: expected a URL like http://127.0.0.1:2379, got 'a:2379'")]
     [InlineData("etcd3:\n  hosts: a:99999", "etcd3.hosts: port must be between 1 and 65535, got 99999")]
     [InlineData("etcd3:\n  username: root", "etcd3: one of hosts, host, url or urls is required")]
@@ -186,8 +192,8 @@ public sealed class ConfigSectionsTests
     public void Unsupported_patroni_keys_are_warnings_with_their_line_not_errors()
     {
         var yaml = Minimal
-            .Replace("restapi:\n", "restapi:\n  certfile: /etc/ssl/api.pem\n", StringComparison.Ordinal)
-            .Replace("  hosts: 127.0.0.1:2379", "  hosts: 127.0.0.1:2379\n  cacert: /etc/ssl/ca.pem", StringComparison.Ordinal)
+            .Replace("restapi:\n", "restapi:\n  ciphers: HIGH\n", StringComparison.Ordinal)
+            .Replace("  hosts: 127.0.0.1:2379", "  hosts: 127.0.0.1:2379\n  use_proxies: true", StringComparison.Ordinal)
             + """
 
               callbacks:
@@ -221,13 +227,12 @@ public sealed class ConfigSectionsTests
         Assert.Equal(
             new[]
             {
-                Warning("certfile:", "restapi.certfile"),
-                Warning("cacert:", "etcd3.cacert"),
+                Warning("ciphers:", "restapi.ciphers"),
+                Warning("use_proxies:", "etcd3.use_proxies"),
                 Warning("pg_hba: [local", "bootstrap.dcs.postgresql.pg_hba"),
                 Warning("post_bootstrap:", "bootstrap.post_bootstrap"),
                 Warning("use_slots: true", "postgresql.use_slots"),
                 Warning("  dir: /var/log", "log.dir"),
-                Warning("ctl:", "ctl"),
             }.Order(StringComparer.Ordinal),
             config.Warnings.Where(w => !w.Contains("watchdog", StringComparison.Ordinal)).Order(StringComparer.Ordinal));
         Assert.Contains(config.Warnings, w => w.Contains("watchdog.mode: automatic: Steward drives no hardware watchdog", StringComparison.Ordinal));

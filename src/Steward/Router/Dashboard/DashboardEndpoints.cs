@@ -111,11 +111,7 @@ internal static partial class DashboardEndpoints
         {
             Content = JsonContent.Create(new JsonObject { ["leader"] = leader.Name, ["candidate"] = candidate }, StewardJson.Default.JsonObject),
         };
-        if (config.RestApi is { } rest)
-        {
-            request.Headers.Authorization = new AuthenticationHeaderValue("Basic",
-                Convert.ToBase64String(Encoding.UTF8.GetBytes($"{rest.Username}:{rest.Password}")));
-        }
+        // Basic auth (ctl.authentication, else restapi) and TLS come with the client (RestHttp).
 
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted);
         cts.CancelAfter(SwitchoverTimeout);
@@ -128,7 +124,8 @@ internal static partial class DashboardEndpoints
         }
         catch (Exception e) when (e is HttpRequestException or OperationCanceledException && !ctx.RequestAborted.IsCancellationRequested)
         {
-            return Results.Text($"the leader {leader.Name} did not answer POST /switchover: {e.Message}", statusCode: StatusCodes.Status502BadGateway);
+            var reason = e is HttpRequestException h ? Steward.Rest.RestHttp.Describe(h, leaderApi) : e.Message;
+            return Results.Text($"the leader {leader.Name} did not answer POST /switchover: {reason}", statusCode: StatusCodes.Status502BadGateway);
         }
     }
 
