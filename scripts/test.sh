@@ -14,7 +14,7 @@
 # ran, any test failed, or the run was aborted (crash, hang, timeout).
 #
 # Environment: STEWARD_TEST_RESULTS (TRX directory, default ./TestResults),
-#              STEWARD_TEST_TIMEOUT (overall, default 25m),
+#              STEWARD_TEST_TIMEOUT (overall, default 26m),
 #              STEWARD_TEST_HANG_TIMEOUT (per test, default 10m).
 set -uo pipefail
 
@@ -23,7 +23,7 @@ ROOT=$PWD
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 
 RESULTS=${STEWARD_TEST_RESULTS:-$ROOT/TestResults}
-TIMEOUT=${STEWARD_TEST_TIMEOUT:-25m}
+TIMEOUT=${STEWARD_TEST_TIMEOUT:-26m}
 HANG_TIMEOUT=${STEWARD_TEST_HANG_TIMEOUT:-10m}
 
 fail() { echo; echo "test.sh: FAILED: $*"; exit 1; }
