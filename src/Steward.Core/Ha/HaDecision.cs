@@ -571,33 +571,41 @@ public static class HaDecision
                                            $"and its failover_priority {theirPriority} is higher than mine ({myPriority}): it should take over");
                 }
             }
+        }
 
-            if (SyncReplication.QuorumVotesNeeded(input.Settings, cluster.Sync, me) is { } needed && cluster.Sync is { } voters)
+        // Quorum commit, also for a member named by a switchover or failover (the operator's choice cannot make up for a
+        // commit it lacks): an acknowledged commit is missing from at most `quorum` voters, so among quorum + 1 voters none
+        // of which is ahead of me one holds it — and so do I. The former leader holds every commit: seeing it running as a
+        // replica, not ahead of me (after a switchover it stopped cleanly), is enough on its own.
+        if (SyncReplication.QuorumVotesNeeded(input.Settings, cluster.Sync, me) is { } needed && cluster.Sync is { } voters)
+        {
+            var votes = new List<string>();
+            if (voters.IsStandby(me))
             {
-                // Quorum commit: an acknowledged commit is missing from at most `quorum` voters, so among quorum + 1 voters
-                // none of which is ahead of me, one holds it — and so do I.
-                var votes = new List<string>();
-                if (voters.IsStandby(me))
+                votes.Add(me);
+            }
+
+            var formerLeaderNotAhead = false;
+            foreach (var peer in input.Peers.Values)
+            {
+                var theirTimeline = peer.Timeline ?? 0;
+                // A position read while a leader could still acknowledge commits may be behind what the member holds now.
+                var notAhead = peer.Name != me && peer.Reachable && peer.WalAfterLeaderGone && peer.Lsn is { } theirs
+                               && (theirTimeline < myTimeline || (theirTimeline == myTimeline && theirs <= myLsn));
+                if (notAhead && voters.IsStandby(peer.Name))
                 {
-                    votes.Add(me);
+                    votes.Add(peer.Name);
                 }
 
-                foreach (var peer in input.Peers.Values)
-                {
-                    var theirTimeline = peer.Timeline ?? 0;
-                    if (peer.Name != me && voters.IsStandby(peer.Name) && peer.Reachable && peer.Lsn is { } theirs
-                        && (theirTimeline < myTimeline || (theirTimeline == myTimeline && theirs <= myLsn)))
-                    {
-                        votes.Add(peer.Name);
-                    }
-                }
+                // Only a former leader running as a replica reports a position that includes all it ever acknowledged.
+                formerLeaderNotAhead |= notAhead && peer.Name == voters.Leader && peer is { Role: "replica", State: "running" };
+            }
 
-                if (votes.Count < needed)
-                {
-                    return HaPlan.NoAction($"no action. I am ({me}), a secondary; quorum commit: I see {votes.Count} of the {needed} voters needed " +
-                                           $"(quorum {voters.Quorum ?? 0} of voters {voters.SyncStandby}; seen not ahead of me: [{string.Join(", ", votes.Order(StringComparer.Ordinal))}]), " +
-                                           $"so I cannot be sure I hold every acknowledged commit");
-                }
+            if (votes.Count < needed && !formerLeaderNotAhead)
+            {
+                return HaPlan.NoAction($"no action. I am ({me}), a secondary; quorum commit: I see {votes.Count} of the {needed} voters needed " +
+                                       $"(quorum {voters.Quorum ?? 0} of voters {voters.SyncStandby}; seen not ahead of me: [{string.Join(", ", votes.Order(StringComparer.Ordinal))}]), " +
+                                       $"so I cannot be sure I hold every acknowledged commit{note}");
             }
         }
 

@@ -97,4 +97,11 @@ public sealed record PeerStatus
     public long? FailoverPriority { get; init; }
     /// <summary>When that member last reached etcd; a member that has not seen etcd within ttl cannot take over.</summary>
     public DateTimeOffset? DcsLastSeen { get; init; }
+
+    /// <summary>
+    /// Its <see cref="Lsn"/> was read after it had seen the leader key gone (Steward's <c>wal_after_leader_gone</c>): the
+    /// former primary had stopped (it is fenced before its lease runs out), so the position includes every commit the
+    /// member ever received from it. Only such a position counts as a quorum-commit vote.
+    /// </summary>
+    public bool WalAfterLeaderGone { get; init; }
 }

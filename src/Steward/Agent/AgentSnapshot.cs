@@ -28,6 +28,12 @@ internal sealed record AgentSnapshot
     public long LastCycleTimestamp { get; init; }
     public string? LastDecision { get; init; }
 
+    /// <summary>
+    /// <see cref="Pg"/> was inspected after an earlier read of etcd found no leader key, and this cycle's read still finds
+    /// none: the former primary had stopped before the position was read (see <see cref="Steward.Core.Ha.PeerStatus.WalAfterLeaderGone"/>).
+    /// </summary>
+    public bool WalAfterLeaderGone { get; init; }
+
     public bool IsPrimaryAcceptingWrites => Pg.Running && Pg.Accepting && Pg.InRecovery == false && !Demoting;
     public bool IsReplicaRunning => Pg.Running && Pg.Accepting && Pg.InRecovery == true;
     public string Role => RoleOf(Pg);

@@ -23,7 +23,7 @@ internal sealed class AgentStatus
     /// <summary>Told of every published inspection (the callbacks follow PostgreSQL's state through it); must not block.</summary>
     public Action<PgState>? Observer { get; set; }
 
-    public void Publish(PgState pg, ClusterView? cluster, long heldOnLease, DateTimeOffset? dcsSeen, string state, string? decision = null)
+    public void Publish(PgState pg, ClusterView? cluster, long heldOnLease, DateTimeOffset? dcsSeen, string state, string? decision = null, bool walAfterLeaderGone = false)
     {
         var previous = Snapshot;
         Volatile.Write(ref _snapshot, new AgentSnapshot
@@ -37,6 +37,7 @@ internal sealed class AgentStatus
             LastCycle = _time.GetUtcNow(),
             LastCycleTimestamp = _time.GetTimestamp(),
             LastDecision = decision ?? previous.LastDecision,
+            WalAfterLeaderGone = walAfterLeaderGone,
         });
         Observer?.Invoke(pg);
     }

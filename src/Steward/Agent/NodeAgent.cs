@@ -46,6 +46,7 @@ internal sealed class NodeAgent : IAsyncDisposable
     private (string Leader, long At)? _failsafeLeader;
     private long _configCheckedRevision;
     private bool _failsafeConfirmed;
+    private bool _leaderGoneSeen;
 
     public NodeAgent(StewardConfig config, IClusterStore store, IPostgresControl pg, IPeerClient peers, IPrimaryFence fence, TimeProvider time, ILoggerFactory loggers,
         SessionLedger? sessions = null)
@@ -197,6 +198,7 @@ internal sealed class NodeAgent : IAsyncDisposable
 
     private async Task CycleAsync(CancellationToken ct)
     {
+        var leaderGoneBeforeInspect = _leaderGoneSeen;
         var pg = await _pg.InspectAsync(ct).ConfigureAwait(false);
         if (IsPrimaryOrMayBe(pg))
         {
@@ -212,6 +214,7 @@ internal sealed class NodeAgent : IAsyncDisposable
         {
             cluster = await _store.LoadAsync(ct).ConfigureAwait(false);
             dcsSeen = now;
+            _leaderGoneSeen = cluster.Leader is null;
             if (_lease.Current is { LeaseId: not 0 } lease)
             {
                 // Written when it changed (or on a new lease), not every cycle: an idle cluster writes nothing to etcd.
@@ -261,7 +264,8 @@ internal sealed class NodeAgent : IAsyncDisposable
         var holds = cluster is null
             ? Snapshot.HoldsLeader
             : cluster.Leader is { } l && l.Name == _config.Name && l.LeaseId == leaseId && leaseId != 0;
-        _status.Publish(pg, cluster, holds ? leaseId : 0, dcsSeen, StateFor(pg));
+        var walAfterLeaderGone = leaderGoneBeforeInspect && cluster is { Leader: null };
+        _status.Publish(pg, cluster, holds ? leaseId : 0, dcsSeen, StateFor(pg), walAfterLeaderGone: walAfterLeaderGone);
 
         var input = new HaInput
         {
@@ -325,7 +329,7 @@ internal sealed class NodeAgent : IAsyncDisposable
         var after = await _pg.InspectAsync(ct).ConfigureAwait(false);
         var holdsAfter = failed is AcquireLeader || plan.Has<ReleaseLeader>() ? false : holds || plan.Has<AcquireLeader>();
         UpdateFence(after, holdsAfter);
-        _status.Publish(after, cluster, holdsAfter ? leaseId : 0, dcsSeen, StateFor(after), plan.Message);
+        _status.Publish(after, cluster, holdsAfter ? leaseId : 0, dcsSeen, StateFor(after), plan.Message, walAfterLeaderGone && cluster is { Leader: null });
     }
 
     /// <summary>

@@ -121,6 +121,7 @@ internal sealed class PeerClient(HttpClient http, Steward.Core.Configuration.Cre
             NoFailover = HaDecision.TagIsTrue(tags, "nofailover"),
             FailoverPriority = tags is null ? null : HaDecision.FailoverPriority(tags),
             DcsLastSeen = seen,
+            WalAfterLeaderGone = doc.TryGetProperty("wal_after_leader_gone", out var after) && after.ValueKind == JsonValueKind.True,
         };
     }
 }

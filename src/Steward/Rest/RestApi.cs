@@ -252,6 +252,11 @@ internal static class RestApi
             o["quorum_standby"] = true;
         }
 
+        if (s.WalAfterLeaderGone)
+        {
+            o["wal_after_leader_gone"] = true; // Steward's addition: the WAL position was read with no leader left (a quorum vote)
+        }
+
         if (s.LastDecision is { } decision)
         {
             o["ha_decision"] = decision; // Steward's addition: the last HA cycle's sentence, e.g. why it does not promote

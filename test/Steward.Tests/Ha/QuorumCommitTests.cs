@@ -287,6 +287,28 @@ public sealed class QuorumCommitTests
     }
 
     [Fact]
+    public void A_voter_whose_position_was_read_while_a_leader_could_still_commit_is_not_a_vote()
+    {
+        var plan = WithQuorumKey(NoLeader("node2"), 1, "node2", "node3")
+            .Peers(Peer("node3", Pg.DefaultLsn - 10) with { WalAfterLeaderGone = false }).Decide();
+        Assert.Empty(plan.Steps);
+        Assert.Contains("I see 1 of the 2 voters needed", plan.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_named_candidate_needs_the_votes_too_or_the_former_leader_running_as_a_replica_not_ahead()
+    {
+        var named = WithQuorumKey(NoLeader("node2"), 1, "node2", "node3").Failover(null, "node2")
+            .Peers(Peer("node3", Pg.DefaultLsn, reachable: false), Peer("node1", Pg.DefaultLsn + 5)).Decide();
+        Assert.Empty(named.Steps);
+        Assert.Contains("I see 1 of the 2 voters needed", named.Message, StringComparison.Ordinal);
+
+        var afterSwitchover = WithQuorumKey(NoLeader("node2"), 1, "node2", "node3").Failover(null, "node2")
+            .Peers(Peer("node3", Pg.DefaultLsn, reachable: false), Peer("node1", Pg.DefaultLsn)).Decide();
+        Assert.Equal([new AcquireLeader(), new Promote("manual failover")], afterSwitchover.Steps);
+    }
+
+    [Fact]
     public void A_voter_ahead_is_not_a_vote_it_is_the_one_to_take_over()
     {
         var plan = WithQuorumKey(NoLeader("node2"), 1, "node2", "node3")

@@ -265,6 +265,7 @@ internal sealed class Scenario
             Lsn = reachable ? lsn : null,
             NoFailover = nofailover,
             DcsLastSeen = lastSeen ?? Now.AddSeconds(-1),
+            WalAfterLeaderGone = true,
         };
 
     public HaInput Build() => new()
