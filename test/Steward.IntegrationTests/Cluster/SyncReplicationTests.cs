@@ -14,7 +14,7 @@ namespace Steward.IntegrationTests.Cluster;
 [Collection(ClusterCollection.Name)]
 public sealed class SyncReplicationTests(ITestOutputHelper output)
 {
-    private static int Rounds => int.TryParse(Environment.GetEnvironmentVariable("STEWARD_SYNC_ROUNDS"), out var n) && n > 0 ? n : 5;
+    private static int Rounds => int.TryParse(Environment.GetEnvironmentVariable("STEWARD_SYNC_ROUNDS"), out var n) && n > 0 ? n : 3;
 
     [Fact]
     public async Task Kill_9_of_the_leader_under_8_writers_loses_no_acknowledged_write_and_the_new_leader_was_a_synchronous_standby()
