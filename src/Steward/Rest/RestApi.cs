@@ -30,7 +30,7 @@ internal static class RestApi
     internal const long MaxRequestBodyBytes = 64 * 1024;
 
     /// <summary>
-    /// Limits for a server that faces hostile clients (docs/security-postgres.md, "Hostile input"): the bodies are small
+    /// Limits for a server that faces hostile clients (docs/security.md, "Hostile input to the REST API"): the bodies are small
     /// JSON objects, a client that sends its headers or body slowly is dropped within seconds (slowloris), and the number
     /// of open connections is bounded, so neither memory nor the thread pool the HA cycle shares can be exhausted.
     /// </summary>
