@@ -168,11 +168,14 @@ internal static class PgConfigFiles
         return settings;
     }
 
-    public static string RenderPostgresqlConf(IEnumerable<KeyValuePair<string, string>> parameters, IEnumerable<KeyValuePair<string, string>> replicaSettings)
+    /// <param name="include">The file included first: <see cref="BaseConf"/> (in the data directory) or the operator's
+    /// <c>custom_conf</c> (an absolute path).</param>
+    public static string RenderPostgresqlConf(IEnumerable<KeyValuePair<string, string>> parameters, IEnumerable<KeyValuePair<string, string>> replicaSettings, string include = BaseConf)
     {
+        ArgumentException.ThrowIfNullOrEmpty(include);
         var text = new StringBuilder();
         text.Append(Header).Append('\n');
-        text.Append("include '").Append(BaseConf).Append("'\n\n");
+        text.Append("include '").Append(include).Append("'\n\n");
         foreach (var (name, value) in parameters)
         {
             text.Append(name).Append(" = ").Append(QuoteConfValue(value)).Append('\n');
@@ -225,11 +228,14 @@ internal static class PgConfigFiles
             // Passwords (SCRAM) over TCP from this host only; replication only for the replication user. The agent connects
             // over TCP to postgresql.listen (samehost covers a listen address other than loopback). The unix socket admits
             // only the superuser, by peer (OS user = role name): no password, for the operator's psql as postgres.
+            // With use_unix_socket the agent itself comes in over the socket, under whatever OS user it runs as: then
+            // the superuser gives its password there too (peer only when it has none).
             var replication = HbaQuote(config.Postgresql.Authentication.Replication.Username);
             var superuser = HbaQuote(config.Postgresql.Authentication.Superuser.Username);
+            var local = config.Postgresql.UseUnixSocket && config.Postgresql.Authentication.Superuser.Password is not null ? "scram-sha-256" : "peer";
             lines =
             [
-                $"local all {superuser} peer",
+                $"local all {superuser} {local}",
                 "host all all 127.0.0.1/32 scram-sha-256",
                 "host all all ::1/128 scram-sha-256",
                 $"host all {superuser} samehost scram-sha-256",
@@ -240,6 +246,19 @@ internal static class PgConfigFiles
         }
         return "# Written by steward from postgresql.pg_hba (or its safe default); edits are overwritten.\n" + string.Join('\n', lines) + "\n";
     }
+
+    /// <summary>pg_ident.conf from <c>postgresql.pg_ident</c>'s lines.</summary>
+    public static string RenderPgIdent(IEnumerable<string> lines) =>
+        "# Written by steward from postgresql.pg_ident; edits are overwritten.\n" + string.Concat(lines.Select(line => line + "\n"));
+
+    /// <summary>
+    /// The first directory of a <c>unix_socket_directories</c> value a client can connect through: an absolute path
+    /// (an <c>@name</c> in the abstract namespace is skipped); null when there is none.
+    /// </summary>
+    public static string? FirstSocketDirectory(string? unixSocketDirectories) =>
+        unixSocketDirectories?.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
+            .Select(directory => directory.Trim('"'))
+            .FirstOrDefault(directory => directory.StartsWith('/'));
 
     /// <summary>
     /// pg_hba.conf while a custom bootstrap brings up a restored cluster: its superuser's password is the old cluster's,

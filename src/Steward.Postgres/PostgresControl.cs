@@ -57,6 +57,9 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
     private PgOsUser User => _user.Value;
     private PgProgram Programs => _programs.Value;
     private TimeSpan PgCtlTimeout => TimeSpan.FromSeconds(_config.Postgresql.PgCtlTimeout);
+
+    /// <summary>What postgresql.conf includes first: <c>postgresql.custom_conf</c>, else postgresql.base.conf.</summary>
+    private string IncludedConf => _config.Postgresql.CustomConf ?? PgConfigFiles.BaseConf;
     private string InData(string relative) => Path.Combine(DataDir, relative);
 
     // ---------------------------------------------------------------- inspection
@@ -201,7 +204,7 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
     /// </summary>
     private async Task<long?> ReplayTimelineAsync(CancellationToken ct)
     {
-        var builder = ConnectionString();
+        var builder = ConnectionString(overSocket: false);
         builder.Username = _config.Postgresql.Authentication.Replication.Username;
         builder.Password = _config.Postgresql.Authentication.Replication.Password;
         ApplySsl(builder, _config.Postgresql.Authentication.Replication.Ssl);
@@ -474,6 +477,68 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
 
         await StartAsync(StartRole.Primary, upstream: null, dynamic, ct).ConfigureAwait(false);
         await CreateRolesAsync(ct).ConfigureAwait(false);
+        await PostBootstrapAsync(ct).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// <c>bootstrap.post_bootstrap</c> (Patroni's arguments: the command, then a conninfo of the superuser without its
+    /// password, with <c>PGPASSFILE</c> for it and <c>PGOPTIONS</c> for a local, untimed session). A failure throws: the
+    /// bootstrap failed, and the caller removes the new data directory.
+    /// </summary>
+    private async Task PostBootstrapAsync(CancellationToken ct)
+    {
+        if (_config.Bootstrap.PostBootstrap is not { } command)
+        {
+            return;
+        }
+
+        WritePgpass();
+        var connection = ConnectionString();
+        var conninfo = PgConfigFiles.Conninfo(
+        [
+            ("dbname", "postgres"),
+            ("user", connection.Username ?? ""),
+            ("host", connection.Host ?? ""),
+            ("port", connection.Port.ToString(CultureInfo.InvariantCulture)),
+            .. PgConfigFiles.SslPairs(_config.Postgresql.Authentication.Superuser.Ssl),
+        ]);
+        List<string> commandLine = [.. command, conninfo];
+        var environment = new Dictionary<string, string>(PassfileEnvironment)
+        {
+            ["PGOPTIONS"] = "-c synchronous_commit=local -c statement_timeout=0",
+        };
+        Log.PostBootstrap(_logger, string.Join(' ', commandLine));
+        var result = await Programs.RunCommandAsync(commandLine, timeout: null, ct, environment).ConfigureAwait(false);
+        if (!result.Succeeded)
+        {
+            throw result.Failure($"bootstrap.post_bootstrap {command[0]}");
+        }
+
+        Log.PostBootstrapDone(_logger, result.TailText);
+    }
+
+    /// <summary>
+    /// <c>postgresql.before_stop</c> before a planned stop: waited for at most pg_ctl_timeout (then killed); whatever it
+    /// returns, the stop goes on (Patroni's semantics).
+    /// </summary>
+    private async Task BeforeStopAsync(CancellationToken ct)
+    {
+        if (_config.Postgresql.BeforeStop is not { } command)
+        {
+            return;
+        }
+
+        var line = string.Join(' ', command);
+        Log.BeforeStop(_logger, line);
+        try
+        {
+            var result = await Programs.RunCommandAsync(command, PgCtlTimeout, ct).ConfigureAwait(false);
+            Log.BeforeStopExited(_logger, line, result.ExitCode, result.TailText);
+        }
+        catch (PostgresException e)
+        {
+            Log.BeforeStopExited(_logger, line, -1, e.Message);
+        }
     }
 
     /// <summary>
@@ -545,6 +610,7 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
         await CreateRolesAsync(ct).ConfigureAwait(false);
         await StopAsync(StopMode.Fast, ct).ConfigureAwait(false);
         await StartAsync(StartRole.Primary, upstream: null, dynamic, ct).ConfigureAwait(false);
+        await PostBootstrapAsync(ct).ConfigureAwait(false);
         Log.CustomBootstrapDone(_logger, custom.Name, DataDir);
     }
 
@@ -792,6 +858,11 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
         }
         var modeName = mode == StopMode.Immediate ? "immediate" : "fast";
         var wait = mode == StopMode.Immediate && ImmediateStopWait < PgCtlTimeout ? ImmediateStopWait : PgCtlTimeout;
+        if (mode == StopMode.Fast)
+        {
+            await BeforeStopAsync(ct).ConfigureAwait(false);
+        }
+
         Log.Stopping(_logger, DataDir, modeName);
         if (mode == StopMode.Immediate && LivePostmasterPid() is { } frozen && ProcessState(frozen) == 'T')
         {
@@ -920,7 +991,7 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
         var existing = await File.ReadAllTextAsync(confPath, ct).ConfigureAwait(false);
         var replicaLines = existing.Split('\n').Where(l => l.Length > 0 && PgConfigFiles.IsReplicaParameter(l)).Select(l => l + "\n");
         var parameters = await ServerParametersAsync(dynamic, ct).ConfigureAwait(false);
-        User.WriteFile(confPath, PgConfigFiles.RenderPostgresqlConf(parameters, []) + string.Concat(replicaLines));
+        User.WriteFile(confPath, PgConfigFiles.RenderPostgresqlConf(parameters, [], IncludedConf) + string.Concat(replicaLines));
         if (LivePostmasterPid() is not null)
         {
             await using var connection = await _dataSource.Value.OpenConnectionAsync(ct).ConfigureAwait(false);
@@ -1309,7 +1380,7 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
     {
         var conf = InData("postgresql.conf");
         var baseConf = InData(PgConfigFiles.BaseConf);
-        if (!File.Exists(baseConf))
+        if (_config.Postgresql.CustomConf is null && !File.Exists(baseConf))
         {
             // initdb's (or a foreign) postgresql.conf becomes the base we include, as Patroni does
             if (File.Exists(conf) && !File.ReadLines(conf).Take(1).Contains(PgConfigFiles.Header))
@@ -1322,8 +1393,19 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
             }
         }
         var replica = role == StartRole.Replica ? PgConfigFiles.ReplicaSettings(_config, upstream) : [];
-        User.WriteFile(conf, PgConfigFiles.RenderPostgresqlConf(parameters, replica));
+        User.WriteFile(conf, PgConfigFiles.RenderPostgresqlConf(parameters, replica, IncludedConf));
         User.WriteFile(InData("pg_hba.conf"), pgHba ?? PgConfigFiles.RenderPgHba(_config));
+        if (_config.Postgresql.PgIdent is { } ident)
+        {
+            if (parameters.ContainsKey("ident_file"))
+            {
+                Log.PgIdentNotWritten(_logger, parameters["ident_file"]);
+            }
+            else
+            {
+                User.WriteFile(InData("pg_ident.conf"), PgConfigFiles.RenderPgIdent(ident));
+            }
+        }
         WritePgpass();
         if (keepSignals)
         {
@@ -1362,6 +1444,13 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
 
     private string SocketDirectory() => User.CanWriteTo(VarRunPostgresql) ? VarRunPostgresql : DataDir;
 
+    /// <summary>
+    /// <c>use_unix_socket</c>: the first absolute directory of the local <c>unix_socket_directories</c> (Patroni's "first
+    /// suitable value"; an <c>@abstract</c> name is skipped), else the one Steward sets by default.
+    /// </summary>
+    private string UnixSocketHost() =>
+        PgConfigFiles.FirstSocketDirectory(_config.Postgresql.Parameters.GetValueOrDefault("unix_socket_directories")) ?? SocketDirectory();
+
     private static string TailOf(string path, int lines)
     {
         try
@@ -1382,7 +1471,9 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
     /// The superuser on the local server. Not pooled: a pooled connection keeps answering through its own backend while the
     /// postmaster is stopped or hung and accepts nobody else; each inspection must prove that a new connection gets in.
     /// </summary>
-    private NpgsqlConnectionStringBuilder ConnectionString()
+    /// <param name="overSocket">through the unix socket (<c>use_unix_socket</c> for the superuser; the replication user
+    /// stays on TCP, as Patroni's without <c>use_unix_socket_repl</c>).</param>
+    private NpgsqlConnectionStringBuilder ConnectionString(bool? overSocket = null)
     {
         var listen = _config.Postgresql.Listen;
         var host = listen.Host.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).FirstOrDefault() ?? "";
@@ -1392,6 +1483,10 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
             "::" => "::1",
             _ => host,
         };
+        if (overSocket ?? _config.Postgresql.UseUnixSocket)
+        {
+            host = UnixSocketHost();
+        }
         var superuser = _config.Postgresql.Authentication.Superuser;
         var builder = new NpgsqlConnectionStringBuilder
         {

@@ -18,9 +18,8 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
     private static readonly string[] ReservedInitdbOptions = ["pgdata", "nosync", "pwfile", "sync-only", "version"];
     private static readonly string[] UnsupportedPostgresqlKeys =
     [
-        "recovery_conf", "remove_data_directory_on_rewind_failure",
-        "remove_data_directory_on_diverged_timelines", "use_unix_socket", "use_unix_socket_repl", "config_dir", "custom_conf",
-        "proxy_address", "before_stop", "use_pg_rewind", "use_slots", "pg_ident", "bin_name", "database",
+        "recovery_conf", "use_unix_socket_repl", "config_dir",
+        "proxy_address", "use_pg_rewind", "use_slots", "bin_name", "database",
     ];
 
     /// <summary>
@@ -557,9 +556,16 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
             custom = ReadCustomBootstrap(section, method);
         }
 
-        section.Unsupported("users", "post_bootstrap", "post_init", "pg_hba");
+        var postBootstrap = Command(section, "post_bootstrap");
+        var postInit = Command(section, "post_init");
+        if (postBootstrap is not null && postInit is not null)
+        {
+            diagnostics.Error(section.Origin, section.Child("post_init"), "set either post_bootstrap or post_init (its older name), not both");
+        }
+
+        section.Unsupported("users", "pg_hba");
         section.Finish();
-        return new BootstrapConfig { Dcs = dcs, Initdb = initdb, Method = custom };
+        return new BootstrapConfig { Dcs = dcs, Initdb = initdb, Method = custom, PostBootstrap = postBootstrap ?? postInit };
     }
 
     private static readonly string[] ReservedBootstrapArguments = ["scope", "datadir"];
@@ -989,6 +995,10 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
         IReadOnlyList<string> basebackup = [];
         var callbacks = new Dictionary<string, IReadOnlyList<string>>(StringComparer.Ordinal);
         IReadOnlyList<string>? prePromote = null;
+        IReadOnlyList<string>? beforeStop = null;
+        IReadOnlyList<string>? pgIdent = null;
+        string? customConf = null;
+        bool useUnixSocket = false, removeOnRewindFailure = false, removeOnDivergedTimelines = false;
         if (section is not null)
         {
             if (section.Section("callbacks") is { } callbackSection)
@@ -1005,6 +1015,16 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
             }
 
             prePromote = Command(section, "pre_promote");
+            beforeStop = Command(section, "before_stop");
+            pgIdent = section.List("pg_ident", commaSeparated: false)?.Select(line => line.Text).ToList();
+            if (section.String("custom_conf") is { } custom)
+            {
+                customConf = ReadCustomConf(custom);
+            }
+
+            useUnixSocket = section.Bool("use_unix_socket") ?? false;
+            removeOnRewindFailure = section.Bool("remove_data_directory_on_rewind_failure") ?? false;
+            removeOnDivergedTimelines = section.Bool("remove_data_directory_on_diverged_timelines") ?? false;
             replicaMethods = ReadReplicaMethods(section);
             basebackup = ReadOptionList(section, "basebackup", ReservedBasebackupOptions, "is set by Steward and cannot be given here");
             section.Unsupported(UnsupportedPostgresqlKeys);
@@ -1025,9 +1045,43 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
             BasebackupOptions = basebackup,
             Callbacks = callbacks,
             PrePromote = prePromote,
+            BeforeStop = beforeStop,
+            PgIdent = pgIdent,
+            CustomConf = customConf,
+            UseUnixSocket = useUnixSocket,
+            RemoveDataDirectoryOnRewindFailure = removeOnRewindFailure,
+            RemoveDataDirectoryOnDivergedTimelines = removeOnDivergedTimelines,
             PgCtlTimeout = pgCtlTimeout,
             OsUser = osUser?.Text ?? defaults.OsUser,
         };
+    }
+
+    /// <summary>
+    /// <c>postgresql.custom_conf</c>: PostgreSQL would refuse to start on an include it cannot find, so a file that is not
+    /// there (or not a file) stops start-up now, with the path named.
+    /// </summary>
+    private string? ReadCustomConf(Located custom)
+    {
+        if (custom.Text.Trim().Length == 0)
+        {
+            diagnostics.Error(custom.Origin, "postgresql.custom_conf", "must not be empty (leave the key out to use postgresql.base.conf)");
+            return null;
+        }
+
+        var path = AbsolutePath(custom.Text);
+        if (!File.Exists(path))
+        {
+            diagnostics.Error(custom.Origin, "postgresql.custom_conf", $"{path}: no such file (it must exist on every node and be readable by PostgreSQL)");
+            return null;
+        }
+
+        if (path.Contains('\'', StringComparison.Ordinal) || path.Contains('\n', StringComparison.Ordinal))
+        {
+            diagnostics.Error(custom.Origin, "postgresql.custom_conf", $"{path}: a path with a quote or a line break cannot be included");
+            return null;
+        }
+
+        return path;
     }
 
     private PostgresAuthentication ReadPostgresAuthentication(YamlSection? postgresql, Origin fallback)

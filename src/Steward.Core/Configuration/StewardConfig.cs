@@ -78,6 +78,12 @@ public sealed class BootstrapConfig
     public IReadOnlyList<string> Initdb { get; init; } = [];
     /// <summary><c>bootstrap.method: &lt;name&gt;</c> other than initdb: Patroni's custom bootstrap; null runs initdb.</summary>
     public CustomBootstrap? Method { get; init; }
+    /// <summary>
+    /// Patroni's <c>bootstrap.post_bootstrap</c> (or its older name <c>post_init</c>): run once on the new primary after
+    /// initdb or the custom bootstrap, as <c>command "conninfo"</c> with <c>PGPASSFILE</c> set (Patroni's arguments);
+    /// a non-zero exit fails the bootstrap (the data directory is removed and the initialize key given back). Null: none.
+    /// </summary>
+    public IReadOnlyList<string>? PostBootstrap { get; init; }
 }
 
 /// <summary>
@@ -153,6 +159,29 @@ public sealed class PostgresqlConfig
     public IReadOnlyDictionary<string, IReadOnlyList<string>> Callbacks { get; init; } = new Dictionary<string, IReadOnlyList<string>>();
     /// <summary>Patroni's <c>postgresql.pre_promote</c>: run before a promotion; a non-zero exit aborts it. Null: none.</summary>
     public IReadOnlyList<string>? PrePromote { get; init; }
+    /// <summary>
+    /// Patroni's <c>postgresql.before_stop</c>: run (and waited for, at most <see cref="PgCtlTimeout"/>) right before a
+    /// planned (fast) stop of PostgreSQL; its exit code is logged and does not change the stop. Never run before an
+    /// immediate stop: those take a primary out of service for safety and wait for nothing. Null: none.
+    /// </summary>
+    public IReadOnlyList<string>? BeforeStop { get; init; }
+    /// <summary>pg_ident.conf lines (Patroni's <c>postgresql.pg_ident</c>); null: the file is left as it is.</summary>
+    public IReadOnlyList<string>? PgIdent { get; init; }
+    /// <summary>
+    /// Patroni's <c>postgresql.custom_conf</c>: an absolute path to a postgresql.conf of the operator's, included in place
+    /// of <c>postgresql.base.conf</c> (the settings Steward manages still come after it). Null: postgresql.base.conf.
+    /// </summary>
+    public string? CustomConf { get; init; }
+    /// <summary>Patroni's <c>postgresql.use_unix_socket</c>: the agent connects to its PostgreSQL over the unix socket.</summary>
+    public bool UseUnixSocket { get; init; }
+    /// <summary>
+    /// Patroni's <c>remove_data_directory_on_rewind_failure</c> / <c>remove_data_directory_on_diverged_timelines</c>: the
+    /// data directory of a member that must be cloned again is deleted instead of moved aside (the space it takes comes
+    /// back before the clone). False: moved aside as <c>&lt;data_dir&gt;.steward-&lt;time&gt;</c> for the operator.
+    /// </summary>
+    public bool RemoveDataDirectoryOnRewindFailure { get; init; }
+    /// <inheritdoc cref="RemoveDataDirectoryOnRewindFailure"/>
+    public bool RemoveDataDirectoryOnDivergedTimelines { get; init; }
     /// <summary>Seconds pg_ctl waits for start / stop. Default 60.</summary>
     public int PgCtlTimeout { get; init; } = 60;
     /// <summary>

@@ -305,10 +305,24 @@ internal sealed class Converger
 
         _status.SetState("creating replica");
         var aside = await _pg.MoveDataDirAsideAsync(ct).ConfigureAwait(false);
-        Log.RewindFailed(_log, aside);
+        Log.RewindFailed(_log, step.UseRewind ? "pg_rewind failed" : "use_pg_rewind is off", aside);
+        // Patroni's remove_data_directory_on_rewind_failure (pg_rewind was tried) / …_on_diverged_timelines (it was not):
+        // the old directory goes before the clone takes the space again. Moved aside first, so that a crash in between
+        // leaves a directory named as the old one, never half a data directory.
+        RemoveIfConfigured(aside, step.UseRewind ? "remove_data_directory_on_rewind_failure" : "remove_data_directory_on_diverged_timelines",
+            step.UseRewind ? _config.Postgresql.RemoveDataDirectoryOnRewindFailure : _config.Postgresql.RemoveDataDirectoryOnDivergedTimelines);
         await _pg.CloneAsync(step.Address, ct).ConfigureAwait(false);
         await _pg.SetPrimaryMarkAsync(false, ct).ConfigureAwait(false);
         return true;
+    }
+
+    private void RemoveIfConfigured(string aside, string setting, bool remove)
+    {
+        if (remove && aside.Length > 0 && Directory.Exists(aside))
+        {
+            Directory.Delete(aside, recursive: true);
+            Log.DataDirRemoved(_log, aside, setting);
+        }
     }
 
     private async Task<bool> PromoteAsync(Promote step, HaInput input, CancellationToken ct)

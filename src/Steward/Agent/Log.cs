@@ -38,8 +38,8 @@ internal static partial class Log
     [LoggerMessage(EventId = 1010, Level = LogLevel.Information, Message = "timeline switch recorded: timeline {Timeline} ended at {Lsn}; {Member} is the new leader")]
     public static partial void HistoryRecorded(ILogger logger, long timeline, string lsn, string member);
 
-    [LoggerMessage(EventId = 1011, Level = LogLevel.Warning, Message = "pg_rewind failed; moving the data directory aside to {Path} and cloning anew")]
-    public static partial void RewindFailed(ILogger logger, string path);
+    [LoggerMessage(EventId = 1011, Level = LogLevel.Warning, Message = "{Why}: moved the data directory aside to {Path}; cloning anew")]
+    public static partial void RewindFailed(ILogger logger, string why, string path);
 
     [LoggerMessage(EventId = 1012, Level = LogLevel.Information, Message = "REST API listening on {Url}")]
     public static partial void RestListening(ILogger logger, string url);
@@ -97,4 +97,7 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 1103, Level = LogLevel.Warning, Message = "{Method} {Path} from {Remote} refused ({Status}): {Reason}")]
     public static partial void RestRefused(ILogger logger, string method, string path, string remote, int status, string reason);
+
+    [LoggerMessage(EventId = 1104, Level = LogLevel.Information, Message = "removed the old data directory ({Path}) before cloning again: {Setting} is true")]
+    public static partial void DataDirRemoved(ILogger logger, string path, string setting);
 }

@@ -1,3 +1,4 @@
+using System.Text.RegularExpressions;
 using System.Diagnostics;
 using Steward.IntegrationTests.Infrastructure;
 using Steward.IntegrationTests.Cli;
@@ -250,6 +251,126 @@ public sealed class PatroniCompatibilityTests(ITestOutputHelper output)
         await Poll.UntilAsync(async () => await first.RestStatusAsync("/leader") == 200, TimeSpan.FromSeconds(30), "node1 promotes once pre_promote lets it");
         await Called(first, $"on_role_change primary {cluster.Scope}");
         output.WriteLine($"node1: {Callbacks(first)}\nnode2: {Callbacks(second)}");
+    }
+
+    /// <summary>
+    /// Issue 14: Patroni's <c>bootstrap.post_bootstrap</c> (run once with the superuser's conninfo; what it creates reaches
+    /// the replicas), <c>before_stop</c> (run before the planned stop of a switchover), <c>pg_ident</c> (written),
+    /// <c>custom_conf</c> (included in place of postgresql.base.conf), <c>use_unix_socket</c> (every connection of the
+    /// agent arrives on the socket) and <c>remove_data_directory_on_diverged_timelines</c> (without pg_rewind, a crashed
+    /// former leader is cloned again and its old data directory is removed, not kept aside).
+    /// </summary>
+    [Fact]
+    public async Task Post_bootstrap_before_stop_pg_ident_custom_conf_unix_socket_and_data_directory_removal_act_as_patronis()
+    {
+        await using var cluster = await TestCluster.StartAsync(2, output, new ClusterOptions { StartAll = false });
+        var (first, second) = (cluster.Nodes[0], cluster.Nodes[1]);
+        foreach (var node in cluster.Nodes)
+        {
+            var hooks = Path.Combine(node.Dir, "hooks.log");
+            var postBootstrap = Path.Combine(node.Dir, "post-bootstrap.sh");
+            await File.WriteAllTextAsync(postBootstrap, $"""
+                #!/bin/sh
+                echo "post_bootstrap $*" >> {hooks}
+                exec /usr/lib/postgresql/15/bin/psql "$1" -v ON_ERROR_STOP=1 -c 'CREATE TABLE made_by_post_bootstrap (id int)'
+
+                """);
+            var beforeStop = Path.Combine(node.Dir, "before-stop.sh");
+            await File.WriteAllTextAsync(beforeStop, $"#!/bin/sh\necho before_stop >> {hooks}\n");
+            foreach (var script in new[] { postBootstrap, beforeStop })
+            {
+                File.SetUnixFileMode(script, (UnixFileMode)0b111_101_101);
+            }
+
+            var custom = Path.Combine(node.Dir, "custom.conf");
+            await File.WriteAllTextAsync(custom, "work_mem = '7MB'\nlog_connections = on\nlog_line_prefix = '%p '\n");
+            var text = await File.ReadAllTextAsync(node.ConfigPath);
+            Assert.Contains("\n  initdb:\n", text, StringComparison.Ordinal);
+            await File.WriteAllTextAsync(node.ConfigPath, text.Replace("\n  initdb:\n", $"\n  post_bootstrap: {postBootstrap}\n  initdb:\n", StringComparison.Ordinal));
+            await AddToPostgresqlSectionAsync(node, $"""
+                  before_stop: {beforeStop}
+                  pg_ident:
+                    - steward_map root {TestCluster.Superuser}
+                  custom_conf: {custom}
+                  use_unix_socket: true
+                  remove_data_directory_on_diverged_timelines: true
+                """);
+        }
+
+        string Hooks(TestNode node) => File.Exists(Path.Combine(node.Dir, "hooks.log")) ? File.ReadAllText(Path.Combine(node.Dir, "hooks.log")) : "";
+
+        first.Start();
+        await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(120));
+        second.Start();
+        await cluster.WaitForStreamingAsync(second, TimeSpan.FromSeconds(120));
+
+        // post_bootstrap ran once, on the member that bootstrapped, with the superuser's conninfo over the socket; its table
+        // reached the replica.
+        Assert.Equal($"post_bootstrap dbname='postgres' user='{TestCluster.Superuser}' host='{first.Dir}' port='{first.PgPort}' sslmode='prefer'\n", Hooks(first));
+        Assert.Equal("", Hooks(second));
+        await Poll.UntilAsync(async () => await second.QueryAsync<string>("SELECT to_regclass('made_by_post_bootstrap')::text") is not null,
+            TimeSpan.FromSeconds(30), "the post_bootstrap table on the replica");
+
+        // pg_ident.conf written; custom_conf included (its work_mem), still before Steward's own settings.
+        foreach (var node in cluster.Nodes)
+        {
+            Assert.Contains($"steward_map root {TestCluster.Superuser}\n", await File.ReadAllTextAsync(Path.Combine(node.DataDir, "pg_ident.conf")), StringComparison.Ordinal);
+            Assert.Equal("7MB", await node.QueryAsync<string>("SHOW work_mem"));
+            Assert.Contains($"include '{Path.Combine(node.Dir, "custom.conf")}'", await File.ReadAllTextAsync(Path.Combine(node.DataDir, "postgresql.conf")), StringComparison.Ordinal);
+            Assert.False(File.Exists(Path.Combine(node.DataDir, "postgresql.base.conf")), $"{node.Name}: postgresql.base.conf written although custom_conf replaces it");
+        }
+
+        // use_unix_socket: every connection the agent made (application_name steward, log_connections on) came in on the
+        // socket ("host=[local]"), none over TCP.
+        var serverLog = await ReadSharedAsync(Path.Combine(first.DataDir, "log", "postgresql.log"));
+        var agentPids = Regex.Matches(serverLog, @"^(\d+) LOG:  connection authorized: .*application_name=steward", RegexOptions.Multiline).Select(m => m.Groups[1].Value).ToHashSet();
+        Assert.True(agentPids.Count > 3, $"too few connections of the agent in the server log ({agentPids.Count})");
+        var received = Regex.Matches(serverLog, @"^(\d+) LOG:  connection received: host=(\S+)", RegexOptions.Multiline)
+            .Where(m => agentPids.Contains(m.Groups[1].Value)).Select(m => m.Groups[2].Value).Distinct().ToList();
+        Assert.Equal(["[local]"], received);
+
+        // before_stop runs before the planned (fast) stop of a switchover.
+        var (status, response) = (0, "");
+        await Poll.UntilAsync(async () =>
+        {
+            (status, response) = await PostAsync(first, "/switchover", $$"""{"leader": "{{first.Name}}", "candidate": "{{second.Name}}"}""");
+            return status != 412;
+        }, TimeSpan.FromSeconds(30), "the switchover is accepted");
+        Assert.True(status == 200, response);
+        await Poll.UntilAsync(() => Task.FromResult(Hooks(first).Contains("before_stop\n", StringComparison.Ordinal)), TimeSpan.FromSeconds(30), "node1's before_stop");
+        await cluster.WaitForStreamingAsync(first, TimeSpan.FromSeconds(60));
+        Assert.Contains("before_stop script", first.Log(), StringComparison.Ordinal);
+
+        // Without pg_rewind a crashed leader that comes back must be cloned again: its old data directory is removed.
+        var (code, patched) = await SendAsync(second, HttpMethod.Patch, "/config", """{"postgresql": {"use_pg_rewind": false}}""");
+        Assert.True(code == 200, patched);
+        await second.ExecuteAsync("CREATE TABLE written_by_node2 (id int); INSERT INTO written_by_node2 VALUES (1)");
+        await cluster.WaitForReplicationAsync(second, TimeSpan.FromSeconds(30));
+        await second.CrashAsync();
+        await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(60), not: second);
+        second.Start();
+        await cluster.WaitForStreamingAsync(second, TimeSpan.FromSeconds(120));
+        Assert.Contains("removed the old data directory", second.Log(), StringComparison.Ordinal);
+        Assert.Empty(Directory.GetDirectories(second.Dir, "data.diverged-*"));
+        Assert.Equal(1, await second.QueryAsync<int>("SELECT count(*)::int FROM written_by_node2"));
+        output.WriteLine($"node1 hooks: {Hooks(first)}node2 hooks: {Hooks(second)}");
+    }
+
+    private static async Task<string> ReadSharedAsync(string path)
+    {
+        await using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        using var reader = new StreamReader(stream);
+        return await reader.ReadToEndAsync();
+    }
+
+    private static async Task<(int Status, string Text)> SendAsync(TestNode node, HttpMethod method, string path, string body)
+    {
+        using var request = new HttpRequestMessage(method, new Uri($"http://127.0.0.1:{node.RestPort}{path}"))
+        {
+            Content = new StringContent(body, System.Text.Encoding.UTF8, "application/json"),
+        };
+        using var response = await Http.SendAsync(request);
+        return ((int)response.StatusCode, await response.Content.ReadAsStringAsync());
     }
 
     /// <summary>Appends <paramref name="yaml"/> (two-space indented) to the postgresql section of the node's file, before its authentication.</summary>

@@ -206,7 +206,7 @@ public sealed class ConfigSectionsTests
               use_slots: true
             bootstrap:
               method: initdb
-              post_bootstrap: /bin/true
+              users: {admin: {password: x}}
               dcs:
                 synchronous_mode_strict: false
                 failsafe_mode: true
@@ -230,7 +230,7 @@ public sealed class ConfigSectionsTests
                 Warning("ciphers:", "restapi.ciphers"),
                 Warning("use_proxies:", "etcd3.use_proxies"),
                 Warning("pg_hba: [local", "bootstrap.dcs.postgresql.pg_hba"),
-                Warning("post_bootstrap:", "bootstrap.post_bootstrap"),
+                Warning("users: {admin", "bootstrap.users"),
                 Warning("use_slots: true", "postgresql.use_slots"),
                 Warning("  dir: /var/log", "log.dir"),
             }.Order(StringComparer.Ordinal),
@@ -417,4 +417,80 @@ public sealed class ConfigSectionsTests
                     replication: {username: replicator}
                 """)).Warnings,
             w => w.Contains("postgresql.authentication.superuser.sslcrl", StringComparison.Ordinal));
+
+    private static string PostgresqlWith(string extra) => WithPostgresql($$"""
+        postgresql:
+          listen: 127.0.0.1:5432
+          data_dir: /d
+          authentication:
+            superuser: {username: postgres, password: p}
+            replication: {username: replicator}
+        {{extra}}
+        """);
+
+    [Fact]
+    public void Patronis_hooks_and_files_are_read_before_stop_pg_ident_custom_conf_unix_socket_and_data_directory_removal()
+    {
+        var custom = Path.GetTempFileName();
+        try
+        {
+            var postgresql = Parse(PostgresqlWith($"""
+                  before_stop: /usr/local/bin/drain 'the pool'
+                  pg_ident:
+                    - map1 alice postgres
+                    - map1 bob postgres
+                  custom_conf: {custom}
+                  use_unix_socket: true
+                  remove_data_directory_on_rewind_failure: true
+                  remove_data_directory_on_diverged_timelines: false
+                """)).Postgresql;
+
+            Assert.Equal(["/usr/local/bin/drain", "the pool"], postgresql.BeforeStop);
+            Assert.Equal(["map1 alice postgres", "map1 bob postgres"], postgresql.PgIdent);
+            Assert.Equal(custom, postgresql.CustomConf);
+            Assert.True(postgresql.UseUnixSocket);
+            Assert.True(postgresql.RemoveDataDirectoryOnRewindFailure);
+            Assert.False(postgresql.RemoveDataDirectoryOnDivergedTimelines);
+        }
+        finally
+        {
+            File.Delete(custom);
+        }
+    }
+
+    [Fact]
+    public void Without_them_nothing_is_run_written_or_removed()
+    {
+        var postgresql = Parse(PostgresqlWith("")).Postgresql;
+
+        Assert.Null(postgresql.BeforeStop);
+        Assert.Null(postgresql.PgIdent);
+        Assert.Null(postgresql.CustomConf);
+        Assert.False(postgresql.UseUnixSocket);
+        Assert.False(postgresql.RemoveDataDirectoryOnRewindFailure);
+        Assert.False(postgresql.RemoveDataDirectoryOnDivergedTimelines);
+        Assert.Null(Parse(Minimal).Bootstrap.PostBootstrap);
+    }
+
+    [Theory]
+    [InlineData("  custom_conf: /no/such/custom.conf", "postgresql.custom_conf: /no/such/custom.conf: no such file")]
+    [InlineData("  custom_conf: ''", "postgresql.custom_conf: must not be empty")]
+    [InlineData("  use_unix_socket: sometimes", "postgresql.use_unix_socket")]
+    [InlineData("  remove_data_directory_on_rewind_failure: 2", "postgresql.remove_data_directory_on_rewind_failure")]
+    [InlineData("  before_stop: ''", "postgresql.before_stop")]
+    [InlineData("  pg_ident: map1 alice postgres", "postgresql.pg_ident")]
+    public void Bad_values_of_the_hooks_and_files_stop_start_up_naming_the_key(string extra, string expected) =>
+        Assert.Contains(expected, Fails(PostgresqlWith(extra)).Message, StringComparison.Ordinal);
+
+    [Theory]
+    [InlineData("post_bootstrap: /usr/local/bin/setup --db 'app one'")]
+    [InlineData("post_init: /usr/local/bin/setup --db 'app one'")]
+    public void Post_bootstrap_or_its_older_name_post_init_is_the_command_run_after_bootstrap(string setting) =>
+        Assert.Equal(["/usr/local/bin/setup", "--db", "app one"],
+            Parse(Minimal + $"\nbootstrap:\n  {setting}\n").Bootstrap.PostBootstrap);
+
+    [Fact]
+    public void Post_bootstrap_and_post_init_together_are_refused() =>
+        Assert.Contains("set either post_bootstrap or post_init",
+            Fails(Minimal + "\nbootstrap:\n  post_bootstrap: /a\n  post_init: /b\n").Message, StringComparison.Ordinal);
 }

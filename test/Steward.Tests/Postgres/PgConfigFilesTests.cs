@@ -10,7 +10,9 @@ public sealed class PgConfigFilesTests
     private static StewardConfig Config(
         IReadOnlyDictionary<string, string>? parameters = null,
         IReadOnlyList<string>? pgHba = null,
-        Credentials? rewind = null) => new()
+        Credentials? rewind = null,
+        bool useUnixSocket = false,
+        string? superuserPassword = "su:pa\\ss") => new()
     {
         Scope = "demo",
         Name = "node-1",
@@ -24,12 +26,13 @@ public sealed class PgConfigFilesTests
             Pgpass = "/srv/pg/pgpass.node-1",
             Authentication = new PostgresAuthentication
             {
-                Superuser = new("postgres", "su:pa\\ss"),
+                Superuser = new("postgres", superuserPassword),
                 Replication = new("replicator", "rep-pass"),
                 Rewind = rewind,
             },
             Parameters = parameters ?? new Dictionary<string, string>(),
             PgHba = pgHba ?? [],
+            UseUnixSocket = useUnixSocket,
         },
     };
 
@@ -340,5 +343,40 @@ public sealed class PgConfigFilesTests
     {
         Assert.Equal("\"we\"\"ird\"", PgConfigFiles.QuoteIdent("we\"ird"));
         Assert.Equal("'it''s'", PgConfigFiles.QuoteLiteral("it's"));
+    }
+
+    [Fact]
+    public void Custom_conf_is_included_in_place_of_the_base_and_the_managed_settings_still_come_after_it()
+    {
+        var conf = PgConfigFiles.RenderPostgresqlConf([new("port", "5433")], [], "/etc/pg/custom.conf").Split('\n');
+
+        Assert.Equal("include '/etc/pg/custom.conf'", conf[1]);
+        Assert.DoesNotContain(conf, l => l.Contains(PgConfigFiles.BaseConf, StringComparison.Ordinal));
+        Assert.True(Array.IndexOf(conf, "port = '5433'") > 1);
+    }
+
+    [Fact]
+    public void Pg_ident_lines_are_written_as_given_one_per_line() =>
+        Assert.Equal("# Written by steward from postgresql.pg_ident; edits are overwritten.\nmap1 alice postgres\nmap1 bob postgres\n",
+            PgConfigFiles.RenderPgIdent(["map1 alice postgres", "map1 bob postgres"]));
+
+    [Theory]
+    [InlineData("/var/run/postgresql", "/var/run/postgresql")]
+    [InlineData("@abstract, /tmp,/var/run/postgresql", "/tmp")]
+    [InlineData("'', \"/run/pg\"", "/run/pg")]
+    [InlineData("@only", null)]
+    [InlineData("", null)]
+    [InlineData(null, null)]
+    public void The_unix_socket_to_connect_through_is_the_first_absolute_directory(string? value, string? expected) =>
+        Assert.Equal(expected, PgConfigFiles.FirstSocketDirectory(value));
+
+    [Fact]
+    public void With_use_unix_socket_the_default_pg_hba_takes_the_superusers_password_on_the_socket_instead_of_peer()
+    {
+        static string Local(StewardConfig config) => PgConfigFiles.RenderPgHba(config).Split('\n').Single(l => l.StartsWith("local", StringComparison.Ordinal));
+
+        Assert.Equal("local all postgres scram-sha-256", Local(Config(useUnixSocket: true)));
+        Assert.Equal("local all postgres peer", Local(Config(useUnixSocket: true, superuserPassword: null)));
+        Assert.Equal("local all postgres peer", Local(Config()));
     }
 }
