@@ -46,7 +46,10 @@ internal static class PgConfigFiles
             ["unix_socket_directories"] = socketDirectory,
         };
         var written = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var source in new[] { dynamic.Postgresql.Parameters, config.Postgresql.Parameters })
+        // A standby cluster's restore_command & co. (Patroni's standby_cluster section) sit between the dynamic and the local
+        // parameters: the cluster's setting, which a member's own file may still override.
+        IEnumerable<KeyValuePair<string, string>> standby = dynamic.StandbyCluster?.RecoveryParameters() ?? [];
+        foreach (var source in new[] { dynamic.Postgresql.Parameters, standby, config.Postgresql.Parameters })
         {
             foreach (var (name, value) in source)
             {

@@ -77,11 +77,62 @@ public sealed record DynamicConfig
     [JsonPropertyName("postgresql")] public DynamicPostgresConfig Postgresql { get; init; } = new();
 
     /// <summary>
+    /// Patroni's standby cluster: the whole cluster follows a remote primary (another cluster's leader). Its leader is a
+    /// <em>standby leader</em> — it holds the leader key and streams from <see cref="StandbyClusterConfig.Host"/> — and the
+    /// other members follow it. Removing the section promotes the standby leader (the cluster is detached). Null: a normal
+    /// cluster.
+    /// </summary>
+    [JsonPropertyName("standby_cluster")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public StandbyClusterConfig? StandbyCluster { get; init; }
+
+    /// <summary>
     /// Keys Steward does not act on (e.g. <c>slots</c> written by Patroni), kept verbatim so that the <c>config</c> key
     /// round-trips every key; see <see cref="DynamicConfigJson.NotActedOn"/>. (Settable: the JSON source generator
     /// cannot bind extension data to an init-only property.)
     /// </summary>
     [JsonExtensionData] public Dictionary<string, JsonElement>? Other { get; set; }
+}
+
+/// <summary>Patroni's <c>standby_cluster</c> section (<see cref="DynamicConfig.StandbyCluster"/>).</summary>
+public sealed record StandbyClusterConfig
+{
+    /// <summary>The remote primary's host (or a host list / DNS name its clients use).</summary>
+    [JsonPropertyName("host")] public string Host { get; init; } = "";
+    [JsonPropertyName("port")] public int Port { get; init; } = 5432;
+    /// <summary>A slot on the remote primary the standby leader streams through; null: none.</summary>
+    [JsonPropertyName("primary_slot_name")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? PrimarySlotName { get; init; }
+    /// <summary>PostgreSQL's recovery settings for the standby cluster's members (written as parameters).</summary>
+    [JsonPropertyName("restore_command")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? RestoreCommand { get; init; }
+    [JsonPropertyName("archive_cleanup_command")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? ArchiveCleanupCommand { get; init; }
+    [JsonPropertyName("recovery_min_apply_delay")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? RecoveryMinApplyDelay { get; init; }
+
+    /// <summary>The recovery parameters this section sets (restore_command, archive_cleanup_command, recovery_min_apply_delay).</summary>
+    public IEnumerable<KeyValuePair<string, string>> RecoveryParameters()
+    {
+        if (RestoreCommand is { } restore)
+        {
+            yield return new("restore_command", restore);
+        }
+
+        if (ArchiveCleanupCommand is { } cleanup)
+        {
+            yield return new("archive_cleanup_command", cleanup);
+        }
+
+        if (RecoveryMinApplyDelay is { } delay)
+        {
+            yield return new("recovery_min_apply_delay", delay);
+        }
+    }
 }
 
 public sealed record DynamicPostgresConfig

@@ -18,8 +18,12 @@ public static class DynamicConfigJson
     [
         "ttl", "loop_wait", "retry_timeout", "maximum_lag_on_failover", "primary_start_timeout", "pause",
         "synchronous_mode", "synchronous_mode_strict", "synchronous_node_count", "maximum_lag_on_syncnode",
-        "failsafe_mode", "member_slots_ttl", "postgresql",
+        "failsafe_mode", "member_slots_ttl", "postgresql", "standby_cluster",
     ];
+
+    /// <summary>Keys of the <c>standby_cluster</c> section Steward acts on.</summary>
+    public static readonly IReadOnlyList<string> KnownStandbyCluster =
+        ["host", "port", "primary_slot_name", "restore_command", "archive_cleanup_command", "recovery_min_apply_delay"];
 
     /// <summary>Keys of the <c>postgresql</c> section Steward acts on.</summary>
     public static readonly IReadOnlyList<string> KnownPostgresql = ["use_pg_rewind", "use_slots", "parameters"];
@@ -64,7 +68,7 @@ public static class DynamicConfigJson
     /// <summary>Patroni's dynamic settings that Steward does not implement (named as such, rather than as unknown).</summary>
     private static readonly HashSet<string> PatroniOnly = new(StringComparer.Ordinal)
     {
-        "slots", "ignore_slots", "standby_cluster", "check_timeline", "max_timelines_history", "primary_stop_timeout",
+        "slots", "ignore_slots", "check_timeline", "max_timelines_history", "primary_stop_timeout",
         "master_stop_timeout", "postgresql.recovery_conf", "postgresql.pg_hba", "postgresql.pg_ident", "postgresql.use_unix_socket",
         "postgresql.use_unix_socket_repl", "postgresql.remove_data_directory_on_rewind_failure",
         "postgresql.remove_data_directory_on_diverged_timelines",
@@ -141,7 +145,37 @@ public static class DynamicConfigJson
             return $"maximum_lag_on_syncnode must be -1 (off) or 0 or more bytes, got {config.MaximumLagOnSyncnode}";
         }
 
+        if (config.StandbyCluster is { } standby && StandbyClusterProblem(standby) is { } problem)
+        {
+            return problem;
+        }
+
         return config.PrimaryStartTimeout < 0 ? $"primary_start_timeout must be 0 or more seconds, got {config.PrimaryStartTimeout}" : null;
+    }
+
+    /// <summary>What makes a <c>standby_cluster</c> section unusable, or null.</summary>
+    public static string? StandbyClusterProblem(StandbyClusterConfig standby)
+    {
+        ArgumentNullException.ThrowIfNull(standby);
+        if (string.IsNullOrWhiteSpace(standby.Host))
+        {
+            return "standby_cluster.host: required (the remote primary the standby leader streams from; a standby cluster fed only "
+                   + "from restore_command is not implemented)";
+        }
+
+        if (standby.Host.Any(c => char.IsWhiteSpace(c) || c is '\'' or '\\'))
+        {
+            return $"standby_cluster.host: '{standby.Host}' is not a host name or address";
+        }
+
+        if (standby.Port is < 1 or > 65535)
+        {
+            return $"standby_cluster.port: expected 1-65535, got {standby.Port}";
+        }
+
+        return standby.PrimarySlotName is { } slot && !Postgres.SlotNames.IsValid(slot)
+            ? $"standby_cluster.primary_slot_name: '{slot}' is not a valid replication slot name (a-z, 0-9 and _, at most 63)"
+            : null;
     }
 
     /// <summary>
@@ -199,6 +233,7 @@ public static class DynamicConfigJson
             MaximumLagOnSyncnode = Long(root, "maximum_lag_on_syncnode") ?? defaults.MaximumLagOnSyncnode,
             FailsafeMode = Bool(root, "failsafe_mode") ?? defaults.FailsafeMode,
             MemberSlotsTtl = Duration(root, "member_slots_ttl") ?? defaults.MemberSlotsTtl,
+            StandbyCluster = StandbyCluster(root),
             Postgresql = postgresql is { } section
                 ? new DynamicPostgresConfig
                 {
@@ -211,6 +246,54 @@ public static class DynamicConfigJson
             Other = Others(root, [.. Known, "master_start_timeout"]),
         };
     }
+
+    /// <summary>
+    /// <c>standby_cluster</c>: null when absent, null or empty (Patroni's way to detach: <c>standby_cluster: null</c>).
+    /// A key Steward does not act on (<c>create_replica_methods</c>: the standby leader clones with the member's own
+    /// <c>postgresql.create_replica_methods</c>) makes the section invalid rather than half applied.
+    /// </summary>
+    private static StandbyClusterConfig? StandbyCluster(JsonElement root)
+    {
+        switch (Property(root, "standby_cluster"))
+        {
+            case null:
+                return null;
+            case { ValueKind: JsonValueKind.Object } section:
+                if (!section.EnumerateObject().Any())
+                {
+                    return null;
+                }
+
+                if (section.EnumerateObject().Select(p => p.Name).FirstOrDefault(name => !KnownStandbyCluster.Contains(name)) is { } unknown)
+                {
+                    throw new FormatException(unknown == "create_replica_methods"
+                        ? "standby_cluster.create_replica_methods: not implemented (the standby leader clones from standby_cluster.host with pg_basebackup or the member's postgresql.create_replica_methods)"
+                        : $"standby_cluster.{unknown}: unknown key (known: {string.Join(", ", KnownStandbyCluster)})");
+                }
+
+                var defaults = new StandbyClusterConfig();
+                return new StandbyClusterConfig
+                {
+                    Host = Text(section, "host") ?? defaults.Host,
+                    Port = Int(section, "port") ?? defaults.Port,
+                    PrimarySlotName = Text(section, "primary_slot_name"),
+                    RestoreCommand = Text(section, "restore_command"),
+                    ArchiveCleanupCommand = Text(section, "archive_cleanup_command"),
+                    RecoveryMinApplyDelay = Property(section, "recovery_min_apply_delay") is { ValueKind: JsonValueKind.Number } delay
+                        ? delay.GetRawText()
+                        : Text(section, "recovery_min_apply_delay"),
+                };
+            case { } other:
+                throw new FormatException($"standby_cluster: expected an object, got {other.ValueKind}");
+        }
+    }
+
+    private static string? Text(JsonElement element, string name) => Property(element, name) switch
+    {
+        null => null,
+        { ValueKind: JsonValueKind.String } text => text.GetString(),
+        { } other => throw new FormatException($"{name}: expected a string, got {other.GetRawText()}"),
+    };
 
     private static Dictionary<string, JsonElement>? Others(JsonElement element, IReadOnlyList<string> known)
     {

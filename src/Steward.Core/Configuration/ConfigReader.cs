@@ -708,13 +708,13 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
             MemberSlotsTtl = ReadDuration(section, "member_slots_ttl") ?? defaults.MemberSlotsTtl,
             Postgresql = dynamicPostgres,
         };
-        if (section.KeyNode("standby_cluster") is { } standby)
+        if (section.Section("standby_cluster") is { } standby)
         {
-            // Ignoring it would turn a cluster meant to follow a remote primary into an independent primary cluster.
-            diagnostics.Error(Origin.Of(standby), section.Child("standby_cluster"),
-                "standby clusters are not implemented: Steward would bootstrap an independent primary cluster instead of following the remote one; " +
-                "remove standby_cluster (synchronous_mode and other settings are not the problem)");
-            _ = section.Section("standby_cluster");
+            result = result with { StandbyCluster = ReadStandbyCluster(standby) };
+            if (result.StandbyCluster is not null && result.SynchronousMode)
+            {
+                diagnostics.Warning($"{section.Child("synchronous_mode")}: ignored in a standby cluster (its standby leader replicates from the remote primary; as Patroni)");
+            }
         }
 
         section.Unsupported(
@@ -722,6 +722,35 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
             "ignore_slots", "max_timelines_history", "primary_stop_timeout", "master_stop_timeout");
         section.Finish();
         return result;
+    }
+
+    /// <summary><c>bootstrap.dcs.standby_cluster</c>: checked as the <c>config</c> key's (<see cref="DynamicConfigJson.StandbyClusterProblem"/>).</summary>
+    private StandbyClusterConfig? ReadStandbyCluster(YamlSection standby)
+    {
+        if (standby.KeyNode("create_replica_methods") is { } methods)
+        {
+            diagnostics.Error(Origin.Of(methods), standby.Child("create_replica_methods"),
+                "not implemented: the standby leader clones from standby_cluster.host with pg_basebackup or the member's postgresql.create_replica_methods");
+            _ = standby.List("create_replica_methods", commaSeparated: true);
+        }
+
+        var config = new StandbyClusterConfig
+        {
+            Host = standby.String("host")?.Text ?? "",
+            Port = standby.Int("port", 1) ?? 5432,
+            PrimarySlotName = standby.String("primary_slot_name")?.Text,
+            RestoreCommand = standby.String("restore_command")?.Text,
+            ArchiveCleanupCommand = standby.String("archive_cleanup_command")?.Text,
+            RecoveryMinApplyDelay = standby.String("recovery_min_apply_delay")?.Text,
+        };
+        standby.Finish();
+        if (DynamicConfigJson.StandbyClusterProblem(config) is { } problem)
+        {
+            diagnostics.Error(standby.Origin, "bootstrap.dcs", problem);
+            return null;
+        }
+
+        return config;
     }
 
     private long? ReadDuration(YamlSection section, string key)

@@ -15,6 +15,73 @@ public static class HaDecision
     public static HaPlan Decide(HaInput input)
     {
         ArgumentNullException.ThrowIfNull(input);
+        if (input.Settings.StandbyCluster is null)
+        {
+            return DecideCluster(input);
+        }
+
+        // A standby cluster replicates from the remote primary: synchronous replication does not apply (Patroni ignores it
+        // there too), and what would make this member a primary makes it the standby leader instead.
+        var standbyInput = input.Settings.SynchronousMode
+            ? input with { Settings = input.Settings with { SynchronousMode = false, SynchronousModeQuorum = false } }
+            : input;
+        return AsStandbyLeader(standbyInput, DecideCluster(standbyInput));
+    }
+
+    /// <summary>The member name a standby leader's upstream is known by in plans and logs.</summary>
+    public const string RemotePrimary = "standby_cluster";
+
+    /// <summary>
+    /// A standby cluster's version of <paramref name="plan"/>: every step that would make this member a primary makes it the
+    /// standby leader — a promotion becomes following the remote primary (nothing when it already does), a start as primary
+    /// or as "a standby to promote" by the lock holder becomes a start as a standby of the remote primary. The rest (the
+    /// election, switchover, the release of the lock, the followers' rules) is the normal cluster's.
+    /// </summary>
+    private static HaPlan AsStandbyLeader(HaInput input, HaPlan plan)
+    {
+        var standby = input.Settings.StandbyCluster!;
+        var remote = new Upstream(new HostPort(standby.Host, standby.Port), standby.PrimarySlotName);
+        var takesLock = plan.Steps.Any(s => s is AcquireLeader)
+                        || input.Cluster?.Leader is { } key && key.Name == input.Me && key.LeaseId == input.MyLeaseId;
+        var following = input.CurrentUpstream == remote.Address.ToString();
+        var steps = new List<HaStep>();
+        var changed = false;
+        foreach (var step in plan.Steps)
+        {
+            switch (step)
+            {
+                case Promote:
+                    changed = true;
+                    if (!following)
+                    {
+                        steps.Add(new Follow(RemotePrimary, remote));
+                    }
+
+                    steps.Add(new LeaderHousekeeping());
+                    break;
+                case StartPostgres { Role: StartRole.Primary } or StartPostgres { Upstream: null } when takesLock:
+                    changed = true;
+                    steps.Add(new StartPostgres(StartRole.Replica, RemotePrimary, remote));
+                    break;
+                default:
+                    steps.Add(step);
+                    break;
+            }
+        }
+
+        if (!changed)
+        {
+            return plan;
+        }
+
+        var message = plan.Steps.Any(s => s is Promote) && following && !plan.Steps.Any(s => s is AcquireLeader)
+            ? $"no action. I am ({input.Me}), the standby leader with the lock, following the remote primary {remote.Address}"
+            : $"{plan.Message} (standby cluster: as the standby leader, following the remote primary {remote.Address})";
+        return new HaPlan(message, steps) { RecheckAfter = plan.RecheckAfter };
+    }
+
+    private static HaPlan DecideCluster(HaInput input)
+    {
         if (input.Cluster is null)
         {
             return DecideWithoutStore(input);

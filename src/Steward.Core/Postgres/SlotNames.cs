@@ -20,4 +20,8 @@ public static class SlotNames
             }
         });
     }
+
+    /// <summary>Whether PostgreSQL accepts <paramref name="name"/> as a replication slot name (a-z, 0-9, _; 1 to 63).</summary>
+    public static bool IsValid(string name) =>
+        name is { Length: > 0 and <= MaxLength } && name.All(c => c is (>= 'a' and <= 'z') or (>= '0' and <= '9') or '_');
 }

@@ -36,7 +36,9 @@ internal sealed record AgentSnapshot
 
     public bool IsPrimaryAcceptingWrites => Pg.Running && Pg.Accepting && Pg.InRecovery == false && !Demoting;
     public bool IsReplicaRunning => Pg.Running && Pg.Accepting && Pg.InRecovery == true;
-    public string Role => RoleOf(Pg);
+    /// <summary>The leader of a standby cluster: holds the key, runs as a standby of the remote primary.</summary>
+    public bool IsStandbyLeader => HoldsLeader && IsReplicaRunning && Cluster?.Config?.Value.StandbyCluster is not null;
+    public string Role => IsStandbyLeader ? "standby_leader" : RoleOf(Pg);
 
     /// <summary>primary, replica or uninitialized, as Patroni's REST API names a member's PostgreSQL role.</summary>
     public static string RoleOf(PgState pg) => pg.InRecovery == false && pg.Running ? "primary" : pg.DataDir == DataDirStatus.Initialized ? "replica" : "uninitialized";

@@ -61,6 +61,12 @@ internal sealed class Converger
     /// <summary>The upstream the replica was last started or pointed at (kept for a restart in the same role).</summary>
     public Upstream? CurrentUpstreamTarget { get; private set; }
 
+    /// <summary>
+    /// This member leads a standby cluster (it holds, or is taking, the leader key and follows the remote primary): its
+    /// member key says <c>standby_leader</c>, and the fence is not armed — a standby takes no writes.
+    /// </summary>
+    public bool StandbyLeader { get; private set; }
+
     /// <summary>Set when a step decided the agent cannot go on (e.g. system id mismatch).</summary>
     public string? FatalReason { get; private set; }
 
@@ -72,7 +78,9 @@ internal sealed class Converger
     {
         ArgumentNullException.ThrowIfNull(plan);
         ArgumentNullException.ThrowIfNull(input);
-        if (plan.Steps.Any(MayMakePrimary))
+        StandbyLeader = input.Settings.StandbyCluster is not null && input.Cluster?.Leader is { } key && key.Name == _config.Name
+                        && key.LeaseId == input.MyLeaseId || plan.Steps.Any(s => s is AcquireLeader) && input.Settings.StandbyCluster is not null;
+        if (plan.Steps.Any(MayMakePrimary) && input.Settings.StandbyCluster is null)
         {
             // Armed before the key is taken or PostgreSQL promoted: from the first instant this node may take writes, a
             // lapse of the lease kills it, whether or not this agent is still alive to notice.
@@ -243,12 +251,32 @@ internal sealed class Converger
             return false;
         }
 
-        _status.SetState(_config.Bootstrap.Method is null ? "initializing new cluster" : "running custom bootstrap script");
+        var standby = _config.Bootstrap.Dcs.StandbyCluster;
+        _status.SetState(standby is not null ? "creating replica" : _config.Bootstrap.Method is null ? "initializing new cluster" : "running custom bootstrap script");
         try
         {
-            await _pg.BootstrapAsync(_config.Bootstrap.Initdb, _config.Bootstrap.Dcs, ct).ConfigureAwait(false);
-            var pg = await _pg.InspectAsync(ct).ConfigureAwait(false);
-            _fence.Arm(pg.PostmasterPid);
+            PgState pg;
+            if (standby is not null)
+            {
+                // Patroni's bootstrap of a standby cluster: the data comes from the remote primary, and the first member
+                // runs as its standby (the standby leader) instead of as a new primary. No fence: a standby takes no writes.
+                var remote = new Upstream(new HostPort(standby.Host, standby.Port), standby.PrimarySlotName);
+                Log.StandbyClusterBootstrap(_log, remote.Address.ToString());
+                await _pg.CloneAsync(remote.Address, ct).ConfigureAwait(false);
+                await _pg.SetPrimaryMarkAsync(false, ct).ConfigureAwait(false);
+                await _pg.StartAsync(StartRole.Replica, remote, _config.Bootstrap.Dcs, ct).ConfigureAwait(false);
+                CurrentUpstream = remote.Address.ToString();
+                CurrentUpstreamTarget = remote;
+                StandbyLeader = true;
+                pg = await _pg.InspectAsync(ct).ConfigureAwait(false);
+            }
+            else
+            {
+                await _pg.BootstrapAsync(_config.Bootstrap.Initdb, _config.Bootstrap.Dcs, ct).ConfigureAwait(false);
+                pg = await _pg.InspectAsync(ct).ConfigureAwait(false);
+                _fence.Arm(pg.PostmasterPid);
+            }
+
             if (!await _store.TryAcquireLeaderAsync(_config.Name, ct).ConfigureAwait(false))
             {
                 throw new InvalidOperationException("the leader key was taken while this member bootstrapped");
@@ -413,11 +441,30 @@ internal sealed class Converger
     {
         if (pg.InRecovery != false)
         {
+            if (pg.InRecovery == true && input.Settings.StandbyCluster is not null)
+            {
+                // A standby leader serves its cluster's replicas as a primary would: their slots live on it.
+                await MemberSlotsAsync(input, ct).ConfigureAwait(false);
+            }
+
             return;
         }
 
         await SyncReplicationAsync(input, pg, ct).ConfigureAwait(false);
+        await MemberSlotsAsync(input, ct).ConfigureAwait(false);
 
+        if (pg.WriteLsn is { } lsn && lsn != _lastStatusOptime)
+        {
+            await _store.SetStatusAsync(new ClusterStatus { Optime = lsn, Timeline = pg.Timeline }, ct).ConfigureAwait(false);
+            _lastStatusOptime = lsn;
+        }
+
+        // The switch to my timeline must be in `history` (rule 4); if recording it after the promotion failed, retry here.
+        await RecordTimelineSwitchAsync(input.Cluster?.History ?? [], pg, "promoted", ct).ConfigureAwait(false);
+    }
+
+    private async Task MemberSlotsAsync(HaInput input, CancellationToken ct)
+    {
         if (input.Settings.Postgresql.UseSlots && input.Cluster is { } cluster)
         {
             // A nostream member reads the archive, not a slot: it gets none (a slot would hold WAL back for nobody).
@@ -429,15 +476,6 @@ internal sealed class Converger
 
             await _pg.SyncReplicationSlotsAsync(slots, ct, MayDropSlot(input.Settings.MemberSlotsTtl)).ConfigureAwait(false);
         }
-
-        if (pg.WriteLsn is { } lsn && lsn != _lastStatusOptime)
-        {
-            await _store.SetStatusAsync(new ClusterStatus { Optime = lsn, Timeline = pg.Timeline }, ct).ConfigureAwait(false);
-            _lastStatusOptime = lsn;
-        }
-
-        // The switch to my timeline must be in `history` (rule 4); if recording it after the promotion failed, retry here.
-        await RecordTimelineSwitchAsync(input.Cluster?.History ?? [], pg, "promoted", ct).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -713,7 +751,8 @@ internal sealed class Converger
         ConnUrl = ConnUrl.ForPostgres(_config.Postgresql.ConnectAddress),
         ApiUrl = ConnUrl.ForApi(_config.RestApi.ConnectAddress, _config.RestApi.Https),
         State = state,
-        Role = pg.DataDir != DataDirStatus.Initialized ? "uninitialized" : pg.Running && pg.InRecovery == false ? "primary" : "replica",
+        Role = pg.DataDir != DataDirStatus.Initialized ? "uninitialized" : pg.Running && pg.InRecovery == false ? "primary"
+            : StandbyLeader ? "standby_leader" : "replica",
         Version = VersionInfo.Version,
         Timeline = pg.Timeline ?? pg.ControlTimeline,
         XlogLocation = pg.Lsn,

@@ -100,4 +100,7 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 1104, Level = LogLevel.Information, Message = "removed the old data directory ({Path}) before cloning again: {Setting} is true")]
     public static partial void DataDirRemoved(ILogger logger, string path, string setting);
+
+    [LoggerMessage(EventId = 1105, Level = LogLevel.Information, Message = "bootstrapping a standby cluster: cloning from the remote primary {Remote}, then running as its standby (the standby leader)")]
+    public static partial void StandbyClusterBootstrap(ILogger logger, string remote);
 }

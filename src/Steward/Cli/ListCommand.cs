@@ -167,7 +167,7 @@ internal static class ListCommand
         var isLeader = view.Leader?.Name == m.Name;
         var leaderLsn = view.Status?.Optime ?? view.LeaderMember?.Data.XlogLocation;
         var host = m.Data.ConnUrl is { } url && ConnUrl.Parse(url) is { } hp ? hp.ToString() : "";
-        var role = isLeader ? "Leader" : m.Data.Role == "primary" ? "Primary"
+        var role = isLeader ? m.Data.Role == "standby_leader" ? "Standby Leader" : "Leader" : m.Data.Role == "primary" ? "Primary"
             : view is { Config.Value.SynchronousMode: true, Sync: { } sync } && sync.Leader == view.Leader?.Name && sync.IsStandby(m.Name)
                 ? view.Config.Value.SynchronousModeQuorum ? "Quorum Standby" : "Sync Standby"
             : "Replica";

@@ -55,8 +55,8 @@ internal static class RestApi
     public static void Map(IEndpointRouteBuilder app, NodeAgent agent, AgentMetrics metrics)
     {
         MapHealth(app, agent, ["/", "/primary", "/master", "/read-write"], (s, _) => s.HoldsLeader && s.IsPrimaryAcceptingWrites);
-        MapHealth(app, agent, ["/leader"], (s, _) => s.HoldsLeader && s.IsPrimaryAcceptingWrites);
-        MapHealth(app, agent, ["/standby-leader", "/standby_leader"], (_, _) => false);
+        MapHealth(app, agent, ["/leader"], (s, _) => s.HoldsLeader && (s.IsPrimaryAcceptingWrites || s.IsStandbyLeader));
+        MapHealth(app, agent, ["/standby-leader", "/standby_leader"], (s, _) => s.IsStandbyLeader);
         MapHealth(app, agent, ["/replica"], (s, q) => !s.HoldsLeader && s.IsReplicaRunning && !s.Demoting && !agent.Config.Tags.NoLoadBalance && ReplicaQueryOk(agent, s, q));
         MapHealth(app, agent, ["/read-only"], (s, q) => (s.HoldsLeader && s.IsPrimaryAcceptingWrites) || (s.IsReplicaRunning && !agent.Config.Tags.NoLoadBalance && ReplicaQueryOk(agent, s, q)));
         MapHealth(app, agent, ["/sync", "/synchronous"], (s, q) => IsSyncStandby(agent, s) && ReplicaQueryOk(agent, s, q));
@@ -297,7 +297,7 @@ internal static class RestApi
             var o = new JsonObject
             {
                 ["name"] = m.Name,
-                ["role"] = isLeader ? "leader" : m.Data.Role == "primary" ? "primary" : IsOnRecord(cluster, m.Name, quorum: false) ? "sync_standby"
+                ["role"] = isLeader ? cluster?.Config?.Value.StandbyCluster is not null ? "standby_leader" : "leader" : m.Data.Role == "primary" ? "primary" : IsOnRecord(cluster, m.Name, quorum: false) ? "sync_standby"
                     : IsOnRecord(cluster, m.Name, quorum: true) ? "quorum_standby" : "replica",
                 ["state"] = m.Data.ReplicationState ?? m.Data.State,
                 ["api_url"] = m.Data.ApiUrl,

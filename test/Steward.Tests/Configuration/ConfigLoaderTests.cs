@@ -164,8 +164,12 @@ public sealed class ConfigLoaderTests
     [InlineData("tags:\n  nostream: maybe", "tags.nostream: expected true or false, got 'maybe'")]
     [InlineData("log:\n  level: verbose", "log.level: expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got 'verbose'")]
     [InlineData("bootstrap:\n  dcs:\n    synchronous_mode: quorom", "bootstrap.dcs.synchronous_mode: expected true or false, got 'quorom'")]
-    [InlineData("bootstrap:\n  dcs:\n    synchronous_mode: true\n    standby_cluster:\n      host: 10.0.0.1\n      port: 5432",
-        "bootstrap.dcs.standby_cluster: standby clusters are not implemented: Steward would bootstrap an independent primary cluster instead of following the remote one; remove standby_cluster (synchronous_mode and other settings are not the problem)")]
+    [InlineData("bootstrap:\n  dcs:\n    standby_cluster:\n      port: 5432",
+        "bootstrap.dcs: standby_cluster.host: required (the remote primary the standby leader streams from; a standby cluster fed only from restore_command is not implemented)")]
+    [InlineData("bootstrap:\n  dcs:\n    standby_cluster:\n      host: 10.0.0.1\n      create_replica_methods: [basebackup]",
+        "bootstrap.dcs.standby_cluster.create_replica_methods: not implemented: the standby leader clones from standby_cluster.host with pg_basebackup or the member's postgresql.create_replica_methods")]
+    [InlineData("bootstrap:\n  dcs:\n    standby_cluster:\n      host: 10.0.0.1\n      hots: x",
+        "bootstrap.dcs.standby_cluster.hots: unknown key (did you mean 'host'?)")]
     public void Value_of_the_wrong_type_is_rejected_with_what_was_expected(string text, string expected)
     {
         var error = Fails(With(text));
@@ -386,5 +390,15 @@ public sealed class ConfigLoaderTests
         {
             File.Delete(path);
         }
+    }
+
+    [Fact]
+    public void A_standby_cluster_in_bootstrap_dcs_is_read_and_synchronous_mode_beside_it_is_a_warning_not_an_error()
+    {
+        var config = Parse(With("bootstrap:\n  dcs:\n    synchronous_mode: true\n    standby_cluster:\n      host: 10.0.0.1\n      port: 5433\n      primary_slot_name: dr\n      restore_command: cp /a/%f %p"));
+
+        Assert.Equal(new Steward.Core.Cluster.StandbyClusterConfig { Host = "10.0.0.1", Port = 5433, PrimarySlotName = "dr", RestoreCommand = "cp /a/%f %p" },
+            config.Bootstrap.Dcs.StandbyCluster);
+        Assert.Contains(config.Warnings, w => w.Contains("synchronous_mode: ignored in a standby cluster", StringComparison.Ordinal));
     }
 }
