@@ -224,15 +224,8 @@ public sealed class PatroniCompatibilityTests(ITestOutputHelper output)
         await Called(first, $"on_start primary {cluster.Scope}");
         await Called(second, $"on_start replica {cluster.Scope}");
 
-        // A switchover demotes node1 and promotes node2 (pre_promote exits 0). Its member key says "running" a moment after
-        // it streams: until then the switchover is refused (412) and asked again.
-        var (status, text) = (0, "");
-        await Poll.UntilAsync(async () =>
-        {
-            (status, text) = await PostAsync(first, "/switchover", $$"""{"leader": "{{first.Name}}", "candidate": "{{second.Name}}"}""");
-            return status != 412;
-        }, TimeSpan.FromSeconds(30), "the switchover is accepted");
-        Assert.True(status == 200, text);
+        // A switchover demotes node1 and promotes node2 (pre_promote exits 0).
+        await SwitchoverAsync(first, second);
         await Called(first, $"on_role_change replica {cluster.Scope}");
         await Called(second, $"on_role_change primary {cluster.Scope}");
         await cluster.WaitForStreamingAsync(first, TimeSpan.FromSeconds(60));
@@ -330,13 +323,7 @@ public sealed class PatroniCompatibilityTests(ITestOutputHelper output)
         Assert.Equal(["[local]"], received);
 
         // before_stop runs before the planned (fast) stop of a switchover.
-        var (status, response) = (0, "");
-        await Poll.UntilAsync(async () =>
-        {
-            (status, response) = await PostAsync(first, "/switchover", $$"""{"leader": "{{first.Name}}", "candidate": "{{second.Name}}"}""");
-            return status != 412;
-        }, TimeSpan.FromSeconds(30), "the switchover is accepted");
-        Assert.True(status == 200, response);
+        await SwitchoverAsync(first, second);
         await Poll.UntilAsync(() => Task.FromResult(Hooks(first).Contains("before_stop\n", StringComparison.Ordinal)), TimeSpan.FromSeconds(30), "node1's before_stop");
         await cluster.WaitForStreamingAsync(first, TimeSpan.FromSeconds(60));
         Assert.Contains("before_stop script", first.Log(), StringComparison.Ordinal);
@@ -354,6 +341,21 @@ public sealed class PatroniCompatibilityTests(ITestOutputHelper output)
         Assert.Empty(Directory.GetDirectories(second.Dir, "data.diverged-*"));
         Assert.Equal(1, await second.QueryAsync<int>("SELECT count(*)::int FROM written_by_node2"));
         output.WriteLine($"node1 hooks: {Hooks(first)}node2 hooks: {Hooks(second)}");
+    }
+
+    /// <summary>
+    /// A switchover from <paramref name="from"/> to <paramref name="to"/>. The candidate's member key says "running" a
+    /// moment after it streams: until then the switchover is refused (412) and asked again.
+    /// </summary>
+    private static async Task SwitchoverAsync(TestNode from, TestNode to)
+    {
+        var (status, text) = (0, "");
+        await Poll.UntilAsync(async () =>
+        {
+            (status, text) = await PostAsync(from, "/switchover", $$"""{"leader": "{{from.Name}}", "candidate": "{{to.Name}}"}""");
+            return status != 412;
+        }, TimeSpan.FromSeconds(30), "the switchover is accepted");
+        Assert.True(status == 200, text);
     }
 
     private static async Task<string> ReadSharedAsync(string path)
