@@ -12,7 +12,7 @@ namespace Steward.Core.Configuration;
 /// </summary>
 internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironment environment, string baseDirectory)
 {
-    private const string EtcdV2Message = "only etcd3 is supported: rename 'etcd:' to 'etcd3:' if your etcd speaks the v3 API";
+    private const string EtcdV2Message = "set either etcd3: or Patroni's etcd: (read as etcd3), not both";
     private static readonly string[] OtherStores = ["consul", "zookeeper", "kubernetes", "raft", "exhibitor"];
     private static readonly string[] LogLevels = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"];
     private static readonly string[] ReservedInitdbOptions = ["pgdata", "nosync", "pwfile", "sync-only", "version"];
@@ -391,9 +391,22 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
 
     internal Etcd3Config ReadEtcd3(YamlSection root)
     {
+        // Patroni's `etcd:` speaks etcd's v2 API. Every etcd Steward supports (3.4+) serves v3 on the same client port, so
+        // the section is read as etcd3 — a Patroni config starts as it is — and the one difference is said: keys Patroni
+        // wrote through v2 live in another keyspace. Both sections at once would be ambiguous.
+        var section = root.Section("etcd3");
         if (root.KeyNode("etcd") is { } etcdV2)
         {
-            diagnostics.Error(Origin.Of(etcdV2), "etcd", EtcdV2Message);
+            if (section is not null)
+            {
+                diagnostics.Error(Origin.Of(etcdV2), "etcd", EtcdV2Message);
+            }
+            else
+            {
+                diagnostics.Warning($"{root.Section("etcd")?.Path ?? "etcd"}: read as etcd3: Steward speaks etcd's v3 API to these hosts (etcd 3.4+ serves it on the same port); "
+                                    + "keys Patroni wrote through the v2 API are in another keyspace and are not seen (rename the section to etcd3: to silence this)");
+                section = root.Section("etcd");
+            }
         }
 
         foreach (var store in OtherStores)
@@ -404,7 +417,6 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
             }
         }
 
-        var section = root.Section("etcd3");
         var endpoints = new List<string>();
         ReadEtcdEndpoints(section, endpoints);
         if (environment.Find("ETCD3_HOSTS") is { } hosts)

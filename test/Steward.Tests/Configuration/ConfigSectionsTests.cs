@@ -45,15 +45,39 @@ public sealed class ConfigSectionsTests
             StringComparison.Ordinal);
 
     [Fact]
-    public void Etcd_v2_section_is_rejected_with_a_hint_to_rename_it()
+    public void Patronis_etcd_v2_section_is_read_as_etcd3_with_a_warning_that_says_what_differs()
     {
-        var yaml = WithEtcd("etcd:\n  hosts: 127.0.0.1:2379");
+        var config = Parse(WithEtcd("etcd:\n  host: 10.0.0.7:2379"));
+
+        Assert.Equal(["http://10.0.0.7:2379"], config.Etcd3.Endpoints);
+        Assert.Contains(config.Warnings, w => w.Contains("etcd: read as etcd3: Steward speaks etcd's v3 API", StringComparison.Ordinal)
+                                             && w.Contains("keys Patroni wrote through the v2 API are in another keyspace", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Etcd_and_etcd3_together_are_refused()
+    {
+        var yaml = Minimal + "\netcd:\n  host: 10.0.0.7:2379\n";
 
         var error = Fails(yaml);
 
         Assert.Equal(
-            $"/etc/steward/node.yml:{Position(yaml, "etcd:")}: etcd: only etcd3 is supported: rename 'etcd:' to 'etcd3:' if your etcd speaks the v3 API",
+            $"/etc/steward/node.yml:{Position(yaml, "etcd:")}: etcd: set either etcd3: or Patroni's etcd: (read as etcd3), not both",
             error.Message);
+    }
+
+    [Fact]
+    public void Patronis_own_postgres0_yml_starts_as_it_is()
+    {
+        var config = Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Configuration", "Fixtures", "postgres0.yml")));
+
+        Assert.Equal(("batman", "postgresql0"), (config.Scope, config.Name));
+        Assert.Equal(["http://127.0.0.1:2379"], config.Etcd3.Endpoints);
+        Assert.Equal((30, 10, 10), (config.Bootstrap.Dcs.Ttl, config.Bootstrap.Dcs.LoopWait, config.Bootstrap.Dcs.RetryTimeout));
+        Assert.Equal(["--encoding=UTF8", "--data-checksums"], config.Bootstrap.Initdb);
+        Assert.Equal(new Credentials("rewind_user", "rewind_password"), config.Postgresql.Authentication.Rewind);
+        Assert.Equal("..", config.Postgresql.Parameters["unix_socket_directories"]);
+        Assert.All(config.Warnings, w => Assert.Matches("etcd: read as etcd3|bootstrap.dcs.postgresql.pg_hba|clonefrom|nostream", w));
     }
 
     [Theory]
