@@ -1272,9 +1272,9 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
         }
 
         section.Finish();
-        if (all.ContainsKey("replicatefrom"))
+        if (all.TryGetValue("replicatefrom", out var from) && from is not string)
         {
-            diagnostics.Warning($"{section.Child("replicatefrom")}: cascading replication is not implemented; the tag is published, and this member streams from the leader");
+            diagnostics.Error(section.Origin, section.Child("replicatefrom"), $"expected a member name, got {from}");
         }
 
         if (flags.GetValueOrDefault("nofailover") && all.GetValueOrDefault("failover_priority") is long p && p > 0)

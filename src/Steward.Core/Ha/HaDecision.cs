@@ -347,8 +347,11 @@ public static class HaDecision
                 [new RewindOrReclone(leader.Name, address, useRewind), new StartPostgres(StartRole.Replica, leader.Name, upstream)]);
         }
 
-        return new HaPlan($"starting as a secondary following leader '{leader.Name}'",
-            [new StartPostgres(StartRole.Replica, leader.Name, upstream)]);
+        var (node, nodeAddress) = NodeToFollow(input, cluster, leader.Name, address);
+        return node == leader.Name
+            ? new HaPlan($"starting as a secondary following leader '{leader.Name}'", [new StartPostgres(StartRole.Replica, leader.Name, upstream)])
+            : new HaPlan($"starting as a secondary following replica '{node}' (replicatefrom) of leader '{leader.Name}'",
+                [new StartPostgres(StartRole.Replica, node, UpstreamFor(input, nodeAddress))]);
     }
 
     /// <summary>
@@ -475,10 +478,12 @@ public static class HaDecision
                 "this data directory ran as a primary and has not been checked against the leader's history");
         }
 
-        var wanted = address.ToString();
+        var (node, nodeAddress) = NodeToFollow(input, cluster, leader.Name, address);
+        var wanted = nodeAddress.ToString();
         if (input.CurrentUpstream != wanted)
         {
-            return new HaPlan($"following new leader '{leader.Name}'", [new Follow(leader.Name, UpstreamFor(input, address))]);
+            return new HaPlan(node == leader.Name ? $"following new leader '{leader.Name}'" : $"following replica '{node}' (replicatefrom) of leader '{leader.Name}'",
+                [new Follow(node, UpstreamFor(input, nodeAddress))]);
         }
 
         if (pg.Streaming)
@@ -842,6 +847,36 @@ public static class HaDecision
             System.Text.Json.JsonElement { ValueKind: System.Text.Json.JsonValueKind.True } => true,
             _ => false,
         };
+
+    /// <summary>A tag's text (a string tag, or any other scalar as JSON writes it); null when absent or empty.</summary>
+    public static string? TagText(IReadOnlyDictionary<string, object?>? tags, string name) =>
+        tags is not null && tags.TryGetValue(name, out var v) ? v switch
+        {
+            string s when s.Length > 0 => s,
+            System.Text.Json.JsonElement { ValueKind: System.Text.Json.JsonValueKind.String } e when e.GetString() is { Length: > 0 } text => text,
+            _ => null,
+        } : null;
+
+    /// <summary>
+    /// Patroni's <c>replicatefrom</c> tag (cascading replication): the member this one streams from — the named member when
+    /// it is a running replica that streams itself (and does not name this one back, which would make a loop that no WAL
+    /// reaches), else the leader. Null: the leader.
+    /// </summary>
+    public static string? CascadeSource(ClusterView cluster, string me, IReadOnlyDictionary<string, object?>? myTags)
+    {
+        ArgumentNullException.ThrowIfNull(cluster);
+        return TagText(myTags, "replicatefrom") is { } from && from != me && from != cluster.Leader?.Name
+               && cluster.GetMember(from) is { Data: { State: "running", Role: "replica", ReplicationState: "streaming", ConnUrl: { } url } } source
+               && ConnUrl.Parse(url) is not null && TagText(source.Data.Tags, "replicatefrom") != me
+            ? from
+            : null;
+    }
+
+    /// <summary>The member to stream from and its address: <see cref="CascadeSource"/>, else the leader.</summary>
+    private static (string Name, HostPort Address) NodeToFollow(HaInput input, ClusterView cluster, string leader, HostPort leaderAddress) =>
+        CascadeSource(cluster, input.Me, input.Tags.All) is { } from && ConnUrl.Parse(cluster.GetMember(from)!.Data.ConnUrl!) is { } address
+            ? (from, address)
+            : (leader, leaderAddress);
 
     private static Upstream UpstreamFor(HaInput input, HostPort address) => TagIsTrue(input.Tags.All, "nostream")
         ? new(address, null, Stream: false)

@@ -187,7 +187,10 @@ public sealed class ConfigLoaderTests
         Assert.Empty(config.Warnings);
         Assert.False(config.Tags.NoStream);
         Assert.True(Parse(With("tags:\n  nostream: true")).Tags.NoStream);
-        Assert.Contains(Parse(With("tags:\n  replicatefrom: node2")).Warnings, w => w.Contains("tags.replicatefrom: cascading replication is not implemented", StringComparison.Ordinal));
+        var cascading = Parse(With("tags:\n  replicatefrom: node2"));
+        Assert.Equal("node2", cascading.Tags.All["replicatefrom"]);
+        Assert.Empty(cascading.Warnings);
+        Assert.Contains("tags.replicatefrom: expected a member name, got True", Fails(With("tags:\n  replicatefrom: true")).Message, StringComparison.Ordinal);
 
         var both = Parse(With("tags:\n  nofailover: true\n  failover_priority: 3"));
         Assert.True(both.Tags.NoFailover);
