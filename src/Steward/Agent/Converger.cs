@@ -468,7 +468,7 @@ internal sealed class Converger
         if (input.Settings.Postgresql.UseSlots && input.Cluster is { } cluster)
         {
             // A nostream member reads the archive, not a slot: it gets none (a slot would hold WAL back for nobody).
-            var slots = cluster.Members.Where(m => m.Name != _config.Name && !HaDecision.TagIsTrue(m.Data.Tags, "nostream")).Select(m => SlotNames.For(m.Name)).ToList();
+            var slots = SlotNames.MemberSlots(cluster, _config.Name, leader: true);
             foreach (var slot in slots)
             {
                 _slotUnwantedSince.Remove(slot);
