@@ -32,7 +32,7 @@ public sealed partial class EtcdClusterStore : IClusterStore, IRouterKeys
     private static readonly TimeSpan MaxWatchBackoff = TimeSpan.FromSeconds(2);
 
     private readonly Endpoint[] _endpoints;
-    private readonly TimeSpan _requestTimeout;
+    private TimeSpan _requestTimeout; // retry_timeout: SetRequestTimeout follows the config key
     private readonly TimeProvider _time;
     private readonly ILogger<EtcdClusterStore> _logger;
     private readonly string? _username;
@@ -56,6 +56,19 @@ public sealed partial class EtcdClusterStore : IClusterStore, IRouterKeys
     /// (<c>cacert</c>; else the system's trust store) and client certificate (<c>cert</c>, <c>key</c>, <c>key_password</c>).
     /// </summary>
     /// <exception cref="Steward.Core.Configuration.ConfigException">A certificate or key file cannot be read or loaded.</exception>
+    /// <summary>
+    /// Calls started from now on get <paramref name="timeout"/> (the <c>config</c> key's retry_timeout changed). The
+    /// endpoints' connect timeout stays as created. Safety does not rest on it: the leader's lease deadline does not move.
+    /// </summary>
+    public void SetRequestTimeout(TimeSpan timeout)
+    {
+        if (timeout > TimeSpan.Zero && timeout != _requestTimeout)
+        {
+            LogRequestTimeoutChanged(_logger, _requestTimeout.TotalSeconds, timeout.TotalSeconds);
+            _requestTimeout = timeout;
+        }
+    }
+
     public static EtcdClusterStore Create(Steward.Core.Configuration.Etcd3Config etcd, string prefix, TimeSpan requestTimeout, TimeProvider time,
         ILogger<EtcdClusterStore> logger)
     {
@@ -701,6 +714,9 @@ public sealed partial class EtcdClusterStore : IClusterStore, IRouterKeys
 
     [LoggerMessage(EventId = StoreLogEvents.WatchBroken, Level = LogLevel.Warning, Message = "Watch on {Endpoint} broke; re-establishing in {BackoffMs} ms: {Reason}")]
     private static partial void LogWatchBroken(ILogger logger, string endpoint, double backoffMs, string reason);
+
+    [LoggerMessage(EventId = StoreLogEvents.RequestTimeoutChanged, Level = LogLevel.Information, Message = "retry_timeout changed: etcd calls now time out after {NewSeconds} s (was {OldSeconds} s)")]
+    private static partial void LogRequestTimeoutChanged(ILogger logger, double oldSeconds, double newSeconds);
 
     /// <summary>One etcd endpoint: its channel and the generated clients on it.</summary>
     private sealed class Endpoint : IDisposable

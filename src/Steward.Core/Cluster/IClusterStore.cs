@@ -18,6 +18,14 @@ public interface IClusterStore : IAsyncDisposable
     /// <summary>The key prefix, e.g. <c>/service/demo/</c>.</summary>
     string Prefix { get; }
 
+    /// <summary>
+    /// How long one call may take (<c>retry_timeout</c>), changed at run time when the <c>config</c> key's value changes.
+    /// A store without network calls has nothing to bound: the default does nothing.
+    /// </summary>
+    void SetRequestTimeout(TimeSpan timeout)
+    {
+    }
+
     /// <summary>Reads every key under the prefix in one linearizable range read.</summary>
     Task<ClusterView> LoadAsync(CancellationToken ct);
 

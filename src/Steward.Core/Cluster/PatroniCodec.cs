@@ -337,4 +337,5 @@ public static class StoreLogEvents
     public const int EndpointUnavailable = 2020;
     public const int WatchEstablished = 2030;
     public const int WatchBroken = 2031;
+    public const int RequestTimeoutChanged = 2040;
 }

@@ -286,6 +286,7 @@ internal sealed class NodeAgent : IAsyncDisposable
             SwitchoverWaited = _switchoverWaited,
             CurrentUpstream = _converger.CurrentUpstream,
         };
+        _store.SetRequestTimeout(TimeSpan.FromSeconds(input.Settings.RetryTimeout));
         var plan = HaDecision.Decide(input);
         if (plan.Has<FetchPeers>() && cluster is not null)
         {
