@@ -71,6 +71,12 @@ internal static partial class Log
     [LoggerMessage(3031, LogLevel.Information, "dropped replication slot {Slot}")]
     public static partial void SlotDropped(ILogger logger, string slot);
 
+    [LoggerMessage(3095, LogLevel.Information, "created logical replication slot {Slot} (database {Database}, plugin {Plugin})")]
+    public static partial void LogicalSlotCreated(ILogger logger, string slot, string database, string plugin);
+
+    [LoggerMessage(3096, LogLevel.Information, "dropped replication slot {Slot}: {Reason}")]
+    public static partial void SlotDroppedBecause(ILogger logger, string slot, string reason);
+
     [LoggerMessage(3032, LogLevel.Information, "wrote timeline history file {File}")]
     public static partial void HistoryFileWritten(ILogger logger, string file);
 

@@ -18,7 +18,7 @@ public static class DynamicConfigJson
     [
         "ttl", "loop_wait", "retry_timeout", "maximum_lag_on_failover", "primary_start_timeout", "pause",
         "synchronous_mode", "synchronous_mode_strict", "synchronous_node_count", "maximum_lag_on_syncnode",
-        "failsafe_mode", "member_slots_ttl", "postgresql",
+        "failsafe_mode", "member_slots_ttl", "slots", "ignore_slots", "postgresql",
     ];
 
     /// <summary>Keys of the <c>postgresql</c> section Steward acts on.</summary>
@@ -27,7 +27,7 @@ public static class DynamicConfigJson
     public static string Serialize(DynamicConfig config) => JsonSerializer.Serialize(config, CoreJsonPlain.Default.DynamicConfig);
 
     /// <summary>
-    /// Every key of <paramref name="config"/> Steward does not act on (dotted, e.g. <c>slots</c>, <c>postgresql.pg_hba</c>).
+    /// Every key of <paramref name="config"/> Steward does not act on (dotted, e.g. <c>check_timeline</c>, <c>postgresql.pg_hba</c>).
     /// An operator setting one is refused; one found in etcd (written by Patroni or by hand) is kept and logged.
     /// </summary>
     public static IReadOnlyList<string> NotActedOn(DynamicConfig config)
@@ -64,7 +64,7 @@ public static class DynamicConfigJson
     /// <summary>Patroni's dynamic settings that Steward does not implement (named as such, rather than as unknown).</summary>
     private static readonly HashSet<string> PatroniOnly = new(StringComparer.Ordinal)
     {
-        "slots", "ignore_slots", "standby_cluster", "check_timeline", "max_timelines_history", "primary_stop_timeout",
+        "standby_cluster", "check_timeline", "max_timelines_history", "primary_stop_timeout",
         "master_stop_timeout", "postgresql.recovery_conf", "postgresql.pg_hba", "postgresql.pg_ident", "postgresql.use_unix_socket",
         "postgresql.use_unix_socket_repl", "postgresql.remove_data_directory_on_rewind_failure",
         "postgresql.remove_data_directory_on_diverged_timelines",
@@ -117,9 +117,16 @@ public static class DynamicConfigJson
     /// <c>config</c> key is written over the REST API: a negative maximum_lag_on_failover makes every replica ineligible.
     /// Timings that break Patroni's rule are not a problem but a <see cref="TimingWarning"/>.
     /// </summary>
-    public static string? Problem(DynamicConfig config)
+    /// <param name="current">The configuration in force: <c>slots</c> / <c>ignore_slots</c> entries it already holds as
+    /// they are (e.g. written by Patroni) are not held against the change; they are left out at run time and logged.</param>
+    public static string? Problem(DynamicConfig config, DynamicConfig? current = null)
     {
         ArgumentNullException.ThrowIfNull(config);
+        if (SlotProblem(config, current) is { } slots)
+        {
+            return slots;
+        }
+
         if (config.Ttl <= 0 || config.LoopWait <= 0 || config.RetryTimeout <= 0)
         {
             return "invalid timing: ttl, loop_wait and retry_timeout must all be positive " +
@@ -142,6 +149,24 @@ public static class DynamicConfigJson
         }
 
         return config.PrimaryStartTimeout < 0 ? $"primary_start_timeout must be 0 or more seconds, got {config.PrimaryStartTimeout}" : null;
+    }
+
+    /// <summary>
+    /// The first unusable <c>slots</c> or <c>ignore_slots</c> entry (the sentence names its key), unless the configuration
+    /// in force has the same <c>slots</c> and <c>ignore_slots</c> values (an edit of something else is not refused over them).
+    /// </summary>
+    public static string? SlotProblem(DynamicConfig config, DynamicConfig? current)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        if (current is not null && Same(config.Slots, current.Slots) && Same(config.IgnoreSlots, current.IgnoreSlots))
+        {
+            return null;
+        }
+
+        return SlotSettings.Read(config).Problems.FirstOrDefault();
+
+        static bool Same(JsonElement? a, JsonElement? b) =>
+            a is not { ValueKind: not JsonValueKind.Null } ? b is not { ValueKind: not JsonValueKind.Null } : b is { } other && JsonElement.DeepEquals(a.Value, other);
     }
 
     /// <summary>
@@ -199,6 +224,8 @@ public static class DynamicConfigJson
             MaximumLagOnSyncnode = Long(root, "maximum_lag_on_syncnode") ?? defaults.MaximumLagOnSyncnode,
             FailsafeMode = Bool(root, "failsafe_mode") ?? defaults.FailsafeMode,
             MemberSlotsTtl = Duration(root, "member_slots_ttl") ?? defaults.MemberSlotsTtl,
+            Slots = Property(root, "slots")?.Clone(),
+            IgnoreSlots = Property(root, "ignore_slots")?.Clone(),
             Postgresql = postgresql is { } section
                 ? new DynamicPostgresConfig
                 {
