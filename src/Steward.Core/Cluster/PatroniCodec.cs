@@ -216,8 +216,8 @@ public static partial class PatroniCodec
 
     /// <summary>
     /// The <c>status</c> key, read as Patroni's <c>Status.from_node</c> reads it: a bare number is the optime (Patroni 2),
-    /// <c>slots</c> and <c>retain_slots</c> may be JSON text, and a part that is not what it should be is left out (an
-    /// optime that is not a number reads as 0) rather than the whole key.
+    /// <c>slots</c> and <c>retain_slots</c> may be JSON text, and a slot position that is not a number is left out rather
+    /// than the whole key. An optime that is not a number makes the key unreadable (Patroni reads it as 0).
     /// </summary>
     public static ClusterStatus? ReadStatus(ReadOnlySpan<byte> value)
     {
@@ -235,7 +235,8 @@ public static partial class PatroniCodec
 
         return new ClusterStatus
         {
-            Optime = root.TryGetProperty("optime", out var optime) ? AsLong(optime) ?? 0 : 0,
+            // The optime weighs on who may fail over: one that is not a number makes the key unreadable (and logged).
+            Optime = root.TryGetProperty("optime", out var optime) ? AsLong(optime) ?? throw new FormatException($"optime: expected a WAL position in bytes, got {optime.GetRawText()}") : 0,
             Timeline = root.TryGetProperty("timeline", out var timeline) ? AsLong(timeline) : null,
             Slots = root.TryGetProperty("slots", out var slots) && Embedded(slots) is { ValueKind: JsonValueKind.Object } map
                 ? map.EnumerateObject().Where(p => AsLong(p.Value) is not null).ToDictionary(p => p.Name, p => AsLong(p.Value)!.Value, StringComparer.Ordinal)
