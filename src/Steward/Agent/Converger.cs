@@ -38,9 +38,6 @@ internal sealed class Converger
     /// </summary>
     private readonly Dictionary<string, long?> _slotsNotReady = new(StringComparer.Ordinal);
     private bool _slotsReadinessQueued;
-
-    /// <summary>Test hook (and the way to show the protection matters): replicas neither copy nor advance logical slots.</summary>
-    internal static bool DisableReplicaLogicalSlots { get; set; } = Environment.GetEnvironmentVariable("STEWARD_TEST_DISABLE_SLOT_COPY") == "1";
     /// <summary>
     /// Per standby PostgreSQL waits for (and the key does not name yet): the leader's WAL position when this agent first saw
     /// it counted as synchronous. Once the standby flushed past it, it holds every acknowledged commit and may join the key.
@@ -730,11 +727,6 @@ internal sealed class Converger
             Published = cluster.Status?.Slots ?? new Dictionary<string, long>(),
             Recopy = _recopy,
         };
-        if (DisableReplicaLogicalSlots)
-        {
-            inputs = inputs with { Settings = inputs.Settings with { Permanent = [.. inputs.Settings.Permanent.Where(p => !p.IsLogical)] } };
-        }
-
         var plan = SlotPlanner.ForReplica(inputs);
         await RunSlotPlanAsync(plan, local, ct).ConfigureAwait(false);
         var logical = inputs.Settings.Permanent.Where(p => p.IsLogical).ToDictionary(p => p.Name, StringComparer.Ordinal);
