@@ -780,7 +780,7 @@ internal sealed class Converger
 
             if (SlotPlanner.CopyProblem(spec, copy.Slot, copy.State.Length, replay) is { } problem)
             {
-                if (_slotDeferrals.Add($"{copy.Slot.Name}: {problem[..Math.Min(problem.Length, 40)]}"))
+                if (_slotDeferrals.Add($"{copy.Slot.Name}: {problem[..Math.Min(problem.Length, 20)]}"))
                 {
                     Log.SlotCopyDeferred(_log, copy.Slot.Name, problem);
                 }
@@ -807,9 +807,14 @@ internal sealed class Converger
         }
         finally
         {
-            await _pg.StartAsync(StartRole.Replica, CurrentUpstreamTarget ?? upstream, settings, ct).ConfigureAwait(false);
-            CurrentUpstreamTarget ??= upstream;
-            CurrentUpstream ??= address.ToString();
+            // Started again whatever happened to the copy (a failed stop leaves it running: nothing to start).
+            if (!(await _pg.InspectAsync(ct).ConfigureAwait(false)).Running)
+            {
+                await _pg.StartAsync(StartRole.Replica, CurrentUpstreamTarget ?? upstream, settings, ct).ConfigureAwait(false);
+                CurrentUpstreamTarget ??= upstream;
+                CurrentUpstream ??= address.ToString();
+            }
+
             _status.SetState("running");
         }
 
