@@ -454,8 +454,8 @@ internal sealed class Converger
 
                 // Patroni's retain_slots: the member slots this leader keeps (its own name included, for after a failover).
                 var permanentPhysical = SlotSettingsFor(input.Settings).Permanent.Where(p => !p.IsLogical).Select(p => p.Name).ToHashSet(StringComparer.Ordinal);
+                // (Only the slots of members present: those of gone members are kept from this leader's memory, see MayDropSlot.)
                 var members = slots.Append(SlotNames.For(_config.Name))
-                    .Concat(_slotUnwantedSince.Keys.Where(k => local.Slots.Any(l => l.Name == k && l.Type == SlotSettings.Physical)))
                     .Where(n => !permanentPhysical.Contains(n)).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
                 retained = members.Count > 0 ? members : null;
             }
