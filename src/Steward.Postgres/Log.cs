@@ -71,6 +71,12 @@ internal static partial class Log
     [LoggerMessage(3031, LogLevel.Information, "dropped replication slot {Slot}")]
     public static partial void SlotDropped(ILogger logger, string slot);
 
+    [LoggerMessage(3095, LogLevel.Information, "created logical replication slot {Slot} (database {Database}, plugin {Plugin})")]
+    public static partial void LogicalSlotCreated(ILogger logger, string slot, string database, string plugin);
+
+    [LoggerMessage(3096, LogLevel.Information, "dropped replication slot {Slot}: {Reason}")]
+    public static partial void SlotDroppedBecause(ILogger logger, string slot, string reason);
+
     [LoggerMessage(3032, LogLevel.Information, "wrote timeline history file {File}")]
     public static partial void HistoryFileWritten(ILogger logger, string file);
 
@@ -127,19 +133,19 @@ internal static partial class Log
 
     [LoggerMessage(3094, LogLevel.Warning, "data_dir {DataDir} had mode {Mode}, open to other users: set to {NewMode} (PostgreSQL refuses group-writable or world-accessible data directories)")]
     public static partial void DataDirModeTightened(ILogger logger, string dataDir, string mode, string newMode);
-    [LoggerMessage(3095, LogLevel.Warning, "postgresql.pg_ident is not written: the parameter ident_file ({IdentFile}) points PostgreSQL elsewhere (as Patroni does)")]
+    [LoggerMessage(3101, LogLevel.Warning, "postgresql.pg_ident is not written: the parameter ident_file ({IdentFile}) points PostgreSQL elsewhere (as Patroni does)")]
     public static partial void PgIdentNotWritten(ILogger logger, string identFile);
 
-    [LoggerMessage(3096, LogLevel.Information, "running before_stop script {CommandLine}")]
+    [LoggerMessage(3102, LogLevel.Information, "running before_stop script {CommandLine}")]
     public static partial void BeforeStop(ILogger logger, string commandLine);
 
-    [LoggerMessage(3097, LogLevel.Information, "before_stop script {CommandLine} exited with {ExitCode} (the stop goes on whatever it returns): {Output}")]
+    [LoggerMessage(3103, LogLevel.Information, "before_stop script {CommandLine} exited with {ExitCode} (the stop goes on whatever it returns): {Output}")]
     public static partial void BeforeStopExited(ILogger logger, string commandLine, int exitCode, string output);
 
-    [LoggerMessage(3098, LogLevel.Information, "running post_bootstrap script {CommandLine}")]
+    [LoggerMessage(3104, LogLevel.Information, "running post_bootstrap script {CommandLine}")]
     public static partial void PostBootstrap(ILogger logger, string commandLine);
 
-    [LoggerMessage(3099, LogLevel.Information, "post_bootstrap script exited with 0: {Output}")]
+    [LoggerMessage(3105, LogLevel.Information, "post_bootstrap script exited with 0: {Output}")]
     public static partial void PostBootstrapDone(ILogger logger, string output);
 
 }

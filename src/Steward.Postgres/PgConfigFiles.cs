@@ -57,6 +57,13 @@ internal static class PgConfigFiles
                 written.Add(name.ToLowerInvariant());
             }
         }
+        if (SlotSettings.EnforcesHotStandbyFeedback(dynamic, config.Tags.NoFailover, config.Tags.NoStream))
+        {
+            // Patroni: with permanent logical slots a replica reports its xmin, so the primary keeps the catalog rows the
+            // copies of those slots need to decode after a failover.
+            result["hot_standby_feedback"] = "on";
+        }
+
         foreach (var name in Pinned.Concat(ReplicaParameters))
         {
             result.Remove(name);

@@ -1196,6 +1196,218 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
         }
     }
 
+    /// <summary>How long a pg_replication_slot_advance may take (it decodes the WAL in between): longer than other queries.</summary>
+    private const int SlotAdvanceSeconds = 60;
+
+    public async Task<LocalSlots?> ListReplicationSlotsAsync(CancellationToken ct)
+    {
+        await using var connection = await _dataSource.Value.OpenConnectionAsync(ct).ConfigureAwait(false);
+        await using var command = new NpgsqlCommand("""
+            SELECT slot_name::text, slot_type, database::text, plugin::text, active,
+                   (restart_lsn - '0/0'::pg_lsn)::bigint, (confirmed_flush_lsn - '0/0'::pg_lsn)::bigint,
+                   xmin::text::bigint, catalog_xmin::text::bigint, wal_status, current_setting('wal_level')
+            FROM pg_replication_slots RIGHT JOIN (SELECT 1) AS one ON NOT temporary
+            """, connection);
+        await using var reader = await command.ExecuteReaderAsync(ct).ConfigureAwait(false);
+        var slots = new List<ReplicationSlot>();
+        var walLevel = "replica";
+        while (await reader.ReadAsync(ct).ConfigureAwait(false))
+        {
+            walLevel = reader.GetString(10);
+            if (reader.IsDBNull(0))
+            {
+                continue; // the row that carries wal_level when there is no slot
+            }
+
+            slots.Add(new ReplicationSlot(reader.GetString(0), reader.GetString(1), NullableString(reader, 2), NullableString(reader, 3), reader.GetBoolean(4))
+            {
+                RestartLsn = NullableLong(reader, 5),
+                ConfirmedFlushLsn = NullableLong(reader, 6),
+                Xmin = NullableLong(reader, 7),
+                CatalogXmin = NullableLong(reader, 8),
+                WalStatus = NullableString(reader, 9),
+            });
+        }
+
+        return new LocalSlots(slots, walLevel);
+    }
+
+    public async Task<SlotActionFailure?> ApplySlotActionAsync(SlotAction action, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(action);
+        var database = action switch
+        {
+            CreateLogicalSlot create => create.Database,
+            AdvanceSlot { Database: { } db } => db,
+            _ => "postgres",
+        };
+        try
+        {
+            var builder = ConnectionString();
+            builder.Database = database;
+            builder.CommandTimeout = action is AdvanceSlot ? SlotAdvanceSeconds : QuerySeconds;
+            await using var connection = new NpgsqlConnection(builder.ConnectionString);
+            await connection.OpenAsync(ct).ConfigureAwait(false);
+            switch (action)
+            {
+                case CreatePhysicalSlot:
+                    await ExecuteAsync(connection, "SELECT pg_create_physical_replication_slot($1, true) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)", ct, action.Name).ConfigureAwait(false);
+                    Log.SlotCreated(_logger, action.Name);
+                    break;
+                case CreateLogicalSlot logical:
+                    await ExecuteAsync(connection, "SELECT pg_create_logical_replication_slot($1, $2) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)", ct, logical.Name, logical.Plugin).ConfigureAwait(false);
+                    Log.LogicalSlotCreated(_logger, logical.Name, logical.Database, logical.Plugin);
+                    break;
+                case DropSlot drop:
+                    // Only while inactive: a consumer that connected since the slot was listed keeps it.
+                    await using (var command = new NpgsqlCommand("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active", connection))
+                    {
+                        command.Parameters.Add(new NpgsqlParameter { Value = drop.Name });
+                        await using var reader = await command.ExecuteReaderAsync(ct).ConfigureAwait(false);
+                        if (!await reader.ReadAsync(ct).ConfigureAwait(false))
+                        {
+                            return new SlotActionFailure(null, "it is in use or gone");
+                        }
+                    }
+
+                    Log.SlotDroppedBecause(_logger, drop.Name, drop.Reason);
+                    break;
+                case AdvanceSlot advance:
+                    await ExecuteAsync(connection, "SELECT pg_replication_slot_advance($1, $2::pg_lsn)", ct, advance.Name, Lsn.Format(advance.Lsn)).ConfigureAwait(false);
+                    break;
+                default:
+                    throw new InvalidOperationException($"unknown slot action {action}");
+            }
+
+            return null;
+        }
+        catch (Npgsql.PostgresException e)
+        {
+            return new SlotActionFailure(e.SqlState, e.MessageText);
+        }
+        catch (Exception e) when (e is NpgsqlException or TimeoutException && !ct.IsCancellationRequested)
+        {
+            return new SlotActionFailure(null, e.Message);
+        }
+    }
+
+    /// <summary>A connection to the primary at <paramref name="leader"/> as the rewind user (or the superuser), as Patroni copies slots.</summary>
+    private NpgsqlConnectionStringBuilder LeaderConnectionString(HostPort leader)
+    {
+        var auth = _config.Postgresql.Authentication;
+        var user = auth.Rewind ?? auth.Superuser;
+        var builder = ConnectionString();
+        builder.Host = leader.Host;
+        builder.Port = leader.Port;
+        builder.Username = user.Username;
+        builder.Password = user.Password;
+        builder.Timeout = SourceConnectSeconds;
+        ApplySsl(builder, user.Ssl);
+        return builder;
+    }
+
+    public async Task<IReadOnlyList<SlotCopy>> ReadLogicalSlotsAsync(HostPort leader, IReadOnlyCollection<string> names, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(leader);
+        ArgumentNullException.ThrowIfNull(names);
+        await using var connection = new NpgsqlConnection(LeaderConnectionString(leader).ConnectionString);
+        await connection.OpenAsync(ct).ConfigureAwait(false);
+        await using var command = new NpgsqlCommand("""
+            SELECT slot_name::text, slot_type, datname::text, plugin::text, catalog_xmin::text::bigint,
+                   (confirmed_flush_lsn - '0/0'::pg_lsn)::bigint, (restart_lsn - '0/0'::pg_lsn)::bigint,
+                   pg_read_binary_file('pg_replslot/' || slot_name || '/state')
+            FROM pg_get_replication_slots() JOIN pg_database ON datoid = oid
+            WHERE NOT pg_is_in_recovery() AND slot_name = ANY($1)
+            """, connection);
+        command.Parameters.Add(new NpgsqlParameter { Value = names.ToArray() });
+        await using var reader = await command.ExecuteReaderAsync(ct).ConfigureAwait(false);
+        var copies = new List<SlotCopy>();
+        while (await reader.ReadAsync(ct).ConfigureAwait(false))
+        {
+            var slot = new ReplicationSlot(reader.GetString(0), reader.GetString(1), NullableString(reader, 2), NullableString(reader, 3))
+            {
+                CatalogXmin = NullableLong(reader, 4),
+                ConfirmedFlushLsn = NullableLong(reader, 5),
+                RestartLsn = NullableLong(reader, 6),
+            };
+            copies.Add(new SlotCopy(slot, reader.IsDBNull(7) ? [] : (byte[])reader.GetValue(7)));
+        }
+
+        return copies;
+    }
+
+    public Task InstallSlotCopiesAsync(IReadOnlyList<SlotCopy> copies, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(copies);
+        if (LivePostmasterPid() is { } running)
+        {
+            throw new PostgresException($"cannot install replication slot files in {DataDir}: PostgreSQL is running (postmaster pid {running})");
+        }
+
+        var replslot = InData("pg_replslot");
+        foreach (var copy in copies)
+        {
+            ct.ThrowIfCancellationRequested();
+            var name = copy.Slot.Name;
+            if (!SlotSettings.IsValidName(name))
+            {
+                throw new PostgresException($"refusing to install a replication slot named '{name}'");
+            }
+
+            var dir = Path.Combine(replslot, name);
+            var temp = dir + ".tmp";
+            if (Directory.Exists(temp))
+            {
+                Directory.Delete(temp, recursive: true);
+            }
+
+            User.CreateDirectory(temp, DataDirMode);
+            var state = Path.Combine(temp, "state");
+            using (var file = new FileStream(state, new FileStreamOptions
+            {
+                Mode = FileMode.CreateNew,
+                Access = FileAccess.Write,
+                UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
+            }))
+            {
+                file.Write(copy.State);
+                file.Flush(flushToDisk: true);
+            }
+
+            User.Own(state);
+            FsyncDirectory(temp);
+            if (Directory.Exists(dir))
+            {
+                Directory.Delete(dir, recursive: true);
+            }
+
+            Directory.Move(temp, dir);
+            FsyncDirectory(dir);
+        }
+
+        FsyncDirectory(replslot);
+        return Task.CompletedTask;
+    }
+
+    public async Task<IReadOnlyDictionary<string, long?>> ReadCatalogXminsAsync(HostPort leader, IReadOnlyCollection<string> names, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(leader);
+        ArgumentNullException.ThrowIfNull(names);
+        await using var connection = new NpgsqlConnection(LeaderConnectionString(leader).ConnectionString);
+        await connection.OpenAsync(ct).ConfigureAwait(false);
+        await using var command = new NpgsqlCommand(
+            "SELECT slot_name::text, catalog_xmin::text::bigint FROM pg_get_replication_slots() WHERE NOT pg_is_in_recovery() AND slot_name = ANY($1)", connection);
+        command.Parameters.Add(new NpgsqlParameter { Value = names.ToArray() });
+        await using var reader = await command.ExecuteReaderAsync(ct).ConfigureAwait(false);
+        var result = new Dictionary<string, long?>(StringComparer.Ordinal);
+        while (await reader.ReadAsync(ct).ConfigureAwait(false))
+        {
+            result[reader.GetString(0)] = NullableLong(reader, 1);
+        }
+
+        return result;
+    }
+
     public Task WriteMissingHistoryFilesAsync(IReadOnlyList<HistoryEntry> history, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(history);

@@ -142,11 +142,18 @@ public sealed record PgBouncerOutcome
 /// <summary>A <c>pause/&lt;name&gt;</c> key.</summary>
 public sealed record PauseEntry(string Name, PauseConfirmation Data, long ModRevision);
 
-/// <summary>The <c>status</c> key (Patroni's shape: optime = last known leader LSN).</summary>
+/// <summary>
+/// The <c>status</c> key in Patroni 3/4's shape: <c>{"optime": lsn, "slots": {name: lsn}, "retain_slots": [names]}</c>.
+/// optime is the leader's last known WAL position; slots the positions of the slots on the leader (a logical slot's
+/// confirmed_flush_lsn, a physical slot's restart_lsn, the leader's own slot name at optime), which replicas advance their
+/// copies to; retain_slots the member slots the leader keeps.
+/// </summary>
 public sealed record ClusterStatus
 {
     [JsonPropertyName("optime")] public long Optime { get; init; }
     [JsonPropertyName("timeline")] public long? Timeline { get; init; }
+    [JsonPropertyName("slots")] public IReadOnlyDictionary<string, long>? Slots { get; init; }
+    [JsonPropertyName("retain_slots")] public IReadOnlyList<string>? RetainSlots { get; init; }
 }
 
 /// <summary>

@@ -87,7 +87,20 @@ public sealed record DynamicConfig
     public StandbyClusterConfig? StandbyCluster { get; init; }
 
     /// <summary>
-    /// Keys Steward does not act on (e.g. <c>slots</c> written by Patroni), kept verbatim so that the <c>config</c> key
+    /// Permanent replication slots (Patroni's <c>slots</c>), kept as written so the key round-trips; read with
+    /// <see cref="SlotSettings.Read(DynamicConfig)"/>.
+    /// </summary>
+    [JsonPropertyName("slots")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public JsonElement? Slots { get; init; }
+
+    /// <summary>Patroni's <c>ignore_slots</c>: matchers for slots Steward neither creates nor drops (as written).</summary>
+    [JsonPropertyName("ignore_slots")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public JsonElement? IgnoreSlots { get; init; }
+
+    /// <summary>
+    /// Keys Steward does not act on (e.g. <c>check_timeline</c> written by Patroni), kept verbatim so that the <c>config</c> key
     /// round-trips every key; see <see cref="DynamicConfigJson.NotActedOn"/>. (Settable: the JSON source generator
     /// cannot bind extension data to an init-only property.)
     /// </summary>

@@ -18,7 +18,7 @@ public static class DynamicConfigJson
     [
         "ttl", "loop_wait", "retry_timeout", "maximum_lag_on_failover", "primary_start_timeout", "pause",
         "synchronous_mode", "synchronous_mode_strict", "synchronous_node_count", "maximum_lag_on_syncnode",
-        "failsafe_mode", "member_slots_ttl", "postgresql", "standby_cluster",
+        "failsafe_mode", "member_slots_ttl", "slots", "ignore_slots", "postgresql", "standby_cluster",
     ];
 
     /// <summary>Keys of the <c>standby_cluster</c> section Steward acts on.</summary>
@@ -31,7 +31,7 @@ public static class DynamicConfigJson
     public static string Serialize(DynamicConfig config) => JsonSerializer.Serialize(config, CoreJsonPlain.Default.DynamicConfig);
 
     /// <summary>
-    /// Every key of <paramref name="config"/> Steward does not act on (dotted, e.g. <c>slots</c>, <c>postgresql.pg_hba</c>).
+    /// Every key of <paramref name="config"/> Steward does not act on (dotted, e.g. <c>check_timeline</c>, <c>postgresql.pg_hba</c>).
     /// An operator setting one is refused; one found in etcd (written by Patroni or by hand) is kept and logged.
     /// </summary>
     public static IReadOnlyList<string> NotActedOn(DynamicConfig config)
@@ -68,7 +68,7 @@ public static class DynamicConfigJson
     /// <summary>Patroni's dynamic settings that Steward does not implement (named as such, rather than as unknown).</summary>
     private static readonly HashSet<string> PatroniOnly = new(StringComparer.Ordinal)
     {
-        "slots", "ignore_slots", "check_timeline", "max_timelines_history", "primary_stop_timeout",
+        "check_timeline", "max_timelines_history", "primary_stop_timeout",
         "master_stop_timeout", "postgresql.recovery_conf", "postgresql.pg_hba", "postgresql.pg_ident", "postgresql.use_unix_socket",
         "postgresql.use_unix_socket_repl", "postgresql.remove_data_directory_on_rewind_failure",
         "postgresql.remove_data_directory_on_diverged_timelines",
@@ -121,9 +121,16 @@ public static class DynamicConfigJson
     /// <c>config</c> key is written over the REST API: a negative maximum_lag_on_failover makes every replica ineligible.
     /// Timings that break Patroni's rule are not a problem but a <see cref="TimingWarning"/>.
     /// </summary>
-    public static string? Problem(DynamicConfig config)
+    /// <param name="current">The configuration in force: <c>slots</c> / <c>ignore_slots</c> entries it already holds as
+    /// they are (e.g. written by Patroni) are not held against the change; they are left out at run time and logged.</param>
+    public static string? Problem(DynamicConfig config, DynamicConfig? current = null)
     {
         ArgumentNullException.ThrowIfNull(config);
+        if (SlotProblem(config, current) is { } slots)
+        {
+            return slots;
+        }
+
         if (config.Ttl <= 0 || config.LoopWait <= 0 || config.RetryTimeout <= 0)
         {
             return "invalid timing: ttl, loop_wait and retry_timeout must all be positive " +
@@ -176,6 +183,24 @@ public static class DynamicConfigJson
         return standby.PrimarySlotName is { } slot && !Postgres.SlotNames.IsValid(slot)
             ? $"standby_cluster.primary_slot_name: '{slot}' is not a valid replication slot name (a-z, 0-9 and _, at most 63)"
             : null;
+    }
+
+    /// <summary>
+    /// The first unusable <c>slots</c> or <c>ignore_slots</c> entry (the sentence names its key), unless the configuration
+    /// in force has the same <c>slots</c> and <c>ignore_slots</c> values (an edit of something else is not refused over them).
+    /// </summary>
+    public static string? SlotProblem(DynamicConfig config, DynamicConfig? current)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        if (current is not null && Same(config.Slots, current.Slots) && Same(config.IgnoreSlots, current.IgnoreSlots))
+        {
+            return null;
+        }
+
+        return SlotSettings.Read(config).Problems.FirstOrDefault();
+
+        static bool Same(JsonElement? a, JsonElement? b) =>
+            a is not { ValueKind: not JsonValueKind.Null } ? b is not { ValueKind: not JsonValueKind.Null } : b is { } other && JsonElement.DeepEquals(a.Value, other);
     }
 
     /// <summary>
@@ -234,6 +259,8 @@ public static class DynamicConfigJson
             FailsafeMode = Bool(root, "failsafe_mode") ?? defaults.FailsafeMode,
             MemberSlotsTtl = Duration(root, "member_slots_ttl") ?? defaults.MemberSlotsTtl,
             StandbyCluster = StandbyCluster(root),
+            Slots = Property(root, "slots")?.Clone(),
+            IgnoreSlots = Property(root, "ignore_slots")?.Clone(),
             Postgresql = postgresql is { } section
                 ? new DynamicPostgresConfig
                 {

@@ -145,7 +145,7 @@ public static partial class PatroniCodec
                     config = TryRead(kv, logger, v => DeserializeConfig(v) is { } c ? new DynamicConfigEntry(c, kv.ModRevision) : null);
                     break;
                 case ClusterKeys.Status:
-                    status = TryRead(kv, logger, v => JsonSerializer.Deserialize(v, CoreJson.Default.ClusterStatus));
+                    status = TryRead(kv, logger, ReadStatus);
                     break;
                 case ClusterKeys.Failover:
                     failover = TryRead(kv, logger, v => JsonSerializer.Deserialize(v, CoreJson.Default.FailoverRequest) is { } f
@@ -213,6 +213,65 @@ public static partial class PatroniCodec
     }
 
     private delegate T? Reader<out T>(ReadOnlySpan<byte> value);
+
+    /// <summary>
+    /// The <c>status</c> key, read as Patroni's <c>Status.from_node</c> reads it: a bare number is the optime (Patroni 2),
+    /// <c>slots</c> and <c>retain_slots</c> may be JSON text, and a slot position that is not a number is left out rather
+    /// than the whole key. An optime that is not a number makes the key unreadable (Patroni reads it as 0).
+    /// </summary>
+    public static ClusterStatus? ReadStatus(ReadOnlySpan<byte> value)
+    {
+        using var document = JsonDocument.Parse(value.ToArray());
+        var root = document.RootElement;
+        if (root.ValueKind == JsonValueKind.Number)
+        {
+            return new ClusterStatus { Optime = root.TryGetInt64(out var legacy) ? legacy : 0 };
+        }
+
+        if (root.ValueKind != JsonValueKind.Object)
+        {
+            return null;
+        }
+
+        return new ClusterStatus
+        {
+            // The optime weighs on who may fail over: one that is not a number makes the key unreadable (and logged).
+            Optime = root.TryGetProperty("optime", out var optime) ? AsLong(optime) ?? throw new FormatException($"optime: expected a WAL position in bytes, got {optime.GetRawText()}") : 0,
+            Timeline = root.TryGetProperty("timeline", out var timeline) ? AsLong(timeline) : null,
+            Slots = root.TryGetProperty("slots", out var slots) && Embedded(slots) is { ValueKind: JsonValueKind.Object } map
+                ? map.EnumerateObject().Where(p => AsLong(p.Value) is not null).ToDictionary(p => p.Name, p => AsLong(p.Value)!.Value, StringComparer.Ordinal)
+                : null,
+            RetainSlots = root.TryGetProperty("retain_slots", out var retain) && Embedded(retain) is { ValueKind: JsonValueKind.Array } list
+                ? [.. list.EnumerateArray().Where(e => e.ValueKind == JsonValueKind.String).Select(e => e.GetString()!)]
+                : null,
+        };
+
+        static long? AsLong(JsonElement e) => e.ValueKind switch
+        {
+            JsonValueKind.Number when e.TryGetInt64(out var n) => n,
+            JsonValueKind.String when long.TryParse(e.GetString(), NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var n) => n,
+            _ => null,
+        };
+
+        // Patroni also accepts the value as JSON text inside a string.
+        static JsonElement? Embedded(JsonElement e)
+        {
+            if (e.ValueKind != JsonValueKind.String)
+            {
+                return e;
+            }
+
+            try
+            {
+                using var inner = JsonDocument.Parse(e.GetString() ?? "");
+                return inner.RootElement.Clone();
+            }
+            catch (JsonException)
+            {
+                return null;
+            }
+        }
+    }
 
     private static T? TryRead<T>(RawKeyValue kv, ILogger logger, Reader<T> read) where T : class
     {

@@ -729,9 +729,23 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
             }
         }
 
+        // Permanent slots and ignore_slots: kept as JSON (as the config key holds them) and checked as an operator's edit is.
+        var slotsNode = section.Take("slots");
+        var ignoreNode = section.Take("ignore_slots");
+        result = result with
+        {
+            Slots = slotsNode is null ? null : YamlToJson(slotsNode),
+            IgnoreSlots = ignoreNode is null ? null : YamlToJson(ignoreNode),
+        };
+        foreach (var problem in SlotSettings.Read(result).Problems)
+        {
+            var key = problem.StartsWith("ignore_slots", StringComparison.Ordinal) ? "ignore_slots" : "slots";
+            diagnostics.Error(Origin.Of((key == "slots" ? slotsNode : ignoreNode)!), section.Child(problem[..problem.IndexOf(':', StringComparison.Ordinal)]),
+                problem[(problem.IndexOf(':', StringComparison.Ordinal) + 2)..]);
+        }
+
         section.Unsupported(
-            "check_timeline", "slots",
-            "ignore_slots", "max_timelines_history", "primary_stop_timeout", "master_stop_timeout");
+            "check_timeline", "max_timelines_history", "primary_stop_timeout", "master_stop_timeout");
         section.Finish();
         return result;
     }
@@ -763,6 +777,54 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
         }
 
         return config;
+    }
+
+    /// <summary>A YAML value as JSON: mappings and lists as such, scalars as text (YAML null as JSON null).</summary>
+    private static System.Text.Json.JsonElement YamlToJson(YamlNode node)
+    {
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>();
+        using (var writer = new System.Text.Json.Utf8JsonWriter(buffer))
+        {
+            Write(writer, node);
+        }
+
+        using var document = System.Text.Json.JsonDocument.Parse(buffer.WrittenMemory);
+        return document.RootElement.Clone();
+
+        static void Write(System.Text.Json.Utf8JsonWriter writer, YamlNode node)
+        {
+            switch (node)
+            {
+                case YamlMappingNode mapping:
+                    writer.WriteStartObject();
+                    foreach (var (key, value) in mapping.Children)
+                    {
+                        writer.WritePropertyName(key is YamlScalarNode { Value: { } name } ? name : key.ToString());
+                        Write(writer, value);
+                    }
+
+                    writer.WriteEndObject();
+                    break;
+                case YamlSequenceNode sequence:
+                    writer.WriteStartArray();
+                    foreach (var item in sequence.Children)
+                    {
+                        Write(writer, item);
+                    }
+
+                    writer.WriteEndArray();
+                    break;
+                case YamlScalarNode scalar when YamlSection.IsNull(scalar):
+                    writer.WriteNullValue();
+                    break;
+                case YamlScalarNode scalar:
+                    writer.WriteStringValue(scalar.Value);
+                    break;
+                default:
+                    writer.WriteNullValue();
+                    break;
+            }
+        }
     }
 
     private long? ReadDuration(YamlSection section, string key)
@@ -1272,7 +1334,7 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
         }
 
         section.Finish();
-        if (all.TryGetValue("replicatefrom", out var from) && from is not string)
+        if (all.TryGetValue("replicatefrom", out var from) && from is not (null or string))
         {
             diagnostics.Error(section.Origin, section.Child("replicatefrom"), $"expected a member name, got {from}");
         }

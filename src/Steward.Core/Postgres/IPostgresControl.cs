@@ -69,6 +69,35 @@ public interface IPostgresControl
     /// <remarks>An inactive slot not in the list is dropped only when <paramref name="mayDrop"/> (if given) says so.</remarks>
     Task SyncReplicationSlotsAsync(IReadOnlyCollection<string> slotNames, CancellationToken ct, Func<string, bool>? mayDrop = null);
 
+    /// <summary>
+    /// The local server's replication slots (not temporary ones) and its wal_level; null when this control cannot list
+    /// them (test doubles), in which case the agent keeps only its member slots with <see cref="SyncReplicationSlotsAsync"/>.
+    /// </summary>
+    Task<LocalSlots?> ListReplicationSlotsAsync(CancellationToken ct) => Task.FromResult<LocalSlots?>(null);
+
+    /// <summary>Runs one <see cref="SlotAction"/> on the local server; null when done, else why not (with the SQLSTATE).</summary>
+    Task<SlotActionFailure?> ApplySlotActionAsync(SlotAction action, CancellationToken ct) => Task.FromResult<SlotActionFailure?>(null);
+
+    /// <summary>
+    /// Reads from the primary at <paramref name="leader"/> (as the rewind user, or the superuser) the named logical slots
+    /// with their <c>pg_replslot/&lt;name&gt;/state</c> files (Patroni's copy_logical_slots query).
+    /// </summary>
+    Task<IReadOnlyList<SlotCopy>> ReadLogicalSlotsAsync(HostPort leader, IReadOnlyCollection<string> names, CancellationToken ct) =>
+        Task.FromResult<IReadOnlyList<SlotCopy>>([]);
+
+    /// <summary>
+    /// Writes each copy into the stopped server's <c>pg_replslot/&lt;name&gt;/state</c> (temp directory, fsync, rename),
+    /// replacing a slot of that name; PostgreSQL loads them at its next start.
+    /// </summary>
+    Task InstallSlotCopiesAsync(IReadOnlyList<SlotCopy> copies, CancellationToken ct) => Task.CompletedTask;
+
+    /// <summary>
+    /// The catalog_xmin of the named slots on the primary at <paramref name="leader"/> (absent: no such slot; null value:
+    /// the slot has none), for the readiness check of copied logical slots.
+    /// </summary>
+    Task<IReadOnlyDictionary<string, long?>> ReadCatalogXminsAsync(HostPort leader, IReadOnlyCollection<string> names, CancellationToken ct) =>
+        Task.FromResult<IReadOnlyDictionary<string, long?>>(new Dictionary<string, long?>());
+
     /// <summary>Writes into pg_wal every <c>&lt;timeline&gt;.history</c> file implied by <paramref name="history"/> that is missing (safety rule 4).</summary>
     Task WriteMissingHistoryFilesAsync(IReadOnlyList<HistoryEntry> history, CancellationToken ct);
 
@@ -215,3 +244,16 @@ public sealed class PostgresException : Exception
     public PostgresException() { }
     public PostgresException(string message) : base(message) { }
 }
+
+/// <summary>The local server's slots and wal_level.</summary>
+public sealed record LocalSlots(IReadOnlyList<ReplicationSlot> Slots, string WalLevel);
+
+/// <summary>Why a slot action failed: PostgreSQL's SQLSTATE (null when it never answered) and message.</summary>
+public sealed record SlotActionFailure(string? SqlState, string Message)
+{
+    /// <summary>Patroni: an advance failing because the WAL is gone (58P01) or the slot is invalid (55000) is fixed by copying the slot again.</summary>
+    public bool NeedsCopy => SqlState is "58P01" or "55000";
+}
+
+/// <summary>A logical slot read from the primary, with its state file.</summary>
+public sealed record SlotCopy(ReplicationSlot Slot, byte[] State);

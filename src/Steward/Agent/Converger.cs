@@ -24,6 +24,20 @@ internal sealed class Converger
     private readonly Func<long> _leaseId;
     private readonly Func<long, bool> _leaseHeld;
     private long _lastStatusOptime = -1;
+    private string? _lastStatusJson;
+    private HashSet<string> _slotWarnings = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _slotDeferrals = new(StringComparer.Ordinal);
+    private (DynamicConfig Config, SlotSettings Slots)? _slotSettings;
+
+    /// <summary>Replica: logical slots whose advance failed because their WAL is gone or they are invalid (Patroni copies them again).</summary>
+    private readonly HashSet<string> _recopy = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// Replica: copied logical slots not yet known to be safe after a failover (Patroni's readiness queue), with the
+    /// slot's catalog_xmin on the primary when first seen while this replica's physical slot there had one.
+    /// </summary>
+    private readonly Dictionary<string, long?> _slotsNotReady = new(StringComparer.Ordinal);
+    private bool _slotsReadinessQueued;
     /// <summary>
     /// Per standby PostgreSQL waits for (and the key does not name yet): the leader's WAL position when this agent first saw
     /// it counted as synchronous. Once the standby flushed past it, it holds every acknowledged commit and may join the key.
@@ -411,6 +425,13 @@ internal sealed class Converger
         }
 
         await _pg.WriteMissingHistoryFilesAsync(history, ct).ConfigureAwait(false);
+        if (_slotsNotReady.Count > 0)
+        {
+            Log.SlotsMaybeUnsafe(_log, string.Join(", ", _slotsNotReady.Keys.Order(StringComparer.Ordinal)));
+        }
+
+        _slotsNotReady.Clear();
+        _recopy.Clear();
         await _pg.PromoteAsync(checkpoint: false, ct).ConfigureAwait(false);
 
         var pg = await _pg.InspectAsync(ct).ConfigureAwait(false);
@@ -451,12 +472,54 @@ internal sealed class Converger
         }
 
         await SyncReplicationAsync(input, pg, ct).ConfigureAwait(false);
-        await MemberSlotsAsync(input, ct).ConfigureAwait(false);
 
-        if (pg.WriteLsn is { } lsn && lsn != _lastStatusOptime)
+        IReadOnlyDictionary<string, long>? published = null;
+        IReadOnlyList<string>? retained = null;
+        if (input.Settings.Postgresql.UseSlots && input.Cluster is { } cluster)
         {
-            await _store.SetStatusAsync(new ClusterStatus { Optime = lsn, Timeline = pg.Timeline }, ct).ConfigureAwait(false);
-            _lastStatusOptime = lsn;
+            // A nostream member reads the archive, not a slot: it gets none (a slot would hold WAL back for nobody).
+            // nor for one that streams from another member (replicatefrom): that member keeps its slot.
+            var slots = SlotNames.MemberSlots(cluster, _config.Name, leader: true);
+            if (await _pg.ListReplicationSlotsAsync(ct).ConfigureAwait(false) is not { } local)
+            {
+                foreach (var slot in slots)
+                {
+                    _slotUnwantedSince.Remove(slot);
+                }
+
+                await _pg.SyncReplicationSlotsAsync(slots, ct, MayDropSlot(input.Settings.MemberSlotsTtl)).ConfigureAwait(false);
+            }
+            else
+            {
+                var plan = SlotPlanner.ForPrimary(SlotInputsFor(input, cluster, local) with
+                {
+                    MemberSlots = slots,
+                    WalLevel = local.WalLevel,
+                    WriteLsn = pg.WriteLsn,
+                    MemberSlotsTtl = input.Settings.MemberSlotsTtl,
+                });
+                await RunSlotPlanAsync(plan, local, ct).ConfigureAwait(false);
+                published = plan.Publish.Count > 0 ? plan.Publish : null;
+
+                // Patroni's retain_slots: the member slots this leader keeps (its own name included, for after a failover).
+                var permanentPhysical = SlotSettingsFor(input.Settings).Permanent.Where(p => !p.IsLogical).Select(p => p.Name).ToHashSet(StringComparer.Ordinal);
+                // (Only the slots of members present: those of gone members are kept from this leader's memory, see MayDropSlot.)
+                var members = slots.Append(SlotNames.For(_config.Name))
+                    .Where(n => !permanentPhysical.Contains(n)).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
+                retained = members.Count > 0 ? members : null;
+            }
+        }
+
+        if (pg.WriteLsn is { } lsn)
+        {
+            var status = new ClusterStatus { Optime = lsn, Timeline = pg.Timeline, Slots = published, RetainSlots = retained };
+            var json = System.Text.Encoding.UTF8.GetString(PatroniCodec.Serialize(status));
+            if (lsn != _lastStatusOptime || json != _lastStatusJson)
+            {
+                await _store.SetStatusAsync(status, ct).ConfigureAwait(false);
+                _lastStatusOptime = lsn;
+                _lastStatusJson = json;
+            }
         }
 
         // The switch to my timeline must be in `history` (rule 4); if recording it after the promotion failed, retry here.
@@ -641,6 +704,245 @@ internal sealed class Converger
         }
     }
 
+    private SlotSettings SlotSettingsFor(DynamicConfig settings)
+    {
+        if (_slotSettings is { } cached && ReferenceEquals(cached.Config, settings))
+        {
+            return cached.Slots;
+        }
+
+        var read = SlotSettings.Read(settings);
+        _slotSettings = (settings, read);
+        return read;
+    }
+
+    private SlotInputs SlotInputsFor(HaInput input, ClusterView cluster, LocalSlots local) => new()
+    {
+        MySlot = SlotNames.For(_config.Name),
+        AllMemberSlots = [.. cluster.Members.Select(m => SlotNames.For(m.Name)), SlotNames.For(_config.Name)],
+        Settings = SlotSettingsFor(input.Settings),
+        UseSlots = input.Settings.Postgresql.UseSlots,
+        NoFailover = _config.Tags.NoFailover,
+        NoStream = _config.Tags.NoStream,
+        Paused = input.Settings.Pause,
+        Existing = local.Slots,
+        MayDrop = MayDropSlot(input.Settings.MemberSlotsTtl),
+    };
+
+    /// <summary>Runs a slot plan's actions (a failure is logged and the rest go on) and logs its new warnings.</summary>
+    private async Task RunSlotPlanAsync(SlotPlan plan, LocalSlots local, CancellationToken ct)
+    {
+        foreach (var name in plan.Wanted)
+        {
+            _slotUnwantedSince.Remove(name);
+        }
+
+        foreach (var name in _slotUnwantedSince.Keys.Where(k => !local.Slots.Any(l => l.Name == k)).ToList())
+        {
+            _slotUnwantedSince.Remove(name);
+        }
+
+        foreach (var action in plan.Actions)
+        {
+            if (await _pg.ApplySlotActionAsync(action, ct).ConfigureAwait(false) is { } failure)
+            {
+                Log.SlotActionFailed(_log, action.Name, action.GetType().Name, $"{failure.Message}{(failure.SqlState is null ? "" : $" (SQLSTATE {failure.SqlState})")}");
+                if (action is AdvanceSlot { Database: not null } && failure.NeedsCopy)
+                {
+                    _recopy.Add(action.Name);
+                }
+            }
+            else if (action is DropSlot)
+            {
+                _slotUnwantedSince.Remove(action.Name);
+            }
+        }
+
+        var warnings = plan.Warnings.ToHashSet(StringComparer.Ordinal);
+        foreach (var warning in warnings.Where(w => !_slotWarnings.Contains(w)))
+        {
+            Log.SlotWarning(_log, warning);
+        }
+
+        _slotWarnings = warnings;
+    }
+
+    /// <summary>
+    /// A running replica's slots, as Patroni keeps them: the permanent physical slots (advanced to the positions the leader
+    /// publishes), copies of the permanent logical slots (read from the primary, loaded with a restart, then advanced to
+    /// the leader's published confirmed_flush_lsn but never past what this replica replayed), and the readiness check that
+    /// tells when a copy is safe to use after a failover (the primary keeps the catalog rows it needs).
+    /// </summary>
+    public async Task SyncReplicaSlotsAsync(HaInput input, PgState pg, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        ArgumentNullException.ThrowIfNull(pg);
+        if (pg.InRecovery != true || !pg.Accepting || input.Cluster is not { } cluster || !input.Settings.Postgresql.UseSlots
+            || cluster.LeaderMember is not { } leader || leader.Name == _config.Name
+            || await _pg.ListReplicationSlotsAsync(ct).ConfigureAwait(false) is not { } local)
+        {
+            return;
+        }
+
+        var inputs = SlotInputsFor(input, cluster, local) with
+        {
+            MemberSlots = [.. cluster.Members.Where(m => m.Name != _config.Name).Select(m => SlotNames.For(m.Name))],
+            CascadeSlots = SlotNames.MemberSlots(cluster, _config.Name, leader: false),
+            ReplayLsn = pg.ReplayLsn,
+            Published = cluster.Status?.Slots ?? new Dictionary<string, long>(),
+            Recopy = _recopy,
+        };
+        var plan = SlotPlanner.ForReplica(inputs);
+        await RunSlotPlanAsync(plan, local, ct).ConfigureAwait(false);
+        var logical = inputs.Settings.Permanent.Where(p => p.IsLogical).ToDictionary(p => p.Name, StringComparer.Ordinal);
+        if (!_slotsReadinessQueued)
+        {
+            // After an agent start, every logical slot already here is checked again (Patroni's force_readiness_check).
+            foreach (var slot in local.Slots.Where(l => l.Type == SlotSettings.Logical && logical.ContainsKey(l.Name)))
+            {
+                _slotsNotReady.TryAdd(slot.Name, null);
+            }
+
+            _slotsReadinessQueued = true;
+        }
+
+        if (ConnUrl.Parse(leader.Data.ConnUrl ?? "") is not { } address)
+        {
+            return;
+        }
+
+        if (plan.Copy.Count > 0 && !input.Settings.Pause)
+        {
+            await CopyLogicalSlotsAsync(plan.Copy, logical, leader.Name, address, input.Settings, ct).ConfigureAwait(false);
+            return;
+        }
+
+        await CheckSlotReadinessAsync(local, address, ct).ConfigureAwait(false);
+    }
+
+    private async Task CopyLogicalSlotsAsync(IReadOnlyList<string> names, Dictionary<string, PermanentSlot> configured, string leaderName, HostPort address, DynamicConfig settings, CancellationToken ct)
+    {
+        IReadOnlyList<SlotCopy> copies;
+        try
+        {
+            copies = await _pg.ReadLogicalSlotsAsync(address, names, ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is Npgsql.NpgsqlException or TimeoutException or InvalidOperationException && !ct.IsCancellationRequested)
+        {
+            Log.SlotActionFailed(_log, string.Join(", ", names), "copy from the primary", e.Message);
+            return;
+        }
+
+        // Read after the slots: replay only moves forward, so a copy not ahead of this is not ahead of the stopped replica.
+        var replay = (await _pg.InspectAsync(ct).ConfigureAwait(false)).ReplayLsn;
+        var install = new List<SlotCopy>();
+        foreach (var copy in copies)
+        {
+            if (!configured.TryGetValue(copy.Slot.Name, out var spec))
+            {
+                continue;
+            }
+
+            if (SlotPlanner.CopyProblem(spec, copy.Slot, copy.State.Length, replay) is { } problem)
+            {
+                if (_slotDeferrals.Add($"{copy.Slot.Name}: {problem[..Math.Min(problem.Length, 20)]}"))
+                {
+                    Log.SlotCopyDeferred(_log, copy.Slot.Name, problem);
+                }
+
+                continue;
+            }
+
+            install.Add(copy);
+        }
+
+        if (install.Count == 0)
+        {
+            return;
+        }
+
+        var upstream = _config.Tags.NoStream ? new Upstream(address, null, Stream: false)
+            : new Upstream(address, settings.Postgresql.UseSlots ? SlotNames.For(_config.Name) : null);
+        Log.SlotCopyRestart(_log, string.Join(", ", install.Select(c => c.Slot.Name)), leaderName);
+        _status.SetState("restarting");
+        try
+        {
+            await _pg.StopAsync(StopMode.Fast, ct).ConfigureAwait(false);
+            await _pg.InstallSlotCopiesAsync(install, ct).ConfigureAwait(false);
+        }
+        finally
+        {
+            // Started again whatever happened to the copy (a failed stop leaves it running: nothing to start).
+            if (!(await _pg.InspectAsync(ct).ConfigureAwait(false)).Running)
+            {
+                await _pg.StartAsync(StartRole.Replica, CurrentUpstreamTarget ?? upstream, settings, ct).ConfigureAwait(false);
+                CurrentUpstreamTarget ??= upstream;
+                CurrentUpstream ??= address.ToString();
+            }
+
+            _status.SetState("running");
+        }
+
+        foreach (var copy in install)
+        {
+            _recopy.Remove(copy.Slot.Name);
+            _slotsNotReady[copy.Slot.Name] = null;
+            _slotDeferrals.RemoveWhere(d => d.StartsWith(copy.Slot.Name + ":", StringComparison.Ordinal));
+        }
+    }
+
+    /// <summary>Patroni's check_logical_slots_readiness: logs when each copied slot became safe to use after a failover.</summary>
+    private async Task CheckSlotReadinessAsync(LocalSlots local, HostPort address, CancellationToken ct)
+    {
+        foreach (var name in _slotsNotReady.Keys.Where(n => !local.Slots.Any(l => l.Name == n)).ToList())
+        {
+            _slotsNotReady.Remove(name);
+        }
+
+        if (_slotsNotReady.Count == 0)
+        {
+            return;
+        }
+
+        var mine = SlotNames.For(_config.Name);
+        IReadOnlyDictionary<string, long?> onPrimary;
+        try
+        {
+            onPrimary = await _pg.ReadCatalogXminsAsync(address, [.. _slotsNotReady.Keys, mine], ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is Npgsql.NpgsqlException or TimeoutException or InvalidOperationException && !ct.IsCancellationRequested)
+        {
+            Log.SlotActionFailed(_log, mine, "readiness check on the primary", e.Message);
+            return;
+        }
+
+        if (!onPrimary.TryGetValue(mine, out var physical) || physical is null)
+        {
+            var warning = $"the logical slot copies ({string.Join(", ", _slotsNotReady.Keys)}) are not yet safe after a failover: this replica's physical slot {mine} on the primary has no catalog_xmin (hot_standby_feedback must be on, and the replica streaming through its slot)";
+            if (_slotWarnings.Add(warning))
+            {
+                Log.SlotWarning(_log, warning);
+            }
+
+            return;
+        }
+
+        foreach (var name in _slotsNotReady.Keys.ToList())
+        {
+            if (_slotsNotReady[name] is null && onPrimary.TryGetValue(name, out var logicalXmin) && logicalXmin is not null)
+            {
+                _slotsNotReady[name] = logicalXmin;
+            }
+
+            if (_slotsNotReady[name] is { } remembered
+                && SlotPlanner.SafeAfterFailover(remembered, physical, local.Slots.FirstOrDefault(l => l.Name == name)?.CatalogXmin))
+            {
+                _slotsNotReady.Remove(name);
+                Log.SlotReady(_log, name);
+            }
+        }
+    }
+
     /// <summary>
     /// The slot of a member that is gone is kept for <c>member_slots_ttl</c> from when this leader first found it unwanted
     /// (after an agent restart, from then: never earlier than a member could still come back), so a rebooted replica or a
@@ -664,7 +966,8 @@ internal sealed class Converger
     /// </summary>
     public async Task ApplyDynamicConfigAsync(PgState pg, DynamicConfig settings, CancellationToken ct)
     {
-        var wanted = System.Text.Json.JsonSerializer.Serialize(settings.Postgresql.Parameters.OrderBy(p => p.Key, StringComparer.Ordinal), StewardJson.Default.IEnumerableKeyValuePairStringString);
+        var wanted = System.Text.Json.JsonSerializer.Serialize(settings.Postgresql.Parameters.OrderBy(p => p.Key, StringComparer.Ordinal), StewardJson.Default.IEnumerableKeyValuePairStringString)
+                     + (SlotSettings.EnforcesHotStandbyFeedback(settings, _config.Tags.NoFailover, _config.Tags.NoStream) ? " hot_standby_feedback" : "");
         if (_reloadRequested || (pg.Running && pg.Accepting && wanted != _appliedParameters))
         {
             _reloadRequested = false;

@@ -103,4 +103,25 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 1105, Level = LogLevel.Information, Message = "bootstrapping a standby cluster: cloning from the remote primary {Remote}, then running as its standby (the standby leader)")]
     public static partial void StandbyClusterBootstrap(ILogger logger, string remote);
+
+    [LoggerMessage(EventId = 1150, Level = LogLevel.Warning, Message = "replication slots: {Warning}")]
+    public static partial void SlotWarning(ILogger logger, string warning);
+
+    [LoggerMessage(EventId = 1151, Level = LogLevel.Warning, Message = "replication slot {Slot}: {Action} failed: {Reason}")]
+    public static partial void SlotActionFailed(ILogger logger, string slot, string action, string reason);
+
+    [LoggerMessage(EventId = 1152, Level = LogLevel.Warning, Message = "restarting this replica to load the logical slot(s) {Slots} copied from the primary {Leader}: a copy is how a logical slot survives a failover, and PostgreSQL reads slot files only at start")]
+    public static partial void SlotCopyRestart(ILogger logger, string slots, string leader);
+
+    [LoggerMessage(EventId = 1153, Level = LogLevel.Information, Message = "logical slot {Slot} not copied from the primary yet: {Reason}")]
+    public static partial void SlotCopyDeferred(ILogger logger, string slot, string reason);
+
+    [LoggerMessage(EventId = 1154, Level = LogLevel.Information, Message = "logical slot {Slot} is safe to be used after a failover")]
+    public static partial void SlotReady(ILogger logger, string slot);
+
+    [LoggerMessage(EventId = 1155, Level = LogLevel.Warning, Message = "logical replication slots that might be unsafe to use after promote: {Slots}")]
+    public static partial void SlotsMaybeUnsafe(ILogger logger, string slots);
+
+    [LoggerMessage(EventId = 1156, Level = LogLevel.Warning, Message = "dynamic configuration: {Problem}; the entry is left out")]
+    public static partial void SlotConfigProblem(ILogger logger, string problem);
 }

@@ -255,6 +255,11 @@ internal sealed class NodeAgent : IAsyncDisposable
             {
                 Log.ConfigTiming(_log, timing);
             }
+
+            foreach (var problem in SlotSettings.Read(config.Value).Problems)
+            {
+                Log.SlotConfigProblem(_log, problem);
+            }
         }
 
         TrackTimers(pg, cluster, now);
@@ -325,6 +330,13 @@ internal sealed class NodeAgent : IAsyncDisposable
         {
             await _converger.ApplyDynamicConfigAsync(pg, input.Settings, ct).ConfigureAwait(false);
             await RunScheduledRestartAsync(pg, now, ct).ConfigureAwait(false);
+        }
+
+        if (plan.Steps.Count == 0 && failed is null)
+        {
+            // A replica with nothing else to do keeps its permanent slots and copies of the logical ones (Patroni's
+            // sync_replication_slots / copy_logical_slots on a standby).
+            await _converger.SyncReplicaSlotsAsync(input, pg, ct).ConfigureAwait(false);
         }
 
         var after = await _pg.InspectAsync(ct).ConfigureAwait(false);

@@ -75,7 +75,7 @@ internal static partial class ConfigEdit
             }
         }
 
-        return DynamicConfigJson.Problem(config) is { } problem ? throw new CliException(problem) : config;
+        return DynamicConfigJson.Problem(config, current) is { } problem ? throw new CliException(problem) : config;
     }
 
     private static IEnumerable<string> BadParameterNames(JsonObject document) =>

@@ -433,7 +433,7 @@ internal static class RestActions
             return Text(400, DynamicConfigJson.NotActedOnMessage(refused));
         }
 
-        if (DynamicConfigJson.Problem(config) is { } problem)
+        if (DynamicConfigJson.Problem(config, view.Config?.Value) is { } problem)
         {
             return Text(400, problem);
         }

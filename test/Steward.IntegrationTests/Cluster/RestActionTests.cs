@@ -168,7 +168,7 @@ public sealed class RestActionTests(ITestOutputHelper output)
                      """{"ttl": 0}""", """{"loop_wait": -1}""",
                      """{"member_slots_ttl": "soon"}""", """{"member_slots_ttl": -5}""", """{"synchronous_mode": "quorom"}""",
                      """{"synchronous_node_count": 0}""", """{"maximum_lag_on_syncnode": -7}""", """{"failsafe_mode": "maybe"}""",
-                     """{"slots": {"s": {"type": "physical"}}}""", """{"no_such_setting": 1}""", """{"postgresql": {"pg_hba": []}}""",
+                     """{"slots": {"S": {"type": "physical"}}}""", """{"ignore_slots": {"name": "x"}}""", """{"no_such_setting": 1}""", """{"postgresql": {"pg_hba": []}}""",
                  })
         {
             var (code, why) = await Send(leader, HttpMethod.Patch, "/config", bad);
@@ -178,12 +178,12 @@ public sealed class RestActionTests(ITestOutputHelper output)
 
         // A key Patroni wrote and Steward does not act on survives a PATCH of something else, and GET /config shows it.
         var written = System.Text.Json.Nodes.JsonNode.Parse((await leader.GetJsonAsync("/config"))!.Value.GetRawText())!.AsObject();
-        written["ignore_slots"] = System.Text.Json.Nodes.JsonNode.Parse("""[{"name": "keep_me"}]""");
+        written["check_timeline"] = System.Text.Json.Nodes.JsonNode.Parse("""{"keep_me": true}""");
         await cluster.PutRawAsync("config", written.ToJsonString());
         Assert.Equal(200, (await Send(leader, HttpMethod.Patch, "/config", """{"failsafe_mode": true, "member_slots_ttl": "10min"}""")).Status);
         await Poll.UntilAsync(async () => (await leader.GetJsonAsync("/config"))?.GetRawText().Contains("keep_me", StringComparison.Ordinal) == true
                                           && (await leader.GetJsonAsync("/config"))!.Value.GetProperty("member_slots_ttl").GetInt64() == 600,
-            TimeSpan.FromSeconds(30), "ignore_slots kept and member_slots_ttl applied in GET /config");
+            TimeSpan.FromSeconds(30), "check_timeline kept and member_slots_ttl applied in GET /config");
         Assert.Contains("settings Steward does not act on", leader.Log(), StringComparison.Ordinal);
 
         // Patroni's rule loop_wait + 2*retry_timeout <= ttl broken (issue 14): accepted as Patroni accepts it, with a warning.

@@ -119,7 +119,7 @@ internal sealed class TestCluster : IAsyncDisposable
                 synchronous_mode: {{(options.SynchronousModeQuorum ? "quorum" : options.SynchronousMode ? "true" : "false")}}
                 synchronous_node_count: {{options.SynchronousNodeCount}}
                 synchronous_mode_strict: {{(options.SynchronousModeStrict ? "true" : "false")}}
-                failsafe_mode: {{(options.FailsafeMode ? "true" : "false")}}{{(options.PrimaryStartTimeout is { } pst ? $"\n    primary_start_timeout: {pst}" : "")}}
+                failsafe_mode: {{(options.FailsafeMode ? "true" : "false")}}{{(options.PrimaryStartTimeout is { } pst ? $"\n    primary_start_timeout: {pst}" : "")}}{{string.Concat(options.DcsYaml.Select(l => $"\n    {l}"))}}
                 postgresql:
                   use_pg_rewind: true
                   use_slots: true
@@ -209,6 +209,14 @@ internal sealed class TestCluster : IAsyncDisposable
     {
         _etcd ??= new EtcdClient(Etcd.Endpoint);
         await _etcd.PutAsync($"/service/{Scope}/{key}", value, deadline: DateTime.UtcNow.AddSeconds(2)).ConfigureAwait(false);
+    }
+
+    /// <summary>The cluster's <paramref name="key"/> straight from etcd (null: no such key).</summary>
+    public async Task<string?> GetRawAsync(string key)
+    {
+        _etcd ??= new EtcdClient(Etcd.Endpoint);
+        var range = await _etcd.GetAsync($"/service/{Scope}/{key}", deadline: DateTime.UtcNow.AddSeconds(2)).ConfigureAwait(false);
+        return range.Kvs.Count == 0 ? null : range.Kvs[0].Value.ToStringUtf8();
     }
 
     /// <summary>The <c>sync</c> key straight from etcd: its leader and synchronous standbys (null: no key).</summary>
@@ -385,6 +393,9 @@ internal sealed record ClusterOptions
 
     /// <summary>More local postgresql.parameters for some members (name → parameter → value).</summary>
     public IReadOnlyDictionary<string, IReadOnlyDictionary<string, string>> NodeParameters { get; init; } = new Dictionary<string, IReadOnlyDictionary<string, string>>();
+
+    /// <summary>More bootstrap.dcs lines (each indented under dcs:), e.g. <c>slots:</c> and its entries.</summary>
+    public IReadOnlyList<string> DcsYaml { get; init; } = [];
 
     /// <summary>More bootstrap.dcs postgresql.parameters (parameter → value).</summary>
     public IReadOnlyDictionary<string, string> DcsParameters { get; init; } = new Dictionary<string, string>();

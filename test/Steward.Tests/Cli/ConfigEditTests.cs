@@ -68,7 +68,10 @@ public sealed class ConfigEditTests
     [InlineData("synchronous_mode=sometimes", "synchronous_mode: expected true or false")]
     [InlineData("synchronous_node_count=0", "synchronous_node_count must be 1 or more, got 0")]
     [InlineData("maximum_lag_on_syncnode=-2", "maximum_lag_on_syncnode must be -1 (off) or 0 or more bytes")]
-    [InlineData("slots.x.type=physical", "slots: Patroni setting Steward does not implement")]
+    [InlineData("slots.x.type=fancy", "slots.x: type must be physical or logical, got 'fancy'")]
+    [InlineData("slots.Bad.type=physical", "slots.Bad: invalid slot name")]
+    [InlineData("slots.x.type=logical", "slots.x: a logical slot needs database and plugin")]
+    [InlineData("check_timeline=true", "check_timeline: Patroni setting Steward does not implement")]
     [InlineData("postgresql.pg_hba=x", "postgresql.pg_hba: Patroni setting Steward does not implement")]
     [InlineData("ttl.x=1", "ttl is a single value, not a section")]
     public void Invalid_settings_are_refused_with_the_key_named(string set, string message)
@@ -116,17 +119,23 @@ public sealed class ConfigEditTests
     [Fact]
     public void Keys_written_by_Patroni_that_Steward_does_not_act_on_are_kept_but_cannot_be_changed()
     {
-        var current = DynamicConfigJson.TryParse("""{"ttl": 6, "slots": {"s1": {"type": "physical"}}, "postgresql": {"pg_hba": ["host all all 0.0.0.0/0 md5"]}}""", out _)!;
+        var current = DynamicConfigJson.TryParse("""{"ttl": 6, "check_timeline": true, "slots": {"Bad-Name": {"type": "physical"}}, "postgresql": {"pg_hba": ["host all all 0.0.0.0/0 md5"]}}""", out _)!;
         var doc = ConfigEdit.ToJson(current);
         ConfigEdit.ApplySet(doc, "loop_wait=2");
         var edited = ConfigEdit.Validate(doc, current);
         Assert.Equal(2, edited.LoopWait);
-        Assert.Equal(["slots", "postgresql.pg_hba"], DynamicConfigJson.NotActedOn(edited));
-        Assert.Contains("\"s1\"", DynamicConfigJson.Serialize(edited), StringComparison.Ordinal);
+        Assert.Equal(["check_timeline", "postgresql.pg_hba"], DynamicConfigJson.NotActedOn(edited));
+        Assert.Contains("\"Bad-Name\"", DynamicConfigJson.Serialize(edited), StringComparison.Ordinal); // a bad slot Patroni wrote is kept
 
-        ConfigEdit.ApplySet(doc, "slots.s2.type=physical");
+        ConfigEdit.ApplySet(doc, "check_timeline=false");
         var e = Assert.Throws<CliException>(() => ConfigEdit.Validate(doc, current));
-        Assert.Contains("slots: Patroni setting", e.Message, StringComparison.Ordinal);
+        Assert.Contains("check_timeline: Patroni setting", e.Message, StringComparison.Ordinal);
+
+        // Changing slots while a bad entry is there: refused, naming the entry.
+        doc = ConfigEdit.ToJson(current);
+        ConfigEdit.ApplySet(doc, "slots.cdc.type=physical");
+        e = Assert.Throws<CliException>(() => ConfigEdit.Validate(doc, current));
+        Assert.StartsWith("slots.Bad-Name: invalid slot name", e.Message, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -106,29 +106,56 @@ public sealed class DynamicConfigJsonTests
     public void Keys_steward_does_not_act_on_round_trip_and_are_reported()
     {
         const string json = """
-            {"ttl": 6, "slots": {"x": {"type": "physical"}}, "ignore_slots": [{"name": "y"}], "synchronous_mode": true,
-             "synchronous_node_count": 2, "postgresql": {"pg_hba": ["local all all trust"], "parameters": {"a": "1"}}}
+            {"ttl": 6, "check_timeline": true, "max_timelines_history": 5, "slots": {"x": {"type": "physical"}}, "ignore_slots": [{"name": "y"}],
+             "synchronous_mode": true, "synchronous_node_count": 2, "postgresql": {"pg_hba": ["local all all trust"], "parameters": {"a": "1"}}}
             """;
 
         var config = DynamicConfigJson.TryParse(json, out var error)!;
         Assert.Null(error);
-        Assert.Equal(["ignore_slots", "slots", "postgresql.pg_hba"], DynamicConfigJson.NotActedOn(config));
+        Assert.Equal(["check_timeline", "max_timelines_history", "postgresql.pg_hba"], DynamicConfigJson.NotActedOn(config));
         Assert.Equal((true, 2), (config.SynchronousMode, config.SynchronousNodeCount));
 
         var again = DynamicConfigJson.TryParse(DynamicConfigJson.Serialize(config), out _)!;
         using var document = JsonDocument.Parse(DynamicConfigJson.Serialize(again));
         Assert.Equal("physical", document.RootElement.GetProperty("slots").GetProperty("x").GetProperty("type").GetString());
         Assert.Equal("y", document.RootElement.GetProperty("ignore_slots")[0].GetProperty("name").GetString());
+        Assert.True(document.RootElement.GetProperty("check_timeline").GetBoolean());
         Assert.Equal("local all all trust", document.RootElement.GetProperty("postgresql").GetProperty("pg_hba")[0].GetString());
         Assert.Equal(2, document.RootElement.GetProperty("synchronous_node_count").GetInt32());
 
         // Unchanged keys are not "newly set"; a changed or added one is.
         Assert.Empty(DynamicConfigJson.NewlyNotActedOn(again, config));
-        var changed = DynamicConfigJson.TryParse(json.Replace("\"physical\"", "\"logical\"", StringComparison.Ordinal), out _)!;
-        Assert.Equal(["slots"], DynamicConfigJson.NewlyNotActedOn(changed, config));
-        Assert.Equal(["ignore_slots", "slots", "postgresql.pg_hba"], DynamicConfigJson.NewlyNotActedOn(config, null));
-        Assert.Contains("unknown setting typo", DynamicConfigJson.NotActedOnMessage(["slots", "typo"]), StringComparison.Ordinal);
-        Assert.Contains("slots: Patroni setting Steward does not implement", DynamicConfigJson.NotActedOnMessage(["slots", "typo"]), StringComparison.Ordinal);
+        var changed = DynamicConfigJson.TryParse(json.Replace("\"max_timelines_history\": 5", "\"max_timelines_history\": 6", StringComparison.Ordinal), out _)!;
+        Assert.Equal(["max_timelines_history"], DynamicConfigJson.NewlyNotActedOn(changed, config));
+        Assert.Equal(["check_timeline", "max_timelines_history", "postgresql.pg_hba"], DynamicConfigJson.NewlyNotActedOn(config, null));
+        Assert.Contains("unknown setting typo", DynamicConfigJson.NotActedOnMessage(["check_timeline", "typo"]), StringComparison.Ordinal);
+        Assert.Contains("check_timeline: Patroni setting Steward does not implement", DynamicConfigJson.NotActedOnMessage(["check_timeline", "typo"]), StringComparison.Ordinal);
+    }
+
+    /// <summary>No slots written: none serialized (GET /config shows no "slots": null).</summary>
+    [Fact]
+    public void Absent_slots_are_not_written()
+    {
+        var json = DynamicConfigJson.Serialize(DynamicConfigJson.TryParse("""{"ttl": 6, "slots": null}""", out _)!);
+        Assert.DoesNotContain("\"slots\"", json, StringComparison.Ordinal);
+        Assert.DoesNotContain("ignore_slots", json, StringComparison.Ordinal);
+    }
+
+    /// <summary>Issue 16: bad permanent slots are refused with the key named; values already in force are not held against an edit.</summary>
+    [Theory]
+    [InlineData("""{"slots": {"Bad": {"type": "physical"}}}""", "slots.Bad: invalid slot name")]
+    [InlineData("""{"slots": {"cdc": {"type": "logical", "database": "postgres"}}}""", "slots.cdc: a logical slot needs plugin")]
+    [InlineData("""{"slots": [1]}""", "slots: expected a mapping")]
+    [InlineData("""{"ignore_slots": {"name": "x"}}""", "ignore_slots: expected a list")]
+    [InlineData("""{"ignore_slots": [{"name": "x", "type": "virtual"}]}""", "ignore_slots[0]: type must be physical or logical, got 'virtual'")]
+    public void Bad_slots_are_a_problem_unless_already_in_force(string json, string problem)
+    {
+        var config = DynamicConfigJson.TryParse(json, out var error)!;
+        Assert.Null(error);
+        Assert.StartsWith(problem, DynamicConfigJson.Problem(config), StringComparison.Ordinal);
+        Assert.StartsWith(problem, DynamicConfigJson.Problem(config, new DynamicConfig()), StringComparison.Ordinal);
+        Assert.Null(DynamicConfigJson.Problem(config with { Ttl = 7 }, config));
+        Assert.Null(DynamicConfigJson.SlotProblem(config, config));
     }
 
     [Theory]

@@ -1,3 +1,4 @@
+using Steward.Core.Cluster;
 using Steward.Core.Configuration;
 using static Steward.Tests.Configuration.ConfigText;
 
@@ -133,6 +134,40 @@ public sealed class ConfigSectionsTests
         Assert.Equal((20, 2, 5, 0L, 0), (dcs.Ttl, dcs.LoopWait, dcs.RetryTimeout, dcs.MaximumLagOnFailover, dcs.PrimaryStartTimeout));
         Assert.True(!dcs.SynchronousMode && dcs.Pause);
         Assert.False(dcs.Postgresql.UsePgRewind || dcs.Postgresql.UseSlots);
+    }
+
+    /// <summary>Issue 16: bootstrap.dcs slots and ignore_slots (Patroni's YAML) are read into the config key's JSON.</summary>
+    [Fact]
+    public void Permanent_slots_and_ignore_slots_are_read()
+    {
+        var dcs = Parse(With("""
+            bootstrap:
+              dcs:
+                slots:
+                  cdc: {type: logical, database: postgres, plugin: test_decoding}
+                  keep:
+                    type: physical
+                  bare:
+                ignore_slots:
+                  - name: external
+                  - {type: logical, plugin: pgoutput}
+            """)).Bootstrap.Dcs;
+
+        var slots = SlotSettings.Read(dcs);
+        Assert.Empty(slots.Problems);
+        Assert.Equal([new PermanentSlot("cdc", "logical", "postgres", "test_decoding"), new PermanentSlot("keep", "physical"), new PermanentSlot("bare", "physical")], slots.Permanent);
+        Assert.Equal([new SlotMatcher(Name: "external"), new SlotMatcher(Type: "logical", Plugin: "pgoutput")], slots.Ignore);
+        Assert.Contains("\"cdc\":{\"type\":\"logical\"", DynamicConfigJson.Serialize(dcs), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("slots:\n      Bad: {type: physical}", "bootstrap.dcs.slots.Bad", "invalid slot name")]
+    [InlineData("slots:\n      cdc: {type: logical, database: postgres}", "bootstrap.dcs.slots.cdc", "a logical slot needs plugin")]
+    [InlineData("ignore_slots:\n      - {type: virtual}", "bootstrap.dcs.ignore_slots[0]", "type must be physical or logical")]
+    public void Bad_permanent_slots_stop_start_up_with_the_key_named(string yaml, string key, string message)
+    {
+        var e = Assert.Throws<ConfigException>(() => Parse(With($"bootstrap:\n  dcs:\n    {yaml}")));
+        Assert.Contains(e.Errors, x => x.Contains(key, StringComparison.Ordinal) && x.Contains(message, StringComparison.Ordinal));
     }
 
     [Fact]
