@@ -275,6 +275,25 @@ public sealed class SlotPlannerTests
     }
 
     [Fact]
+    public void A_replica_keeps_a_slot_for_each_member_that_replicates_from_it_and_never_advances_it()
+    {
+        var create = SlotPlanner.ForReplica(Replica(Physical("keep", 700), Logical("cdc", 800)) with { CascadeSlots = ["node3"] });
+        Assert.Equal([new CreatePhysicalSlot("node3")], create.Actions);
+
+        var kept = SlotPlanner.ForReplica(Replica(Physical("keep", 700), Logical("cdc", 800), Physical("node3", 50)) with
+        {
+            CascadeSlots = ["node3"],
+            Published = new Dictionary<string, long> { ["cdc"] = 800, ["keep"] = 700 },
+        });
+        Assert.Empty(kept.Actions);
+        Assert.Contains("node3", kept.Wanted);
+
+        var gone = SlotPlanner.ForReplica(Replica(Physical("keep", 700), Logical("cdc", 800), Physical("node3", 50)));
+        Assert.Equal([new DropSlot("node3", "no member, permanent slot or ignore_slots entry claims it")], gone.Actions);
+        Assert.DoesNotContain(new CreatePhysicalSlot("node3"), SlotPlanner.ForReplica(Replica() with { CascadeSlots = ["node3"], UseSlots = false }).Actions);
+    }
+
+    [Fact]
     public void A_copied_logical_slot_is_advanced_to_the_published_position()
     {
         var plan = SlotPlanner.ForReplica(Replica(Physical("keep", 700), Logical("cdc", 500)));
