@@ -99,6 +99,10 @@ else
     strip --strip-unneeded "$pkg/usr/bin/steward" 2>/dev/null || true
     run=("$pkg/usr/bin/steward")
     glibc=$(objdump -T "$pkg/usr/bin/steward" 2>/dev/null | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n 1)
+    # Packed relative relocations (Steward.csproj: -z pack-relative-relocs) need glibc 2.36; objdump -T does not show it.
+    if readelf -V "$pkg/usr/bin/steward" 2>/dev/null | grep -q GLIBC_ABI_DT_RELR; then
+        glibc=$(printf '%s\n' "${glibc:-2.34}" 2.36 | sort -V | tail -n 1)
+    fi
     depends="libc6 (>= ${glibc:-2.34})"
 fi
 

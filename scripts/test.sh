@@ -15,7 +15,14 @@
 #
 # Environment: STEWARD_TEST_RESULTS (TRX directory, default ./TestResults),
 #              STEWARD_TEST_TIMEOUT (overall, default 26m),
-#              STEWARD_TEST_HANG_TIMEOUT (per test, default 10m).
+#              STEWARD_TEST_HANG_TIMEOUT (per test, default 10m),
+#              STEWARD_NATIVE_SMOKE (0: off (default); auto: with the full suite; 1: always — see below),
+#              STEWARD_NATIVE_BINARY (package this native executable instead of publishing one).
+#
+# Native smoke (issue 13): the native AOT package that users install (scripts/package.sh) is built in the
+# background, at low priority, while the tests run; then the package tests and a few cluster tests run again
+# against it (NATIVE_FILTER below), the agents and the CLI being the installed /usr/bin/steward. Their results
+# count in the tally as "[native] …".
 set -uo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
@@ -38,6 +45,17 @@ esac
 filter_args=()
 (($#)) && filter_args=(--filter "$*")
 
+native=0
+case ${STEWARD_NATIVE_SMOKE:-0} in
+    1) native=1 ;;
+    auto) [[ $target == Steward.slnx && ${#filter_args[@]} -eq 0 ]] && native=1 ;;
+esac
+# The package tests (among them a 3-node cluster from the installed binary and a switchover through its CLI), the
+# demo stack (agents, fence supervisors, router, writes through the write port), the REST API and /metrics.
+NATIVE_FILTER="FullyQualifiedName~Steward.IntegrationTests.Packaging\
+|FullyQualifiedName~DemoCommandTests.Demo_starts_the_stack\
+|FullyQualifiedName~ClusterLifecycleTests.Rest_endpoints_answer"
+
 step "dependencies"
 scripts/install-deps.sh "${deps_args[@]}" || fail "dependencies are missing (see above)"
 
@@ -47,9 +65,22 @@ dotnet restore Steward.slnx -nologo || fail "dotnet restore"
 step "dotnet build -c Release"
 dotnet build Steward.slnx -c Release --no-restore -nologo || fail "dotnet build (errors above)"
 
-step "dotnet test $target ${filter_args[*]}"
 rm -rf "$RESULTS"
 mkdir -p "$RESULTS"
+NATIVE_DIR=$RESULTS/native
+native_pid=""
+if ((native)); then
+    mkdir -p "$NATIVE_DIR"
+    step "native AOT package in the background (scripts/package.sh, nice 19; log: $NATIVE_DIR/package.log)"
+    # Its own process group, so that an interrupted run stops the publish too.
+    package_args=(--out "$NATIVE_DIR/dist")
+    [[ -n ${STEWARD_NATIVE_BINARY:-} ]] && package_args+=(--binary "$STEWARD_NATIVE_BINARY")
+    setsid nice -n 19 scripts/package.sh "${package_args[@]}" >"$NATIVE_DIR/deb.txt" 2>"$NATIVE_DIR/package.log" </dev/null &
+    native_pid=$!
+    native_t0=$SECONDS
+fi
+
+step "dotnet test $target ${filter_args[*]}"
 export STEWARD_MEASUREMENTS="$RESULTS/measurements.txt"
 # Run in the background so that SIGINT/SIGTERM to this script stop the test run too
 # (timeout puts dotnet in its own process group and kills all of it on expiry).
@@ -60,15 +91,49 @@ timeout -k 60s "$TIMEOUT" \
         "${filter_args[@]}" &
 test_pid=$!
 interrupted=0
-trap 'interrupted=1; kill -TERM "$test_pid" 2>/dev/null' INT TERM
+stop_native() { [[ -n $native_pid ]] && kill -TERM -- "-$native_pid" 2>/dev/null; }
+trap 'interrupted=1; kill -TERM "$test_pid" 2>/dev/null; stop_native' INT TERM
 wait "$test_pid"; rc=$?
 # wait returns early (>128) when a trapped signal arrives; wait for the real exit.
 while kill -0 "$test_pid" 2>/dev/null; do wait "$test_pid"; rc=$?; done
-trap - INT TERM
 ((interrupted)) && fail "interrupted (the test run was stopped)"
 
+# --- native smoke ---------------------------------------------------------------
+native_problem=""
+native_rc=0
+if ((native)); then
+    step "native AOT smoke: waiting for the package (started $((SECONDS - native_t0)) s ago)"
+    t_wait=$SECONDS
+    wait "$native_pid"; prc=$?
+    while kill -0 "$native_pid" 2>/dev/null; do wait "$native_pid"; prc=$?; done
+    ((interrupted)) && fail "interrupted (the test run was stopped)"
+    deb=$(tail -n 1 "$NATIVE_DIR/deb.txt" 2>/dev/null)
+    echo "package.sh exited $prc after $((SECONDS - native_t0)) s (waited $((SECONDS - t_wait)) s for it): ${deb:-no .deb}"
+    if ((prc != 0)) || [[ $deb != *.deb || ! -f $deb ]]; then
+        tail -n 30 "$NATIVE_DIR/package.log"
+        native_problem="the native AOT package was not built (scripts/package.sh exited $prc; log: $NATIVE_DIR/package.log)"
+    elif ! dpkg -x "$deb" "$NATIVE_DIR/root"; then
+        native_problem="dpkg -x $deb failed"
+    else
+        step "native AOT smoke: dotnet test against $NATIVE_DIR/root/usr/bin/steward"
+        t_smoke=$SECONDS
+        STEWARD_TEST_BINARY=$NATIVE_DIR/root/usr/bin/steward STEWARD_TEST_DEB=$deb \
+        timeout -k 60s "${STEWARD_NATIVE_TIMEOUT:-8m}" \
+            dotnet test test/Steward.IntegrationTests/Steward.IntegrationTests.csproj -c Release --no-build --no-restore -nologo \
+                --logger "console;verbosity=minimal" --logger trx --results-directory "$NATIVE_DIR/trx" \
+                --blame-hang-timeout "$HANG_TIMEOUT" --blame-hang-dump-type mini \
+                --filter "$NATIVE_FILTER" &
+        test_pid=$!
+        wait "$test_pid"; native_rc=$?
+        while kill -0 "$test_pid" 2>/dev/null; do wait "$test_pid"; native_rc=$?; done
+        ((interrupted)) && fail "interrupted (the test run was stopped)"
+        echo "native AOT smoke: $((SECONDS - t_smoke)) s of tests"
+    fi
+fi
+trap - INT TERM
+
 # --- tally from every TRX ----------------------------------------------------
-mapfile -d '' trx < <(find "$RESULTS" -name '*.trx' -type f -print0 2>/dev/null)
+mapfile -d '' trx < <(find "$RESULTS" -path "$NATIVE_DIR" -prune -o -name '*.trx' -type f -print0 2>/dev/null)
 echo
 if ((${#trx[@]} == 0)); then
     ((rc == 124)) && fail "dotnet test timed out after $TIMEOUT and wrote no TRX"
@@ -76,8 +141,12 @@ if ((${#trx[@]} == 0)); then
 fi
 
 # One line per result: outcome<TAB>test name (attribute values are XML-escaped, so
-# a UnitTestResult start tag never contains a raw '>').
-results=$(cat "${trx[@]}" | tr '\n' ' ' | grep -o '<UnitTestResult [^>]*>' | awk '
+# a UnitTestResult start tag never contains a raw '>'); PREFIX goes before each name.
+# A test that hung or crashed its test host has no result in the TRX; the blame
+# collector's Sequence file marks it Completed="False". Count it as aborted.
+results_of() { # DIR PREFIX FILE...
+    local dir=$1 prefix=$2; shift 2
+    cat "$@" | tr '\n' ' ' | grep -o '<UnitTestResult [^>]*>' | awk -v prefix="$prefix" '
     function attr(s, name,   m) {
         if (match(s, " " name "=\"[^\"]*\"")) {
             m = substr(s, RSTART + length(name) + 3, RLENGTH - length(name) - 4)
@@ -87,15 +156,27 @@ results=$(cat "${trx[@]}" | tr '\n' ' ' | grep -o '<UnitTestResult [^>]*>' | awk
         }
         return ""
     }
-    { print attr($0, "outcome") "\t" attr($0, "testName") }')
+    { print attr($0, "outcome") "\t" prefix attr($0, "testName") }'
+    local seq
+    mapfile -d '' seq < <(find "$dir" -path "$NATIVE_DIR" -prune -o -name 'Sequence_*.xml' -type f -print0 2>/dev/null)
+    if ((${#seq[@]})); then
+        cat "${seq[@]}" | grep -o '<Test [^>]*Completed="False"[^>]*>' \
+            | sed -n "s/.* DisplayName=\"\\([^\"]*\\)\".*/Aborted\t$prefix\\1 (hang or test host crash)/p" | sort -u   # the TRX's In/ folder holds a copy of each file
+    fi
+}
+results=$(results_of "$RESULTS" "" "${trx[@]}")
 
-# A test that hung or crashed its test host has no result in the TRX; the blame
-# collector's Sequence file marks it Completed="False". Count it as aborted.
-mapfile -d '' seq < <(find "$RESULTS" -name 'Sequence_*.xml' -type f -print0 2>/dev/null)
-if ((${#seq[@]})); then
-    aborted=$(cat "${seq[@]}" | grep -o '<Test [^>]*Completed="False"[^>]*>' \
-        | sed -n 's/.* DisplayName="\([^"]*\)".*/Aborted\t\1 (hang or test host crash)/p' | sort -u)   # the TRX's In/ folder holds a copy of each file
-    [[ -n $aborted ]] && results+=$'\n'"$aborted"
+if ((native)) && [[ -z $native_problem ]]; then
+    mapfile -d '' ntrx < <(find "$NATIVE_DIR/trx" -name '*.trx' -type f -print0 2>/dev/null)
+    if ((${#ntrx[@]} == 0)); then
+        native_problem="the native smoke tests wrote no TRX file (exit code $native_rc)"
+    else
+        native_results=$(results_of "$NATIVE_DIR/trx" "[native] " "${ntrx[@]}")
+        if ! grep -q '^Passed' <<<"$native_results"; then
+            native_problem="no native smoke test passed (filter: $NATIVE_FILTER)"
+        fi
+        results+=$'\n'"$native_results"
+    fi
 fi
 
 read -r passed failed skipped other < <(printf '%s\n' "$results" | awk -F'\t' '
@@ -119,6 +200,13 @@ if ((other > 0)); then
 fi
 if ((passed + failed + skipped + other == 0)); then
     echo "ERROR: no tests ran${filter_args:+ (filter: $*)}"
+    bad=1
+fi
+if [[ -n $native_problem ]]; then
+    echo "ERROR: $native_problem"
+    bad=1
+elif ((native_rc != 0)); then
+    echo "ERROR: the native smoke tests exited with code $native_rc (test host crash, hang or timeout; see above)"
     bad=1
 fi
 if ((rc == 124 || rc == 137)); then

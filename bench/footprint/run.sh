@@ -16,7 +16,8 @@
 #   --idle S       seconds both clusters sit idle before sampling (default 60); RSS is sampled 10 times, 2 s apart
 #   --runs N       CLI timing runs (default 20; median, min, max)
 #   --out FILE     also write the table to FILE (e.g. bench/footprint/results.txt)
-# Environment passed to the Steward processes is this shell's: e.g. DOTNET_GCHeapHardLimit=0x4000000 to try a setting.
+# Environment passed to the Steward processes is this shell's: e.g. DOTNET_GCGen0MaxBudget=400000 to try a setting
+# (NativeAOT reads DOTNET_GC* as hex WITHOUT 0x, and the names are case-sensitive: a wrong one is silently ignored).
 # Needs root (PostgreSQL runs as `postgres`), etcd, PostgreSQL 15, haproxy, GNU time, and Debian's `patroni` package
 # (installed here when missing: apt-get install patroni python3-etcd3 python3-psycopg2).
 set -euo pipefail
@@ -33,7 +34,7 @@ while (($#)); do
         --runs) runs=$2; shift ;;
         --out) out=$2; shift ;;
         --keep) keep=1 ;;
-        -h|--help) sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift

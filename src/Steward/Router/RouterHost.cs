@@ -8,7 +8,6 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
-using Prometheus;
 using Steward.Agent;
 using Steward.Core.Cluster;
 using Steward.Core.Configuration;
@@ -247,18 +246,17 @@ internal static partial class RouterHost
             }
         });
         var app = builder.Build();
-        var registry = Metrics.NewCustomRegistry();
-        var factory = Metrics.WithCustomRegistry(registry);
-        var sessions = factory.CreateGauge("steward_router_sessions", "Current sessions per listener and backend.", "listener", "backend");
-        var total = factory.CreateGauge("steward_router_sessions_total", "Sessions since start per listener and backend.", "listener", "backend");
-        var bytesIn = factory.CreateGauge("steward_router_bytes_in_total", "Bytes from clients to the backend.", "listener", "backend");
-        var bytesOut = factory.CreateGauge("steward_router_bytes_out_total", "Bytes from the backend to clients.", "listener", "backend");
-        var errors = factory.CreateGauge("steward_router_errors_total", "Connection errors (no backend within hold_timeout, connect failures).", "listener");
-        var holding = factory.CreateGauge("steward_router_holding", "Clients waiting for a backend (e.g. during a failover).", "listener");
-        var writer = factory.CreateGauge("steward_router_writer_available", "1 when the write port has a leader to send connections to.");
-        var bouncerState = factory.CreateGauge("steward_router_pgbouncer_state",
+        var registry = new PrometheusText();
+        var sessions = registry.CreateGauge("steward_router_sessions", "Current sessions per listener and backend.", "listener", "backend");
+        var total = registry.CreateGauge("steward_router_sessions_total", "Sessions since start per listener and backend.", "listener", "backend");
+        var bytesIn = registry.CreateGauge("steward_router_bytes_in_total", "Bytes from clients to the backend.", "listener", "backend");
+        var bytesOut = registry.CreateGauge("steward_router_bytes_out_total", "Bytes from the backend to clients.", "listener", "backend");
+        var errors = registry.CreateGauge("steward_router_errors_total", "Connection errors (no backend within hold_timeout, connect failures).", "listener");
+        var holding = registry.CreateGauge("steward_router_holding", "Clients waiting for a backend (e.g. during a failover).", "listener");
+        var writer = registry.CreateGauge("steward_router_writer_available", "1 when the write port has a leader to send connections to.");
+        var bouncerState = registry.CreateGauge("steward_router_pgbouncer_state",
             "1 for each PgBouncer's current state (resumed, pausing, paused, unreachable), 0 for the others.", "pgbouncer", "state");
-        var bouncerPause = factory.CreateGauge("steward_router_pgbouncer_last_pause_seconds",
+        var bouncerPause = registry.CreateGauge("steward_router_pgbouncer_last_pause_seconds",
             "How long each PgBouncer's last switchover pause lasted (PAUSE sent to RESUME answered).", "pgbouncer");
 
         app.MapGet("/stats.json", () => Results.Text(StatsJson(config, watcher, listeners, pgBouncers).ToJsonString(), "application/json"));
@@ -266,14 +264,14 @@ internal static partial class RouterHost
         {
             foreach (var l in listeners)
             {
-                errors.WithLabels(l.Stats.Name).Set(l.Stats.Errors);
-                holding.WithLabels(l.Stats.Name).Set(l.Stats.Holding);
+                errors.Set(l.Stats.Errors, l.Stats.Name);
+                holding.Set(l.Stats.Holding, l.Stats.Name);
                 foreach (var b in l.Backends)
                 {
-                    sessions.WithLabels(l.Stats.Name, b.Name).Set(b.Current);
-                    total.WithLabels(l.Stats.Name, b.Name).Set(b.Total);
-                    bytesIn.WithLabels(l.Stats.Name, b.Name).Set(b.BytesIn);
-                    bytesOut.WithLabels(l.Stats.Name, b.Name).Set(b.BytesOut);
+                    sessions.Set(b.Current, l.Stats.Name, b.Name);
+                    total.Set(b.Total, l.Stats.Name, b.Name);
+                    bytesIn.Set(b.BytesIn, l.Stats.Name, b.Name);
+                    bytesOut.Set(b.BytesOut, l.Stats.Name, b.Name);
                 }
             }
 
@@ -282,17 +280,17 @@ internal static partial class RouterHost
             {
                 foreach (var state in PgBouncerStates)
                 {
-                    bouncerState.WithLabels(b.Address, state).Set(b.State == state ? 1 : 0);
+                    bouncerState.Set(b.State == state ? 1 : 0, b.Address, state);
                 }
 
                 if (b.LastPause is { } pause)
                 {
-                    bouncerPause.WithLabels(b.Address).Set(pause.TotalSeconds);
+                    bouncerPause.Set(pause.TotalSeconds, b.Address);
                 }
             }
 
             ctx.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
-            await registry.CollectAndExportAsTextAsync(ctx.Response.Body, ctx.RequestAborted).ConfigureAwait(false);
+            await registry.WriteAsync(ctx.Response.Body, ctx.RequestAborted).ConfigureAwait(false);
         });
         app.MapGet("/stats", () => Results.Content(StatsHtml(config, watcher, listeners, pgBouncers), "text/html; charset=utf-8"));
         return app;

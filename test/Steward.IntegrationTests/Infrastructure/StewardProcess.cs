@@ -14,10 +14,11 @@ internal static class StewardProcess
     public static string? Binary => Environment.GetEnvironmentVariable("STEWARD_TEST_BINARY") is { Length: > 0 } b ? b : null;
 
     /// <summary>The program and first arguments that run steward: the native binary, or <c>dotnet steward.dll</c>.</summary>
-    public static ProcessStartInfo StartInfo()
+    public static ProcessStartInfo StartInfo(string? binary = null)
     {
-        var psi = new ProcessStartInfo(Binary ?? "dotnet");
-        if (Binary is null)
+        binary ??= Binary;
+        var psi = new ProcessStartInfo(binary ?? "dotnet");
+        if (binary is null)
         {
             psi.ArgumentList.Add(Dll);
         }
@@ -26,9 +27,9 @@ internal static class StewardProcess
     }
 
     /// <summary>Starts <c>dotnet steward.dll args</c> (or <see cref="Binary"/>), appending stdout and stderr to <paramref name="logPath"/>.</summary>
-    public static Process Start(IReadOnlyList<string> args, string logPath, IReadOnlyDictionary<string, string>? environment = null)
+    public static Process Start(IReadOnlyList<string> args, string logPath, IReadOnlyDictionary<string, string>? environment = null, string? binary = null)
     {
-        var psi = StartInfo();
+        var psi = StartInfo(binary);
         psi.RedirectStandardOutput = true;
         psi.RedirectStandardError = true;
         psi.RedirectStandardInput = true;

@@ -101,7 +101,7 @@ internal sealed class TestCluster : IAsyncDisposable
         Chown.Postgres(nodeDir); // PostgreSQL (as postgres) puts its socket here
         var pgPort = FreePorts.Next();
         var restPort = FreePorts.Next();
-        var yaml = $$"""
+        var yaml = options.NodeConfig is { } custom ? custom(new NodeSlot(Scope, name, nodeDir, pgPort, restPort, Etcd.HostPort)) : $$"""
             scope: {{Scope}}
             namespace: /service/
             name: {{name}}
@@ -150,7 +150,7 @@ internal sealed class TestCluster : IAsyncDisposable
             """;
         var configPath = Path.Combine(nodeDir, "node.yml");
         File.WriteAllText(configPath, yaml);
-        return new TestNode(name, nodeDir, configPath, pgPort, restPort, _http, _output) { RestScheme = _restScheme };
+        return new TestNode(name, nodeDir, configPath, pgPort, restPort, _http, _output) { RestScheme = _restScheme, Binary = options.Binary };
     }
 
     public TestNode this[string name] => Nodes.Single(n => n.Name == name);
@@ -423,6 +423,13 @@ internal sealed record ClusterOptions
     public TestCerts? Tls { get; init; }
     /// <summary>Turn etcd's authentication on with this root password before the agents start.</summary>
     public string? EtcdRootPassword { get; init; }
+
+    /// <summary>The steward executable the agents run (e.g. an installed package's /usr/bin/steward); default: the one the tests run.</summary>
+    public string? Binary { get; init; }
+
+    /// <summary>Writes each node's YAML instead of the built-in template (e.g. the package's example adjusted); the
+    /// superuser must be <see cref="TestCluster.Superuser"/> with <see cref="TestCluster.SuperPassword"/>.</summary>
+    public Func<NodeSlot, string>? NodeConfig { get; init; }
 }
 
 /// <summary>
@@ -456,6 +463,8 @@ internal sealed class TestNode
     public int RestPort { get; }
     /// <summary><c>https</c> when the cluster's REST API speaks TLS.</summary>
     public string RestScheme { get; init; } = "http";
+    /// <summary>The steward executable this agent runs (null: <see cref="StewardProcess"/>'s default).</summary>
+    public string? Binary { get; init; }
     public string DataDir => Path.Combine(Dir, "data");
     public string LogPath => Path.Combine(Dir, "agent.log");
     public bool IsRunning => _agent is { HasExited: false };
@@ -470,7 +479,7 @@ internal sealed class TestNode
             throw new InvalidOperationException($"{Name} is already running");
         }
 
-        _agent = StewardProcess.Start(["node", "-c", ConfigPath], LogPath);
+        _agent = StewardProcess.Start(["node", "-c", ConfigPath], LogPath, binary: Binary);
     }
 
     /// <summary>SIGTERM and wait for the agent to exit (graceful shutdown); SIGKILL if it takes longer than <paramref name="grace"/>.</summary>
@@ -742,3 +751,7 @@ internal sealed class TestNode
 
     public override string ToString() => Name;
 }
+
+/// <summary>What a node of a <see cref="TestCluster"/> gets: its name, directory (data_dir is <c>Dir/data</c>, the socket
+/// directory is <c>Dir</c>), free ports, and the cluster's scope and etcd (host:port).</summary>
+internal sealed record NodeSlot(string Scope, string Name, string Dir, int PgPort, int RestPort, string Etcd);

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.IO.Compression;
 using System.Text;
 using Steward.Core.Configuration;
+using Steward.IntegrationTests.Cluster;
 using Steward.IntegrationTests.Infrastructure;
 using Xunit.Abstractions;
 
@@ -12,8 +13,10 @@ namespace Steward.IntegrationTests.Packaging;
 /// must load), the man page, the installed program, and <c>systemd-analyze verify</c> on its units. The package is
 /// built once for the class, framework-dependent (<c>--jit</c>, seconds; the native AOT publish takes minutes on two
 /// cores and is measured in bench/footprint); <c>STEWARD_TEST_DEB</c> names a .deb to check instead (e.g. the AOT one).
-/// Missing tools (dpkg-deb, systemd-analyze, man) fail the tests: scripts/install-deps.sh installs them.
+/// Missing tools (dpkg-deb, systemd-analyze, man) fail the tests: scripts/install-deps.sh installs them. In the second
+/// cluster collection: one test runs a 3-node cluster from the installed program.
 /// </summary>
+[Collection(ClusterCollectionB.Name)]
 public sealed class PackageTests(PackageFixture package, ITestOutputHelper output) : IClassFixture<PackageFixture>
 {
     [Fact]
@@ -65,6 +68,55 @@ public sealed class PackageTests(PackageFixture package, ITestOutputHelper outpu
         var (_, help) = await Run(steward, ["--help"]);
         Assert.Contains("switchover", help, StringComparison.Ordinal);
         Assert.Contains("router", help, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Installed_steward_runs_a_three_node_cluster_from_the_example_config_and_switches_over()
+    {
+        // /etc/steward/node.yml as an operator adjusts it (the lines marked CHANGE, and this host's ports and paths),
+        // each agent and the CLI being the installed /usr/bin/steward.
+        var steward = Path.Combine(package.Root, "usr/bin/steward");
+        var example = await File.ReadAllTextAsync(Path.Combine(package.Root, "etc/steward/node.yml"));
+        var options = new ClusterOptions { Binary = steward, NodeConfig = slot => AdjustExample(example, slot) };
+        var (cluster, leader) = await TestCluster.StartHealthyAsync(output, 3, options);
+        await using var _ = cluster;
+        var candidate = cluster.Nodes.First(n => n != leader);
+
+        var (switched, text) = await Run(steward, ["switchover", "-c", candidate.ConfigPath, "--leader", leader.Name, "--candidate", candidate.Name, "--force"]);
+        Assert.Equal(0, switched);
+        Assert.Matches($@"\| {candidate.Name} +\| [^|]+\| Leader ", text);
+        Assert.Equal(candidate.Name, (await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(30))).Name);
+        await cluster.WaitForStreamingAsync(leader, TimeSpan.FromSeconds(60));
+    }
+
+    /// <summary>
+    /// The example with this node's name, ports, etcd, data directory, socket directory and networks; each line must be
+    /// found exactly once, so that a changed example fails here instead of running something else.
+    /// </summary>
+    private static string AdjustExample(string example, NodeSlot slot)
+    {
+        var text = example;
+        void Replace(string pattern, string replacement)
+        {
+            var matches = System.Text.RegularExpressions.Regex.Matches(text, pattern, System.Text.RegularExpressions.RegexOptions.Multiline);
+            Assert.True(matches.Count == 1, $"the example node.yml has {matches.Count} lines matching {pattern}, expected one");
+            text = System.Text.RegularExpressions.Regex.Replace(text, pattern, replacement, System.Text.RegularExpressions.RegexOptions.Multiline);
+        }
+
+        Replace(@"^scope: main\b", $"scope: {slot.Scope}");
+        Replace(@"^name: db1\b", $"name: {slot.Name}");
+        Replace(@"^(  )listen: 0\.0\.0\.0:8008", $"$1listen: 127.0.0.1:{slot.RestPort}");
+        Replace(@"^(  )connect_address: 192\.0\.2\.11:8008", $"$1connect_address: 127.0.0.1:{slot.RestPort}");
+        Replace(@"^(  )hosts: 192\.0\.2\.11:2379,192\.0\.2\.12:2379,192\.0\.2\.13:2379", $"$1hosts: {slot.Etcd}");
+        Replace(@"^(  )listen: 0\.0\.0\.0:5432", $"$1listen: 127.0.0.1:{slot.PgPort}");
+        Replace(@"^(  )connect_address: 192\.0\.2\.11:5432", $"$1connect_address: 127.0.0.1:{slot.PgPort}");
+        Replace(@"^(  )data_dir: /var/lib/steward/data", $"$1data_dir: {slot.Dir}/data\n$1pgpass: {slot.Dir}/pgpass");
+        Replace(@"^(      )username: postgres$", $"$1username: {TestCluster.Superuser}\n$1password: {TestCluster.SuperPassword}");
+        Replace(@"^(    - host replication replicator )192\.0\.2\.0/24", "${1}127.0.0.1/32");
+        Replace(@"^(    - host all all )192\.0\.2\.0/24", "${1}127.0.0.1/32");
+        Replace(@"^(    )unix_socket_directories: /var/run/postgresql", $"$1unix_socket_directories: {slot.Dir}");
+        Replace(@"^(    )shared_buffers: 128MB", "${1}shared_buffers: 32MB");
+        return text;
     }
 
     [Fact]
