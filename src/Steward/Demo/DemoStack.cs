@@ -275,7 +275,10 @@ internal sealed class DemoStack
                 return true;
             }
 
-            if (state.Processes.FirstOrDefault(p => !p.IsOurs) is { } dead)
+            // Looked at twice, 300 ms apart: /proc/<pid>/cmdline can read empty for an instant while the program execs
+            // (setsid → sh → the program), which once made a starting router look dead.
+            if (state.Processes.FirstOrDefault(p => !p.IsOurs) is { } suspect
+                && await GoneAsync(suspect, ct).ConfigureAwait(false) is { } dead)
             {
                 _err.WriteLine();
                 _err.WriteLine($"steward demo: {dead.Name} (pid {dead.Pid}) exited; its log: {LogOf(dead)}");
@@ -537,4 +540,10 @@ internal sealed class DemoStack
           password: {password}
         {(p.PgBouncer is { } b ? $"pgbouncer:\n  - host: 127.0.0.1\n    port: {b}\n    user: {PgBouncerAdmin}\n    password: {adminPassword}\n" : "")}
         """;
+
+    private static async Task<DemoProcess?> GoneAsync(DemoProcess process, CancellationToken ct)
+    {
+        await Task.Delay(300, ct).ConfigureAwait(false);
+        return process.IsOurs ? null : process;
+    }
 }
