@@ -79,10 +79,59 @@ public sealed class StandbyClusterTests
     [Fact]
     public void Synchronous_mode_is_ignored_in_a_standby_cluster()
     {
-        var plan = Standby(NoLeader().Replica("node3", state: "stopped"))
-            .WithSettings(s => s with { SynchronousMode = true, SynchronousModeStrict = true }).Peers().Decide();
+        // In a normal cluster the sync key names node3, so node2 may not take over; in a standby cluster it may.
+        Scenario Build(Scenario s) => s.Replica("node3", state: "stopped")
+            .WithSettings(c => c with { SynchronousMode = true, SynchronousModeStrict = true })
+            .WithCluster(c => c with { Sync = new SyncState { Leader = "node1", SyncStandby = "node3" } }).Peers();
 
-        Assert.Contains(plan.Steps, s => s is AcquireLeader);
+        Assert.DoesNotContain(Build(NoLeader()).Decide().Steps, s => s is AcquireLeader);
+        Assert.Equal([new AcquireLeader(), new Follow(HaDecision.RemotePrimary, RemoteUpstream), new LeaderHousekeeping()],
+            Standby(Build(NoLeader())).Decide().Steps);
+    }
+
+    [Fact]
+    public void A_missing_input_is_refused() => Assert.Throws<ArgumentNullException>(() => HaDecision.Decide(null!));
+
+    [Fact]
+    public void A_replica_that_does_not_hold_the_lock_starts_with_no_upstream_when_there_is_no_leader()
+    {
+        var plan = Standby(NoLeader().WithPg(Pg.StoppedReplica())).Decide();
+
+        Assert.Equal([new StartPostgres(StartRole.Replica, null, null)], plan.Steps);
+    }
+
+    [Fact]
+    public void A_plan_that_makes_no_primary_is_left_as_it_is()
+    {
+        var normal = ReplicaStreamingFrom("node1").Upstream("node1").Decide();
+        var standby = Standby(ReplicaStreamingFrom("node1").Upstream("node1")).Decide();
+
+        Assert.Equal(normal, standby);
+    }
+
+    [Fact]
+    public void A_standby_leader_that_must_still_follow_the_remote_says_so_and_keeps_the_plans_recheck()
+    {
+        var plan = Standby(PrimaryHoldingTheLock().WithPg(Pg.Replica())).Decide();
+
+        Assert.StartsWith("promoted self to leader because I had the session lock (standby cluster: as the standby leader, following the remote primary 10.9.0.1:5444)", plan.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(true, "on")]
+    [InlineData(true, "TRUE")]
+    [InlineData(false, "off")]
+    [InlineData(false, "yes")]
+    public void Tags_are_true_as_patroni_reads_them(bool expected, string value)
+    {
+        Assert.Equal(expected, HaDecision.TagIsTrue(new Dictionary<string, object?> { ["nofailover"] = value }, "nofailover"));
+        Assert.Equal(expected, HaDecision.TagIsTrue(new Dictionary<string, object?> { ["nofailover"] = expected }, "nofailover"));
+        Assert.Equal(expected, HaDecision.TagIsTrue(new Dictionary<string, object?>
+        {
+            ["nofailover"] = System.Text.Json.JsonDocument.Parse(expected ? "true" : "false").RootElement,
+        }, "nofailover"));
+        Assert.False(HaDecision.TagIsTrue(new Dictionary<string, object?> { ["nofailover"] = 1L }, "nofailover"));
+        Assert.False(HaDecision.TagIsTrue(null, "nofailover"));
     }
 
     [Theory]
