@@ -230,10 +230,15 @@ internal static class PgConfigFiles
         return (end < 0 ? line : line[..end]).Trim().ToLowerInvariant();
     }
 
-    public static string RenderPgHba(StewardConfig config)
+    /// <summary>
+    /// pg_hba.conf: the local <c>postgresql.pg_hba</c>, else the cluster-wide one of <paramref name="dynamic"/> (Patroni's
+    /// order), else a safe default.
+    /// </summary>
+    public static string RenderPgHba(StewardConfig config, DynamicConfig? dynamic = null)
     {
-        IEnumerable<string> lines = config.Postgresql.PgHba;
-        if (config.Postgresql.PgHba.Count == 0)
+        IEnumerable<string> lines = config.Postgresql.PgHba.Count > 0 ? config.Postgresql.PgHba
+            : dynamic?.Postgresql.PgHba is { Count: > 0 } cluster ? cluster : [];
+        if (!lines.Any())
         {
             // Passwords (SCRAM) over TCP from this host only; replication only for the replication user. The agent connects
             // over TCP to postgresql.listen (samehost covers a listen address other than loopback). The unix socket admits

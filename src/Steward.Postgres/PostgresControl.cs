@@ -822,7 +822,7 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
         {
             throw new PostgresException($"cannot start PostgreSQL in {DataDir}: it is already running (postmaster pid {running})");
         }
-        WriteConfigFiles(role, upstream, await ServerParametersAsync(dynamic, ct).ConfigureAwait(false));
+        WriteConfigFiles(role, upstream, await ServerParametersAsync(dynamic, ct).ConfigureAwait(false), PgConfigFiles.RenderPgHba(_config, dynamic));
         await PgCtlStartAsync(role.ToString(), ct).ConfigureAwait(false);
     }
 
@@ -992,6 +992,11 @@ public sealed class PostgresControl : IPostgresControl, IAsyncDisposable
         var replicaLines = existing.Split('\n').Where(l => l.Length > 0 && PgConfigFiles.IsReplicaParameter(l)).Select(l => l + "\n");
         var parameters = await ServerParametersAsync(dynamic, ct).ConfigureAwait(false);
         User.WriteFile(confPath, PgConfigFiles.RenderPostgresqlConf(parameters, [], IncludedConf) + string.Concat(replicaLines));
+        // The cluster-wide pg_hba may have changed with the config key (a local one is written as it is, again).
+        if (File.Exists(InData("pg_hba.conf")) && !File.ReadLines(InData("pg_hba.conf")).Take(1).Any(l => l.Contains("custom bootstrap in progress", StringComparison.Ordinal)))
+        {
+            User.WriteFile(InData("pg_hba.conf"), PgConfigFiles.RenderPgHba(_config, dynamic));
+        }
         if (LivePostmasterPid() is not null)
         {
             await using var connection = await _dataSource.Value.OpenConnectionAsync(ct).ConfigureAwait(false);

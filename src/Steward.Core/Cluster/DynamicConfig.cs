@@ -154,6 +154,14 @@ public sealed record DynamicPostgresConfig
     [JsonPropertyName("use_slots")] public bool UseSlots { get; init; } = true;
     [JsonPropertyName("parameters")] public IReadOnlyDictionary<string, string> Parameters { get; init; } = new Dictionary<string, string>();
 
+    /// <summary>
+    /// Patroni's cluster-wide <c>postgresql.pg_hba</c> (usually in <c>bootstrap.dcs</c>): the pg_hba.conf lines of every
+    /// member that has no local <c>postgresql.pg_hba</c> (the local list wins, as in Patroni). Null: not set.
+    /// </summary>
+    [JsonPropertyName("pg_hba")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<string>? PgHba { get; init; }
+
     /// <summary>Keys of the <c>postgresql</c> section Steward does not act on, kept verbatim.</summary>
     [JsonExtensionData] public Dictionary<string, JsonElement>? Other { get; set; }
 }

@@ -26,7 +26,7 @@ public static class DynamicConfigJson
         ["host", "port", "primary_slot_name", "restore_command", "archive_cleanup_command", "recovery_min_apply_delay"];
 
     /// <summary>Keys of the <c>postgresql</c> section Steward acts on.</summary>
-    public static readonly IReadOnlyList<string> KnownPostgresql = ["use_pg_rewind", "use_slots", "parameters"];
+    public static readonly IReadOnlyList<string> KnownPostgresql = ["use_pg_rewind", "use_slots", "parameters", "pg_hba"];
 
     public static string Serialize(DynamicConfig config) => JsonSerializer.Serialize(config, CoreJsonPlain.Default.DynamicConfig);
 
@@ -69,7 +69,7 @@ public static class DynamicConfigJson
     private static readonly HashSet<string> PatroniOnly = new(StringComparer.Ordinal)
     {
         "check_timeline", "max_timelines_history", "primary_stop_timeout",
-        "master_stop_timeout", "postgresql.recovery_conf", "postgresql.pg_hba", "postgresql.pg_ident", "postgresql.use_unix_socket",
+        "master_stop_timeout", "postgresql.recovery_conf", "postgresql.pg_ident", "postgresql.use_unix_socket",
         "postgresql.use_unix_socket_repl", "postgresql.remove_data_directory_on_rewind_failure",
         "postgresql.remove_data_directory_on_diverged_timelines",
     };
@@ -266,6 +266,7 @@ public static class DynamicConfigJson
                 {
                     UsePgRewind = Bool(section, "use_pg_rewind") ?? postgresDefaults.UsePgRewind,
                     UseSlots = Bool(section, "use_slots") ?? postgresDefaults.UseSlots,
+                    PgHba = Lines(section, "pg_hba"),
                     Parameters = Parameters(section),
                     Other = Others(section, KnownPostgresql),
                 }
@@ -312,6 +313,31 @@ public static class DynamicConfigJson
                 };
             case { } other:
                 throw new FormatException($"standby_cluster: expected an object, got {other.ValueKind}");
+        }
+    }
+
+    /// <summary>A list of text lines (pg_hba.conf's); an empty list or null is "not set".</summary>
+    private static List<string>? Lines(JsonElement element, string name)
+    {
+        switch (Property(element, name))
+        {
+            case null:
+                return null;
+            case { ValueKind: JsonValueKind.Array } array:
+                var lines = new List<string>();
+                foreach (var item in array.EnumerateArray())
+                {
+                    if (item.ValueKind != JsonValueKind.String || item.GetString() is not { } line || line.Contains('\n', StringComparison.Ordinal))
+                    {
+                        throw new FormatException($"postgresql.{name}: expected a list of lines (strings), got {item.GetRawText()}");
+                    }
+
+                    lines.Add(line);
+                }
+
+                return lines.Count == 0 ? null : lines;
+            case { } other:
+                throw new FormatException($"postgresql.{name}: expected a list of lines, got {other.GetRawText()}");
         }
     }
 

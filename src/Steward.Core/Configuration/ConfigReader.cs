@@ -698,8 +698,9 @@ internal sealed class ConfigReader(ConfigDiagnostics diagnostics, ConfigEnvironm
                 UsePgRewind = postgresql.Bool("use_pg_rewind") ?? dynamicPostgres.UsePgRewind,
                 UseSlots = postgresql.Bool("use_slots") ?? dynamicPostgres.UseSlots,
                 Parameters = ReadParameters(postgresql.Section("parameters")),
+                PgHba = postgresql.List("pg_hba", commaSeparated: false)?.Select(line => line.Text).ToList() is { Count: > 0 } hba ? hba : null,
             };
-            postgresql.Unsupported("recovery_conf", "pg_hba", "pg_ident");
+            postgresql.Unsupported("recovery_conf", "pg_ident");
             postgresql.Finish();
         }
 

@@ -967,7 +967,10 @@ internal sealed class Converger
     public async Task ApplyDynamicConfigAsync(PgState pg, DynamicConfig settings, CancellationToken ct)
     {
         var wanted = System.Text.Json.JsonSerializer.Serialize(settings.Postgresql.Parameters.OrderBy(p => p.Key, StringComparer.Ordinal), StewardJson.Default.IEnumerableKeyValuePairStringString)
-                     + (SlotSettings.EnforcesHotStandbyFeedback(settings, _config.Tags.NoFailover, _config.Tags.NoStream) ? " hot_standby_feedback" : "");
+                     + (SlotSettings.EnforcesHotStandbyFeedback(settings, _config.Tags.NoFailover, _config.Tags.NoStream) ? " hot_standby_feedback" : "")
+                     // pg_hba.conf and a standby cluster's recovery settings are written by the same reload
+                     + "\n" + string.Join('\n', settings.Postgresql.PgHba ?? [])
+                     + "\n" + string.Join('\n', settings.StandbyCluster?.RecoveryParameters().Select(p => $"{p.Key}={p.Value}") ?? []);
         if (_reloadRequested || (pg.Running && pg.Accepting && wanted != _appliedParameters))
         {
             _reloadRequested = false;

@@ -168,7 +168,7 @@ public sealed class RestActionTests(ITestOutputHelper output)
                      """{"ttl": 0}""", """{"loop_wait": -1}""",
                      """{"member_slots_ttl": "soon"}""", """{"member_slots_ttl": -5}""", """{"synchronous_mode": "quorom"}""",
                      """{"synchronous_node_count": 0}""", """{"maximum_lag_on_syncnode": -7}""", """{"failsafe_mode": "maybe"}""",
-                     """{"slots": {"S": {"type": "physical"}}}""", """{"ignore_slots": {"name": "x"}}""", """{"no_such_setting": 1}""", """{"postgresql": {"pg_hba": []}}""",
+                     """{"slots": {"S": {"type": "physical"}}}""", """{"ignore_slots": {"name": "x"}}""", """{"no_such_setting": 1}""", """{"postgresql": {"pg_hba": "host all all 0.0.0.0/0 md5"}}""", """{"postgresql": {"pg_ident": []}}""",
                  })
         {
             var (code, why) = await Send(leader, HttpMethod.Patch, "/config", bad);

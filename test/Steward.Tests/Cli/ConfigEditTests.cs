@@ -72,7 +72,8 @@ public sealed class ConfigEditTests
     [InlineData("slots.Bad.type=physical", "slots.Bad: invalid slot name")]
     [InlineData("slots.x.type=logical", "slots.x: a logical slot needs database and plugin")]
     [InlineData("check_timeline=true", "check_timeline: Patroni setting Steward does not implement")]
-    [InlineData("postgresql.pg_hba=x", "postgresql.pg_hba: Patroni setting Steward does not implement")]
+    [InlineData("postgresql.pg_ident=x", "postgresql.pg_ident: Patroni setting Steward does not implement")]
+    [InlineData("postgresql.pg_hba=x", "postgresql.pg_hba: expected a list of lines")]
     [InlineData("ttl.x=1", "ttl is a single value, not a section")]
     public void Invalid_settings_are_refused_with_the_key_named(string set, string message)
     {
@@ -119,12 +120,12 @@ public sealed class ConfigEditTests
     [Fact]
     public void Keys_written_by_Patroni_that_Steward_does_not_act_on_are_kept_but_cannot_be_changed()
     {
-        var current = DynamicConfigJson.TryParse("""{"ttl": 6, "check_timeline": true, "slots": {"Bad-Name": {"type": "physical"}}, "postgresql": {"pg_hba": ["host all all 0.0.0.0/0 md5"]}}""", out _)!;
+        var current = DynamicConfigJson.TryParse("""{"ttl": 6, "check_timeline": true, "slots": {"Bad-Name": {"type": "physical"}}, "postgresql": {"pg_ident": ["m a b"]}}""", out _)!;
         var doc = ConfigEdit.ToJson(current);
         ConfigEdit.ApplySet(doc, "loop_wait=2");
         var edited = ConfigEdit.Validate(doc, current);
         Assert.Equal(2, edited.LoopWait);
-        Assert.Equal(["check_timeline", "postgresql.pg_hba"], DynamicConfigJson.NotActedOn(edited));
+        Assert.Equal(["check_timeline", "postgresql.pg_ident"], DynamicConfigJson.NotActedOn(edited));
         Assert.Contains("\"Bad-Name\"", DynamicConfigJson.Serialize(edited), StringComparison.Ordinal); // a bad slot Patroni wrote is kept
 
         ConfigEdit.ApplySet(doc, "check_timeline=false");

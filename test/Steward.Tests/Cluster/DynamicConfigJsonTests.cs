@@ -93,6 +93,8 @@ public sealed class DynamicConfigJsonTests
         Assert.NotNull(config);
         Assert.Equal((30, 10, 10, 300), (config.Ttl, config.LoopWait, config.RetryTimeout, config.PrimaryStartTimeout));
         Assert.False(config.Postgresql.UseSlots);
+        Assert.Equal(["local all all trust"], config.Postgresql.PgHba);
+        Assert.Empty(DynamicConfigJson.NotActedOn(config));
         Assert.Equal(
             new Dictionary<string, string>
             {
@@ -107,12 +109,12 @@ public sealed class DynamicConfigJsonTests
     {
         const string json = """
             {"ttl": 6, "check_timeline": true, "max_timelines_history": 5, "slots": {"x": {"type": "physical"}}, "ignore_slots": [{"name": "y"}],
-             "synchronous_mode": true, "synchronous_node_count": 2, "postgresql": {"pg_hba": ["local all all trust"], "parameters": {"a": "1"}}}
+             "synchronous_mode": true, "synchronous_node_count": 2, "postgresql": {"pg_ident": ["m a b"], "parameters": {"a": "1"}}}
             """;
 
         var config = DynamicConfigJson.TryParse(json, out var error)!;
         Assert.Null(error);
-        Assert.Equal(["check_timeline", "max_timelines_history", "postgresql.pg_hba"], DynamicConfigJson.NotActedOn(config));
+        Assert.Equal(["check_timeline", "max_timelines_history", "postgresql.pg_ident"], DynamicConfigJson.NotActedOn(config));
         Assert.Equal((true, 2), (config.SynchronousMode, config.SynchronousNodeCount));
 
         var again = DynamicConfigJson.TryParse(DynamicConfigJson.Serialize(config), out _)!;
@@ -120,14 +122,14 @@ public sealed class DynamicConfigJsonTests
         Assert.Equal("physical", document.RootElement.GetProperty("slots").GetProperty("x").GetProperty("type").GetString());
         Assert.Equal("y", document.RootElement.GetProperty("ignore_slots")[0].GetProperty("name").GetString());
         Assert.True(document.RootElement.GetProperty("check_timeline").GetBoolean());
-        Assert.Equal("local all all trust", document.RootElement.GetProperty("postgresql").GetProperty("pg_hba")[0].GetString());
+        Assert.Equal("m a b", document.RootElement.GetProperty("postgresql").GetProperty("pg_ident")[0].GetString());
         Assert.Equal(2, document.RootElement.GetProperty("synchronous_node_count").GetInt32());
 
         // Unchanged keys are not "newly set"; a changed or added one is.
         Assert.Empty(DynamicConfigJson.NewlyNotActedOn(again, config));
         var changed = DynamicConfigJson.TryParse(json.Replace("\"max_timelines_history\": 5", "\"max_timelines_history\": 6", StringComparison.Ordinal), out _)!;
         Assert.Equal(["max_timelines_history"], DynamicConfigJson.NewlyNotActedOn(changed, config));
-        Assert.Equal(["check_timeline", "max_timelines_history", "postgresql.pg_hba"], DynamicConfigJson.NewlyNotActedOn(config, null));
+        Assert.Equal(["check_timeline", "max_timelines_history", "postgresql.pg_ident"], DynamicConfigJson.NewlyNotActedOn(config, null));
         Assert.Contains("unknown setting typo", DynamicConfigJson.NotActedOnMessage(["check_timeline", "typo"]), StringComparison.Ordinal);
         Assert.Contains("check_timeline: Patroni setting Steward does not implement", DynamicConfigJson.NotActedOnMessage(["check_timeline", "typo"]), StringComparison.Ordinal);
     }
@@ -204,5 +206,25 @@ public sealed class DynamicConfigJsonTests
         Assert.Null(config);
         Assert.NotNull(error);
         Assert.StartsWith(expected, error, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("""{"postgresql": {"pg_hba": "host all all 0.0.0.0/0 md5"}}""", "postgresql.pg_hba: expected a list of lines")]
+    [InlineData("""{"postgresql": {"pg_hba": [1]}}""", "postgresql.pg_hba: expected a list of lines (strings), got 1")]
+    [InlineData("""{"postgresql": {"pg_hba": ["a\nb"]}}""", "postgresql.pg_hba: expected a list of lines (strings)")]
+    public void A_cluster_wide_pg_hba_that_is_not_a_list_of_lines_is_refused(string json, string expected)
+    {
+        Assert.Null(DynamicConfigJson.TryParse(json, out var error));
+        Assert.Contains(expected, error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_cluster_wide_pg_hba_round_trips_and_an_empty_one_is_not_set()
+    {
+        var config = DynamicConfigJson.TryParse("""{"postgresql": {"pg_hba": ["host all all 0.0.0.0/0 md5", "host replication replicator 10.0.0.0/8 md5"]}}""", out _)!;
+
+        Assert.Equal(config.Postgresql.PgHba, DynamicConfigJson.TryParse(DynamicConfigJson.Serialize(config), out _)!.Postgresql.PgHba);
+        Assert.Null(DynamicConfigJson.TryParse("""{"postgresql": {"pg_hba": []}}""", out _)!.Postgresql.PgHba);
+        Assert.DoesNotContain("pg_hba", DynamicConfigJson.Serialize(new DynamicConfig()), StringComparison.Ordinal);
     }
 }

@@ -78,7 +78,8 @@ public sealed class ConfigSectionsTests
         Assert.Equal(["--encoding=UTF8", "--data-checksums"], config.Bootstrap.Initdb);
         Assert.Equal(new Credentials("rewind_user", "rewind_password"), config.Postgresql.Authentication.Rewind);
         Assert.Equal("..", config.Postgresql.Parameters["unix_socket_directories"]);
-        Assert.All(config.Warnings, w => Assert.Matches("etcd: read as etcd3|bootstrap.dcs.postgresql.pg_hba|clonefrom|nostream", w));
+        Assert.Equal(["host replication replicator 127.0.0.1/32 md5", "host all all 0.0.0.0/0 md5"], config.Bootstrap.Dcs.Postgresql.PgHba);
+        Assert.All(config.Warnings, w => Assert.Matches("etcd: read as etcd3|clonefrom|nostream", w));
     }
 
     [Theory]
@@ -270,7 +271,7 @@ public sealed class ConfigSectionsTests
                 synchronous_mode_strict: false
                 failsafe_mode: true
                 postgresql:
-                  pg_hba: [local all all trust]
+                  pg_ident: [m a b]
             watchdog:
               mode: automatic
             ctl:
@@ -288,7 +289,7 @@ public sealed class ConfigSectionsTests
             {
                 Warning("ciphers:", "restapi.ciphers"),
                 Warning("use_proxies:", "etcd3.use_proxies"),
-                Warning("pg_hba: [local", "bootstrap.dcs.postgresql.pg_hba"),
+                Warning("pg_ident: [m a b]", "bootstrap.dcs.postgresql.pg_ident"),
                 Warning("users: {admin", "bootstrap.users"),
                 Warning("use_slots: true", "postgresql.use_slots"),
                 Warning("  dir: /var/log", "log.dir"),

@@ -323,6 +323,17 @@ public sealed class PgConfigFilesTests
     }
 
     [Fact]
+    public void The_local_pg_hba_wins_over_the_cluster_wide_one_which_wins_over_the_default()
+    {
+        var cluster = new DynamicConfig { Postgresql = new DynamicPostgresConfig { PgHba = ["host all all 0.0.0.0/0 md5"] } };
+
+        Assert.EndsWith("\nhost all all 0.0.0.0/0 md5\n", PgConfigFiles.RenderPgHba(Config(), cluster), StringComparison.Ordinal);
+        Assert.EndsWith("\nlocal all all trust\n", PgConfigFiles.RenderPgHba(Config(pgHba: ["local all all trust"]), cluster), StringComparison.Ordinal);
+        Assert.Equal(PgConfigFiles.RenderPgHba(Config()), PgConfigFiles.RenderPgHba(Config(), new DynamicConfig()));
+        Assert.Contains("local all postgres peer", PgConfigFiles.RenderPgHba(Config()), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Configured_pg_hba_lines_are_written_as_given()
     {
         var hba = PgConfigFiles.RenderPgHba(Config(pgHba: ["local all all trust", "host all all 0.0.0.0/0 md5"]));
