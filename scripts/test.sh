@@ -188,11 +188,7 @@ read -r passed failed skipped other < <(printf '%s\n' "$results" | awk -F'\t' '
     END { printf "%d %d %d %d\n", p, f, s, o }')
 
 bad=0
-if ((failed > 0)); then
-    echo "Failed tests:"
-    printf '%s\n' "$results" | awk -F'\t' '$1 ~ /^(Failed|Error|Timeout|Aborted)$/ { print "  " $2 " (" $1 ")" }'
-    bad=1
-fi
+((failed > 0)) && bad=1
 if ((other > 0)); then
     echo "$other test(s) ended with another outcome (Inconclusive/Warning/...):"
     printf '%s\n' "$results" | awk -F'\t' '$1 != "" && $1 !~ /^(Passed|Failed|Error|Timeout|Aborted|NotExecuted)$/ { print "  " $2 " (" $1 ")" }'
@@ -224,5 +220,10 @@ if [[ -s $STEWARD_MEASUREMENTS ]]; then
     sed 's/^/  /' "$STEWARD_MEASUREMENTS"
 fi
 
+# Which tests failed is printed last, just above the tally: a reader who sees only the tail of the output sees them.
+if ((failed > 0)); then
+    echo "Failed tests:"
+    printf '%s\n' "$results" | awk -F'\t' '$1 ~ /^(Failed|Error|Timeout|Aborted)$/ { print "  " $2 " (" $1 ")" }'
+fi
 echo "$passed passed, $failed failed, $skipped skipped"
 exit "$bad"

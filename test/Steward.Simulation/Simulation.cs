@@ -100,6 +100,13 @@ public enum Invariant
     /// or (not strict) the sync key named no standby, so the former leader ran asynchronously.
     /// </summary>
     NoSynchronousCommitLost = 7,
+
+    /// <summary>
+    /// A data directory carries the durable "ran as a primary" mark before it accepts a write (a start as primary, a
+    /// promotion, a bootstrap). The mark is what gets it rewound before it follows anyone after a crash: a start as a
+    /// standby afterwards rewrites the control file and standby.signal, and the branch it wrote would go unnoticed.
+    /// </summary>
+    MarkedBeforeWritable = 8,
 }
 
 public sealed record Violation(Invariant Invariant, string Message, int Step, TimeSpan At)
@@ -245,6 +252,11 @@ internal sealed class World
             {
                 Violate(Invariant.NoPrimaryUnderAnotherLeader,
                     $"{server.Name} became a writable primary ({server}) while {holder} holds the leader key; {server.Name}'s agent: {Describe(_nodes.First(n => n.Pg == server))}");
+            }
+
+            if (!server.PrimaryMark)
+            {
+                Violate(Invariant.MarkedBeforeWritable, $"{server.Name} became a writable primary ({server}) without the mark that it ran as one");
             }
 
             CheckNoSynchronousCommitLost(server);

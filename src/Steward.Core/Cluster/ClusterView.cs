@@ -209,6 +209,12 @@ public sealed record HistoryEntry(long Timeline, long Lsn, string Reason, DateTi
     /// <summary><see cref="NewTimeline"/>, or the linear default.</summary>
     public long CreatedTimeline => NewTimeline ?? Timeline + 1;
 
+    /// <summary>A reservation written before pg_promote: its <see cref="Lsn"/> is not the switch point (the exact row replaces it).</summary>
+    public bool IsProvisional => Reason.EndsWith(ProvisionalSuffix, StringComparison.Ordinal);
+
+    /// <summary>Ends the reason of a reservation row.</summary>
+    public const string ProvisionalSuffix = "(switch point not yet known)";
+
     /// <summary>The highest timeline id a history has used (1 when empty).</summary>
     public static long MaxTimeline(IReadOnlyList<HistoryEntry> history) =>
         history.Count == 0 ? 1 : Math.Max(1, history.Max(h => h.CreatedTimeline));

@@ -307,7 +307,10 @@ public static class HaDecision
             }
 
             // A standby that got the lock must be promoted explicitly (so the timeline switch is recorded); start it first.
-            var role = WasPrimary(pg) ? StartRole.Primary : StartRole.Replica;
+            // Only what PostgreSQL itself recorded says it was a primary when it stopped: the mark is also set just before
+            // a promotion that may never have happened, and a standby's directory started as a primary would take writes
+            // on the timeline it shares with the others, with no switch to tell the histories apart.
+            var role = StoppedAsPrimary(pg) ? StartRole.Primary : StartRole.Replica;
             return new HaPlan($"starting PostgreSQL as {(role == StartRole.Primary ? "primary" : "a standby to promote")}: I hold the leader lock",
                 [new StartPostgres(role, null, null)]);
         }
@@ -332,9 +335,8 @@ public static class HaDecision
 
         var upstream = UpstreamFor(input, address);
         var leaderTimeline = AnsweringLeader(input, leader.Name)?.Timeline ?? leader.Data.Timeline;
-        if (NeedsRewind(pg, leaderTimeline))
+        if (RewindReason(pg, leaderTimeline, cluster.History) is { } why)
         {
-            var why = WasPrimary(pg) ? "this data directory was a primary" : $"my timeline {pg.ControlTimeline} is ahead of the leader's timeline {leaderTimeline}";
             if (UnlessLeaderAnswers(input, leader.Name, why) is { } wait)
             {
                 return wait;
@@ -760,10 +762,18 @@ public static class HaDecision
 
     /// <summary>
     /// Why a replica that replayed up to <paramref name="lsn"/> on <paramref name="timeline"/> can never follow a leader on
-    /// <paramref name="leaderTimeline"/> without pg_rewind; null when that is not proven. Proof is a replay timeline ahead of
-    /// the leader's, or a replay position past the switch point at which the cluster left the replica's timeline (as
-    /// recorded in <c>history</c>). A replica whose timeline is in the history at a point it has not passed has not diverged:
-    /// PostgreSQL follows the timeline switch once it streams again. No history entry for its timeline: no proof.
+    /// <paramref name="leaderTimeline"/> without pg_rewind; null when that is not proven. Proof is one of:
+    /// <list type="bullet">
+    /// <item>a replay timeline ahead of the leader's;</item>
+    /// <item>a replay timeline that is not on the leader's line of descent (<see cref="LineOf"/>), the whole line being on
+    /// record in <c>history</c>: a replica reaches a timeline only by replaying a record of it, at or past the point where
+    /// that timeline forked, and WAL the leader's line never had begins there (the branch of a leader that crashed right
+    /// after its promotion, 1 → 2, while the cluster went 1 → 3);</item>
+    /// <item>a replay position past the point where the leader's line left the replica's timeline.</item>
+    /// </list>
+    /// A replica on the leader's line that has not passed that point has not diverged: PostgreSQL follows the timeline switch
+    /// once it streams again. A line not fully on record (Patroni's history, a lost key) falls back to the switch points
+    /// recorded off the replica's timeline, and no row for it is no proof.
     /// </summary>
     internal static string? DivergedFrom(long? timeline, long? lsn, long? leaderTimeline, IReadOnlyList<HistoryEntry> history)
     {
@@ -777,11 +787,47 @@ public static class HaDecision
             return $"I replay timeline {mine}, ahead of the leader's timeline {theirs}";
         }
 
-        // Should history hold two switches off one timeline, only a position past both is proof.
-        var left = history.Where(h => h.Timeline == mine).Select(h => (long?)h.Lsn).Max();
-        return lsn is { } position && left is { } switchPoint && position > switchPoint
-            ? $"I replayed timeline {mine} up to {Lsn.Format(position)}, past {Lsn.Format(switchPoint)} where the cluster left it for timeline {mine + 1}"
+        HistoryEntry? left;
+        if (LineOf(theirs, history) is { } line)
+        {
+            if (!line.TryGetValue(mine, out left))
+            {
+                return $"I replay timeline {mine}, which is not on the leader's line of timelines {string.Join(" → ", line.Keys.Order())}";
+            }
+        }
+        else
+        {
+            // Should history hold two switches off one timeline, only a position past both is proof.
+            left = history.Where(h => h.Timeline == mine).MaxBy(h => h.Lsn);
+        }
+
+        // A reservation's position is where the promoting replica stood when it reserved, short of the real switch point.
+        return lsn is { } position && left is { IsProvisional: false } switched && position > switched.Lsn
+            ? $"I replayed timeline {mine} up to {Lsn.Format(position)}, past {Lsn.Format(switched.Lsn)} where the cluster left it for timeline {switched.CreatedTimeline}"
             : null;
+    }
+
+    /// <summary>
+    /// The leader's line of descent: each timeline from <paramref name="leaderTimeline"/> back to 1, with the row of
+    /// <c>history</c> by which the line left it (null for the leader's own timeline). Null when <c>history</c> does not give
+    /// the whole line: a timeline on it that no row created, or that two rows say different things of.
+    /// </summary>
+    internal static IReadOnlyDictionary<long, HistoryEntry?>? LineOf(long leaderTimeline, IReadOnlyList<HistoryEntry> history)
+    {
+        var line = new Dictionary<long, HistoryEntry?> { [leaderTimeline] = null };
+        for (var current = leaderTimeline; current > 1;)
+        {
+            var created = history.Where(h => h.CreatedTimeline == current).DistinctBy(h => (h.Timeline, h.Lsn)).ToList();
+            if (created.Count != 1 || created[0].Timeline >= current || created[0].Timeline < 1)
+            {
+                return null;
+            }
+
+            current = created[0].Timeline;
+            line[current] = created[0];
+        }
+
+        return line;
     }
 
     /// <summary>The leader's REST status if it answered this cycle as a running primary.</summary>
@@ -808,13 +854,39 @@ public static class HaDecision
     /// <summary>
     /// A data directory that last ran as a primary (or crashed while one) may hold WAL the new leader never saw; it must not
     /// stream before pg_rewind has compared the timelines (pg_rewind itself says "no rewind required" when nothing diverged).
-    /// A standby whose timeline is ahead of the leader's has diverged too.
+    /// A standby whose timeline is ahead of the leader's, or off its line of timelines, has diverged too. Null: nothing
+    /// says it must be rewound before it follows the leader.
     /// </summary>
-    internal static bool NeedsRewind(PgState pg, long? leaderTimeline) =>
-        WasPrimary(pg) || (pg.ControlTimeline is { } mine && leaderTimeline is { } theirs && mine > theirs);
+    internal static string? RewindReason(PgState pg, long? leaderTimeline, IReadOnlyList<HistoryEntry> history)
+    {
+        if (WasPrimary(pg))
+        {
+            return "this data directory was a primary";
+        }
 
-    internal static bool WasPrimary(PgState pg) =>
-        pg.PrimaryMark || (!pg.StandbySignal && pg.ControlState is "in production" or "shut down" or "in crash recovery");
+        if (pg.ControlTimeline is not { } mine || leaderTimeline is not { } theirs)
+        {
+            return null;
+        }
+
+        if (mine > theirs)
+        {
+            return $"my timeline {mine} is ahead of the leader's timeline {theirs}";
+        }
+
+        // The control file's timeline lags what was replayed, but only ever to an earlier timeline of the same line: a
+        // checkpoint on a timeline off the leader's line proves this directory took that branch (see DivergedFrom).
+        return mine != theirs && LineOf(theirs, history) is { } line && !line.ContainsKey(mine)
+            ? $"my timeline {mine} is not on the leader's line of timelines {string.Join(" → ", line.Keys.Order())}"
+            : null;
+    }
+
+    /// <summary>This data directory may hold writes no leader has: it is marked, or PostgreSQL last ran it as a primary.</summary>
+    internal static bool WasPrimary(PgState pg) => pg.PrimaryMark || StoppedAsPrimary(pg);
+
+    /// <summary>PostgreSQL's own record (no standby.signal, pg_control in production or after it) says it last ran as a primary.</summary>
+    internal static bool StoppedAsPrimary(PgState pg) =>
+        !pg.StandbySignal && pg.ControlState is "in production" or "shut down" or "in crash recovery";
 
     private static bool IsSwitchoverFromMe(FailoverRequest request, string me) =>
         request.Leader == me || (request.Leader is null && request.Candidate is not null && request.Candidate != me);

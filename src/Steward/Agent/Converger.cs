@@ -180,6 +180,9 @@ internal sealed class Converger
                 {
                     // synchronous_standby_names left from an earlier term may name standbys the sync key no longer does.
                     await ResetSynchronousStandbyNamesAsync(input.Pg, settings, ct).ConfigureAwait(false);
+
+                    // Before it can take a write (see PromoteAsync).
+                    await _pg.SetPrimaryMarkAsync(true, ct).ConfigureAwait(false);
                 }
 
                 await _pg.StartAsync(start.Role, start.Upstream, settings, ct).ConfigureAwait(false);
@@ -286,6 +289,7 @@ internal sealed class Converger
             }
             else
             {
+                await _pg.SetPrimaryMarkAsync(true, ct).ConfigureAwait(false); // before it can take a write (see PromoteAsync)
                 await _pg.BootstrapAsync(_config.Bootstrap.Initdb, _config.Bootstrap.Dcs, ct).ConfigureAwait(false);
                 pg = await _pg.InspectAsync(ct).ConfigureAwait(false);
                 _fence.Arm(pg.PostmasterPid);
@@ -398,7 +402,7 @@ internal sealed class Converger
         // used; the next promotion writes history files past it and PostgreSQL picks a fresh one.
         var myTimeline = input.Pg.Timeline ?? input.Pg.ControlTimeline ?? 1;
         var reserved = Math.Max(HistoryEntry.MaxTimeline(history), myTimeline) + 1;
-        var provisional = new HistoryEntry(myTimeline, input.Pg.Lsn ?? 0, $"{step.Reason} (switch point not yet known)", _time.GetUtcNow(), _config.Name)
+        var provisional = new HistoryEntry(myTimeline, input.Pg.Lsn ?? 0, $"{step.Reason} {HistoryEntry.ProvisionalSuffix}", _time.GetUtcNow(), _config.Name)
         {
             NewTimeline = reserved,
         };
@@ -432,6 +436,10 @@ internal sealed class Converger
 
         _slotsNotReady.Clear();
         _recopy.Clear();
+        // Durably marked before it can take a write: killed right after pg_promote (before the next cycle would see a primary
+        // and mark it), the new timeline's branch must still be rewound before this directory follows anyone. The control
+        // file is no such record: a start as a standby afterwards writes standby.signal and "in archive recovery" over it.
+        await _pg.SetPrimaryMarkAsync(true, ct).ConfigureAwait(false);
         await _pg.PromoteAsync(checkpoint: false, ct).ConfigureAwait(false);
 
         var pg = await _pg.InspectAsync(ct).ConfigureAwait(false);
@@ -554,7 +562,7 @@ internal sealed class Converger
         }
 
         if (history.Any(h => h.CreatedTimeline == timeline && h.Timeline == sw.ParentTimeline && h.Lsn == sw.SwitchLsn
-                             && !h.Reason.EndsWith("(switch point not yet known)", StringComparison.Ordinal)))
+                             && !h.IsProvisional))
         {
             return;
         }
@@ -569,7 +577,7 @@ internal sealed class Converger
 
         var current = now.History;
         if (current.Any(h => h.CreatedTimeline == timeline && h.Timeline == sw.ParentTimeline && h.Lsn == sw.SwitchLsn
-                             && !h.Reason.EndsWith("(switch point not yet known)", StringComparison.Ordinal)))
+                             && !h.IsProvisional))
         {
             return;
         }

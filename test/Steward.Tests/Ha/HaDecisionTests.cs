@@ -374,6 +374,19 @@ public sealed class HaDecisionTests
         AssertPlan(plan, "starting PostgreSQL as a standby to promote: I hold the leader lock", new StartPostgres(StartRole.Replica, null, null));
     }
 
+    /// <summary>
+    /// The mark is written before pg_promote: killed in between, the directory is marked but still a standby's. Started as a
+    /// primary it would take writes on the timeline the other members share (the simulation found two histories under one
+    /// timeline id when the mark decided this); started as a standby and promoted, it gets a timeline of its own.
+    /// </summary>
+    [Fact]
+    public void Leader_starts_a_marked_standby_whose_promotion_never_happened_as_a_standby_to_promote()
+    {
+        var plan = PrimaryHoldingTheLock().WithPg(Pg.StoppedReplica() with { PrimaryMark = true }).Decide();
+
+        AssertPlan(plan, "starting PostgreSQL as a standby to promote: I hold the leader lock", new StartPostgres(StartRole.Replica, null, null));
+    }
+
     [Fact]
     public void Leader_releases_the_lock_when_postgres_did_not_start_within_primary_start_timeout()
     {
@@ -417,6 +430,99 @@ public sealed class HaDecisionTests
 
         AssertPlan(plan, "re-cloning from leader 'node1': this data directory was a primary and use_pg_rewind is off",
             new RewindOrReclone("node1", Address("node1"), false), new StartPostgres(StartRole.Replica, "node1", FromNode1ForNode2));
+    }
+
+    /// <summary>
+    /// Story (fault campaign, LivenessTests): node3 promoted 1 → 2 and was killed before any replica saw timeline 2; node1
+    /// took over from timeline 1 (1 → 3). node3's directory, restarted as a standby, was on a branch the leader never had.
+    /// </summary>
+    [Fact]
+    public void Stopped_standby_on_a_timeline_off_the_leaders_line_is_rewound()
+    {
+        var plan = ReplicaStreamingFrom("node1", timeline: 3).History(BranchOf1To2, LeaderLine1To3)
+            .WithPg(Pg.StoppedReplica(timeline: 2)).LeaderAnswers("node1", timeline: 3).Decide();
+
+        AssertPlan(plan, "rewinding from leader 'node1' before following it: my timeline 2 is not on the leader's line of timelines 1 → 3",
+            new RewindOrReclone("node1", Address("node1"), true), new StartPostgres(StartRole.Replica, "node1", FromNode1ForNode2));
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(3)]
+    public void Stopped_standby_on_the_leaders_line_starts_without_a_rewind(long controlTimeline)
+    {
+        var plan = ReplicaStreamingFrom("node1", timeline: 3).History(BranchOf1To2, LeaderLine1To3)
+            .WithPg(Pg.StoppedReplica(timeline: controlTimeline)).LeaderAnswers("node1", timeline: 3).Decide();
+
+        AssertPlan(plan, "starting as a secondary following leader 'node1'", new StartPostgres(StartRole.Replica, "node1", FromNode1ForNode2));
+    }
+
+    [Fact]
+    public void Stopped_standby_on_a_timeline_of_an_unknown_line_starts_without_a_rewind()
+    {
+        var plan = ReplicaStreamingFrom("node1", timeline: 3).History(BranchOf1To2)
+            .WithPg(Pg.StoppedReplica(timeline: 2)).LeaderAnswers("node1", timeline: 3).Decide();
+
+        AssertPlan(plan, "starting as a secondary following leader 'node1'", new StartPostgres(StartRole.Replica, "node1", FromNode1ForNode2));
+    }
+
+    /// <summary>The running half of the same story: the standby replays its branch and streams from nobody, forever.</summary>
+    [Fact]
+    public void Replica_replaying_a_timeline_off_the_leaders_line_is_rewound_from_the_answering_leader()
+    {
+        var plan = ReplicaStreamingFrom("node1", timeline: 3).History(BranchOf1To2, LeaderLine1To3)
+            .WithPg(Pg.Replica(timeline: 2, lsn: 0x402A2A8)).NotStreamingFor(TimeSpan.FromSeconds(1)).LeaderAnswers("node1", timeline: 3).Decide();
+
+        AssertPlan(plan, "rewinding from leader 'node1': I replay timeline 2, which is not on the leader's line of timelines 1 → 3",
+            new StopPostgres(StopMode.Fast), new RewindOrReclone("node1", Address("node1"), true), new StartPostgres(StartRole.Replica, "node1", FromNode1ForNode2));
+    }
+
+    private static readonly HistoryEntry BranchOf1To2 = new(1, 0x402A278, "no recovery target specified", DateTimeOffset.UnixEpoch, "node3");
+    private static readonly HistoryEntry LeaderLine1To3 = new(1, 0x402A278, "no recovery target specified", DateTimeOffset.UnixEpoch, "node1") { NewTimeline = 3 };
+
+    [Fact]
+    public void Divergence_is_proven_against_the_switch_point_of_the_leaders_line_not_of_another_branch()
+    {
+        // Timeline 2 left timeline 1 late (a leader that crashed after writing on), the leader's timeline 3 left it early.
+        HistoryEntry[] history = [new(1, 0x5000000, "late", DateTimeOffset.UnixEpoch, "node3"), new(1, 0x3000000, "early", DateTimeOffset.UnixEpoch, "node1") { NewTimeline = 3 }];
+
+        Assert.Equal("I replayed timeline 1 up to 0/4000000, past 0/3000000 where the cluster left it for timeline 3",
+            HaDecision.DivergedFrom(1, 0x4000000, 3, history));
+        Assert.Null(HaDecision.DivergedFrom(1, 0x3000000, 3, history));
+        Assert.Equal("I replayed timeline 1 up to 0/5000001, past 0/5000000 where the cluster left it for timeline 2",
+            HaDecision.DivergedFrom(1, 0x5000001, 2, history));
+        Assert.Null(HaDecision.DivergedFrom(1, 0x4000000, 2, history));
+    }
+
+    [Fact]
+    public void A_reservation_is_no_switch_point_to_prove_divergence_by()
+    {
+        var reserved = new HistoryEntry(1, 0x3000000, "promote " + HistoryEntry.ProvisionalSuffix, DateTimeOffset.UnixEpoch, "node1") { NewTimeline = 2 };
+
+        Assert.Null(HaDecision.DivergedFrom(1, 0x3000200, 2, [reserved]));
+        Assert.Null(HaDecision.DivergedFrom(1, 0x3000200, 4, [reserved])); // no line: the fallback ignores it too
+        // Which timeline a reservation left is known (the promoting member's own): enough to tell a branch off the line.
+        var deadBranch = new HistoryEntry(1, 0x2000000, "r", DateTimeOffset.UnixEpoch, "node3") { NewTimeline = 3 };
+        Assert.Equal("I replay timeline 3, which is not on the leader's line of timelines 1 → 4",
+            HaDecision.DivergedFrom(3, 0x2000100, 4, [deadBranch, reserved with { NewTimeline = 4 }]));
+        Assert.Equal("I replayed timeline 1 up to 0/3000200, past 0/3000000 where the cluster left it for timeline 2",
+            HaDecision.DivergedFrom(1, 0x3000200, 2, [reserved with { Reason = "promote" }]));
+    }
+
+    [Fact]
+    public void The_leaders_line_is_known_only_when_every_timeline_on_it_was_created_once_from_an_earlier_one()
+    {
+        var oneToTwo = new HistoryEntry(1, 0x3000000, "r", DateTimeOffset.UnixEpoch, "node1");
+        var twoToFour = new HistoryEntry(2, 0x4000000, "r", DateTimeOffset.UnixEpoch, "node2") { NewTimeline = 4 };
+
+        Assert.Equal(new Dictionary<long, HistoryEntry?> { [4] = null, [2] = twoToFour, [1] = oneToTwo }, HaDecision.LineOf(4, [oneToTwo, twoToFour]));
+        Assert.Equal(new Dictionary<long, HistoryEntry?> { [1] = null }, HaDecision.LineOf(1, []));
+        Assert.Null(HaDecision.LineOf(4, [twoToFour]));                                                         // 2 has no row
+        Assert.Null(HaDecision.LineOf(3, [oneToTwo, twoToFour]));                                                // 3 has no row
+        Assert.Null(HaDecision.LineOf(2, [oneToTwo, oneToTwo with { Lsn = 0x3000008 }]));                           // two rows disagree
+        Assert.NotNull(HaDecision.LineOf(2, [oneToTwo, oneToTwo with { Reason = "same switch, written twice" }])); // two rows agree
+        Assert.Null(HaDecision.LineOf(2, [oneToTwo with { Timeline = 2, NewTimeline = 2 }]));                    // created from itself
+        Assert.Null(HaDecision.LineOf(2, [oneToTwo with { Timeline = 0, NewTimeline = 2 }]));                    // from no timeline
     }
 
     [Fact]

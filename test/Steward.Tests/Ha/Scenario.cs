@@ -136,6 +136,9 @@ internal sealed class Scenario
         History = [.. Enumerable.Range(1, (int)newestTimeline - 1).Select(t => new HistoryEntry(t, 0x3000000L * t, "no recovery target specified", Now.AddHours(t - 10), "node1"))],
     });
 
+    /// <summary><c>history</c> as given, row by row.</summary>
+    public Scenario History(params HistoryEntry[] rows) => WithCluster(c => c with { History = rows });
+
     public Scenario WithPg(PgState state)
     {
         pg = state;
