@@ -773,7 +773,7 @@ public static class HaDecision
     /// </list>
     /// A replica on the leader's line that has not passed that point has not diverged: PostgreSQL follows the timeline switch
     /// once it streams again. A line not fully on record (Patroni's history, a lost key) falls back to the switch points
-    /// recorded off the replica's timeline, and no row for it is no proof.
+    /// recorded off the replica's timeline, and no row for it is no proof. A reservation row counts with its position.
     /// </summary>
     internal static string? DivergedFrom(long? timeline, long? lsn, long? leaderTimeline, IReadOnlyList<HistoryEntry> history)
     {
@@ -801,8 +801,10 @@ public static class HaDecision
             left = history.Where(h => h.Timeline == mine).MaxBy(h => h.Lsn);
         }
 
-        // A reservation's position is where the promoting replica stood when it reserved, short of the real switch point.
-        return lsn is { } position && left is { IsProvisional: false } switched && position > switched.Lsn
+        // A reservation's position (where the promoting replica stood when it reserved) may fall short of the real switch
+        // point: a proof from it costs at worst a pg_rewind that says "no rewind required"; no proof at all would leave a
+        // diverged replica waiting for an exact row that a leader killed after its promotion never writes.
+        return lsn is { } position && left is { } switched && position > switched.Lsn
             ? $"I replayed timeline {mine} up to {Lsn.Format(position)}, past {Lsn.Format(switched.Lsn)} where the cluster left it for timeline {switched.CreatedTimeline}"
             : null;
     }

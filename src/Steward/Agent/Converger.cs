@@ -185,6 +185,15 @@ internal sealed class Converger
                     await _pg.SetPrimaryMarkAsync(true, ct).ConfigureAwait(false);
                 }
 
+                if (start.Role == StartRole.Replica && start.Upstream?.SlotName is not null)
+                {
+                    // The upstream keeps a slot only for a member it sees, and a standby that must replay WAL to be consistent
+                    // (after pg_rewind, a crash) accepts no connection before it streams: pg_ctl waits it out (pg_ctl_timeout)
+                    // with this cycle blocked. A member key lost with a lapsed lease (a partition) would come back only after
+                    // that: on the lease granted meanwhile, it is written now.
+                    await BestEffortAsync(() => _store.PutMemberAsync(_config.Name, MemberDataFor(input.Pg, "starting"), ct)).ConfigureAwait(false);
+                }
+
                 await _pg.StartAsync(start.Role, start.Upstream, settings, ct).ConfigureAwait(false);
                 CurrentUpstream = start.Upstream?.Address.ToString();
                 CurrentUpstreamTarget = start.Upstream;

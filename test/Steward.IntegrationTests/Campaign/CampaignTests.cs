@@ -116,8 +116,16 @@ public sealed class CampaignTests(ITestOutputHelper output)
         }
 
         var target = Path.Combine(keep, "campaign-" + Path.GetFileName(from));
+        string[] kept = [".log", ".jsonl", ".json", ".yml", ".yaml"];
         foreach (var file in Directory.GetFiles(from, "*", SearchOption.AllDirectories))
         {
+            // Logs, history and configs only: not the data directories, nor the sockets beside them (copying a socket
+            // fails with "No such device or address", and failed the test).
+            if (!kept.Contains(Path.GetExtension(file), StringComparer.Ordinal))
+            {
+                continue;
+            }
+
             var to = Path.Combine(target, Path.GetRelativePath(from, file));
             Directory.CreateDirectory(Path.GetDirectoryName(to)!);
             File.Copy(file, to, overwrite: true);
