@@ -26,6 +26,7 @@ internal sealed class LeaseKeeper
     private LeaseState? _current;
     private long? _deadlineTimestamp;
     private long? _failsafeTimestamp;
+    private volatile bool _renewalFailed;
     private readonly string? _leaderName;
 
     public LeaseKeeper(IClusterStore store, TimeProvider time, ILogger log, Func<int> ttl, Func<int> loopWait, Func<CancellationToken, Task> onDeadline, IPrimaryFence? fence = null)
@@ -159,6 +160,13 @@ internal sealed class LeaseKeeper
         (long d, long f) => Math.Max(d, f),
     };
 
+    /// <summary>
+    /// failsafe_mode: asks every member to confirm this primary (<c>POST /failsafe</c>); true only when all did. Returns
+    /// false at once when it does not apply (failsafe_mode off, not the leader, not a primary). Called by the loop when a
+    /// renewal is late; a true answer extends the deadline as <see cref="ExtendByFailsafe"/> says.
+    /// </summary>
+    public Func<CancellationToken, Task<bool>>? FailsafeConfirm { get; init; }
+
     /// <summary>The member name whose leader key moves with the lease when ttl changes.</summary>
     public string? LeaderName
     {
@@ -232,25 +240,41 @@ internal sealed class LeaseKeeper
     private async Task<bool> TurnAsync(CancellationToken ct)
     {
         var renew = RenewAsync(ct);
+        var failsafe = FailsafeConfirm is null ? Task.CompletedTask : ConfirmWhileRenewalLagsAsync(renew, ct);
         try
         {
-            // Do not let a hanging renewal carry a primary past its deadline: act at the deadline itself.
-            if (Remaining is { } left)
+            // Do not let a hanging renewal carry a primary past its deadline: act at the deadline itself. A failsafe
+            // confirmation that comes in meanwhile moves the deadline, so it is read again each time the wait ends.
+            while (!renew.IsCompletedSuccessfully && Remaining is { } left)
             {
-                var finished = left > TimeSpan.Zero
-                    ? await Task.WhenAny(renew, Task.Delay(left, _time, ct)).ConfigureAwait(false)
-                    : null;
-                // A delay cancelled by StopAsync (graceful shutdown) is no deadline: the shutdown stops PostgreSQL itself.
-                if (finished != renew && !ct.IsCancellationRequested)
+                if (left <= TimeSpan.Zero)
                 {
-                    await _onDeadline(ct).ConfigureAwait(false);
+                    if (!ct.IsCancellationRequested)
+                    {
+                        await _onDeadline(ct).ConfigureAwait(false);
+                    }
+
+                    break;
+                }
+
+                if (renew.IsCompleted)
+                {
+                    break; // failed: the next turn comes no later than the deadline (NextPeriod) and acts on it
+                }
+
+                await Task.WhenAny(renew, Task.Delay(left, _time, ct)).ConfigureAwait(false);
+                if (ct.IsCancellationRequested)
+                {
+                    break; // a delay cancelled by StopAsync (graceful shutdown) is no deadline: the shutdown stops PostgreSQL itself
                 }
             }
 
             await renew.ConfigureAwait(false);
+            _renewalFailed = false;
         }
         catch (StoreUnavailableException e)
         {
+            _renewalFailed = true;
             Log.StoreUnavailable(_log, e.Message);
             Signal();
         }
@@ -261,17 +285,63 @@ internal sealed class LeaseKeeper
         catch (Exception e) when (!ct.IsCancellationRequested)
         {
             // Whatever went wrong, this loop must go on: it is what stops a primary whose lease is running out.
+            _renewalFailed = true;
             Log.CycleFailed(_log, e.Message, e);
             Signal();
         }
+        finally
+        {
+            await failsafe.ConfigureAwait(false); // never throws; bounded by the confirmation's own timeout
+        }
 
-        return true;
+        return !ct.IsCancellationRequested;
+    }
+
+    /// <summary>
+    /// failsafe_mode: asks the members to confirm this primary (<see cref="FailsafeConfirm"/>) once the renewal is late —
+    /// at once when the last turn could not renew, else after half a period — and again every period while it hangs;
+    /// each confirmation extends the deadline. Started alongside the renewal, not after etcd's timeout, so that the
+    /// confirmations land while the lease lives even when a renewal hangs for retry_timeout, or longer than the lease.
+    /// </summary>
+    private async Task ConfirmWhileRenewalLagsAsync(Task renew, CancellationToken ct)
+    {
+        try
+        {
+            if (!_renewalFailed)
+            {
+                await Task.WhenAny(renew, Task.Delay(Period() / 2, _time, ct)).ConfigureAwait(false);
+            }
+
+            if (renew.IsCompletedSuccessfully || ct.IsCancellationRequested)
+            {
+                return;
+            }
+
+            do
+            {
+                var sent = _time.GetTimestamp();
+                if (await FailsafeConfirm!(ct).ConfigureAwait(false))
+                {
+                    ExtendByFailsafe(sent);
+                }
+
+                await Task.WhenAny(renew, Task.Delay(Period(), _time, ct)).ConfigureAwait(false);
+            }
+            while (!renew.IsCompleted && !ct.IsCancellationRequested); // once it failed, the next turn asks again
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+        }
+        catch (Exception e)
+        {
+            Log.CycleFailed(_log, e.Message, e);
+        }
     }
 
     /// <summary>How long the loop sleeps after a turn: <c>min(loop_wait, ttl/3)</c>, never past the deadline.</summary>
     internal TimeSpan NextPeriod()
     {
-        var period = TimeSpan.FromSeconds(Math.Clamp(Math.Min(_loopWait(), _ttl() / 3.0), 0.5, 10));
+        var period = Period();
         if (Remaining is { } untilDeadline)
         {
             // Never sleep past the deadline: the next turn must be there to act on it.
@@ -280,6 +350,8 @@ internal sealed class LeaseKeeper
 
         return period;
     }
+
+    private TimeSpan Period() => TimeSpan.FromSeconds(Math.Clamp(Math.Min(_loopWait(), _ttl() / 3.0), 0.5, 10));
 
     public async Task StopAsync()
     {

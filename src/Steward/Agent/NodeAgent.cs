@@ -45,7 +45,7 @@ internal sealed class NodeAgent : IAsyncDisposable
     private ScheduledRestart? _scheduledRestart;
     private (string Leader, long At)? _failsafeLeader;
     private long _configCheckedRevision;
-    private bool _failsafeConfirmed;
+    private volatile bool _failsafeConfirmed;
     private bool _leaderGoneSeen;
 
     public NodeAgent(StewardConfig config, IClusterStore store, IPostgresControl pg, IPeerClient peers, IPrimaryFence fence, TimeProvider time, ILoggerFactory loggers,
@@ -65,6 +65,7 @@ internal sealed class NodeAgent : IAsyncDisposable
         _lease = new LeaseKeeper(store, time, loggers.CreateLogger("steward.lease"), () => Settings.Ttl, () => Settings.LoopWait, OnLeaseDeadlineAsync, fence)
         {
             LeaderName = config.Name,
+            FailsafeConfirm = ConfirmFailsafeLeaderAsync,
         };
         _converger = new Converger(config, store, pg, fence, _status, time, _log, () => _lease.Current?.LeaseId ?? 0,
             id => _lease.IsValid && _lease.Current?.LeaseId == id);
@@ -233,13 +234,9 @@ internal sealed class NodeAgent : IAsyncDisposable
             Log.StoreUnavailable(_log, e.Message);
         }
 
-        if (cluster is null)
+        if (cluster is not null)
         {
-            await KeepPrimaryByFailsafeAsync(pg, ct).ConfigureAwait(false);
-        }
-        else
-        {
-            _failsafeConfirmed = false;
+            _failsafeConfirmed = false; // failsafe confirmations are the lease keeper's (ConfirmFailsafeLeaderAsync)
         }
 
         if (cluster?.Config is { } config && config.ModRevision != _configCheckedRevision)
@@ -347,35 +344,35 @@ internal sealed class NodeAgent : IAsyncDisposable
 
     /// <summary>
     /// failsafe_mode with etcd unreachable: the primary asks every member it last saw to confirm it (POST /failsafe). When
-    /// all do, its life extends to the send time + ttl − margin, as after a renewal; when one does not, nothing extends it
-    /// and the fence stops it at the lease deadline.
+    /// all do, the lease keeper extends its life to the send time + ttl − margin, as after a renewal; when one does not,
+    /// nothing extends it and the fence stops it at the lease deadline. The lease keeper calls this as soon as a renewal
+    /// is late, alongside it: waiting for the HA cycle's read of etcd to time out first left too little of the lease.
     /// </summary>
-    private async Task KeepPrimaryByFailsafeAsync(PgState pg, CancellationToken ct)
+    private async Task<bool> ConfirmFailsafeLeaderAsync(CancellationToken ct)
     {
-        var last = _status.Snapshot.Cluster;
+        var snapshot = Snapshot;
+        var last = snapshot.Cluster;
         var settings = last?.Config?.Value ?? _config.Bootstrap.Dcs;
-        if (!settings.FailsafeMode || last is null || !Snapshot.HoldsLeader || !IsPrimaryOrMayBe(pg))
+        if (!settings.FailsafeMode || last is null || !snapshot.HoldsLeader || !IsPrimaryOrMayBe(snapshot.Pg))
         {
-            return;
+            return false;
         }
 
-        var sent = _time.GetTimestamp();
         var timeout = TimeSpan.FromSeconds(Math.Max(1, settings.RetryTimeout) / 2.0);
         if (await _peers.ConfirmFailsafeAsync(last, _config.Name, timeout, ct).ConfigureAwait(false))
         {
-            _lease.ExtendByFailsafe(sent);
             if (!_failsafeConfirmed)
             {
                 Log.FailsafeConfirmed(_log, last.Members.Count(m => m.Name != _config.Name));
             }
 
             _failsafeConfirmed = true;
+            return true;
         }
-        else
-        {
-            Log.FailsafeRefused(_log);
-            _failsafeConfirmed = false;
-        }
+
+        Log.FailsafeRefused(_log);
+        _failsafeConfirmed = false;
+        return false;
     }
 
     /// <summary>A leader asked this member to confirm it through <c>POST /failsafe</c> (etcd unreachable for it).</summary>

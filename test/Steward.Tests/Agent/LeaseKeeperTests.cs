@@ -109,6 +109,143 @@ public sealed class LeaseKeeperTests
         Assert.True(Volatile.Read(ref attempts) >= 2, "renewals were being retried when the deadline passed");
     }
 
+    /// <summary>
+    /// Story: an integration test of failsafe_mode (etcd frozen, every member up) saw the leader fenced 3.7 s after the
+    /// freeze under load. The confirmation was asked for only after the HA cycle's read of etcd had timed out
+    /// (retry_timeout), which left less than a second of the lease for it. Now the keeper asks as soon as a renewal is
+    /// late (half a period) and at once on every turn after a failed one, so the confirmations come while the lease lives.
+    /// </summary>
+    [Theory]
+    [InlineData(2)] // retry_timeout as in the integration test: each renewal hangs, then fails
+    [InlineData(10)] // a renewal that hangs longer than the lease lives (Patroni-rule-breaking timings)
+    public async Task With_failsafe_the_members_are_asked_as_soon_as_a_renewal_is_late_and_their_confirmations_keep_the_primary_alive(int retryTimeout)
+    {
+        var time = new FakeTimeProvider(new DateTimeOffset(2026, 12, 1, 12, 0, 0, TimeSpan.Zero));
+        var hang = false;
+        var scripted = Scripted.Over(new InMemoryEtcd(time).Connect("/service/t/"), (_, ct) => Volatile.Read(ref hang) ? HangThenFail(ct) : null);
+        async Task<LeaseState> HangThenFail(CancellationToken ct)
+        {
+            await Task.Delay(TimeSpan.FromSeconds(retryTimeout), time, ct);
+            throw new StoreUnavailableException("etcd did not answer within retry_timeout");
+        }
+
+        var asked = new List<TimeSpan>();
+        var frozenAt = 0L;
+        var fenced = 0;
+        var keeper = new LeaseKeeper(scripted, time, NullLogger.Instance, () => 6, () => 1, _ =>
+        {
+            Interlocked.Increment(ref fenced);
+            return Task.CompletedTask;
+        })
+        {
+            FailsafeConfirm = _ =>
+            {
+                lock (asked)
+                {
+                    asked.Add(time.GetElapsedTime(Volatile.Read(ref frozenAt)));
+                }
+
+                return Task.FromResult(true);
+            },
+        };
+        using var cts = new CancellationTokenSource();
+        await keeper.RenewAsync(cts.Token);
+        Volatile.Write(ref frozenAt, time.GetTimestamp());
+        Volatile.Write(ref hang, true);
+        keeper.Start(cts.Token);
+
+        for (var i = 0; i < 30 * 40; i++) // 30 s of etcd not answering
+        {
+            time.Advance(TimeSpan.FromMilliseconds(25));
+            await Task.Delay(1);
+        }
+
+        await cts.CancelAsync();
+        await keeper.StopAsync();
+        Assert.Equal(0, Volatile.Read(ref fenced));
+        Assert.True(keeper.IsValid, "the confirmations extend the deadline past the lease's");
+        TimeSpan[] at;
+        lock (asked)
+        {
+            at = [.. asked];
+        }
+
+        Assert.True(at.Length >= 15, $"asked {at.Length} times in 30 s");
+        // The first hanging renewal is late after half a period (0.5 s), long before it fails (retry_timeout).
+        Assert.InRange(at[0].TotalSeconds, 0.45, 0.6);
+        // Then every period while a renewal hangs, and at once on the turn after a failed one (a period after it failed):
+        // never more than two periods apart, against the 4.5 s each confirmation buys.
+        Assert.All(at.Zip(at.Skip(1), (a, b) => b - a), gap => Assert.InRange(gap.TotalSeconds, 0.9, 2.1));
+    }
+
+    [Fact]
+    public async Task With_failsafe_refused_by_a_member_the_fence_fires_at_the_lease_deadline()
+    {
+        var time = new FakeTimeProvider(new DateTimeOffset(2026, 12, 1, 12, 0, 0, TimeSpan.Zero));
+        var etcd = new InMemoryEtcd(time);
+        var fenced = new TaskCompletionSource<DateTimeOffset>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var asked = 0;
+        var keeper = new LeaseKeeper(etcd.Connect("/service/t/"), time, NullLogger.Instance, () => 6, () => 1, _ =>
+        {
+            fenced.TrySetResult(time.GetUtcNow());
+            return Task.CompletedTask;
+        })
+        {
+            FailsafeConfirm = _ =>
+            {
+                Interlocked.Increment(ref asked);
+                return Task.FromResult(false);
+            },
+        };
+        using var cts = new CancellationTokenSource();
+        await keeper.RenewAsync(cts.Token);
+        var renewed = time.GetUtcNow();
+        etcd.Available = false;
+        keeper.Start(cts.Token);
+
+        for (var i = 0; i < 10 * 40 && !fenced.Task.IsCompleted; i++)
+        {
+            time.Advance(TimeSpan.FromMilliseconds(25));
+            await Task.Delay(1);
+        }
+
+        await cts.CancelAsync();
+        await keeper.StopAsync();
+        Assert.True(fenced.Task.IsCompleted, "the fence never fired");
+        var limit = renewed + TimeSpan.FromSeconds(6) - LeaseKeeper.Margin(6);
+        Assert.InRange(await fenced.Task, limit - TimeSpan.FromMilliseconds(100), limit + TimeSpan.FromMilliseconds(100));
+        Assert.True(Volatile.Read(ref asked) >= 2, "the members were asked on the turns after the failed renewals");
+    }
+
+    [Fact]
+    public async Task With_failsafe_and_renewals_answered_in_time_the_members_are_never_asked()
+    {
+        var time = new FakeTimeProvider(new DateTimeOffset(2026, 12, 1, 12, 0, 0, TimeSpan.Zero));
+        var asked = 0;
+        var keeper = new LeaseKeeper(new InMemoryEtcd(time).Connect("/service/t/"), time, NullLogger.Instance, () => 6, () => 1, _ => Task.CompletedTask)
+        {
+            FailsafeConfirm = _ =>
+            {
+                Interlocked.Increment(ref asked);
+                return Task.FromResult(true);
+            },
+        };
+        using var cts = new CancellationTokenSource();
+        await keeper.RenewAsync(cts.Token);
+        keeper.Start(cts.Token);
+        for (var i = 0; i < 10 * 40; i++)
+        {
+            time.Advance(TimeSpan.FromMilliseconds(25));
+            await Task.Delay(1);
+        }
+
+        await cts.CancelAsync();
+        await keeper.StopAsync();
+        Assert.Equal(0, Volatile.Read(ref asked));
+        Assert.True(keeper.IsValid);
+        Assert.False(keeper.FailsafeActive);
+    }
+
     [Fact]
     public async Task A_live_lease_is_never_fenced()
     {
