@@ -16,7 +16,7 @@
 # Environment: STEWARD_TEST_RESULTS (TRX directory, default ./TestResults),
 #              STEWARD_TEST_TIMEOUT (overall, default 26m),
 #              STEWARD_TEST_HANG_TIMEOUT (per test, default 10m),
-#              STEWARD_NATIVE_SMOKE (0: off (default); auto: with the full suite; 1: always — see below),
+#              STEWARD_NATIVE_SMOKE (auto (default): with the full suite; 0: off; 1: always — see below),
 #              STEWARD_NATIVE_BINARY (package this native executable instead of publishing one).
 #
 # Native smoke (issue 13): the native AOT package that users install (scripts/package.sh) is built in the
@@ -46,7 +46,7 @@ filter_args=()
 (($#)) && filter_args=(--filter "$*")
 
 native=0
-case ${STEWARD_NATIVE_SMOKE:-0} in
+case ${STEWARD_NATIVE_SMOKE:-auto} in
     1) native=1 ;;
     auto) [[ $target == Steward.slnx && ${#filter_args[@]} -eq 0 ]] && native=1 ;;
 esac
@@ -75,7 +75,10 @@ if ((native)); then
     # Its own process group, so that an interrupted run stops the publish too.
     package_args=(--out "$NATIVE_DIR/dist")
     [[ -n ${STEWARD_NATIVE_BINARY:-} ]] && package_args+=(--binary "$STEWARD_NATIVE_BINARY")
-    setsid nice -n 19 scripts/package.sh "${package_args[@]}" >"$NATIVE_DIR/deb.txt" 2>"$NATIVE_DIR/package.log" </dev/null &
+    # With autogroup scheduling (Debian's default) a new session is a new scheduling group, weighed against the tests'
+    # as an equal whatever the nice of its processes: the group itself is niced, so that the build takes idle CPU only.
+    setsid sh -c 'echo 19 >/proc/self/autogroup 2>/dev/null; exec nice -n 19 "$@"' package \
+        scripts/package.sh "${package_args[@]}" >"$NATIVE_DIR/deb.txt" 2>"$NATIVE_DIR/package.log" </dev/null &
     native_pid=$!
     native_t0=$SECONDS
 fi
