@@ -4,7 +4,9 @@
 #   scripts/package.sh                 native AOT: one executable, /usr/bin/steward (publish takes minutes)
 #   scripts/package.sh --jit           framework-dependent: /usr/lib/steward/*.dll + a /usr/bin/steward wrapper that
 #                                      runs `dotnet` (needs the .NET 10 ASP.NET Core runtime; quick, used by the tests)
-#   scripts/package.sh --binary FILE   package an AOT executable published before (bench/footprint reuses it)
+#   scripts/package.sh --binary FILE [--router-binary FILE2]
+#                                      package AOT executables published before (bench/footprint reuses them);
+#                                      FILE2 is the router-only one (-p:StewardRouterOnly=true), left out when not given
 #   scripts/package.sh --jit --from DIR  package a framework-dependent build that exists already (the tests use
 #                                      src/Steward/bin/Release/net10.0 from `dotnet build -c Release`)
 #   options: --out DIR (default dist/), --version V (default: what the built steward prints)
@@ -12,7 +14,8 @@
 # Prints the .deb's path as the last line of stdout. The AOT toolchain needs clang and zlib1g-dev
 # (scripts/install-deps.sh installs them); dpkg-deb comes with dpkg.
 #
-# Contents: /usr/bin/steward; /etc/steward/node.yml and router.yml (commented examples, conffiles);
+# Contents: /usr/bin/steward; /usr/lib/steward/steward-router (native only: the router alone, which `steward router`
+# hands over to); /etc/steward/node.yml and router.yml (commented examples, conffiles);
 # /lib/systemd/system/steward@.service (agent, User=postgres, /etc/steward/%i.yml) and steward-router.service;
 # /usr/share/man/man1/steward.1.gz; /usr/share/doc/steward/. postinst only creates /var/lib/steward when missing and
 # runs `systemctl daemon-reload`; nothing is enabled or started.
@@ -24,14 +27,16 @@ from=""
 out=$ROOT/dist
 version=""
 binary=""
+router_binary=""
 while (($#)); do
     case $1 in
         --jit) mode=jit ;;
         --binary) mode=binary; binary=$(readlink -f "$2"); shift ;;
+        --router-binary) router_binary=$(readlink -f "$2"); shift ;;
         --from) from=$(readlink -f "$2"); shift ;;
         --out) out=$2; shift ;;
         --version) version=$2; shift ;;
-        -h|--help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "package.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -57,6 +62,14 @@ case $mode in
             || { grep -E 'error|warning' "$work/publish.log" | sort -u | tail -n 40 >&2; die "publish failed"; }
         # Any trim/AOT warning fails the build (TreatWarningsAsErrors), so none can slip into the package.
         binary=$publish/steward
+        # The router-only executable: the same project with an entry point that reaches only the router, so the native
+        # compiler leaves the agent, the CLI and Npgsql out; `steward router` hands over to it (src/Steward/RouterExec.cs).
+        say "native AOT publish of the router-only executable…"
+        dotnet publish "$ROOT/src/Steward/Steward.csproj" -c Release -r linux-x64 -nologo \
+            -p:PublishAot=true -p:StewardRouterOnly=true --artifacts-path "$artifacts-router" -o "$work/publish-router" \
+            >"$work/publish-router.log" 2>&1 \
+            || { grep -E 'error|warning' "$work/publish-router.log" | sort -u | tail -n 40 >&2; die "publish of the router failed"; }
+        router_binary=$work/publish-router/steward
         ;;
     jit)
         if [[ -n $from ]]; then
@@ -72,6 +85,8 @@ case $mode in
         ;;
     binary)
         [[ -x $binary ]] || die "--binary $binary is not an executable"
+        [[ -z $router_binary || -x $router_binary ]] || die "--router-binary $router_binary is not an executable"
+        [[ -n $router_binary ]] || say "no --router-binary: \`steward router\` will run the router in the steward process"
         ;;
 esac
 say "published in $((SECONDS - t0)) s"
@@ -97,6 +112,11 @@ WRAPPER
 else
     install -m 0755 "$binary" "$pkg/usr/bin/steward"
     strip --strip-unneeded "$pkg/usr/bin/steward" 2>/dev/null || true
+    if [[ -n $router_binary ]]; then
+        install -d -m 0755 "$pkg/usr/lib/steward"
+        install -m 0755 "$router_binary" "$pkg/usr/lib/steward/steward-router"
+        strip --strip-unneeded "$pkg/usr/lib/steward/steward-router" 2>/dev/null || true
+    fi
     run=("$pkg/usr/bin/steward")
     glibc=$(objdump -T "$pkg/usr/bin/steward" 2>/dev/null | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n 1)
     # Packed relative relocations (Steward.csproj: -z pack-relative-relocs) need glibc 2.36; objdump -T does not show it.

@@ -11,6 +11,8 @@
 #
 # Usage: bench/footprint/run.sh [--binary FILE] [--jit] [--idle SECONDS] [--runs N] [--out FILE] [--keep]
 #   --binary FILE  the Steward executable to measure (default: publish the native AOT build, timed)
+#   --router-binary FILE  with --binary: the router-only executable (-p:StewardRouterOnly=true) that `steward router`
+#                  hands over to; without it the router runs inside the steward executable
 #   --jit          measure the framework-dependent build (`dotnet steward.dll`) instead: the "before" figures
 #                  (with --binary DIR/steward.dll: that build, e.g. ./steward's /var/tmp/steward-build/*/current)
 #   --idle S       seconds both clusters sit idle before sampling (default 60); RSS is sampled 10 times, 2 s apart
@@ -25,10 +27,11 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
 HERE=$ROOT/bench/footprint
 PGBIN=/usr/lib/postgresql/15/bin
-idle=60 runs=20 out="" keep=0 binary="" jit=0
+idle=60 runs=20 out="" keep=0 binary="" router_binary="" jit=0
 while (($#)); do
     case $1 in
         --binary) binary=$(readlink -f "$2"); shift ;;
+        --router-binary) router_binary=$(readlink -f "$2"); shift ;;
         --jit) jit=1 ;;
         --idle) idle=$2; shift ;;
         --runs) runs=$2; shift ;;
@@ -79,12 +82,18 @@ else
         dotnet publish "$ROOT/src/Steward/Steward.csproj" -c Release -r linux-x64 -nologo \
             --artifacts-path "$ROOT/artifacts/footprint" -o "$ROOT/artifacts/footprint/publish" >"$BASE/publish.log" 2>&1 \
             || { grep -E 'error|warning' "$BASE/publish.log" | sort -u | tail -n 30 >&2; die "publish failed"; }
-        build_note="native AOT publish: $(printf '%.0f' "$(echo "$(date +%s.%N) - $t0" | bc)") s"
+        dotnet publish "$ROOT/src/Steward/Steward.csproj" -c Release -r linux-x64 -nologo -p:StewardRouterOnly=true \
+            --artifacts-path "$ROOT/artifacts/footprint-router" -o "$ROOT/artifacts/footprint-router/publish" >>"$BASE/publish.log" 2>&1 \
+            || { grep -E 'error|warning' "$BASE/publish.log" | sort -u | tail -n 30 >&2; die "publish of the router-only executable failed"; }
+        build_note="native AOT publish (steward and steward-router): $(printf '%.0f' "$(echo "$(date +%s.%N) - $t0" | bc)") s"
         binary=$ROOT/artifacts/footprint/publish/steward
+        router_binary=$ROOT/artifacts/footprint-router/publish/steward
     fi
-    install -m 0755 "$binary" "$BASE/steward"
-    STEWARD=("$BASE/steward")
-    variant="Steward $("${STEWARD[@]}" version | awk '{print $2}') (native AOT, $(du -m "$binary" | cut -f1) MB)"
+    # Laid out as the package installs them: `steward router` hands over to ../lib/steward/steward-router when it is there.
+    install -D -m 0755 "$binary" "$BASE/usr/bin/steward"
+    [[ -n $router_binary ]] && install -D -m 0755 "$router_binary" "$BASE/usr/lib/steward/steward-router"
+    STEWARD=("$BASE/usr/bin/steward")
+    variant="Steward $("${STEWARD[@]}" version | awk '{print $2}') (native AOT, $(du -m "$binary" | cut -f1) MB$([[ -n $router_binary ]] && echo "; router-only executable $(du -m "$router_binary" | cut -f1) MB"))"
 fi
 [[ -n $build_note ]] && say "$build_note"
 

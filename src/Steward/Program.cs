@@ -16,6 +16,13 @@ public static class Program
             return Agent.Fence.FenceSupervisor.Run(args);
         }
 
+        if (args is ["version"])
+        {
+            // Where an operator or a script waits: no command tree to build for it.
+            Console.WriteLine($"steward {VersionInfo.Version}");
+            return 0;
+        }
+
         var root = new RootCommand("Steward: high availability for PostgreSQL. An agent per server (steward node), "
                                    + "with etcd deciding who leads, and an operator CLI.");
 
@@ -28,7 +35,12 @@ public static class Program
         var routerConfig = new Option<FileInfo>("--config", "-c") { Description = "the router's YAML configuration", Required = true };
         var router = new Command("router", "Run the connection router: a write port that reaches only the leader, a read port "
                                            + "balanced over healthy replicas, and a stats page; follows etcd by watch.") { routerConfig };
-        router.SetAction((pr, ct) => RouterHost.RunAsync(pr.GetValue(routerConfig)!.FullName, ct));
+        router.SetAction((pr, ct) =>
+        {
+            var path = pr.GetValue(routerConfig)!.FullName;
+            RouterExec.TryHandOver(path); // the native package's router-only executable, when installed
+            return RouterHost.RunAsync(path, ct);
+        });
         root.Subcommands.Add(router);
 
         root.Subcommands.Add(DemoCommand.Create());

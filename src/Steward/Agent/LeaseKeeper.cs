@@ -153,6 +153,17 @@ internal sealed class LeaseKeeper
         }
     }
 
+    private long? EffectiveDeadline
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return EffectiveDeadlineLocked;
+            }
+        }
+    }
+
     private long? EffectiveDeadlineLocked => (_deadlineTimestamp, _failsafeTimestamp) switch
     {
         (null, var f) => f,
@@ -244,9 +255,10 @@ internal sealed class LeaseKeeper
         try
         {
             // Do not let a hanging renewal carry a primary past its deadline: act at the deadline itself. A failsafe
-            // confirmation that comes in meanwhile moves the deadline, so it is read again each time the wait ends.
+            // confirmation that came in during the wait has moved the deadline: then wait for the new one.
             while (!renew.IsCompletedSuccessfully && Remaining is { } left)
             {
+                var deadline = EffectiveDeadline;
                 if (left <= TimeSpan.Zero)
                 {
                     if (!ct.IsCancellationRequested)
@@ -266,6 +278,13 @@ internal sealed class LeaseKeeper
                 if (ct.IsCancellationRequested)
                 {
                     break; // a delay cancelled by StopAsync (graceful shutdown) is no deadline: the shutdown stops PostgreSQL itself
+                }
+
+                if (!renew.IsCompleted && EffectiveDeadline == deadline)
+                {
+                    // The deadline came and nothing moved it (the timer's own rounding never makes this loop spin).
+                    await _onDeadline(ct).ConfigureAwait(false);
+                    break;
                 }
             }
 

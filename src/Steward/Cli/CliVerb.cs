@@ -100,7 +100,10 @@ internal static class CliVerb
             EtcdClusterStore created;
             try
             {
-                created = EtcdClusterStore.Create(resolved.Etcd, resolved.Prefix, TimeSpan.FromSeconds(5), TimeProvider.System, NullLogger<EtcdClusterStore>.Instance);
+                // 10 s per request, Patroni's default retry_timeout (patronictl waits that long too): an etcd that refuses
+                // connections fails at once; one that is slow (a TLS handshake and authentication on a loaded host took
+                // more than the 5 s used before) gets an answer instead of an error.
+                created = EtcdClusterStore.Create(resolved.Etcd, resolved.Prefix, TimeSpan.FromSeconds(10), TimeProvider.System, NullLogger<EtcdClusterStore>.Instance);
             }
             catch (ConfigException e)
             {

@@ -31,6 +31,14 @@ public sealed class DemoCommandTests(ITestOutputHelper output)
             var state = JsonNode.Parse(await File.ReadAllTextAsync(Path.Combine(demoDir, "demo.json")))!;
             pids.AddRange(state["processes"]!.AsArray().Select(p => p!["pid"]!.GetValue<int>()));
             Assert.Equal(6, pids.Count); // etcd, three agents, PgBouncer, the router
+            if (StewardProcess.Binary is { } binary
+                && Path.GetFullPath(Path.Combine(Path.GetDirectoryName(binary)!, "../lib/steward/steward-router")) is var routerOnly
+                && File.Exists(routerOnly))
+            {
+                // The native package: `steward router` handed over to the router-only executable, in the same process.
+                var router = state["processes"]!.AsArray().Single(p => p!["name"]!.GetValue<string>() == "router")!["pid"]!.GetValue<int>();
+                Assert.Equal(routerOnly, new FileInfo($"/proc/{router}/exe").LinkTarget);
+            }
             var write = state["ports"]!["write"]!.GetValue<int>();
             var read = state["ports"]!["read"]!.GetValue<int>();
             var bouncer = state["ports"]!["pgbouncer"]!.GetValue<int>();
