@@ -64,9 +64,10 @@ case $mode in
         binary=$publish/steward
         # The router-only executable: the same project with an entry point that reaches only the router, so the native
         # compiler leaves the agent, the CLI and Npgsql out; `steward router` hands over to it (src/Steward/RouterExec.cs).
+        # Same artifacts path: the libraries are compiled once, only steward.dll again (another entry point).
         say "native AOT publish of the router-only executable…"
         dotnet publish "$ROOT/src/Steward/Steward.csproj" -c Release -r linux-x64 -nologo \
-            -p:PublishAot=true -p:StewardRouterOnly=true --artifacts-path "$artifacts-router" -o "$work/publish-router" \
+            -p:PublishAot=true -p:StewardRouterOnly=true --artifacts-path "$artifacts" -o "$work/publish-router" \
             >"$work/publish-router.log" 2>&1 \
             || { grep -E 'error|warning' "$work/publish-router.log" | sort -u | tail -n 40 >&2; die "publish of the router failed"; }
         router_binary=$work/publish-router/steward
