@@ -77,7 +77,7 @@ run_tests() {
     local what=$1 limit=$2; shift 2
     timeout -k 60s "$limit" \
         dotnet test "$what" -c Release --no-build --no-restore -nologo \
-            --logger "console;verbosity=minimal" --logger trx --results-directory "$RESULTS" \
+            --logger "console;verbosity=minimal" --logger trx --results-directory "${RESULTS_DIR:-$RESULTS}" \
             --blame-hang-timeout "$HANG_TIMEOUT" --blame-hang-dump-type mini "$@" &
     test_pid=$!
     wait "$test_pid"; rc=$?
@@ -104,8 +104,14 @@ if ((native)); then
     native_pid=$!
     native_t0=$SECONDS
 
-    step "dotnet test Steward.slnx (unit tests and the simulation)"
-    run_tests Steward.slnx "${STEWARD_UNIT_TIMEOUT:-15m}" --filter "FullyQualifiedName!~Steward.IntegrationTests"
+    # A few integration tests run with `dotnet steward.dll` meanwhile too (what ./steward and scripts/demo.sh run in a
+    # checkout): the demo stack, the REST API, and the fence supervisor started as `dotnet steward.dll fence-supervisor`.
+    # Their results are listed as "[dotnet steward.dll] …".
+    step "dotnet test Steward.slnx (unit tests, the simulation, and a few integration tests with dotnet steward.dll)"
+    RESULTS_DIR=$RESULTS/jit run_tests Steward.slnx "${STEWARD_UNIT_TIMEOUT:-15m}" --filter "FullyQualifiedName!~Steward.IntegrationTests\
+|FullyQualifiedName~DemoCommandTests.Demo_starts_the_stack\
+|FullyQualifiedName~ClusterLifecycleTests.Rest_endpoints_answer\
+|FullyQualifiedName~FenceTests.Leader_agent_killed_alone"
     rc_unit=$rc
 
     step "waiting for the native package (started $((SECONDS - native_t0)) s ago)"
@@ -146,10 +152,8 @@ fi
 
 # One line per result: outcome<TAB>test name (attribute values are XML-escaped, so
 # a UnitTestResult start tag never contains a raw '>'); PREFIX goes before each name.
-# A test that hung or crashed its test host has no result in the TRX; the blame
-# collector's Sequence file marks it Completed="False". Count it as aborted.
-results_of() { # DIR PREFIX FILE...
-    local dir=$1 prefix=$2; shift 2
+results_of() { # PREFIX FILE...
+    local prefix=$1; shift
     cat "$@" | tr '\n' ' ' | grep -o '<UnitTestResult [^>]*>' | awk -v prefix="$prefix" '
     function attr(s, name,   m) {
         if (match(s, " " name "=\"[^\"]*\"")) {
@@ -161,14 +165,27 @@ results_of() { # DIR PREFIX FILE...
         return ""
     }
     { print attr($0, "outcome") "\t" prefix attr($0, "testName") }'
-    local seq
-    mapfile -d '' seq < <(find "$dir" -name 'Sequence_*.xml' -type f -print0 2>/dev/null)
-    if ((${#seq[@]})); then
-        cat "${seq[@]}" | grep -o '<Test [^>]*Completed="False"[^>]*>' \
-            | sed -n "s/.* DisplayName=\"\\([^\"]*\\)\".*/Aborted\t$prefix\\1 (hang or test host crash)/p" | sort -u   # the TRX's In/ folder holds a copy of each file
-    fi
 }
-results=$(results_of "$RESULTS" "" "${trx[@]}")
+
+# A test that hung or crashed its test host has no result in the TRX; the blame collector's Sequence file marks it
+# Completed="False". Count it as aborted (the TRX's In/ folder holds a copy of each file: sort -u).
+aborted_of() { # DIR
+    local seq
+    mapfile -d '' seq < <(find "$1" -name 'Sequence_*.xml' -type f -print0 2>/dev/null)
+    ((${#seq[@]})) || return 0
+    for f in "${seq[@]}"; do
+        grep -o '<Test [^>]*Completed="False"[^>]*>' "$f" \
+            | sed -n 's/.* DisplayName="\([^"]*\)".*/Aborted\t\1 (hang or test host crash)/p' \
+            | if [[ $f == "$RESULTS/jit/"* ]]; then sed 's/^Aborted\tSteward\.IntegrationTests\./Aborted\t[dotnet steward.dll] Steward.IntegrationTests./'; else cat; fi
+    done | sort -u
+}
+results=""
+for f in "${trx[@]}"; do
+    prefix=""
+    [[ $f == "$RESULTS/jit/"* ]] && grep -q 'Steward.IntegrationTests.dll' "$f" && prefix="[dotnet steward.dll] "
+    results+=$(results_of "$prefix" "$f")$'\n'
+done
+results+=$(aborted_of "$RESULTS")
 
 read -r passed failed skipped other < <(printf '%s\n' "$results" | awk -F'\t' '
     NF == 0 || $1 == "" { next }
