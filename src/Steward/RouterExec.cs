@@ -5,8 +5,8 @@ namespace Steward;
 
 /// <summary>
 /// <c>steward router</c> in the native package replaces itself (execv, same PID: systemd, a test or an operator that
-/// started it keeps the process it knows) with the router-only executable installed next to it, which is a third of the
-/// memory (bench/footprint). Not in a JIT build, not when the file is missing, and not with
+/// started it keeps the process it knows) with the router-only executable installed next to it: 27 MB resident instead
+/// of 35 MB (bench/footprint). Not in a JIT build, not when the file is missing, and not with
 /// <c>STEWARD_ROUTER_EXEC=0</c>: then the router runs in this process, the same code.
 /// </summary>
 internal static partial class RouterExec

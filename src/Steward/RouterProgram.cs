@@ -6,8 +6,9 @@ namespace Steward;
 /// The router-only executable (<c>/usr/lib/steward/steward-router</c>): the same project published with
 /// <c>-p:StewardRouterOnly=true</c>, whose entry point reaches nothing but the router, so that the native compiler leaves
 /// the agent, the CLI, Npgsql and the command-line parser out. Every Steward process of one executable carries that
-/// executable's code and type data; the router alone is 1/3 of it (bench/footprint). <c>steward router</c> hands over
-/// to it (<see cref="RouterExec"/>) once it has checked its arguments, so operators and units keep one command.
+/// executable's code and type data; the router alone is two thirds the size (18.7 MB against 28.4 MB; bench/footprint).
+/// <c>steward router</c> hands over to it (<see cref="RouterExec"/>) once it has checked its arguments, so operators
+/// and units keep one command.
 /// </summary>
 public static class Program
 {

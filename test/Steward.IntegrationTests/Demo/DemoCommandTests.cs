@@ -32,7 +32,7 @@ public sealed class DemoCommandTests(ITestOutputHelper output)
             pids.AddRange(state["processes"]!.AsArray().Select(p => p!["pid"]!.GetValue<int>()));
             Assert.Equal(6, pids.Count); // etcd, three agents, PgBouncer, the router
             if (StewardProcess.Binary is { } binary
-                && Path.GetFullPath(Path.Combine(Path.GetDirectoryName(binary)!, "../lib/steward/steward-router")) is var routerOnly
+                && Path.GetFullPath(Path.Combine(Path.GetDirectoryName(binary)!, Steward.RouterExec.RelativePath)) is var routerOnly
                 && File.Exists(routerOnly))
             {
                 // The native package: `steward router` handed over to the router-only executable, in the same process.

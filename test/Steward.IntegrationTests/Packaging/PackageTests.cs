@@ -68,6 +68,21 @@ public sealed class PackageTests(PackageFixture package, ITestOutputHelper outpu
         var (_, help) = await Run(steward, ["--help"]);
         Assert.Contains("switchover", help, StringComparison.Ordinal);
         Assert.Contains("router", help, StringComparison.Ordinal);
+
+        // The native package's router-only executable (what `steward router` hands over to): its version, and a clear
+        // usage error for arguments it does not take.
+        var routerOnly = Path.GetFullPath(Path.Combine(Path.GetDirectoryName(steward)!, Steward.RouterExec.RelativePath));
+        if (File.Exists(routerOnly))
+        {
+            var (_, routerVersion) = await Run(routerOnly, ["--version"]);
+            Assert.Equal($"steward-router {version.Split(' ')[1].Trim()}", routerVersion.Trim());
+            foreach (var bad in new[] { Array.Empty<string>(), ["--config"], ["-x", "router.yml"], ["--config", "a.yml", "extra"] })
+            {
+                var (exit, usage) = await Run(routerOnly, bad, check: false);
+                Assert.Equal(2, exit);
+                Assert.Contains("usage: steward-router --config ROUTER.YML", usage, StringComparison.Ordinal);
+            }
+        }
     }
 
     [Fact]
